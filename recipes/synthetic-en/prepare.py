@@ -1,0 +1,461 @@
+#!/usr/bin/env python3
+"""Synthetic English speech corpus for samba-asr (project issue 7).
+
+Steps (each leaves a marker file in --out so a rerun skips it):
+
+  1. sources  (.done-sources)  fetch public-domain texts shipped inside two
+                               PyPI source distributions (see README.md).
+  2. text     (.done-text)     clean them into cased, punctuated ASCII
+                               sentences of 3-20 words, dedupe, split into
+                               train / dev / test sentence pools.
+  3. train, dev, test (.done-<split>)  synthesize each utterance with
+                               espeak-ng / flite / festival, vary speed and
+                               pitch, add noise / reverb to a subset, resample
+                               to 16 kHz mono 16-bit FLAC and write
+                               <split>.jsonl.
+
+Audio files are written atomically (temp file + rename); an interrupted run
+resumes where it stopped.  Everything is derived from --seed, so the same
+command gives the same corpus.
+
+Usage:
+  python recipes/synthetic-en/prepare.py --out data/synthetic-en \
+      --num-train 12000 --num-dev 300 --num-test 400 --jobs 2 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import unicodedata
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+SR = 16000
+
+# ---------------------------------------------------------------------------
+# Text sources: public-domain books shipped as test data in PyPI sdists.
+# ---------------------------------------------------------------------------
+SDISTS = {
+    # pip requirement -> {member path inside the sdist: short source name}
+    "brotli==1.2.1": {
+        "brotli-1.2.1/tests/testdata/alice29.txt": "alice",
+        "brotli-1.2.1/tests/testdata/asyoulik.txt": "asyoulik",
+        "brotli-1.2.1/tests/testdata/lcet10.txt": "lcet10",
+    },
+    "sentencepiece==0.2.3": {
+        "sentencepiece-0.2.3/test/botchan.txt": "botchan",
+    },
+}
+
+# ---------------------------------------------------------------------------
+# Voices.  Test voices never occur in train/dev.
+# ---------------------------------------------------------------------------
+ESPEAK_TRAIN_LANGS = ["en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029",
+                      "en-gb-x-gbclan"]
+ESPEAK_TRAIN_VARIANTS = ["", "m1", "m2", "m3", "m5", "m6", "m7", "f1", "f2", "f3",
+                         "f5", "klatt", "klatt3"]
+ESPEAK_TEST_VOICES = ["en-us-nyc+f4", "en-gb-x-gbcwmd+m4"]   # lang AND variant unseen
+FLITE_TRAIN = ["kal", "kal16", "rms", "awb"]
+FLITE_TEST = ["slt"]
+FESTIVAL_TRAIN = ["kal_diphone"]
+FESTIVAL_TEST = ["cmu_us_slt_arctic_hts"]                    # SLT speaker fully held out
+
+# share of utterances per engine (train/dev, and test)
+ENGINE_SHARE_TRAIN = {"espeak-ng": 0.50, "flite": 0.35, "festival": 0.15}
+ENGINE_SHARE_TEST = {"espeak-ng": 0.34, "flite": 0.33, "festival": 0.33}
+
+P_NOISE = 0.35     # add white/pink noise at SNR U(10, 30) dB
+P_REVERB = 0.20    # convolve with a synthetic exponentially decaying impulse
+P_SPEED = 0.25     # sox speed perturbation U(0.9, 1.1) (flite/festival only)
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# Step 1: sources
+# ---------------------------------------------------------------------------
+def step_sources(out: Path) -> None:
+    src = out / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    for req, members in SDISTS.items():
+        name, ver = req.split("==")
+        if all((src / (m + ".txt")).exists() for m in members.values()):
+            continue
+        dl = src / "sdist"
+        dl.mkdir(exist_ok=True)
+        tgz = [p for p in dl.glob("*.tar.gz") if p.name.lower().startswith(f"{name}-{ver}")]
+        if not tgz:
+            log(f"pip download {req} (sdist)")
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
+                            "--no-binary", ":all:", "-q", "-d", str(dl), req], check=True)
+            tgz = [p for p in dl.glob("*.tar.gz")
+                   if p.name.lower().startswith(f"{name}-{ver}")]
+        with tarfile.open(tgz[0]) as tf:
+            for member, short in members.items():
+                data = tf.extractfile(member).read()
+                (src / (short + ".txt")).write_bytes(data)
+                log(f"  {short}.txt  sha256={hashlib.sha256(data).hexdigest()[:16]}")
+    shutil.rmtree(src / "sdist", ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# Step 2: text cleaning
+# ---------------------------------------------------------------------------
+ALLOWED = re.compile(r"^[A-Za-z][A-Za-z ,.;:!?'\-]*[.!?]$")
+BAD_WORDS = re.compile(r"gutenberg|etext|ebook|copyright|chapter|http|www|scene|act\b",
+                       re.I)
+
+
+def paragraphs(name: str, raw: str) -> list[str]:
+    text = raw.replace("\r", "")
+    if name == "botchan":
+        text = text.split("*** START OF THIS PROJECT GUTENBERG EBOOK")[-1]
+        text = text.split("End of Project Gutenberg")[0]
+    if name == "lcet10":
+        text = text.split("*End of The Project Gutenberg")[0]
+    if name == "asyoulik":
+        paras, cur = [], []
+        for line in text.split("\n"):
+            line = re.sub(r"\[[^\]]*\]?", " ", line)      # stage directions
+            m = re.match(r"^([A-Z][A-Z ]+)\t(.*)$", line)
+            if m:
+                paras.append(" ".join(cur))
+                cur = [m.group(2)]
+            elif line.startswith("\t") and cur:
+                cur.append(line.strip())
+            else:
+                paras.append(" ".join(cur))
+                cur = []
+        paras.append(" ".join(cur))
+        return [p for p in paras if p.strip()]
+    return [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def normalise(s: str, caps_are_names: bool = False) -> str | None:
+    s = unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode()
+    s = s.replace("--", ", ").replace("`", "'").replace('"', " ").replace("_", " ")
+    s = s.replace("(", " ").replace(")", " ").replace("*", " ")
+    # quote marks: drop apostrophes that are not inside a word
+    s = re.sub(r"(^|[\s,.;:!?-])'+", r"\1", s)
+    s = re.sub(r"'+(?=$|[\s,.;:!?-])", "", s)
+    s = " ".join(s.split())
+    s = re.sub(r"\s+([,.;:!?])", r"\1", s)
+    s = re.sub(r"([,;:])[,;:]+", r"\1", s)
+    s = re.sub(r"[,;:]+([.!?])", r"\1", s)
+    s = re.sub(r"([.!?])[.!?,;:]+$", r"\1", s)
+    s = s.strip(" ,;:-")
+    if not s:
+        return None
+    # ALL-CAPS words.  In the LC report (caps_are_names) long ones are surnames ->
+    # Title case, short ones are acronyms which the engines spell inconsistently
+    # -> drop the sentence.  In the books they are emphasis -> lower case.
+    words = s.split()
+    fixed = []
+    for w in words:
+        core = re.sub(r"[^A-Za-z]", "", w)
+        if len(core) >= 2 and core.isupper():
+            if not caps_are_names:
+                w = w.lower()
+            elif len(core) <= 4:
+                return None
+            else:
+                w = w[0] + w[1:].lower()
+        fixed.append(w)
+    s = " ".join(fixed)
+    if s[-1] not in ".!?":
+        s += "."
+    s = s[0].upper() + s[1:]
+    if not ALLOWED.match(s) or BAD_WORDS.search(s) or " -" in s or "- " in s:
+        return None
+    if "''" in s or re.search(r"\b[A-Z]\.", s) or re.search(r"[.!?]", s[:-1].replace(
+            "Mr.", "").replace("Mrs.", "").replace("Dr.", "").replace("St.", "")):
+        return None  # initials like "J. R." or a missed sentence boundary
+    n = len(s.split())
+    if n < 3 or n > 20:
+        return None
+    return s
+
+
+def split_sentences(par: str) -> list[str]:
+    par = " ".join(par.split())
+    par = re.sub(r"\b(Mr|Mrs|Dr|St)\.", r"\1<DOT>", par)
+    out = []
+    par = re.sub(r"([.!?]['`\"]?)\s+(?=['`\"(]*[A-Z])", "\\1\n", par)
+    for sent in par.split("\n"):
+        if len(sent.split()) > 20:
+            # long sentence: break at ; and : into independent clauses
+            for clause in re.split(r"(?<=[;:])\s+", sent):
+                out.append(clause.rstrip(";:") + ("" if clause[-1:] in ".!?" else "."))
+        else:
+            out.append(sent)
+    return [o.replace("<DOT>", ".") for o in out]
+
+
+def step_text(out: Path, seed: int, n_dev: int, n_test: int) -> None:
+    sents, seen = [], set()
+    per_src = {}
+    for f in sorted((out / "src").glob("*.txt")):
+        name = f.stem
+        raw = f.read_text(encoding="latin-1" if name != "botchan" else "utf-8-sig")
+        cnt = 0
+        for par in paragraphs(name, raw):
+            for s in split_sentences(par):
+                s = normalise(s, caps_are_names=name == "lcet10")
+                if s is None:
+                    continue
+                key = re.sub(r"[^a-z ]", "", s.lower())
+                if key in seen:
+                    continue
+                seen.add(key)
+                sents.append((name, s))
+                cnt += 1
+        per_src[name] = cnt
+    rng = random.Random(seed)
+    rng.shuffle(sents)
+    test, dev, train = sents[:n_test], sents[n_test:n_test + n_dev], sents[n_test + n_dev:]
+    for split, items in (("train", train), ("dev", dev), ("test", test)):
+        with open(out / f"sentences.{split}.txt", "w") as fh:
+            for name, s in items:
+                fh.write(f"{name}\t{s}\n")
+    vocab = {w.strip(",.;:!?'-").lower() for _, s in sents for w in s.split()}
+    log(f"text: {len(sents)} sentences {per_src}, vocab {len(vocab)} words; "
+        f"train {len(train)} dev {len(dev)} test {len(test)}")
+
+
+# ---------------------------------------------------------------------------
+# Step 3: synthesis
+# ---------------------------------------------------------------------------
+def plan(out: Path, split: str, n: int, seed: int) -> list[dict]:
+    pool = [line.rstrip("\n").split("\t", 1)
+            for line in open(out / f"sentences.{split}.txt")]
+    rng = random.Random(f"{seed}-{split}")
+    order = list(range(len(pool)))
+    rng.shuffle(order)
+    share = ENGINE_SHARE_TEST if split == "test" else ENGINE_SHARE_TRAIN
+    engines = list(share)
+    items = []
+    for i in range(n):
+        src, text = pool[order[i % len(order)]]
+        engine = rng.choices(engines, weights=[share[e] for e in engines])[0]
+        test = split == "test"
+        if engine == "espeak-ng":
+            if test:
+                voice = rng.choice(ESPEAK_TEST_VOICES)
+            else:
+                lang = rng.choice(ESPEAK_TRAIN_LANGS)
+                var = rng.choice(ESPEAK_TRAIN_VARIANTS)
+                voice = lang + (f"+{var}" if var else "")
+            params = {"speed": rng.randint(130, 195), "pitch": rng.randint(25, 75)}
+        elif engine == "flite":
+            voice = rng.choice(FLITE_TEST if test else FLITE_TRAIN)
+            params = {"stretch": round(rng.uniform(0.85, 1.2), 3),
+                      "f0shift": round(rng.uniform(0.85, 1.15), 3)}
+        else:
+            voice = rng.choice(FESTIVAL_TEST if test else FESTIVAL_TRAIN)
+            params = {"stretch": round(rng.uniform(0.85, 1.2), 3),
+                      "cents": rng.randint(-150, 150)}
+        if engine != "espeak-ng" and rng.random() < P_SPEED:
+            params["speed_perturb"] = round(rng.uniform(0.9, 1.1), 3)
+        aug = {}
+        if rng.random() < P_NOISE:
+            aug["noise"] = rng.choice(["white", "pink"])
+            aug["snr"] = round(rng.uniform(10, 30), 1)
+        if rng.random() < P_REVERB:
+            aug["rt60"] = round(rng.uniform(0.15, 0.6), 3)
+            aug["wet"] = round(rng.uniform(0.2, 0.6), 2)
+        items.append({"idx": i, "split": split, "src": src, "text": text,
+                      "engine": engine, "voice": voice, "params": params, "aug": aug,
+                      "seed": rng.randrange(2**31)})
+    return items
+
+
+def synth_raw(item: dict, tmpdir: str) -> str:
+    """Run the TTS engine, return path of its native-rate wav."""
+    txt = os.path.join(tmpdir, "in.txt")
+    wav = os.path.join(tmpdir, "raw.wav")
+    with open(txt, "w") as fh:
+        fh.write(item["text"] + "\n")
+    p, v = item["params"], item["voice"]
+    if item["engine"] == "espeak-ng":
+        cmd = ["espeak-ng", "-v", v, "-s", str(p["speed"]), "-p", str(p["pitch"]),
+               "-w", wav, "-f", txt]
+    elif item["engine"] == "flite":
+        f0 = {"kal": 105, "kal16": 105, "rms": 100, "awb": 110, "slt": 170}.get(v, 120)
+        cmd = ["flite", "-voice", v, "-f", txt, "-o", wav,
+               "--setf", f"duration_stretch={p['stretch']}",
+               "--setf", f"int_f0_target_mean={round(f0 * p['f0shift'])}"]
+    else:
+        cmd = ["text2wave", "-eval", f"(voice_{v})", "-eval",
+               f"(Parameter.set 'Duration_Stretch {p['stretch']})", "-o", wav, txt]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                   timeout=120)
+    return wav
+
+
+def process(item: dict, out: Path) -> dict | None:
+    split, idx = item["split"], item["idx"]
+    rel = f"audio/{split}/{idx // 1000:03d}/{split}-{idx:06d}.flac"
+    dst = out / rel
+    rec = {"audio": rel, "text": item["text"], "voice": item["voice"],
+           "engine": item["engine"], "source": item["src"],
+           "params": item["params"], "aug": item["aug"]}
+    if dst.exists():
+        try:
+            info = sf.info(str(dst))
+            rec["duration"] = round(info.frames / info.samplerate, 3)
+            return rec
+        except Exception:
+            dst.unlink()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="synth-", dir=out / "tmp") as td:
+            raw = synth_raw(item, td)
+            res = os.path.join(td, "res.wav")
+            effects = []
+            p = item["params"]
+            if "cents" in p and p["cents"]:
+                effects += ["pitch", str(p["cents"])]
+            if "speed_perturb" in p:
+                effects += ["speed", str(p["speed_perturb"])]
+            # trim long leading/trailing silence, keep 0.15 s margins
+            cmd = ["sox", "-q", raw, "-r", str(SR), "-c", "1", "-b", "16", "-e", "signed",
+                   res] + effects + ["rate", "-h", str(SR),
+                                     "silence", "1", "0.02", "0.1%", "reverse",
+                                     "silence", "1", "0.02", "0.1%", "reverse",
+                                     "pad", "0.15", "0.2"]
+            subprocess.run(cmd, check=True, stderr=subprocess.PIPE, timeout=120)
+            x, sr = sf.read(res, dtype="float32")
+            assert sr == SR
+            x = augment(x, item["aug"], np.random.default_rng(item["seed"]))
+            peak = float(np.max(np.abs(x))) or 1.0
+            x = x * (min(1.0, 0.95 / peak) * np.random.default_rng(item["seed"] + 1)
+                     .uniform(0.5, 1.0))
+            tmp = dst.with_name(dst.name + ".part")
+            sf.write(str(tmp), x, SR, subtype="PCM_16", format="FLAC")
+            os.replace(tmp, dst)
+            rec["duration"] = round(len(x) / SR, 3)
+            return rec
+    except Exception as e:  # noqa: BLE001 - one bad utterance must not stop the run
+        msg = getattr(e, "stderr", b"") or b""
+        log(f"FAILED {split} {idx} {item['engine']}/{item['voice']}: {e} "
+            f"{msg[-200:]!r} text={item['text']!r}")
+        return None
+
+
+def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.arange(len(spec), dtype=np.float64)
+    f[0] = 1.0
+    return np.fft.irfft(spec / np.sqrt(f), n)
+
+
+def augment(x: np.ndarray, aug: dict, rng: np.random.Generator) -> np.ndarray:
+    x = x.astype(np.float64)
+    if "rt60" in aug:
+        n = int(aug["rt60"] * SR)
+        t = np.arange(n) / SR
+        ir = rng.standard_normal(n) * np.exp(-6.9078 * t / aug["rt60"])   # -60 dB at rt60
+        ir[: int(0.002 * SR)] = 0.0
+        ir = ir / (np.sqrt(np.sum(ir ** 2)) + 1e-9)
+        wet = np.fft.irfft(np.fft.rfft(x, len(x) + n) * np.fft.rfft(ir, len(x) + n))[: len(x)]
+        wet *= np.sqrt(np.sum(x ** 2) / (np.sum(wet ** 2) + 1e-12))
+        x = (1 - aug["wet"]) * x + aug["wet"] * wet
+    if "noise" in aug:
+        noise = rng.standard_normal(len(x)) if aug["noise"] == "white" \
+            else pink_noise(len(x), rng)
+        ps = np.mean(x ** 2) + 1e-12
+        pn = np.mean(noise ** 2) + 1e-12
+        x = x + noise * np.sqrt(ps / (pn * 10 ** (aug["snr"] / 10)))
+    return x.astype(np.float32)
+
+
+def _work(args):
+    return process(*args)
+
+
+def step_split(out: Path, split: str, n: int, seed: int, jobs: int) -> None:
+    items = plan(out, split, n, seed)
+    (out / "tmp").mkdir(exist_ok=True)
+    t0 = time.time()
+    recs = []
+    with Pool(jobs) as pool:
+        for k, rec in enumerate(pool.imap(_work, [(it, out) for it in items], chunksize=4)):
+            if rec is not None:
+                recs.append(rec)
+            if (k + 1) % 200 == 0 or k + 1 == len(items):
+                el = time.time() - t0
+                log(f"{split}: {k + 1}/{len(items)} done, {el:.0f}s elapsed, "
+                    f"eta {el / (k + 1) * (len(items) - k - 1):.0f}s")
+    tmp = out / f"{split}.jsonl.part"
+    with open(tmp, "w") as fh:
+        for r in recs:
+            fh.write(json.dumps({"audio": r["audio"], "text": r["text"],
+                                 "duration": r["duration"], "voice": r["voice"],
+                                 "engine": r["engine"], "source": r["source"],
+                                 "params": r["params"], "aug": r["aug"]}) + "\n")
+    os.replace(tmp, out / f"{split}.jsonl")
+    hours = sum(r["duration"] for r in recs) / 3600
+    log(f"{split}: wrote {len(recs)} utterances ({len(items) - len(recs)} failed), "
+        f"{hours:.2f} h, in {time.time() - t0:.0f}s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="data/synthetic-en", type=Path)
+    ap.add_argument("--num-train", type=int, default=12000)
+    ap.add_argument("--num-dev", type=int, default=300)
+    ap.add_argument("--num-test", type=int, default=400)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--splits", default="test,dev,train",
+                    help="comma list of splits to synthesize (default all)")
+    ap.add_argument("--force", action="store_true", help="ignore .done markers")
+    args = ap.parse_args()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    for tool in ("espeak-ng", "flite", "text2wave", "sox"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} not found: apt-get install espeak-ng flite festival "
+                     "festvox-kallpc16k festvox-us-slt-hts sox")
+
+    def done(name: str) -> bool:
+        return not args.force and (out / f".done-{name}").exists()
+
+    def mark(name: str) -> None:
+        (out / f".done-{name}").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+
+    t0 = time.time()
+    if not done("sources"):
+        step_sources(out)
+        mark("sources")
+    if not done("text"):
+        step_text(out, args.seed, args.num_dev, args.num_test)
+        mark("text")
+    counts = {"train": args.num_train, "dev": args.num_dev, "test": args.num_test}
+    for split in [s for s in args.splits.split(",") if s]:
+        if not done(split):
+            step_split(out, split, counts[split], args.seed, args.jobs)
+            mark(split)
+    shutil.rmtree(out / "tmp", ignore_errors=True)
+    log(f"all done in {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""Media in, float32 mono 16 kHz samples out, streamed in blocks.
+
+Everything ffmpeg can read is decoded by an ffmpeg subprocess that writes raw ``f32le`` samples to a pipe; the
+pipe is read one block at a time, so a three-hour file never sits in memory. WAV and FLAC files that are already
+mono 16 kHz skip ffmpeg and are read block by block with soundfile (the samples are identical).
+
+Partial decodes: when ffmpeg exits with status 0 but reported errors (a truncated or damaged mp3, say), the
+samples it produced are kept and a warning is logged. A non-zero exit is always an error.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+import soundfile as sf
+
+from samba_cli.errors import (
+    DecodeError,
+    EmptyAudioError,
+    FFmpegNotFoundError,
+    InputNotFoundError,
+    NoAudioStreamError,
+    NotAFileError,
+)
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000  # Hz: every stage after this one works on 16 kHz mono
+STDIN = "-"  # the source name that means "read media from standard input"
+
+_BYTES_PER_SAMPLE = 4  # f32le
+_STDIN_CHUNK = 1 << 16  # bytes copied from stdin to ffmpeg per write
+_STDERR_LINES = 50  # ffmpeg stderr lines kept for error messages
+_SOUNDFILE_FORMATS = frozenset({"WAV", "WAVEX", "FLAC"})
+_NO_STREAM = re.compile(r"does not contain any stream|matches no streams|no audio stream", re.IGNORECASE)
+_LOG_PREFIX = re.compile(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*")
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_path() -> str:
+    """The ffmpeg executable: a system ``ffmpeg`` on PATH, else the binary bundled with imageio-ffmpeg."""
+    system = shutil.which("ffmpeg")
+    if system is not None:
+        return system
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as error:
+        raise FFmpegNotFoundError(
+            f"ffmpeg not found: install ffmpeg or `pip install imageio-ffmpeg` ({error})"
+        ) from error
+
+
+def iter_audio(source: str | os.PathLike[str], block_seconds: float = 30.0) -> Iterator[np.ndarray]:
+    """Decode ``source`` to float32 mono 16 kHz and yield it in blocks.
+
+    Args:
+        source: a media file path, or ``"-"`` to read the media from standard input.
+        block_seconds: the length of each yielded block; the last one is shorter.
+
+    Yields:
+        (N,) float32 blocks in [-1, 1], N = round(block_seconds * 16000) except for the last block.
+
+    Raises:
+        InputNotFoundError, NotAFileError: at call time, for a missing path or a directory.
+        NoAudioStreamError, DecodeError, EmptyAudioError: while iterating, once ffmpeg has told.
+
+    Closing the generator early (``break`` out of a loop, ``close()``) kills the ffmpeg subprocess.
+    """
+    if block_seconds <= 0:
+        raise ValueError(f"block_seconds must be > 0, got {block_seconds}")
+    block_samples = max(1, round(block_seconds * SAMPLE_RATE))
+    name = os.fspath(source)
+    if name == STDIN:
+        return _iter_ffmpeg(STDIN, block_samples)
+    path = Path(name)
+    if not path.exists():
+        raise InputNotFoundError(name, "no such file")
+    if path.is_dir():
+        raise NotAFileError(name, "is a directory, not a media file")
+    if path.stat().st_size == 0 and path.is_file():
+        raise EmptyAudioError(name, "the file is empty (0 bytes)")
+    if _is_plain_16k_mono(path):
+        return _iter_soundfile(path, name, block_samples)
+    return _iter_ffmpeg(name, block_samples)
+
+
+def load_audio(source: str | os.PathLike[str]) -> np.ndarray:
+    """Decode a whole input at once (for short inputs and tests). Returns (N,) float32 at 16 kHz, N > 0."""
+    return np.concatenate(list(iter_audio(source)))
+
+
+def _is_plain_16k_mono(path: Path) -> bool:
+    """True when soundfile reads ``path`` as WAV/FLAC that is already mono 16 kHz (no resampling needed)."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError):
+        return False
+    return info.format in _SOUNDFILE_FORMATS and info.samplerate == SAMPLE_RATE and info.channels == 1
+
+
+def _iter_soundfile(path: Path, name: str, block_samples: int) -> Iterator[np.ndarray]:
+    """Yield (block_samples,) float32 blocks straight from a mono 16 kHz WAV/FLAC."""
+    total = 0
+    try:
+        with sf.SoundFile(str(path)) as file:
+            while True:
+                block = file.read(block_samples, dtype="float32")
+                if block.size == 0:
+                    break
+                total += block.size
+                yield block
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise DecodeError(name, f"cannot read the audio data ({error})") from error
+    if total == 0:
+        raise EmptyAudioError(name, "contains no audio samples")
+
+
+def _ffmpeg_command(name: str) -> list[str]:
+    """The ffmpeg argument list that decodes ``name`` (or stdin) to f32le mono 16 kHz on stdout."""
+    stdin = name == STDIN
+    stream = ffmpeg.input("pipe:" if stdin else f"file:{os.path.abspath(name)}")
+    stream = stream.output(
+        "pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=SAMPLE_RATE, vn=None, sn=None, dn=None
+    )
+    stream = stream.global_args("-hide_banner", "-nostats", "-loglevel", "error")
+    if not stdin:
+        stream = stream.global_args("-nostdin")
+    return stream.compile(cmd=ffmpeg_path())
+
+
+def _iter_ffmpeg(name: str, block_samples: int) -> Iterator[np.ndarray]:
+    """Run ffmpeg on ``name`` and yield (block_samples,) float32 blocks read from its stdout."""
+    stdin = name == STDIN
+    try:
+        process = subprocess.Popen(
+            _ffmpeg_command(name),
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except OSError as error:
+        raise FFmpegNotFoundError(f"cannot run ffmpeg at {ffmpeg_path()}: {error}") from error
+    stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
+    threads = [threading.Thread(target=_drain, args=(process.stderr, stderr), daemon=True)]
+    fed = [0]
+    if stdin:
+        threads.append(threading.Thread(target=_feed_stdin, args=(process.stdin, fed), daemon=True))
+    for thread in threads:
+        thread.start()
+    total = 0
+    try:
+        while True:
+            block = _read_block(process.stdout, block_samples)
+            if block.size == 0:
+                break
+            total += block.size
+            yield block
+        returncode = process.wait()
+        for thread in threads:
+            thread.join()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+    if stdin and fed[0] == 0:
+        raise EmptyAudioError(STDIN, "standard input is empty")
+    _check_result(name, returncode, list(stderr), total)
+
+
+def _read_block(stream, block_samples: int) -> np.ndarray:
+    """Read up to ``block_samples`` f32le samples from ``stream``; fewer only at end of stream. (N,) float32."""
+    buffer = bytearray(block_samples * _BYTES_PER_SAMPLE)
+    view = memoryview(buffer)
+    filled = 0
+    while filled < len(buffer):
+        count = stream.readinto(view[filled:])
+        if not count:
+            break
+        filled += count
+    filled -= filled % _BYTES_PER_SAMPLE
+    return np.frombuffer(buffer, dtype="<f4", count=filled // _BYTES_PER_SAMPLE)
+
+
+def _drain(stream, lines: collections.deque[str]) -> None:
+    """Keep the last lines of ffmpeg's stderr, so that a full pipe never blocks the decoder."""
+    for raw in stream:
+        line = _LOG_PREFIX.sub("", raw.decode("utf-8", "replace")).strip()
+        if line:
+            lines.append(line)
+
+
+def _feed_stdin(pipe, fed: list[int]) -> None:
+    """Copy this process's standard input into ffmpeg's, counting the bytes in ``fed[0]``."""
+    source = sys.stdin.buffer
+    try:
+        while chunk := source.read(_STDIN_CHUNK):
+            fed[0] += len(chunk)
+            pipe.write(chunk)
+    except (BrokenPipeError, ValueError, OSError):
+        pass  # ffmpeg stopped reading (it failed, or the consumer closed the generator): its status tells
+    finally:
+        try:
+            pipe.close()
+        except (BrokenPipeError, OSError):
+            pass
+
+
+def _check_result(name: str, returncode: int, stderr: list[str], total: int) -> None:
+    """Turn ffmpeg's exit status and stderr into a typed error, or a warning for a partial decode."""
+    what = "standard input" if name == STDIN else "the file"
+    if returncode != 0 or total == 0:
+        if any(_NO_STREAM.search(line) for line in stderr):
+            raise NoAudioStreamError(name, f"{what} has no audio stream (video or data only)")
+        if returncode == 0:
+            raise EmptyAudioError(name, f"{what} contains no audio samples")
+        reason = _reason(stderr)
+        if "Invalid data found" in reason:
+            raise DecodeError(name, f"{what} is not media ffmpeg can decode ({reason})")
+        if total:
+            raise DecodeError(
+                name, f"decoding failed after {total / SAMPLE_RATE:.1f} s (ffmpeg exit {returncode}: {reason})"
+            )
+        raise DecodeError(name, f"ffmpeg cannot decode {what} (exit {returncode}: {reason})")
+    if stderr:
+        logger.warning(
+            "%s: decoded %.1f s with errors, the audio may be incomplete (%s)",
+            name,
+            total / SAMPLE_RATE,
+            stderr[-1],
+        )
+
+
+def _reason(stderr: list[str]) -> str:
+    """The most telling line of ffmpeg's stderr: the cause after "Error opening input:", else the last line."""
+    for line in stderr:
+        if line.startswith("Error opening input:"):
+            return line.split(":", 1)[1].strip()
+    return stderr[-1] if stderr else "no error message"

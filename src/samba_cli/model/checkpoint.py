@@ -1,0 +1,148 @@
+"""Checkpoints: a folder with config.json, model.safetensors and (optionally) tokenizer.model. No pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from samba_cli.errors import CheckpointError
+from samba_cli.model.config import FORMAT_VERSION, ModelConfig
+from samba_cli.model.samba import SambaASR
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.model"
+MODEL_TYPE = "samba-asr"
+
+
+def _write_atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    model: SambaASR,
+    directory: str | os.PathLike,
+    tokenizer_file: str | os.PathLike | None = None,
+    dtype: torch.dtype | None = None,
+    metadata: dict | None = None,
+) -> Path:
+    """Write config.json + model.safetensors (+ tokenizer.model) into ``directory``, each atomically.
+
+    ``dtype`` stores the floating-point tensors in another precision (e.g. float16 to halve the size).
+    ``metadata`` goes into config.json under "metadata" (training details for the model card).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu()
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        tensors[name] = tensor.contiguous()
+    config = {
+        "format_version": FORMAT_VERSION,
+        "model_type": MODEL_TYPE,
+        "model": model.config.to_dict(),
+        "tokenizer": {"type": "sentencepiece", "file": TOKENIZER_FILE},
+        "metadata": metadata or {},
+    }
+    _write_atomic(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    _write_atomic(
+        directory / CONFIG_FILE,
+        lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8"),
+    )
+    if tokenizer_file is not None and Path(tokenizer_file).resolve() != (directory / TOKENIZER_FILE).resolve():
+        _write_atomic(directory / TOKENIZER_FILE, lambda tmp: shutil.copyfile(tokenizer_file, tmp))
+    return directory
+
+
+def read_config_file(directory: str | os.PathLike) -> dict:
+    """The parsed config.json of a checkpoint folder, checked for type and format version."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: no {CONFIG_FILE}; a checkpoint folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict) or data.get("model_type") != MODEL_TYPE or "model" not in data:
+        raise CheckpointError(f"{path}: not a samba-asr config (model_type must be {MODEL_TYPE!r})")
+    version = data.get("format_version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path}: missing format_version")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {version} is newer than this package supports ({FORMAT_VERSION}); "
+            "upgrade samba-asr (pip install -U samba-asr)"
+        )
+    return data
+
+
+def read_config(directory: str | os.PathLike) -> ModelConfig:
+    data = read_config_file(directory)
+    try:
+        return ModelConfig.from_dict(data["model"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{Path(directory) / CONFIG_FILE}: invalid model config ({exc})") from exc
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent}: no {WEIGHTS_FILE} (only safetensors weights are loaded)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{path}: corrupt or truncated safetensors file ({exc}); delete it and download the model again"
+        ) from exc
+
+
+def check_state_dict(model: SambaASR, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Raise a CheckpointError naming every missing, unexpected or mis-shaped tensor."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    problems = []
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing:
+        problems.append(f"missing {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected[:5])}" + (" ..." if len(unexpected) > 5 else ""))
+    for name in sorted(set(expected) & set(tensors)):
+        if tuple(tensors[name].shape) != expected[name]:
+            problems.append(f"{name} has shape {tuple(tensors[name].shape)}, config expects {expected[name]}")
+    if problems:
+        shown = "; ".join(problems[:6]) + ("; ..." if len(problems) > 6 else "")
+        raise CheckpointError(f"{source}: weights do not match config.json: {shown}")
+
+
+def load_checkpoint(
+    directory: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    backend: str = "auto",
+) -> SambaASR:
+    """Build the model from config.json, load model.safetensors, move it, and select the SSD backend."""
+    directory = Path(directory)
+    config = read_config(directory)
+    tensors = _load_tensors(directory / WEIGHTS_FILE)
+    with torch.device("meta"):
+        model = SambaASR(config)
+    check_state_dict(model, tensors, str(directory / WEIGHTS_FILE))
+    model.load_state_dict(tensors, strict=True, assign=True)
+    model = model.to(device=device, dtype=dtype).eval()
+    model.set_backend(backend)
+    return model

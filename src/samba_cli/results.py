@@ -1,0 +1,34 @@
+"""Result types shared by the pipeline, the cue builder and the writers. Times are seconds in source time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str  # the word as written, with its punctuation, without surrounding spaces
+    start: float  # seconds from the start of the source
+    end: float  # seconds, > start
+    probability: float  # confidence in [0, 1]
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int  # 0-based, in source order
+    start: float  # seconds from the start of the source
+    end: float  # seconds, >= start
+    text: str  # the segment transcript, stripped
+    words: tuple[Word, ...] = ()  # empty when word timestamps are off
+    avg_logprob: float = 0.0  # mean token log-probability of the hypothesis
+    no_speech_prob: float = 0.0  # share of blank frames in the segment's CTC posteriors
+
+
+@dataclass(frozen=True)
+class TranscriptionInfo:
+    source: str  # the input path, or "-" for stdin
+    duration: float  # seconds of audio in the source
+    model: str  # model id (Hub repo, local folder or bundled name)
+    revision: str | None  # Hub revision (commit) when known
+    options: dict[str, Any] = field(default_factory=dict)  # the options used, as plain JSON values

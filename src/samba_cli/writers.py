@@ -1,0 +1,200 @@
+"""Transcript writers for txt, srt, vtt, json and tsv, looked up by format name in :data:`WRITERS`.
+
+Every writer writes text to a stream the caller opened; :func:`write_file` opens the stream (UTF-8 without a
+BOM, ``\\n`` newlines) so that a file is either written whole or left as it was. Times are rounded to the
+nearest millisecond by :func:`samba_cli.cues.to_milliseconds` in every format. The formats are described in
+docs/output-formats.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TextIO
+
+from samba_cli.cues import Cue, CueOptions, build_cues, to_milliseconds
+from samba_cli.results import Segment, TranscriptionInfo
+
+JSON_SCHEMA_VERSION = 1  # bump when a JSON field changes meaning or goes away
+LANGUAGE = "en"  # Samba-ASR models transcribe English only
+
+
+class Writer(Protocol):
+    """Writes a whole transcript in one format to a text stream."""
+
+    extension: ClassVar[str]  # file extension without the dot; also the format's name
+
+    def write(self, segments: Sequence[Segment], info: TranscriptionInfo, stream: TextIO) -> None: ...
+
+
+def format_timestamp(seconds: float, decimal_marker: str) -> str:
+    """``HH:MM:SS<marker>mmm`` rounded to the nearest millisecond; hours grow past two digits as needed."""
+    if seconds < 0:
+        raise ValueError(f"cannot format a negative time: {seconds} s")
+    hours, rest = divmod(to_milliseconds(seconds), 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{whole:02d}{decimal_marker}{millis:03d}"
+
+
+def _one_line(text: str) -> str:
+    """Tabs, newlines and runs of spaces become single spaces."""
+    return " ".join(text.split())
+
+
+def _seconds(seconds: float) -> float:
+    """Seconds rounded to the millisecond, for JSON."""
+    return to_milliseconds(seconds) / 1000
+
+
+def _score(value: float) -> float | None:
+    """A score for JSON, which has no NaN or infinity: those become null."""
+    return value if math.isfinite(value) else None
+
+
+def _timing(cue: Cue, decimal_marker: str) -> str:
+    return f"{format_timestamp(cue.start, decimal_marker)} --> {format_timestamp(cue.end, decimal_marker)}"
+
+
+def _vtt_escape(text: str) -> str:
+    """Cue text for WebVTT: no ``-->`` (it would start a cue), and ``& < >`` as character references."""
+    text = text.replace("-->", "->")
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@dataclass(frozen=True)
+class TxtWriter:
+    """Plain text, one segment per line."""
+
+    extension: ClassVar[str] = "txt"
+
+    def write(self, segments: Sequence[Segment], info: TranscriptionInfo, stream: TextIO) -> None:
+        for segment in segments:
+            stream.write(f"{_one_line(segment.text)}\n")
+
+
+@dataclass(frozen=True)
+class SrtWriter:
+    """SubRip subtitles: cues numbered from 1, ``HH:MM:SS,mmm`` times, a blank line after each cue."""
+
+    extension: ClassVar[str] = "srt"
+    cue_options: CueOptions = field(default_factory=CueOptions)  # how words become cues and lines
+
+    def write(self, segments: Sequence[Segment], info: TranscriptionInfo, stream: TextIO) -> None:
+        for number, cue in enumerate(build_cues(segments, self.cue_options), start=1):
+            stream.write(f"{number}\n{_timing(cue, ',')}\n{cue.text}\n\n")
+
+
+@dataclass(frozen=True)
+class VttWriter:
+    """WebVTT subtitles: a ``WEBVTT`` header, ``HH:MM:SS.mmm`` times, escaped cue text."""
+
+    extension: ClassVar[str] = "vtt"
+    cue_options: CueOptions = field(default_factory=CueOptions)  # how words become cues and lines
+
+    def write(self, segments: Sequence[Segment], info: TranscriptionInfo, stream: TextIO) -> None:
+        stream.write("WEBVTT\n\n")
+        for cue in build_cues(segments, self.cue_options):
+            stream.write(f"{_timing(cue, '.')}\n{_vtt_escape(cue.text)}\n\n")
+
+
+@dataclass(frozen=True)
+class JsonWriter:
+    """One JSON document with the run's metadata, the segments and their words (schema_version 1)."""
+
+    extension: ClassVar[str] = "json"
+
+    def write(self, segments: Sequence[Segment], info: TranscriptionInfo, stream: TextIO) -> None:
+        document: dict[str, Any] = {
+            "schema_version": JSON_SCHEMA_VERSION,
+            "source": info.source,
+            "model": info.model,
+            "revision": info.revision,
+            "duration": _seconds(info.duration),
+            "language": LANGUAGE,
+            "options": info.options,
+            "text": " ".join(segment.text for segment in segments if segment.text),
+            "segments": [
+                {
+                    "id": segment.id,
+                    "start": _seconds(segment.start),
+                    "end": _seconds(segment.end),
+                    "text": segment.text,
+                    "avg_logprob": _score(segment.avg_logprob),
+                    "no_speech_prob": _score(segment.no_speech_prob),
+                    "words": [
+                        {
+                            "text": word.text,
+                            "start": _seconds(word.start),
+                            "end": _seconds(word.end),
+                            "probability": _score(word.probability),
+                        }
+                        for word in segment.words
+                    ],
+                }
+                for segment in segments
+            ],
+        }
+        json.dump(document, stream, ensure_ascii=False, indent=2, allow_nan=False)
+        stream.write("\n")
+
+
+@dataclass(frozen=True)
+class TsvWriter:
+    """Tab-separated ``start``, ``end`` (integer milliseconds) and ``text``, one segment per row."""
+
+    extension: ClassVar[str] = "tsv"
+
+    def write(self, segments: Sequence[Segment], info: TranscriptionInfo, stream: TextIO) -> None:
+        stream.write("start\tend\ttext\n")
+        for segment in segments:
+            start, end = to_milliseconds(segment.start), to_milliseconds(segment.end)
+            stream.write(f"{start}\t{end}\t{_one_line(segment.text)}\n")
+
+
+WRITERS: dict[str, Writer] = {
+    "txt": TxtWriter(),
+    "srt": SrtWriter(),
+    "vtt": VttWriter(),
+    "json": JsonWriter(),
+    "tsv": TsvWriter(),
+}
+
+
+def get_writer(name: str, cue_options: CueOptions | None = None) -> Writer:
+    """The writer for a format name (case-insensitive).
+
+    ``cue_options`` configures the subtitle formats (srt, vtt); the other formats have no cues and ignore it.
+    """
+    writer = WRITERS.get(name.lower())
+    if writer is None:
+        raise ValueError(f"unknown output format {name!r}; choose one of: {', '.join(WRITERS)}")
+    if cue_options is not None and isinstance(writer, SrtWriter | VttWriter):
+        return replace(writer, cue_options=cue_options)
+    return writer
+
+
+def write_file(writer: Writer, segments: Sequence[Segment], info: TranscriptionInfo, path: Path) -> None:
+    """Write to a temporary file next to `path`, fsync it, then rename it over `path`.
+
+    Readers see either the old file or the whole new one. If anything fails (the writer included) the
+    temporary file is removed, the old file is left untouched, and the error propagates.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    # exclusive creation: never truncates a file that is not ours; the mode follows the umask
+    stream = temporary.open("x", encoding="utf-8", newline="\n")
+    try:
+        with stream:
+            writer.write(segments, info, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

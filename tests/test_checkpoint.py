@@ -1,0 +1,68 @@
+import json
+
+import pytest
+import torch
+
+from samba_cli.errors import CheckpointError
+from samba_cli.model import load_checkpoint, save_checkpoint
+from tests.model_helpers import TINY, tiny_model
+
+
+def _outputs(model):
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(1, TINY.n_mels, 50, generator=g)
+    tokens = torch.randint(0, TINY.vocab_size, (1, 7), generator=g)
+    out = model(feats, torch.tensor([50]), tokens)
+    return out.logits, out.ctc_logits
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_round_trip_gives_identical_outputs(tmp_path, tie):
+    model = tiny_model(tie_embeddings=tie)
+    save_checkpoint(model, tmp_path / "ckpt", metadata={"note": "test"})
+    loaded = load_checkpoint(tmp_path / "ckpt")
+    assert loaded.config == model.config
+    for a, b in zip(_outputs(model), _outputs(loaded)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert json.loads((tmp_path / "ckpt/config.json").read_text())["metadata"] == {"note": "test"}
+
+
+def test_mismatched_checkpoint_names_the_tensors(tmp_path):
+    save_checkpoint(tiny_model(), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model"]["d_state"] = 16
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"in_proj\.weight has shape"):
+        load_checkpoint(tmp_path)
+
+
+def test_truncated_weights_give_clear_error(tmp_path):
+    save_checkpoint(tiny_model(), tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupt or truncated.*download"):
+        load_checkpoint(tmp_path)
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    save_checkpoint(tiny_model(), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["format_version"] = 99
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="newer than this package"):
+        load_checkpoint(tmp_path)
+
+
+def test_missing_files(tmp_path):
+    with pytest.raises(CheckpointError, match="no config.json"):
+        load_checkpoint(tmp_path)
+
+
+def test_half_precision_storage_loads_as_float32(tmp_path):
+    model = tiny_model()
+    save_checkpoint(model, tmp_path, dtype=torch.float16)
+    loaded = load_checkpoint(tmp_path)
+    assert next(loaded.parameters()).dtype == torch.float32
+    a, _ = _outputs(model)
+    b, _ = _outputs(loaded)
+    assert (a - b).abs().max() < 1e-2 * a.abs().max()

@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from samba_cli.errors import BackendError
+from samba_cli.model import PRESETS, SambaASR, preset
+from samba_cli.ops import resolve_backend
+from tests.model_helpers import TINY, tiny_model
+
+
+def test_shapes_and_lengths():
+    model = tiny_model()
+    feats = torch.randn(2, TINY.n_mels, 103)
+    lengths = torch.tensor([103, 61])
+    tokens = torch.randint(0, TINY.vocab_size, (2, 9))
+    out = model(feats, lengths, tokens)
+    assert out.encoder_lengths.tolist() == [26, 16]
+    assert out.ctc_logits.shape == (2, 26, TINY.vocab_size + 1)
+    assert out.logits.shape == (2, 9, TINY.vocab_size)
+
+
+def test_padding_does_not_change_encoder_output():
+    model = tiny_model()
+    feats = torch.randn(1, TINY.n_mels, 64)
+    alone, _ = model.encode(feats, torch.tensor([64]))
+    padded = torch.cat([feats, torch.randn(1, TINY.n_mels, 40)], dim=2)
+    batch = torch.cat([padded, torch.randn(1, TINY.n_mels, 104)])
+    states, lengths = model.encode(batch, torch.tensor([64, 104]))
+    torch.testing.assert_close(states[0, : lengths[0]], alone[0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_teacher_forced_step_matches_full_decoder(tie):
+    model = tiny_model(tie_embeddings=tie)
+    feats = torch.randn(3, TINY.n_mels, 80)
+    lengths = torch.tensor([80, 50, 33])
+    states, enc_lengths = model.encode(feats, lengths)
+    tokens = torch.randint(0, TINY.vocab_size, (3, 12))
+    full = model.decode(tokens, states, enc_lengths)
+    state = model.allocate_state(states, enc_lengths)
+    steps = torch.stack([model.step(tokens[:, t], state) for t in range(tokens.shape[1])], dim=1)
+    torch.testing.assert_close(steps, full, atol=1e-4, rtol=1e-4)
+
+
+def test_state_reorder_follows_beams():
+    model = tiny_model()
+    states, lengths = model.encode(torch.randn(2, TINY.n_mels, 40), torch.tensor([40, 40]))
+    tokens = torch.randint(0, TINY.vocab_size, (2, 5))
+    state = model.allocate_state(states, lengths)
+    for t in range(4):
+        model.step(tokens[:, t], state)
+    state.reorder(torch.tensor([1, 1, 0]))
+    assert state.batch_size == 3
+    logits = model.step(tokens[[1, 1, 0], 4], state)
+    full = model.decode(tokens, states, lengths)[:, 4]
+    torch.testing.assert_close(logits, full[[1, 1, 0]], atol=1e-4, rtol=1e-4)
+
+
+def test_bfloat16_forward_runs_close_to_float32():
+    model = tiny_model()
+    feats = torch.randn(1, TINY.n_mels, 64)
+    tokens = torch.randint(0, TINY.vocab_size, (1, 6))
+    ref = model(feats, torch.tensor([64]), tokens).logits
+    out = model.to(torch.bfloat16)(feats.bfloat16(), torch.tensor([64]), tokens).logits
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - ref).abs().max() < 0.1 * ref.abs().max()
+
+
+def test_presets_build_and_differ_in_size():
+    counts = {name: SambaASR(preset(name)).num_parameters() for name in ("tiny", "small")}
+    assert counts["tiny"] < counts["small"]
+    assert set(PRESETS) == {"tiny", "small", "base"}
+
+
+def test_backend_selection_on_cpu():
+    assert resolve_backend("auto", "cpu") == "torch"
+    with pytest.raises(BackendError, match="CUDA"):
+        resolve_backend("fused", "cpu")
+    with pytest.raises(BackendError, match="unknown backend"):
+        resolve_backend("quantum", "cpu")
