@@ -22,7 +22,7 @@ def test_round_trip_gives_identical_outputs(tmp_path, tie):
     save_checkpoint(model, tmp_path / "ckpt", metadata={"note": "test"})
     loaded = load_checkpoint(tmp_path / "ckpt")
     assert loaded.config == model.config
-    for a, b in zip(_outputs(model), _outputs(loaded)):
+    for a, b in zip(_outputs(model), _outputs(loaded), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert json.loads((tmp_path / "ckpt/config.json").read_text())["metadata"] == {"note": "test"}
 

@@ -36,7 +36,9 @@ def test_fused_step_matches_torch():
     s_ref = ref.allocate_state(4, u.device, u.dtype)
     s_fused = fused.allocate_state(4, u.device, u.dtype)
     for t in range(20):
-        torch.testing.assert_close(fused.step(u[:, t], s_fused), ref.step(u[:, t], s_ref), atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(
+            fused.step(u[:, t], s_fused), ref.step(u[:, t], s_ref), atol=1e-3, rtol=1e-3
+        )
 
 
 def test_weights_load_into_mamba_ssm_module():

@@ -38,7 +38,9 @@ def test_chunked_can_fail_on_wrong_decay():
 def test_chunked_bfloat16_close_to_float32():
     x, dt, A, B, C, D, dt_bias = random_inputs(length=50)
     y32, _ = ssd_chunked(x, dt, A, B, C, 16, D=D, dt_bias=dt_bias)
-    y16, _ = ssd_chunked(*(t.bfloat16() for t in (x, dt)), A, B.bfloat16(), C.bfloat16(), 16, D=D, dt_bias=dt_bias)
+    y16, _ = ssd_chunked(
+        *(t.bfloat16() for t in (x, dt)), A, B.bfloat16(), C.bfloat16(), 16, D=D, dt_bias=dt_bias
+    )
     assert y16.dtype == torch.bfloat16
     err = (y16.float() - y32).abs().max() / y32.abs().max()
     assert err < 0.05

@@ -27,7 +27,9 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 def mel_filterbank(n_mels: int, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Triangular HTK-mel filters, area-normalised (slaney norm): (n_mels, n_fft // 2 + 1)."""
     freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array(0.0)), _hz_to_mel(np.array(sample_rate / 2)), n_mels + 2))
+    edges = _mel_to_hz(
+        np.linspace(_hz_to_mel(np.array(0.0)), _hz_to_mel(np.array(sample_rate / 2)), n_mels + 2)
+    )
     lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     up = (freqs[None, :] - lower) / (center - lower)
     down = (upper - freqs[None, :]) / (upper - center)
@@ -48,7 +50,9 @@ def log_mel(samples: torch.Tensor | np.ndarray, n_mels: int = 80) -> torch.Tenso
     """
     x = torch.as_tensor(samples, dtype=torch.float32)
     window = torch.hann_window(N_FFT, device=x.device)
-    spec = torch.stft(x, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect", return_complex=True)
+    spec = torch.stft(
+        x, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect", return_complex=True
+    )
     power = spec.real.square() + spec.imag.square()  # (..., n_fft // 2 + 1, T)
     mel = mel_filterbank(n_mels).to(x.device) @ power
     return (torch.log10(mel.clamp(min=1e-8)) + 4.0) / 4.0

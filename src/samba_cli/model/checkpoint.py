@@ -65,7 +65,10 @@ def save_checkpoint(
         directory / CONFIG_FILE,
         lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8"),
     )
-    if tokenizer_file is not None and Path(tokenizer_file).resolve() != (directory / TOKENIZER_FILE).resolve():
+    if (
+        tokenizer_file is not None
+        and Path(tokenizer_file).resolve() != (directory / TOKENIZER_FILE).resolve()
+    ):
         _write_atomic(directory / TOKENIZER_FILE, lambda tmp: shutil.copyfile(tokenizer_file, tmp))
     return directory
 
@@ -74,7 +77,9 @@ def read_config_file(directory: str | os.PathLike) -> dict:
     """The parsed config.json of a checkpoint folder, checked for type and format version."""
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
-        raise CheckpointError(f"{directory}: no {CONFIG_FILE}; a checkpoint folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+        raise CheckpointError(
+            f"{directory}: no {CONFIG_FILE}; a checkpoint folder holds {CONFIG_FILE} and {WEIGHTS_FILE}"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -33,7 +33,9 @@ class CrossAttention(nn.Module):
         kv = self.kv_proj(memory).view(b, s, 2, self.heads, d // self.heads)
         return kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """x: (B, L, D), mask: (B, S) True for valid frames -> (B, L, D)."""
         b, length, d = x.shape
         q = self.q_proj(x).view(b, length, self.heads, d // self.heads).transpose(1, 2)
@@ -92,7 +94,9 @@ class Decoder(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.decoder_layers))
         self.norm = nn.RMSNorm(config.d_model, eps=1e-5)
-        self.lm_head = None if config.tie_embeddings else nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = (
+            None if config.tie_embeddings else nn.Linear(config.d_model, config.vocab_size, bias=False)
+        )
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)

@@ -75,7 +75,12 @@ class Mamba2Mixer(nn.Module):
 
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner + 2 * ngroups * d_state + self.nheads, bias=False)
         self.conv1d = nn.Conv1d(
-            self.conv_dim, self.conv_dim, kernel_size=d_conv, groups=self.conv_dim, padding=d_conv - 1, bias=True
+            self.conv_dim,
+            self.conv_dim,
+            kernel_size=d_conv,
+            groups=self.conv_dim,
+            padding=d_conv - 1,
+            bias=True,
         )
         dt = torch.exp(torch.rand(self.nheads) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         dt = dt.clamp(min=dt_init_floor)
@@ -116,7 +121,9 @@ class Mamba2Mixer(nn.Module):
     def allocate_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> MixerState:
         return MixerState(
             conv=torch.zeros(batch, self.conv_dim, self.d_conv, device=device, dtype=dtype),
-            ssm=torch.zeros(batch, self.nheads, self.headdim, self.d_state, device=device, dtype=torch.float32),
+            ssm=torch.zeros(
+                batch, self.nheads, self.headdim, self.d_state, device=device, dtype=torch.float32
+            ),
         )
 
     def step(self, u: torch.Tensor, state: MixerState) -> torch.Tensor:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -24,7 +24,9 @@ BACKENDS = ("auto", "torch", "fused")
 @dataclass(frozen=True)
 class SSDOps:
     name: str  # "torch" or "fused"
-    chunked: Callable  # ssd_chunked(x, dt, A, B, C, chunk_size, D, dt_bias, initial_state) -> (y, final_state)
+    chunked: (
+        Callable  # ssd_chunked(x, dt, A, B, C, chunk_size, D, dt_bias, initial_state) -> (y, final_state)
+    )
     step: Callable  # ssd_step(state, x, dt, A, B, C, D, dt_bias) -> y, updates state in place
 
 
@@ -42,7 +44,9 @@ def resolve_backend(requested: str, device: torch.device | str) -> str:
         return "fused" if device.type == "cuda" and fused_available() else "torch"
     if requested == "fused":
         if device.type != "cuda" or not torch.cuda.is_available():
-            raise BackendError("the fused backend needs a CUDA device; use --device cuda or the torch backend")
+            raise BackendError(
+                "the fused backend needs a CUDA device; use --device cuda or the torch backend"
+            )
         if importlib.util.find_spec("mamba_ssm") is None:
             raise BackendError(
                 "the fused backend needs mamba-ssm: `pip install 'samba-asr[cuda]'`, or use the torch backend"

@@ -8,8 +8,6 @@ from __future__ import annotations
 import sys
 import types
 
-import torch
-
 from samba_cli.errors import BackendError
 
 
