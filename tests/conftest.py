@@ -14,3 +14,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    from tests.model_helpers import train_tiny_tokenizer
+
+    return train_tiny_tokenizer(tmp_path_factory.mktemp("tokenizer"))

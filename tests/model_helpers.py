@@ -1,6 +1,7 @@
 """Tiny random models for tests."""
 
 from samba_cli.model import ModelConfig, SambaASR
+from samba_cli.tokenizer import Tokenizer, train_tokenizer
 
 TINY = ModelConfig(
     n_mels=16,
@@ -17,3 +18,17 @@ TINY = ModelConfig(
 
 def tiny_model(**overrides) -> SambaASR:
     return SambaASR(TINY.replace(**overrides)).eval()
+
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Hello world, this is a test.",
+    "Speech recognition with Mamba state space models.",
+]
+
+
+def train_tiny_tokenizer(directory) -> Tokenizer:
+    """A 40-piece sentencepiece model matching TINY.vocab_size."""
+    text = directory / "text.txt"
+    text.write_text("\n".join(SENTENCES * 20), encoding="utf-8")
+    return Tokenizer(train_tokenizer(text, directory / "tokenizer", TINY.vocab_size))

@@ -11,6 +11,7 @@ samples it produced are kept and a warning is logged. A non-zero exit is always 
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import logging
 import os
@@ -43,6 +44,7 @@ STDIN = "-"  # the source name that means "read media from standard input"
 _BYTES_PER_SAMPLE = 4  # f32le
 _STDIN_CHUNK = 1 << 16  # bytes copied from stdin to ffmpeg per write
 _STDERR_LINES = 50  # ffmpeg stderr lines kept for error messages
+_SOUNDFILE_SUFFIXES = frozenset({".wav", ".wave", ".flac"})  # probed for the fast path; others go to ffmpeg
 _SOUNDFILE_FORMATS = frozenset({"WAV", "WAVEX", "FLAC"})
 _NO_STREAM = re.compile(r"does not contain any stream|matches no streams|no audio stream", re.IGNORECASE)
 _LOG_PREFIX = re.compile(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*")
@@ -105,6 +107,8 @@ def load_audio(source: str | os.PathLike[str]) -> np.ndarray:
 
 def _is_plain_16k_mono(path: Path) -> bool:
     """True when soundfile reads ``path`` as WAV/FLAC that is already mono 16 kHz (no resampling needed)."""
+    if path.suffix.lower() not in _SOUNDFILE_SUFFIXES:
+        return False
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError):
@@ -129,8 +133,8 @@ def _iter_soundfile(path: Path, name: str, block_samples: int) -> Iterator[np.nd
         raise EmptyAudioError(name, "contains no audio samples")
 
 
-def _ffmpeg_command(name: str) -> list[str]:
-    """The ffmpeg argument list that decodes ``name`` (or stdin) to f32le mono 16 kHz on stdout."""
+def _start_ffmpeg(name: str) -> subprocess.Popen:
+    """Start ffmpeg decoding ``name`` (or stdin) to f32le mono 16 kHz on its stdout."""
     stdin = name == STDIN
     stream = ffmpeg.input("pipe:" if stdin else f"file:{os.path.abspath(name)}")
     stream = stream.output(
@@ -139,28 +143,17 @@ def _ffmpeg_command(name: str) -> list[str]:
     stream = stream.global_args("-hide_banner", "-nostats", "-loglevel", "error")
     if not stdin:
         stream = stream.global_args("-nostdin")
-    return stream.compile(cmd=ffmpeg_path())
+    try:
+        return stream.run_async(cmd=ffmpeg_path(), pipe_stdin=stdin, pipe_stdout=True, pipe_stderr=True)
+    except OSError as error:
+        raise FFmpegNotFoundError(f"cannot run ffmpeg at {ffmpeg_path()}: {error}") from error
 
 
 def _iter_ffmpeg(name: str, block_samples: int) -> Iterator[np.ndarray]:
     """Run ffmpeg on ``name`` and yield (block_samples,) float32 blocks read from its stdout."""
-    stdin = name == STDIN
-    try:
-        process = subprocess.Popen(
-            _ffmpeg_command(name),
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-    except OSError as error:
-        raise FFmpegNotFoundError(f"cannot run ffmpeg at {ffmpeg_path()}: {error}") from error
-    stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
-    threads = [threading.Thread(target=_drain, args=(process.stderr, stderr), daemon=True)]
-    fed = [0]
-    if stdin:
-        threads.append(threading.Thread(target=_feed_stdin, args=(process.stdin, fed), daemon=True))
-    for thread in threads:
-        thread.start()
+    process = _start_ffmpeg(name)
+    stderr = _StderrDrain(process.stderr)
+    feeder = _StdinFeeder(process.stdin) if name == STDIN else None
     total = 0
     try:
         while True:
@@ -170,17 +163,18 @@ def _iter_ffmpeg(name: str, block_samples: int) -> Iterator[np.ndarray]:
             total += block.size
             yield block
         returncode = process.wait()
-        for thread in threads:
-            thread.join()
+        stderr.join()
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
         process.stdout.close()
         process.stderr.close()
-    if stdin and fed[0] == 0:
+    # The feeder is not joined: it may be blocked reading a terminal. It closes ffmpeg's stdin at end of
+    # input, before ffmpeg can see end of file, so a count of 0 here is final.
+    if feeder is not None and feeder.bytes_fed == 0:
         raise EmptyAudioError(STDIN, "standard input is empty")
-    _check_result(name, returncode, list(stderr), total)
+    _check_result(name, returncode, list(stderr.lines), total)
 
 
 def _read_block(stream, block_samples: int) -> np.ndarray:
@@ -197,28 +191,42 @@ def _read_block(stream, block_samples: int) -> np.ndarray:
     return np.frombuffer(buffer, dtype="<f4", count=filled // _BYTES_PER_SAMPLE)
 
 
-def _drain(stream, lines: collections.deque[str]) -> None:
-    """Keep the last lines of ffmpeg's stderr, so that a full pipe never blocks the decoder."""
-    for raw in stream:
-        line = _LOG_PREFIX.sub("", raw.decode("utf-8", "replace")).strip()
-        if line:
-            lines.append(line)
+class _StderrDrain(threading.Thread):
+    """Keeps the last lines of ffmpeg's stderr, so that a full pipe never blocks the decoder."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream  # ffmpeg's stderr pipe (bytes)
+        self.lines: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)  # newest last
+        self.start()
+
+    def run(self) -> None:
+        for raw in self.stream:
+            line = _LOG_PREFIX.sub("", raw.decode("utf-8", "replace")).strip()
+            if line:
+                self.lines.append(line)
 
 
-def _feed_stdin(pipe, fed: list[int]) -> None:
-    """Copy this process's standard input into ffmpeg's, counting the bytes in ``fed[0]``."""
-    source = sys.stdin.buffer
-    try:
-        while chunk := source.read(_STDIN_CHUNK):
-            fed[0] += len(chunk)
-            pipe.write(chunk)
-    except (BrokenPipeError, ValueError, OSError):
-        pass  # ffmpeg stopped reading (it failed, or the consumer closed the generator): its status tells
-    finally:
+class _StdinFeeder(threading.Thread):
+    """Copies this process's standard input into ffmpeg's stdin, then closes it."""
+
+    def __init__(self, pipe) -> None:
+        super().__init__(daemon=True)
+        self.pipe = pipe  # ffmpeg's stdin pipe (bytes)
+        self.bytes_fed = 0  # bytes written so far
+        self.start()
+
+    def run(self) -> None:
+        source = sys.stdin.buffer
         try:
-            pipe.close()
-        except (BrokenPipeError, OSError):
-            pass
+            while chunk := source.read(_STDIN_CHUNK):
+                self.bytes_fed += len(chunk)
+                self.pipe.write(chunk)
+        except (OSError, ValueError):
+            pass  # ffmpeg stopped reading (it failed, or the generator was closed): its exit status tells
+        finally:
+            with contextlib.suppress(OSError):
+                self.pipe.close()
 
 
 def _check_result(name: str, returncode: int, stderr: list[str], total: int) -> None:
@@ -231,10 +239,12 @@ def _check_result(name: str, returncode: int, stderr: list[str], total: int) -> 
             raise EmptyAudioError(name, f"{what} contains no audio samples")
         reason = _reason(stderr)
         if "Invalid data found" in reason:
-            raise DecodeError(name, f"{what} is not media ffmpeg can decode ({reason})")
+            media = "standard input is not media" if name == STDIN else "not a media file"
+            raise DecodeError(name, f"{media} ffmpeg can decode ({reason})")
         if total:
             raise DecodeError(
-                name, f"decoding failed after {total / SAMPLE_RATE:.1f} s (ffmpeg exit {returncode}: {reason})"
+                name,
+                f"decoding failed after {total / SAMPLE_RATE:.1f} s (ffmpeg exit {returncode}: {reason})",
             )
         raise DecodeError(name, f"ffmpeg cannot decode {what} (exit {returncode}: {reason})")
     if stderr:

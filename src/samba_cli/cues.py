@@ -41,7 +41,7 @@ class CueOptions:
     max_line_count: int = 2  # lines per cue
     max_duration: float = 7.0  # seconds per cue, unless the cue is a single word that lasts longer
     min_duration: float = 0.5  # seconds; shorter cues are extended into the free time after them, if any
-    min_gap: float = 0.04  # seconds kept between consecutive cues when both stay longer than a millisecond
+    min_gap: float = 0.04  # seconds kept between consecutive cues, unless the earlier one would vanish
     pause_seconds: float = 0.8  # a pause this long between words starts a new cue
 
     def __post_init__(self) -> None:
@@ -102,15 +102,15 @@ def _tokens(segment: Segment) -> list[_Token]:
             if text:
                 tokens.append(_Token(text, start, max(start, to_milliseconds(word.end))))
         return tokens
-    words = segment.text.split()
+    texts = segment.text.split()
     start = to_milliseconds(segment.start)
     span = max(to_milliseconds(segment.end) - start, 0)
-    total = len(" ".join(words))
+    total = len(" ".join(texts))
     tokens, done = [], 0
-    for index, word in enumerate(words):
+    for index, text in enumerate(texts):
         # each word owns the space after it, so the words tile the segment without gaps
-        size = len(word) + (index + 1 < len(words))
-        tokens.append(_Token(word, start + span * done // total, start + span * (done + size) // total))
+        size = len(text) + (index + 1 < len(texts))
+        tokens.append(_Token(text, start + span * done // total, start + span * (done + size) // total))
         done += size
     return tokens
 

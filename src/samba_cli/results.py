@@ -25,10 +25,12 @@ class Segment:
     no_speech_prob: float = 0.0  # share of blank frames in the segment's CTC posteriors
 
 
-@dataclass(frozen=True)
+@dataclass
 class TranscriptionInfo:
+    """About one transcription. ``duration`` grows while the segment generator runs and is final when it ends."""
+
     source: str  # the input path, or "-" for stdin
-    duration: float  # seconds of audio in the source
+    duration: float  # seconds of audio decoded from the source so far (all of it once segments are exhausted)
     model: str  # model id (Hub repo, local folder or bundled name)
     revision: str | None  # Hub revision (commit) when known
     options: dict[str, Any] = field(default_factory=dict)  # the options used, as plain JSON values

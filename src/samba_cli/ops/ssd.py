@@ -39,17 +39,17 @@ def ssd_chunked(
     """Chunked SSD scan. Returns ``y`` (b, l, h, p) in x's dtype and the final state (b, h, p, n) in float32.
 
     Lengths that are not a multiple of ``chunk_size`` are padded with ``dt = 0`` steps, which leave the state
-    unchanged, and the padded outputs are dropped.
+    unchanged, and the padded outputs are dropped. Heads are split as (g, r): group g serves r = h / g heads, so
+    the C.B products are computed once per group rather than once per head.
     """
     out_dtype = x.dtype
     b, length, h, p = x.shape
+    g, n = B.shape[-2], B.shape[-1]
+    r = h // g
     x, dt, A, B, C = (t.float() for t in (x, dt, A, B, C))
     if dt_bias is not None:
         dt = dt + dt_bias.float()
     dt = F.softplus(dt)
-    B = _expand_groups(B, h)
-    C = _expand_groups(C, h)
-    n = B.shape[-1]
 
     pad = (-length) % chunk_size
     if pad:
@@ -57,44 +57,43 @@ def ssd_chunked(
         dt = F.pad(dt, (0, 0, 0, pad))
         B = F.pad(B, (0, 0, 0, 0, 0, pad))
         C = F.pad(C, (0, 0, 0, 0, 0, pad))
-    c = x.shape[1] // chunk_size
     q = chunk_size
+    c = x.shape[1] // q
 
-    xdt = (x * dt.unsqueeze(-1)).view(b, c, q, h, p)  # discretised input
-    a = (dt * A).view(b, c, q, h).permute(0, 3, 1, 2)  # (b, h, c, q) log-decay per step
-    B = B.view(b, c, q, h, n)
-    C = C.view(b, c, q, h, n)
-    a_cum = torch.cumsum(a, dim=-1)  # (b, h, c, q)
+    xdt = (x * dt.unsqueeze(-1)).view(b, c, q, g, r, p)  # discretised input
+    a_cum = torch.cumsum((dt * A).view(b, c, q, g, r), dim=2)  # (b, c, q, g, r) cumulative log-decay
+    B = B.view(b, c, q, g, n)
+    C = C.view(b, c, q, g, n)
 
-    # 1. Inside each chunk: y_l = sum_{s<=l} C_l.B_s exp(a_cum_l - a_cum_s) xdt_s
-    seg = a_cum.unsqueeze(-1) - a_cum.unsqueeze(-2)  # (b, h, c, l, s)
+    # 1. Inside each chunk: y_l = sum_{s<=l} (C_l . B_s) exp(a_cum_l - a_cum_s) xdt_s
+    a_t = a_cum.permute(0, 3, 4, 1, 2)  # (b, g, r, c, q)
     causal = torch.ones(q, q, dtype=torch.bool, device=x.device).tril()
-    decay = torch.exp(seg.masked_fill(~causal, float("-inf")))
-    scores = torch.einsum("bclhn,bcshn->bhcls", C, B) * decay
-    y = torch.einsum("bhcls,bcshp->bclhp", scores, xdt)
+    decay = torch.exp((a_t.unsqueeze(-1) - a_t.unsqueeze(-2)).masked_fill_(~causal, float("-inf")))
+    scores = torch.einsum("bclgn,bcsgn->bgcls", C, B).unsqueeze(2) * decay  # (b, g, r, c, l, s)
+    y = torch.einsum("bgrcls,bcsgrp->bclgrp", scores, xdt)
 
     # 2. State contributed by each chunk at its end.
-    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)  # (b, h, c, q)
-    chunk_states = torch.einsum("bclhn,bhcl,bclhp->bchpn", B, decay_to_end, xdt)
+    decay_to_end = torch.exp(a_cum[:, :, -1:] - a_cum).unsqueeze(-1)  # (b, c, q, g, r, 1)
+    chunk_states = torch.einsum("bclgn,bclgrp->bcgrpn", B, xdt * decay_to_end)
 
     # 3. Recurrence across chunks (c is small: a plain loop is clear and cheap).
     state = (
-        initial_state.float() if initial_state is not None else x.new_zeros(b, h, p, n)
-    )  # state entering the chunk
-    chunk_decay = torch.exp(a_cum[..., -1])  # (b, h, c)
+        initial_state.float().view(b, g, r, p, n) if initial_state is not None else x.new_zeros(b, g, r, p, n)
+    )
+    chunk_decay = torch.exp(a_cum[:, :, -1])  # (b, c, g, r)
     entering = []
     for i in range(c):
         entering.append(state)
-        state = state * chunk_decay[:, :, i, None, None] + chunk_states[:, i]
-    states_in = torch.stack(entering, dim=1)  # (b, c, h, p, n)
+        state = state * chunk_decay[:, i, :, :, None, None] + chunk_states[:, i]
+    states_in = torch.stack(entering, dim=1)  # (b, c, g, r, p, n): state entering each chunk
 
     # 4. Contribution of the entering state to each position.
-    y = y + torch.einsum("bclhn,bchpn,bhcl->bclhp", C, states_in, torch.exp(a_cum))
+    y = y + torch.einsum("bclgn,bcgrpn->bclgrp", C, states_in) * torch.exp(a_cum).unsqueeze(-1)
 
     y = y.reshape(b, c * q, h, p)[:, :length]
     if D is not None:
         y = y + x[:, :length] * D.float().view(1, 1, h, 1)
-    return y.to(out_dtype), state
+    return y.to(out_dtype), state.reshape(b, h, p, n)
 
 
 def ssd_step(

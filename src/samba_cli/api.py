@@ -1,0 +1,126 @@
+"""Library entry point: ``load_model(...)`` returns a :class:`Transcriber` whose ``transcribe`` yields Segments."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from samba_cli.hub import ResolvedModel, resolve_model
+
+from samba_cli.audio import SAMPLE_RATE, iter_audio
+from samba_cli.model import SambaASR, load_checkpoint
+from samba_cli.model.checkpoint import TOKENIZER_FILE
+from samba_cli.pipeline import Pipeline, TranscribeOptions
+from samba_cli.results import Segment, TranscriptionInfo
+from samba_cli.tokenizer import Tokenizer
+from samba_cli.windows import iter_windows
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from samba_cli.errors import BackendError
+
+        raise BackendError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}: choose auto, {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+class Transcriber:
+    """A loaded model and tokenizer, ready to transcribe."""
+
+    def __init__(self, model: SambaASR, tokenizer: Tokenizer, resolved: ResolvedModel) -> None:
+        if tokenizer.vocab_size != model.config.vocab_size:
+            raise ValueError(
+                f"{resolved.path}: tokenizer has {tokenizer.vocab_size} pieces, model expects {model.config.vocab_size}"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.resolved = resolved
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def transcribe(
+        self,
+        audio: str | os.PathLike | np.ndarray,
+        options: TranscribeOptions | None = None,
+        **overrides,
+    ) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        """Transcribe a media path ("-" for stdin) or 16 kHz mono float32 samples.
+
+        Returns a lazy generator of Segments and an info object; nothing is decoded until the generator is
+        iterated. ``overrides`` replace option fields by name (``beam_size=5``, ``vad=False``, ...).
+        """
+        options = TranscribeOptions.from_kwargs(options, **overrides)
+        if isinstance(audio, np.ndarray):
+            samples = np.asarray(audio, dtype=np.float32).reshape(-1)
+            source = "<array>"
+            blocks: Iterator[np.ndarray] = iter([samples])
+        else:
+            source = os.fspath(audio)
+            blocks = iter_audio(source)
+        info = TranscriptionInfo(
+            source=source,
+            duration=0.0,
+            model=self.resolved.model_id,
+            revision=self.resolved.revision,
+            options=options.to_dict(),
+        )
+
+        def counted() -> Iterator[np.ndarray]:
+            for block in blocks:
+                info.duration += len(block) / SAMPLE_RATE
+                yield block
+
+        pipeline = Pipeline(self.model, self.tokenizer, options)
+        return pipeline.run(iter_windows(counted(), options.window)), info
+
+
+def load_model(
+    name_or_path: str | os.PathLike | None = None,
+    revision: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    token: str | None = None,
+    backend: str = "auto",
+    threads: int | None = None,
+) -> Transcriber:
+    """Load a model from a local folder, a Hub repo id, or the bundled model (the default).
+
+    ``device``: auto|cpu|cuda; ``dtype``: auto|float32|bfloat16|float16 (auto: bfloat16 on CUDA, float32 on CPU);
+    ``backend``: auto|torch|fused SSD kernels; ``threads``: CPU threads for PyTorch.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    resolved = resolve_model(
+        None if name_or_path is None else os.fspath(name_or_path),
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        token=token,
+    )
+    dev = resolve_device(device)
+    model = load_checkpoint(resolved.path, device=dev, dtype=resolve_dtype(dtype, dev), backend=backend)
+    tokenizer = Tokenizer(Path(resolved.path) / TOKENIZER_FILE)
+    logger.info("loaded %s (%s, %s, %s backend)", resolved.model_id, dev, dtype, model.backend)
+    return Transcriber(model, tokenizer, resolved)

@@ -1,0 +1,56 @@
+"""Augmentation: speed perturbation of the waveform and SpecAugment masks on the log-mel features.
+
+Every function draws from an explicit ``torch.Generator`` so a batch is augmented the same way whenever it is
+rebuilt (DataLoader workers, exact resume).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def speed_perturb(samples: torch.Tensor, factor: float) -> torch.Tensor:
+    """Play ``samples`` (N,) ``factor`` times faster (tempo and pitch, like sox ``speed``): (round(N / factor),).
+
+    Linear interpolation: cheap, and the little aliasing it adds above 8 kHz / factor is harmless for log-mel
+    features.
+    """
+    if factor == 1.0:
+        return samples
+    length = max(1, round(samples.shape[0] / factor))
+    return F.interpolate(samples.view(1, 1, -1), size=length, mode="linear", align_corners=False).view(-1)
+
+
+@dataclass(frozen=True)
+class SpecAugment:
+    freq_masks: int = 2  # frequency masks per utterance
+    freq_mask_width: int = 27  # widest frequency mask, in mel bins
+    time_masks: int = 2  # time masks per utterance
+    time_mask_width: int = 40  # widest time mask, in frames
+    time_mask_ratio: float = 0.2  # a time mask covers at most this fraction of the frames
+
+    def __call__(self, features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """features: (n_mels, T) -> a masked copy; masked cells take the utterance's mean value."""
+        n_mels, frames = features.shape
+        out = features.clone()
+        fill = features.mean()
+        for _ in range(self.freq_masks):
+            start, width = _draw_span(n_mels, min(self.freq_mask_width, n_mels), generator)
+            out[start : start + width, :] = fill
+        widest = min(self.time_mask_width, int(self.time_mask_ratio * frames))
+        for _ in range(self.time_masks):
+            start, width = _draw_span(frames, widest, generator)
+            out[:, start : start + width] = fill
+        return out
+
+
+def _draw_span(size: int, widest: int, generator: torch.Generator) -> tuple[int, int]:
+    """A span [start, start + width) inside [0, size) with width uniform in [0, widest]."""
+    if widest <= 0:
+        return 0, 0
+    width = int(torch.randint(0, widest + 1, (1,), generator=generator))
+    start = int(torch.randint(0, size - width + 1, (1,), generator=generator))
+    return start, width

@@ -1,0 +1,100 @@
+"""Training options: one frozen dataclass, saved as train_config.json in the run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+
+class Schedule(str, Enum):
+    """Learning-rate decay after the linear warmup."""
+
+    cosine = "cosine"
+    linear = "linear"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # data and model
+    train_manifest: str  # JSONL manifest of training utterances: {"audio", "text", "duration"} per line
+    tokenizer: str  # sentencepiece model (`samba train tokenizer`); the model's vocab_size follows it
+    out_dir: str = "runs/samba"  # run folder: config, training state, checkpoints, metrics
+    dev_manifest: str | None = None  # JSONL manifest for validation loss and WER (None: no validation)
+    preset: str = "tiny"  # model preset (tiny, small, base)
+    min_duration: float = 0.3  # seconds: shorter utterances are skipped
+    max_duration: float = 30.0  # seconds: longer utterances are skipped
+    # batches
+    max_batch_seconds: float = 600.0  # padded audio per batch: utterances x longest duration in the batch
+    max_batch_utterances: int = 64  # utterances per batch at most
+    accumulate: int = 4  # batches per optimizer step (effective batch = accumulate x GPUs x batch)
+    workers: int = 2  # DataLoader processes that read audio and compute features (0: in the main process)
+    # augmentation
+    speeds: tuple[float, ...] = (0.9, 1.0, 1.1)  # speed perturbation factors, one drawn per utterance
+    freq_masks: int = 2  # SpecAugment frequency masks per utterance
+    freq_mask_width: int = 27  # widest frequency mask, in mel bins
+    time_masks: int = 2  # SpecAugment time masks per utterance
+    time_mask_width: int = 40  # widest time mask, in 10 ms frames
+    time_mask_ratio: float = 0.2  # a time mask covers at most this fraction of the utterance
+    # optimisation
+    lr: float = 1e-4  # peak learning rate (AdamW)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay (not on norms, biases, _no_weight_decay)
+    betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas
+    eps: float = 1e-8  # AdamW epsilon
+    warmup_steps: int = 1000  # linear warmup from 0 to lr
+    max_steps: int = 100_000  # optimizer steps in the whole run; the schedule decays to its end
+    schedule: Schedule = Schedule.cosine  # decay after warmup
+    min_lr_ratio: float = 0.05  # the schedule ends at lr x min_lr_ratio
+    clip_grad_norm: float = 1.0  # gradient clipping by global norm (0: off)
+    ctc_weight: float = 0.3  # loss = ctc_weight x CTC + (1 - ctc_weight) x attention cross-entropy
+    label_smoothing: float = 0.1  # label smoothing of the attention cross-entropy
+    # runtime
+    device: str = "auto"  # auto, cpu, cuda, cuda:N (under torchrun: the local GPU)
+    backend: str = "auto"  # SSD backend: auto, torch, fused (mamba-ssm kernels, CUDA)
+    bf16: bool = True  # bfloat16 autocast on CUDA (CPU always trains in float32)
+    threads: int = 0  # CPU threads for torch (0: torch's default)
+    seed: int = 0  # seeds model init, batch order and augmentation
+    log_every: int = 10  # steps between progress lines
+    save_every: int = 1000  # steps between checkpoints (training state + model weights)
+    val_every: int = 0  # steps between validations besides each epoch end (0: epoch ends only)
+    val_attention: bool = True  # validation also decodes greedily with the attention decoder
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            raise ValueError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        if self.accumulate < 1 or self.max_steps < 1 or self.save_every < 1 or self.log_every < 1:
+            raise ValueError("accumulate, max_steps, save_every and log_every must be positive")
+        if not self.speeds or min(self.speeds) <= 0:
+            raise ValueError(f"speeds must be positive factors, got {self.speeds}")
+        object.__setattr__(self, "schedule", Schedule(self.schedule))
+        object.__setattr__(self, "speeds", tuple(float(s) for s in self.speeds))
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["schedule"] = self.schedule.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training options {unknown}")
+        return cls(**data)
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+# Options that may change when a run is resumed: they do not change what is computed.
+RUNTIME_FIELDS = frozenset({"out_dir", "workers", "device", "threads", "log_every", "save_every", "val_every"})

@@ -1,0 +1,188 @@
+"""Manifests, duration-bucketed batches and the dataset that turns a batch plan into padded feature tensors."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset
+
+from samba_cli.features import SAMPLE_RATE, log_mel
+from samba_cli.train.augment import SpecAugment, speed_perturb
+
+
+@dataclass(frozen=True)
+class Utterance:
+    audio: Path  # absolute, or relative to the working directory
+    text: str  # reference transcript
+    duration: float  # seconds
+
+
+def read_manifest(path: str | os.PathLike) -> list[Utterance]:
+    """One JSON object per line with "audio", "text", "duration"; relative audio paths are taken relative to the
+    manifest's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: manifest not found")
+    utterances = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                audio = Path(entry["audio"])
+                utterances.append(
+                    Utterance(
+                        audio if audio.is_absolute() else path.parent / audio,
+                        str(entry["text"]),
+                        float(entry["duration"]),
+                    )
+                )
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"{path}:{number}: expected a JSON object with audio, text, duration ({exc})"
+                ) from exc
+    return utterances
+
+
+def read_audio(path: Path) -> torch.Tensor:
+    """A 16 kHz mono WAV/FLAC file -> float32 samples (N,)."""
+    samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"{path}: sample rate {rate} Hz, training data must be {SAMPLE_RATE} Hz")
+    return torch.from_numpy(samples.mean(axis=1))
+
+
+def plan_batches(
+    durations: list[float],
+    max_seconds: float,
+    max_utterances: int,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
+    """Group utterance indices into batches of similar duration.
+
+    Utterances are sorted by duration (jittered by up to 10% when ``generator`` is given, so batches differ from
+    epoch to epoch), then cut greedily so that batch size x longest duration <= ``max_seconds``. With a generator
+    the batch order is shuffled; without one it is shortest first. An utterance longer than ``max_seconds`` gets a
+    batch of its own.
+    """
+    keys = torch.tensor(durations, dtype=torch.float64)
+    if generator is not None:
+        keys = keys * (1.0 + 0.1 * torch.rand(len(durations), generator=generator, dtype=torch.float64))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0.0
+    for index in torch.argsort(keys, stable=True).tolist():
+        longest_with = max(longest, durations[index])
+        if current and (
+            len(current) >= max_utterances or (len(current) + 1) * longest_with > max_seconds
+        ):
+            batches.append(current)
+            current, longest_with = [], durations[index]
+        current.append(index)
+        longest = longest_with
+    if current:
+        batches.append(current)
+    if generator is not None:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches
+
+
+def shard_batches(batches: list, rank: int, world_size: int, multiple: int = 1) -> list:
+    """This rank's share: every ``world_size``-th batch, cut so that every rank gets the same number, a multiple
+    of ``multiple`` (the gradient accumulation)."""
+    per_rank = len(batches) // world_size // multiple * multiple
+    return batches[rank::world_size][:per_rank]
+
+
+@dataclass
+class Batch:
+    features: torch.Tensor  # (B, n_mels, T) log-mel, zero-padded
+    lengths: torch.Tensor  # (B,) valid feature frames
+    tokens: torch.Tensor  # (B, L) transcript token ids, padded with pad_id (no bos/eos)
+    token_lengths: torch.Tensor  # (B,)
+    indices: list[int]  # utterance indices in the manifest
+    seconds: float  # audio seconds in the batch (after speed perturbation)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(
+            self.features.to(device, non_blocking=True),
+            self.lengths.to(device),
+            self.tokens.to(device),
+            self.token_lengths.to(device),
+            self.indices,
+            self.seconds,
+        )
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    speeds: tuple[float, ...] = (0.9, 1.0, 1.1)  # speed factors, one drawn uniformly per utterance
+    spec_augment: SpecAugment | None = SpecAugment()  # masks on the features (None: off)
+
+
+class BatchDataset(Dataset):
+    """Item i is batch ``batches[i]``, loaded and featurised; use with ``DataLoader(batch_size=None)``.
+
+    With augmentation, batch i draws its random numbers from a generator seeded by ``seeds[i]`` only, so the
+    same batch comes out in any worker and after a resume.
+    """
+
+    def __init__(
+        self,
+        utterances: list[Utterance],
+        token_ids: list[list[int]],
+        batches: list[list[int]],
+        n_mels: int,
+        pad_id: int,
+        augmentation: Augmentation | None = None,
+        seeds: list[int] | None = None,
+    ) -> None:
+        if augmentation is not None and (seeds is None or len(seeds) != len(batches)):
+            raise ValueError("augmentation needs one seed per batch")
+        self.utterances = utterances
+        self.token_ids = token_ids
+        self.batches = batches
+        self.n_mels = n_mels
+        self.pad_id = pad_id
+        self.augmentation = augmentation
+        self.seeds = seeds
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> Batch:
+        indices = self.batches[i]
+        generator = None
+        if self.augmentation is not None:
+            generator = torch.Generator().manual_seed(self.seeds[i])
+        features = []
+        samples_total = 0
+        for index in indices:
+            samples = read_audio(self.utterances[index].audio)
+            if generator is not None:
+                speeds = self.augmentation.speeds
+                factor = speeds[int(torch.randint(0, len(speeds), (1,), generator=generator))]
+                samples = speed_perturb(samples, factor)
+            samples_total += samples.shape[0]
+            feats = log_mel(samples, self.n_mels)
+            if generator is not None and self.augmentation.spec_augment is not None:
+                feats = self.augmentation.spec_augment(feats, generator)
+            features.append(feats)
+        lengths = torch.tensor([f.shape[1] for f in features])
+        padded = torch.zeros(len(indices), self.n_mels, int(lengths.max()))
+        for row, feats in enumerate(features):
+            padded[row, :, : feats.shape[1]] = feats
+        token_lengths = torch.tensor([len(self.token_ids[index]) for index in indices])
+        tokens = torch.full((len(indices), max(1, int(token_lengths.max()))), self.pad_id, dtype=torch.long)
+        for row, index in enumerate(indices):
+            tokens[row, : token_lengths[row]] = torch.tensor(self.token_ids[index], dtype=torch.long)
+        return Batch(padded, lengths, tokens, token_lengths, list(indices), samples_total / SAMPLE_RATE)

@@ -1,0 +1,74 @@
+import torch
+
+from samba_cli.search import DecodeOptions, beam_search, ctc_greedy, greedy_search, repetition_cut
+from tests.model_helpers import TINY, tiny_model
+
+
+def _encoded(model, batch=3, frames=60):
+    feats = torch.randn(batch, TINY.n_mels, frames)
+    lengths = torch.tensor([frames - 7 * i for i in range(batch)])
+    return model.encode(feats, lengths)
+
+
+def _sharpen(model):
+    # Random models spread probability thinly; scale the embedding so the argmax is decisive and stable.
+    with torch.no_grad():
+        model.decoder.embed.weight.mul_(4.0)
+    return model
+
+
+def test_greedy_equals_beam_size_one():
+    model = _sharpen(tiny_model())
+    states, lengths = _encoded(model)
+    options = DecodeOptions(max_repeats=100)
+    greedy = greedy_search(model, states, lengths, [12, 9, 15], options)
+    beam = beam_search(model, states, lengths, [12, 9, 15], DecodeOptions(beam_size=1, max_repeats=100))
+    assert [h.tokens for h in greedy] == [h.tokens for h in beam]
+    for g, b in zip(greedy, beam, strict=True):
+        assert g.token_logprobs == b.token_logprobs
+
+
+def test_batched_decoding_equals_one_at_a_time():
+    model = _sharpen(tiny_model())
+    states, lengths = _encoded(model)
+    for options in (DecodeOptions(max_repeats=100), DecodeOptions(beam_size=3, max_repeats=100)):
+        search = greedy_search if options.beam_size == 1 else beam_search
+        batched = search(model, states, lengths, [10, 10, 10], options)
+        for i in range(3):
+            n = int(lengths[i])
+            alone = search(model, states[i : i + 1, :n], lengths[i : i + 1], [10], options)
+            assert alone[0].tokens == batched[i].tokens
+
+
+def test_beam_never_scores_below_greedy_sequence():
+    model = _sharpen(tiny_model())
+    states, lengths = _encoded(model, batch=2)
+    greedy = greedy_search(model, states, lengths, [8, 8], DecodeOptions(max_repeats=100))
+    beam = beam_search(
+        model, states, lengths, [8, 8], DecodeOptions(beam_size=4, length_penalty=0.0, max_repeats=100)
+    )
+    for g, b in zip(greedy, beam, strict=True):
+        assert b.score >= sum(g.token_logprobs) - 1e-4
+
+
+def test_max_tokens_caps_length():
+    model = tiny_model()
+    states, lengths = _encoded(model, batch=2)
+    hyps = greedy_search(model, states, lengths, [3, 5], DecodeOptions(max_repeats=100))
+    assert len(hyps[0].tokens) <= 3 and len(hyps[1].tokens) <= 5
+
+
+def test_repetition_cut():
+    assert repetition_cut([5, 1, 2, 1, 2, 1, 2, 1, 2], max_repeats=4) == 3
+    assert repetition_cut([7, 7, 7, 7], max_repeats=4) == 1
+    assert repetition_cut([1, 2, 3, 1, 2, 3], max_repeats=4) is None
+
+
+def test_ctc_greedy_collapses_repeats_and_blanks():
+    blank = 5
+    path = [blank, 1, 1, blank, 1, 2, 2, blank, blank, 3]
+    log_probs = torch.full((len(path), 6), -10.0)
+    for t, tok in enumerate(path):
+        log_probs[t, tok] = 0.0
+    assert ctc_greedy(log_probs, len(path), blank).tokens == (1, 1, 2, 3)
+    assert ctc_greedy(log_probs, 3, blank).tokens == (1,)
