@@ -25,6 +25,14 @@ requires_espeak = pytest.mark.skipif(
 )
 requires_sox = pytest.mark.skipif(SOX is None, reason="sox is not installed (apt install sox)")
 
+
+def skip_without(*tools: str) -> None:
+    """Skip the calling test (or fixture) when one of the command-line ``tools`` is not installed."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (apt install {' '.join(missing)})")
+
+
 SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs far away into the quiet forest."
 
 

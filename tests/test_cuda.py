@@ -66,3 +66,21 @@ def test_fused_model_teacher_forcing_bfloat16():
     state = model.allocate_state(states, enc_lengths)
     steps = torch.stack([model.step(tokens[:, t], state) for t in range(8)], dim=1).float()
     assert (steps - full).abs().max() < 0.05 * full.abs().max() + 0.05
+
+
+def test_cuda_graph_decoding_matches_eager():
+    from samba_cli.search import DecodeOptions, beam_search, greedy_search
+    from samba_cli.stepper import StepperFactory
+
+    model = tiny_model().cuda()
+    model.set_backend("auto")
+    states, lengths = model.encode(
+        torch.randn(3, 16, 120, device="cuda"), torch.tensor([120, 90, 60], device="cuda")
+    )
+    factory = StepperFactory(model, max_frames=64, cuda_graphs=True)
+    for options in (DecodeOptions(max_repeats=100), DecodeOptions(beam_size=2, max_repeats=100)):
+        search = greedy_search if options.beam_size == 1 else beam_search
+        eager = search(model, states, lengths, [12] * 3, options)
+        graphed = search(model, states, lengths, [12] * 3, options, factory)
+        assert [h.tokens for h in eager] == [h.tokens for h in graphed]
+    assert factory._static, "a CUDA graph should have been captured"

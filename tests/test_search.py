@@ -72,3 +72,21 @@ def test_ctc_greedy_collapses_repeats_and_blanks():
         log_probs[t, tok] = 0.0
     assert ctc_greedy(log_probs, len(path), blank).tokens == (1, 1, 2, 3)
     assert ctc_greedy(log_probs, 3, blank).tokens == (1,)
+
+
+def test_static_buffers_match_eager_decoding():
+    """The CUDA-graph stepper's static-buffer logic, run without a graph on the CPU."""
+    from functools import partial
+
+    from samba_cli.stepper import StaticStepper
+
+    model = _sharpen(tiny_model())
+    states, lengths = _encoded(model)
+    static = StaticStepper(model, rows=8, frames=64, use_graph=False)
+    for options in (DecodeOptions(max_repeats=100), DecodeOptions(beam_size=2, max_repeats=100)):
+        search = greedy_search if options.beam_size == 1 else beam_search
+        eager = search(model, states, lengths, [10, 10, 10], options)
+        fixed = search(model, states, lengths, [10, 10, 10], options, partial(static.load))
+        assert [h.tokens for h in eager] == [h.tokens for h in fixed]
+        for a, b in zip(eager, fixed, strict=True):
+            assert max(abs(x - y) for x, y in zip(a.token_logprobs, b.token_logprobs, strict=True)) < 1e-4

@@ -14,8 +14,9 @@ from samba_cli.hub import ResolvedModel, resolve_model
 from samba_cli.audio import SAMPLE_RATE, iter_audio
 from samba_cli.model import SambaASR, load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE
-from samba_cli.pipeline import Pipeline, TranscribeOptions
+from samba_cli.pipeline import Pipeline, TranscribeOptions, max_decoder_frames
 from samba_cli.results import Segment, TranscriptionInfo
+from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.windows import iter_windows
 
@@ -53,6 +54,7 @@ class Transcriber:
         self.model = model
         self.tokenizer = tokenizer
         self.resolved = resolved
+        self._steppers: dict[tuple[int, bool], StepperFactory] = {}  # CUDA graphs survive across files
 
     @property
     def device(self) -> torch.device:
@@ -90,7 +92,10 @@ class Transcriber:
                 info.duration += len(block) / SAMPLE_RATE
                 yield block
 
-        pipeline = Pipeline(self.model, self.tokenizer, options)
+        key = (max_decoder_frames(self.model, options), options.decode.cuda_graphs)
+        if key not in self._steppers:
+            self._steppers[key] = StepperFactory(self.model, *key)
+        pipeline = Pipeline(self.model, self.tokenizer, options, self._steppers[key])
         return pipeline.run(iter_windows(counted(), options.window)), info
 
 

@@ -22,6 +22,7 @@ from samba_cli.model import SambaASR
 from samba_cli.results import Segment, Word
 from samba_cli.search import DecodeOptions, Hypothesis, ctc_greedy, decode_segments
 from samba_cli.segments import FrameSpan, SegmentOptions, split_segments
+from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.windows import Window, WindowOptions
 
@@ -58,6 +59,16 @@ class TranscribeOptions:
         return dataclasses.asdict(self)
 
 
+def max_decoder_frames(model: SambaASR, options: TranscribeOptions) -> int:
+    """Most encoder frames one segment can hand the decoder (segment + both margins), rounded up to 64."""
+    seg = options.segments
+    frames = (
+        math.ceil((seg.max_segment_seconds + 2 * seg.attention_margin_seconds) / model.config.frame_seconds)
+        + 2
+    )
+    return -(-frames // 64) * 64
+
+
 @dataclass
 class _Pending:
     """A segment waiting for its decoder batch."""
@@ -72,10 +83,19 @@ class _Pending:
 class Pipeline:
     """Runs the model stages over windows. Holds no per-source state besides the segment counter."""
 
-    def __init__(self, model: SambaASR, tokenizer: Tokenizer, options: TranscribeOptions) -> None:
+    def __init__(
+        self,
+        model: SambaASR,
+        tokenizer: Tokenizer,
+        options: TranscribeOptions,
+        steppers: StepperFactory | None = None,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.options = options
+        self.steppers = steppers or StepperFactory(
+            model, max_decoder_frames(model, options), options.decode.cuda_graphs
+        )
         cfg = model.config
         self.frame_seconds = cfg.frame_seconds
         self.samples_per_frame = cfg.subsampling * HOP_LENGTH
@@ -119,7 +139,7 @@ class Pipeline:
         lengths = torch.tensor([p.states.shape[0] for p in batch], device=self.param.device)
         padded = torch.nn.utils.rnn.pad_sequence([p.states for p in batch], batch_first=True)
         seconds = [p.span.length * self.frame_seconds for p in batch]
-        return decode_segments(self.model, padded, lengths, seconds, self.options.decode)
+        return decode_segments(self.model, padded, lengths, seconds, self.options.decode, self.steppers)
 
     def _seconds(self, window: Window, frame: float) -> float:
         """Window frame position (fractional allowed) -> source seconds."""

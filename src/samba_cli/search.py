@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
-from samba_cli.model import SambaASR
+from samba_cli.model import ModelConfig, SambaASR
+from samba_cli.stepper import EagerStepper, Stepper
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,7 @@ class DecodeOptions:
     max_tokens_per_second: float = 15.0  # cap on hypothesis length relative to the segment's audio
     max_repeats: int = 4  # an n-gram (n <= 4) repeated this many times in a row ends the hypothesis
     batch_size: int = 16  # segments decoded together
+    cuda_graphs: bool = True  # on CUDA, replay the decode step from CUDA graphs (one per batch-size bucket)
 
     def __post_init__(self) -> None:
         if self.decoder not in ("attention", "ctc"):
@@ -33,10 +37,9 @@ class Hypothesis:
     score: float  # the search's ranking score (length-normalised for beam search)
 
 
-def _next_logprobs(model: SambaASR, tokens: torch.Tensor, state) -> torch.Tensor:
+def _next_logprobs(stepper: Stepper, tokens: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
     """Log-probabilities of the next token (B, V); bos and pad can never be produced."""
-    logits = model.step(tokens, state).float()
-    cfg = model.config
+    logits = stepper.step(tokens).float()
     logits[:, [cfg.bos_id, cfg.pad_id]] = -math.inf
     return torch.log_softmax(logits, dim=-1)
 
@@ -61,17 +64,18 @@ def greedy_search(
     lengths: torch.Tensor,
     max_tokens: list[int],
     options: DecodeOptions,
+    make_stepper: Callable[[torch.Tensor, torch.Tensor], Stepper] | None = None,
 ) -> list[Hypothesis]:
     """states: (B, S, D) encoder frames of B segments, lengths: (B,) -> one hypothesis per segment."""
     cfg = model.config
     batch = states.shape[0]
-    state = model.allocate_state(states, lengths)
+    stepper = (make_stepper or partial(EagerStepper, model))(states, lengths)
     tokens = torch.full((batch,), cfg.bos_id, dtype=torch.long, device=states.device)
     out: list[list[int]] = [[] for _ in range(batch)]
     logps: list[list[float]] = [[] for _ in range(batch)]
     done = [False] * batch
     for _ in range(max(max_tokens) + 1):
-        logprobs = _next_logprobs(model, tokens, state)
+        logprobs = _next_logprobs(stepper, tokens, cfg)
         best_lp, best = logprobs.max(dim=-1)
         tokens = best
         for i, (tok, lp) in enumerate(zip(best.tolist(), best_lp.tolist(), strict=True)):
@@ -98,13 +102,15 @@ def beam_search(
     lengths: torch.Tensor,
     max_tokens: list[int],
     options: DecodeOptions,
+    make_stepper: Callable[[torch.Tensor, torch.Tensor], Stepper] | None = None,
 ) -> list[Hypothesis]:
     """Batched beam search: B segments x beam_size hypotheses share one decoder state of batch B * beam."""
     cfg = model.config
     batch, beam = states.shape[0], options.beam_size
     device = states.device
-    state = model.allocate_state(states, lengths)
-    state.reorder(torch.arange(batch, device=device).repeat_interleave(beam))
+    stepper = (make_stepper or partial(EagerStepper, model))(
+        states.repeat_interleave(beam, dim=0), lengths.repeat_interleave(beam, dim=0)
+    )
     scores = torch.full((batch, beam), -math.inf, device=device)
     scores[:, 0] = 0.0  # only the first beam is live at the start
     seqs: list[list[tuple[list[int], list[float]]]] = [[([], []) for _ in range(beam)] for _ in range(batch)]
@@ -117,7 +123,7 @@ def beam_search(
         finished[i].append(Hypothesis(tuple(toks), tuple(lps), score))
 
     for _ in range(max(max_tokens) + 1):
-        logprobs = _next_logprobs(model, tokens, state).view(batch, beam, -1)
+        logprobs = _next_logprobs(stepper, tokens, cfg).view(batch, beam, -1)
         vocab = logprobs.shape[-1]
         cand = (scores.unsqueeze(-1) + logprobs).view(batch, -1)
         top_scores, top_idx = cand.topk(2 * beam, dim=-1)
@@ -157,7 +163,7 @@ def beam_search(
             break
         seqs = new_seqs
         scores = new_scores
-        state.reorder(origin.view(-1))
+        stepper.reorder(origin.view(-1))
         tokens = new_tokens.view(-1)
     results = []
     for i in range(batch):
@@ -182,9 +188,14 @@ def ctc_greedy(log_probs: torch.Tensor, length: int, blank_id: int) -> Hypothesi
 
 
 def decode_segments(
-    model: SambaASR, states: torch.Tensor, lengths: torch.Tensor, seconds: list[float], options: DecodeOptions
+    model: SambaASR,
+    states: torch.Tensor,
+    lengths: torch.Tensor,
+    seconds: list[float],
+    options: DecodeOptions,
+    make_stepper: Callable[[torch.Tensor, torch.Tensor], Stepper] | None = None,
 ) -> list[Hypothesis]:
     """Attention decoding of a batch of segments with the configured search."""
     max_tokens = [max(1, math.ceil(s * options.max_tokens_per_second)) for s in seconds]
     search = greedy_search if options.beam_size == 1 else beam_search
-    return search(model, states, lengths, max_tokens, options)
+    return search(model, states, lengths, max_tokens, options, make_stepper)

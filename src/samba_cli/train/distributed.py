@@ -1,0 +1,60 @@
+"""Several GPUs through torchrun: process group set-up (only when WORLD_SIZE > 1), device choice, reductions."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0  # global rank of this process
+    local_rank: int = 0  # rank on this machine: the GPU index
+    size: int = 1  # processes in the job
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_world() -> World:
+    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU); a single process
+    otherwise."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    world = World(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), size)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return world
+
+
+def close_world(world: World) -> None:
+    if world.size > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def resolve_device(requested: str, world: World) -> torch.device:
+    """``auto`` is this rank's GPU when CUDA is there, else the CPU; under torchrun ``cuda`` means the local GPU."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(requested)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device cuda requested but CUDA is not available; use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def sum_over_ranks(values: list[float], device: torch.device, world: World) -> list[float]:
+    """Element-wise sum of ``values`` over all ranks (the values themselves in a single process)."""
+    if world.size <= 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()

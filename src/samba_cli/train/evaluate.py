@@ -1,0 +1,193 @@
+"""Word and character error rates after English text normalisation, and evaluation of a model on a manifest."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+
+import jiwer
+import torch
+from torch.utils.data import DataLoader
+
+from samba_cli.model import SambaASR
+from samba_cli.tokenizer import Tokenizer
+from samba_cli.train.data import Batch, BatchDataset, Utterance, plan_batches
+from samba_cli.train.decode import greedy_attention, greedy_ctc
+
+
+class Decoding(str, Enum):
+    """Greedy decoder used for evaluation."""
+
+    ctc = "ctc"  # best path of the encoder's CTC head
+    attention = "attention"  # argmax of the attention decoder, token by token
+
+
+@functools.lru_cache(maxsize=1)
+def _normalizer() -> Callable[[str], str]:
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()
+
+
+def normalize(text: str) -> str:
+    """Whisper's English normalisation: lower case, no punctuation, spelled-out forms unified."""
+    return " ".join(_normalizer()(text).split())
+
+
+@dataclass(frozen=True)
+class ErrorCounts:
+    word_errors: int = 0  # substitutions + deletions + insertions, in words
+    words: int = 0  # reference words
+    char_errors: int = 0  # edit distance in characters (spaces included)
+    chars: int = 0  # reference characters
+
+    def __add__(self, other: ErrorCounts) -> ErrorCounts:
+        return ErrorCounts(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+    @property
+    def wer(self) -> float:
+        return self.word_errors / max(1, self.words)
+
+    @property
+    def cer(self) -> float:
+        return self.char_errors / max(1, self.chars)
+
+
+def count_errors(reference: str, hypothesis: str) -> ErrorCounts:
+    """Edit distances between two already normalised texts."""
+    if not reference:
+        return ErrorCounts(len(hypothesis.split()), 0, len(hypothesis), 0)
+    if not hypothesis:
+        return ErrorCounts(len(reference.split()), len(reference.split()), len(reference), len(reference))
+    words = jiwer.process_words(reference, hypothesis)
+    chars = jiwer.process_characters(reference, hypothesis)
+    return ErrorCounts(
+        words.substitutions + words.deletions + words.insertions,
+        words.substitutions + words.deletions + words.hits,
+        chars.substitutions + chars.deletions + chars.insertions,
+        chars.substitutions + chars.deletions + chars.hits,
+    )
+
+
+@dataclass(frozen=True)
+class UtteranceResult:
+    audio: str  # audio file
+    duration: float  # seconds
+    reference: str  # transcript from the manifest
+    hypothesis: str  # decoded text
+    errors: ErrorCounts  # after normalisation of both texts
+
+
+@dataclass
+class EvalReport:
+    model: str  # checkpoint folder or name
+    manifest: str  # evaluated manifest
+    decoding: Decoding  # decoder used
+    utterances: list[UtteranceResult]  # in manifest order
+    audio_seconds: float  # total audio duration
+    wall_seconds: float  # time to load, featurise and decode everything
+
+    @property
+    def errors(self) -> ErrorCounts:
+        return sum((u.errors for u in self.utterances), ErrorCounts())
+
+    @property
+    def real_time_factor(self) -> float:
+        """Audio seconds transcribed per wall-clock second ("x real time")."""
+        return self.audio_seconds / max(self.wall_seconds, 1e-9)
+
+    def summary(self) -> dict:
+        errors = self.errors
+        return {
+            "model": self.model,
+            "manifest": self.manifest,
+            "decoding": self.decoding.value,
+            "utterances": len(self.utterances),
+            "wer": errors.wer,
+            "cer": errors.cer,
+            "word_errors": errors.word_errors,
+            "words": errors.words,
+            "char_errors": errors.char_errors,
+            "chars": errors.chars,
+            "audio_seconds": self.audio_seconds,
+            "wall_seconds": self.wall_seconds,
+            "x_real_time": self.real_time_factor,
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            **self.summary(),
+            "results": [
+                {
+                    "audio": u.audio,
+                    "duration": u.duration,
+                    "reference": u.reference,
+                    "hypothesis": u.hypothesis,
+                    "normalized_reference": normalize(u.reference),
+                    "normalized_hypothesis": normalize(u.hypothesis),
+                    **dataclasses.asdict(u.errors),
+                }
+                for u in self.utterances
+            ],
+        }
+
+
+@torch.no_grad()
+def decode_batch(model: SambaASR, batch: Batch, decoding: Decoding) -> list[list[int]]:
+    """Token ids of each utterance of ``batch`` (already on the model's device)."""
+    states, lengths = model.encode(batch.features, batch.lengths)
+    if decoding is Decoding.ctc:
+        return greedy_ctc(model.ctc_logits(states), lengths, model.config.blank_id)
+    return greedy_attention(model, states, lengths)
+
+
+def batches_in_order(
+    utterances: list[Utterance], tokenizer: Tokenizer, n_mels: int, max_batch_seconds: float, workers: int = 0
+) -> Iterator[Batch]:
+    """Un-augmented batches of similar duration (shortest first) for inference, features computed in
+    ``workers`` processes."""
+    plan = plan_batches([u.duration for u in utterances], max_batch_seconds, max_utterances=256)
+    token_ids = [[] for _ in utterances]  # references are not needed for decoding
+    dataset = BatchDataset(utterances, token_ids, plan, n_mels, tokenizer.pad_id)
+    yield from DataLoader(dataset, batch_size=None, num_workers=workers)
+
+
+def evaluate(
+    model: SambaASR,
+    tokenizer: Tokenizer,
+    utterances: list[Utterance],
+    decoding: Decoding = Decoding.ctc,
+    max_batch_seconds: float = 300.0,
+    workers: int = 0,
+    model_name: str = "",
+    manifest_name: str = "",
+    on_batch: Callable[[int], None] | None = None,
+) -> EvalReport:
+    """Transcribe ``utterances`` greedily and score them against their transcripts."""
+    device = next(model.parameters()).device
+    hypotheses: dict[int, str] = {}
+    start = time.perf_counter()
+    for batch in batches_in_order(utterances, tokenizer, model.config.n_mels, max_batch_seconds, workers):
+        ids = decode_batch(model, batch.to(device), decoding)
+        for index, tokens in zip(batch.indices, ids, strict=True):
+            hypotheses[index] = tokenizer.decode(tokens)
+        if on_batch is not None:
+            on_batch(len(batch))
+    wall = time.perf_counter() - start
+    results = [
+        UtteranceResult(
+            str(u.audio),
+            u.duration,
+            u.text,
+            hypotheses[i],
+            count_errors(normalize(u.text), normalize(hypotheses[i])),
+        )
+        for i, u in enumerate(utterances)
+    ]
+    return EvalReport(
+        model_name, manifest_name, decoding, results, sum(u.duration for u in utterances), wall
+    )

@@ -1,0 +1,400 @@
+"""The training loop: duration batches -> joint CTC + attention loss -> AdamW, with validation, checkpoints and
+exact resume.
+
+Run folder (``TrainConfig.out_dir``)::
+
+    train_config.json   the options (a resumed run must match them, except RUNTIME_FIELDS)
+    state.pt            model + optimizer + RNG states + data position (written atomically every save_every)
+    checkpoint/         the latest weights as a model folder (config.json, model.safetensors, tokenizer.model)
+    best/               the weights with the best validation WER
+    metrics.jsonl       one record per step and per validation
+
+Exact resume: the batch plan of an epoch and every batch's augmentation are functions of (seed, epoch, batch
+index) only, the learning rate is a function of the step, and the state is saved at optimizer-step boundaries.
+Resuming from state.pt therefore reproduces the losses of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from samba_cli.model import ModelConfig, ModelOutput, SambaASR, preset, save_checkpoint
+from samba_cli.tokenizer import Tokenizer
+from samba_cli.train.augment import SpecAugment
+from samba_cli.train.config import RUNTIME_FIELDS, TrainConfig
+from samba_cli.train.data import (
+    Augmentation,
+    Batch,
+    BatchDataset,
+    Utterance,
+    plan_batches,
+    read_manifest,
+    shard_batches,
+)
+from samba_cli.train.decode import greedy_attention, greedy_ctc
+from samba_cli.train.distributed import World, close_world, init_world, resolve_device, sum_over_ranks
+from samba_cli.train.evaluate import ErrorCounts, count_errors, normalize
+from samba_cli.train.objective import decoder_io, joint_loss
+from samba_cli.train.optim import build_optimizer, learning_rate, set_learning_rate
+from samba_cli.train.progress import Reporter, format_metrics
+from samba_cli.train.state import STATE_FILE, Position, load_state, save_state
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "train_config.json"
+METRICS_FILE = "metrics.jsonl"
+
+# Called after every optimizer step with the step's record; returning True stops training (after a checkpoint).
+StepHook = Callable[[dict], bool]
+
+
+def model_config_for(config: TrainConfig, tokenizer: Tokenizer) -> ModelConfig:
+    """The preset with the tokenizer's vocabulary and special ids."""
+    ids = {"bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id}
+    if min(ids.values()) < 0:
+        raise ValueError(f"{tokenizer.path}: needs bos, eos and pad pieces; train it with `samba train tokenizer`")
+    return preset(config.preset, vocab_size=tokenizer.vocab_size, **ids)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, world: World) -> None:
+        self.config = config
+        self.world = world
+        self.run_dir = Path(config.out_dir)
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        self.device = resolve_device(config.device, world)
+        self.tokenizer = Tokenizer(config.tokenizer)
+        self.model_config = model_config_for(config, self.tokenizer)
+        torch.manual_seed(config.seed)
+        self.model = SambaASR(self.model_config).to(self.device)
+        self.model.set_backend(config.backend)
+        self.optimizer = build_optimizer(self.model, config)
+        self.net: torch.nn.Module = self.model
+        if world.size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        self.train_set = [
+            u
+            for u in read_manifest(config.train_manifest)
+            if config.min_duration <= u.duration <= config.max_duration
+        ]
+        if not self.train_set:
+            raise ValueError(f"{config.train_manifest}: no utterances between min and max duration")
+        self.train_tokens = [self.tokenizer.encode(u.text) for u in self.train_set]
+        self.dev_set: list[Utterance] = read_manifest(config.dev_manifest) if config.dev_manifest else []
+        self.dev_tokens = [self.tokenizer.encode(u.text) for u in self.dev_set]
+        self.augmentation = Augmentation(
+            config.speeds,
+            SpecAugment(
+                config.freq_masks,
+                config.freq_mask_width,
+                config.time_masks,
+                config.time_mask_width,
+                config.time_mask_ratio,
+            ),
+        )
+        self.position = Position()
+        self.reporter = Reporter(config.max_steps, enabled=world.is_main)
+        self.stop_requested = False
+
+    # ----------------------------------------------------------------- run folder
+
+    def _open_run(self) -> None:
+        """Write train_config.json for a new run, or check it and load state.pt to resume one."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        config_path = self.run_dir / CONFIG_FILE
+        if config_path.is_file():
+            saved = TrainConfig.load(config_path).to_dict()
+            current = self.config.to_dict()
+            changed = sorted(k for k in current if k not in RUNTIME_FIELDS and current[k] != saved.get(k))
+            if changed:
+                raise ValueError(
+                    f"{self.run_dir} holds a run with other options ({', '.join(changed)}); "
+                    "use another --out folder or the same options"
+                )
+        if self.world.is_main:
+            self.config.save(config_path)
+        state_path = self.run_dir / STATE_FILE
+        if state_path.is_file():
+            self.position = load_state(state_path, self.model, self.optimizer, self.device)
+            self.reporter.message(
+                f"resumed {state_path} at step {self.position.step}, "
+                f"epoch {self.position.epoch}, batch {self.position.batch}"
+            )
+        if self.world.is_main:
+            self._truncate_metrics(self.position.step)
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop records written after the state being resumed (they will be written again)."""
+        path = self.run_dir / METRICS_FILE
+        if not path.is_file():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def _record(self, record: dict) -> None:
+        if self.world.is_main:
+            with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as out:
+                out.write(json.dumps(record) + "\n")
+
+    def _save(self) -> None:
+        if not self.world.is_main:
+            return
+        save_state(self.run_dir / STATE_FILE, self.model, self.optimizer, self.position)
+        save_checkpoint(
+            self.model,
+            self.run_dir / "checkpoint",
+            tokenizer_file=self.config.tokenizer,
+            metadata={"step": self.position.step, "epoch": self.position.epoch, "train": self.config.to_dict()},
+        )
+
+    # ----------------------------------------------------------------- data
+
+    def _epoch_shard(self, epoch: int) -> list[tuple[list[int], int]]:
+        """This rank's (batch, augmentation seed) pairs of ``epoch``: the same on every run with the same seed."""
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        plan = plan_batches(
+            [u.duration for u in self.train_set],
+            self.config.max_batch_seconds,
+            self.config.max_batch_utterances,
+            generator,
+        )
+        seeds = torch.randint(0, 2**62, (len(plan),), generator=generator).tolist()
+        return shard_batches(list(zip(plan, seeds)), self.world.rank, self.world.size, self.config.accumulate)
+
+    def _loader(self, shard: list[tuple[list[int], int]], start: int) -> DataLoader:
+        rest = shard[start:]
+        dataset = BatchDataset(
+            self.train_set,
+            self.train_tokens,
+            [batch for batch, _ in rest],
+            self.model_config.n_mels,
+            self.model_config.pad_id,
+            self.augmentation,
+            [seed for _, seed in rest],
+        )
+        return DataLoader(dataset, batch_size=None, num_workers=self.config.workers)
+
+    # ----------------------------------------------------------------- steps
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        enabled = self.device.type == "cuda" and self.config.bf16
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _train_step(self, batches: list[Batch]) -> dict:
+        """One optimizer step over ``accumulate`` batches; returns the step's record."""
+        config = self.config
+        lr = learning_rate(self.position.step, config)
+        set_learning_rate(self.optimizer, lr)
+        self.net.train()
+        totals = {"loss": 0.0, "ctc": 0.0, "attention": 0.0}
+        for i, batch in enumerate(batches):
+            batch = batch.to(self.device)
+            last = i == len(batches) - 1
+            sync = contextlib.nullcontext() if last or self.world.size == 1 else self.net.no_sync()
+            with sync:
+                with self._autocast():
+                    inputs, targets = decoder_io(batch.tokens, batch.token_lengths, self.model_config)
+                    out = self.net(batch.features, batch.lengths, inputs)
+                    losses = joint_loss(
+                        out,
+                        batch.tokens,
+                        batch.token_lengths,
+                        targets,
+                        self.model_config,
+                        config.ctc_weight,
+                        config.label_smoothing,
+                    )
+                (losses.total / len(batches)).backward()
+            totals["loss"] += float(losses.total) / len(batches)
+            totals["ctc"] += float(losses.ctc) / len(batches)
+            totals["attention"] += float(losses.attention) / len(batches)
+        max_norm = config.clip_grad_norm if config.clip_grad_norm > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        if math.isfinite(grad_norm):
+            self.optimizer.step()
+        else:
+            self.reporter.message(f"step {self.position.step}: non-finite gradient norm, update skipped")
+        self.optimizer.zero_grad(set_to_none=True)
+        return {
+            **totals,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "utterances": sum(len(b) for b in batches),
+            "seconds": sum(b.seconds for b in batches),
+        }
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Loss and greedy WER/CER on this rank's share of the dev set, summed over ranks."""
+        self.model.eval()
+        plan = plan_batches(
+            [u.duration for u in self.dev_set], self.config.max_batch_seconds, self.config.max_batch_utterances
+        )
+        shard = plan[self.world.rank :: self.world.size]
+        dataset = BatchDataset(
+            self.dev_set, self.dev_tokens, shard, self.model_config.n_mels, self.model_config.pad_id
+        )
+        sums = {"loss": 0.0, "ctc": 0.0, "attention": 0.0}
+        tokens = 0
+        ctc_errors, att_errors = ErrorCounts(), ErrorCounts()
+        for batch in DataLoader(dataset, batch_size=None, num_workers=self.config.workers):
+            batch = batch.to(self.device)
+            with self._autocast():
+                states, lengths = self.model.encode(batch.features, batch.lengths)
+                inputs, targets = decoder_io(batch.tokens, batch.token_lengths, self.model_config)
+                out = ModelOutput(
+                    self.model.ctc_logits(states), lengths, self.model.decode(inputs, states, lengths)
+                )
+                losses = joint_loss(
+                    out,
+                    batch.tokens,
+                    batch.token_lengths,
+                    targets,
+                    self.model_config,
+                    self.config.ctc_weight,
+                    self.config.label_smoothing,
+                )
+                ctc_hyps = greedy_ctc(out.ctc_logits, lengths, self.model_config.blank_id)
+                att_hyps = greedy_attention(self.model, states, lengths) if self.config.val_attention else []
+            sums["loss"] += float(losses.total) * losses.tokens
+            sums["ctc"] += float(losses.ctc) * losses.tokens
+            sums["attention"] += float(losses.attention) * losses.tokens
+            tokens += losses.tokens
+            references = [normalize(self.dev_set[i].text) for i in batch.indices]
+            for reference, hyp in zip(references, ctc_hyps, strict=True):
+                ctc_errors += count_errors(reference, normalize(self.tokenizer.decode(hyp)))
+            for reference, hyp in zip(references, att_hyps, strict=False):
+                att_errors += count_errors(reference, normalize(self.tokenizer.decode(hyp)))
+        values = [*sums.values(), tokens, *ctc_errors.__dict__.values(), *att_errors.__dict__.values()]
+        reduced = sum_over_ranks(values, self.device, self.world)
+        loss, ctc, att, tokens = reduced[:4]
+        ctc_errors = ErrorCounts(*(int(v) for v in reduced[4:8]))
+        att_errors = ErrorCounts(*(int(v) for v in reduced[8:12]))
+        record = {
+            "val_loss": loss / max(1, tokens),
+            "val_ctc": ctc / max(1, tokens),
+            "val_attention": att / max(1, tokens),
+            "val_wer_ctc": ctc_errors.wer,
+            "val_cer_ctc": ctc_errors.cer,
+        }
+        if self.config.val_attention:
+            record.update(val_wer_attention=att_errors.wer, val_cer_attention=att_errors.cer)
+        return record
+
+    def _validate_and_keep_best(self) -> None:
+        if not self.dev_set:
+            return
+        record = self.validate()
+        wer = record.get("val_wer_attention", record["val_wer_ctc"])
+        self._record({"step": self.position.step, "epoch": self.position.epoch, **record})
+        self.reporter.message(f"validation step {self.position.step}: {format_metrics(record)}")
+        if wer < self.position.best_wer:
+            self.position.best_wer = wer
+            if self.world.is_main:
+                save_checkpoint(
+                    self.model,
+                    self.run_dir / "best",
+                    tokenizer_file=self.config.tokenizer,
+                    metadata={"step": self.position.step, "val": record, "train": self.config.to_dict()},
+                )
+
+    def _should_stop(self, record: dict, on_step: StepHook | None) -> bool:
+        if on_step is not None and on_step(record):
+            self.stop_requested = True
+        flag = sum_over_ranks([float(self.stop_requested)], self.device, self.world)[0]
+        return flag > 0
+
+    # ----------------------------------------------------------------- main loop
+
+    def run(self, on_step: StepHook | None = None) -> Path:
+        config = self.config
+        self._open_run()
+        self.reporter.message(
+            f"model {config.preset}: {self.model.num_parameters() / 1e6:.2f}M parameters, vocab "
+            f"{self.model_config.vocab_size}, device {self.device}, {self.world.size} process(es); "
+            f"{len(self.train_set)} training utterances, {len(self.dev_set)} dev"
+        )
+        done_at_start = self.position.step
+        started = time.perf_counter()
+        while self.position.step < config.max_steps:
+            shard = self._epoch_shard(self.position.epoch)
+            if not shard:
+                raise ValueError(
+                    "an epoch holds fewer batches than accumulate x processes; lower --accumulate or "
+                    "--max-batch-seconds"
+                )
+            group: list[Batch] = []
+            for batch in self._loader(shard, self.position.batch):
+                group.append(batch)
+                if len(group) < config.accumulate:
+                    continue
+                record = self._train_step(group)
+                group = []
+                self.position.step += 1
+                self.position.batch += config.accumulate
+                elapsed = time.perf_counter() - started
+                record = {"step": self.position.step, "epoch": self.position.epoch, **record}
+                self._record(record)
+                rate = (self.position.step - done_at_start) / elapsed
+                status = f"loss {record['loss']:.3f} lr {record['lr']:.2e} {rate:.3f} steps/s"
+                self.reporter.update(self.position.step, status)
+                if self.position.step % config.log_every == 0 or self.position.step == config.max_steps:
+                    eta = (config.max_steps - self.position.step) / max(rate, 1e-9)
+                    self.reporter.message(
+                        f"step {self.position.step}/{config.max_steps} epoch {self.position.epoch} | "
+                        f"{format_metrics({k: v for k, v in record.items() if k not in ('step', 'epoch')})} | "
+                        f"{rate:.3f} steps/s | {record['seconds'] / max(elapsed / (self.position.step - done_at_start), 1e-9):.1f}"
+                        f" audio s/s | eta {eta / 60:.1f} min"
+                    )
+                epoch_done = self.position.batch >= len(shard)
+                if epoch_done:
+                    self.position.epoch += 1
+                    self.position.batch = 0
+                finished = self.position.step >= config.max_steps
+                if epoch_done or finished or (config.val_every and self.position.step % config.val_every == 0):
+                    self._validate_and_keep_best()
+                stop = self._should_stop(record, on_step)
+                if stop or finished or self.position.step % config.save_every == 0:
+                    self._save()
+                if stop:
+                    self.reporter.message(f"stopped at step {self.position.step}; rerun the same command to resume")
+                    self.reporter.close()
+                    return self.run_dir
+                if finished or epoch_done:
+                    break
+        self.reporter.message(f"done: {self.position.step} steps; weights in {self.run_dir / 'checkpoint'}")
+        self.reporter.close()
+        return self.run_dir
+
+
+def train(config: TrainConfig, on_step: StepHook | None = None) -> Path:
+    """Train (or resume) the run in ``config.out_dir``; SIGTERM/SIGINT stop it after a checkpoint."""
+    world = init_world()
+    try:
+        trainer = Trainer(config, world)
+
+        def request_stop(signum, frame) -> None:
+            trainer.stop_requested = True
+
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            return trainer.run(on_step)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    finally:
+        close_world(world)
