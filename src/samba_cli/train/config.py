@@ -97,4 +97,6 @@ class TrainConfig:
 
 
 # Options that may change when a run is resumed: they do not change what is computed.
-RUNTIME_FIELDS = frozenset({"out_dir", "workers", "device", "threads", "log_every", "save_every", "val_every"})
+RUNTIME_FIELDS = frozenset(
+    {"out_dir", "workers", "device", "threads", "log_every", "save_every", "val_every"}
+)

@@ -79,9 +79,7 @@ def plan_batches(
     longest = 0.0
     for index in torch.argsort(keys, stable=True).tolist():
         longest_with = max(longest, durations[index])
-        if current and (
-            len(current) >= max_utterances or (len(current) + 1) * longest_with > max_seconds
-        ):
+        if current and (len(current) >= max_utterances or (len(current) + 1) * longest_with > max_seconds):
             batches.append(current)
             current, longest_with = [], durations[index]
         current.append(index)

@@ -7,23 +7,16 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from enum import Enum
 
 import jiwer
 import torch
 from torch.utils.data import DataLoader
 
+from samba_cli.features import FRAMES_PER_SECOND
 from samba_cli.model import SambaASR
+from samba_cli.search import DecodeOptions, ctc_greedy, decode_segments
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.data import Batch, BatchDataset, Utterance, plan_batches
-from samba_cli.train.decode import greedy_attention, greedy_ctc
-
-
-class Decoding(str, Enum):
-    """Greedy decoder used for evaluation."""
-
-    ctc = "ctc"  # best path of the encoder's CTC head
-    attention = "attention"  # argmax of the attention decoder, token by token
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,7 +39,9 @@ class ErrorCounts:
     chars: int = 0  # reference characters
 
     def __add__(self, other: ErrorCounts) -> ErrorCounts:
-        return ErrorCounts(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+        return ErrorCounts(
+            *(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other), strict=True))
+        )
 
     @property
     def wer(self) -> float:
@@ -86,7 +81,7 @@ class UtteranceResult:
 class EvalReport:
     model: str  # checkpoint folder or name
     manifest: str  # evaluated manifest
-    decoding: Decoding  # decoder used
+    options: DecodeOptions  # decoder and search used
     utterances: list[UtteranceResult]  # in manifest order
     audio_seconds: float  # total audio duration
     wall_seconds: float  # time to load, featurise and decode everything
@@ -105,7 +100,8 @@ class EvalReport:
         return {
             "model": self.model,
             "manifest": self.manifest,
-            "decoding": self.decoding.value,
+            "decoder": self.options.decoder,
+            "beam_size": self.options.beam_size,
             "utterances": len(self.utterances),
             "wer": errors.wer,
             "cer": errors.cer,
@@ -137,12 +133,26 @@ class EvalReport:
 
 
 @torch.no_grad()
-def decode_batch(model: SambaASR, batch: Batch, decoding: Decoding) -> list[list[int]]:
+def decode_states(
+    model: SambaASR, states: torch.Tensor, lengths: torch.Tensor, seconds: list[float], options: DecodeOptions
+) -> list[list[int]]:
+    """Token ids for encoder states (B, S, D) with valid lengths (B,) of segments lasting ``seconds``."""
+    if options.decoder == "ctc":
+        log_probs = model.ctc_logits(states).float().log_softmax(-1)
+        blank = model.config.blank_id
+        return [list(ctc_greedy(lp, int(n), blank).tokens) for lp, n in zip(log_probs, lengths, strict=True)]
+    return [list(h.tokens) for h in decode_segments(model, states, lengths, seconds, options)]
+
+
+def decode_batch(model: SambaASR, batch: Batch, options: DecodeOptions) -> list[list[int]]:
     """Token ids of each utterance of ``batch`` (already on the model's device)."""
-    states, lengths = model.encode(batch.features, batch.lengths)
-    if decoding is Decoding.ctc:
-        return greedy_ctc(model.ctc_logits(states), lengths, model.config.blank_id)
-    return greedy_attention(model, states, lengths)
+    with torch.no_grad():
+        states, lengths = model.encode(batch.features, batch.lengths)
+    return decode_states(model, states, lengths, batch_seconds(batch), options)
+
+
+def batch_seconds(batch: Batch) -> list[float]:
+    return (batch.lengths.float() / FRAMES_PER_SECOND).tolist()
 
 
 def batches_in_order(
@@ -160,7 +170,7 @@ def evaluate(
     model: SambaASR,
     tokenizer: Tokenizer,
     utterances: list[Utterance],
-    decoding: Decoding = Decoding.ctc,
+    options: DecodeOptions = DecodeOptions(),
     max_batch_seconds: float = 300.0,
     workers: int = 0,
     model_name: str = "",
@@ -172,7 +182,7 @@ def evaluate(
     hypotheses: dict[int, str] = {}
     start = time.perf_counter()
     for batch in batches_in_order(utterances, tokenizer, model.config.n_mels, max_batch_seconds, workers):
-        ids = decode_batch(model, batch.to(device), decoding)
+        ids = decode_batch(model, batch.to(device), options)
         for index, tokens in zip(batch.indices, ids, strict=True):
             hypotheses[index] = tokenizer.decode(tokens)
         if on_batch is not None:
@@ -188,6 +198,4 @@ def evaluate(
         )
         for i, u in enumerate(utterances)
     ]
-    return EvalReport(
-        model_name, manifest_name, decoding, results, sum(u.duration for u in utterances), wall
-    )
+    return EvalReport(model_name, manifest_name, options, results, sum(u.duration for u in utterances), wall)

@@ -17,8 +17,8 @@ Resuming from state.pt therefore reproduces the losses of an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-import logging
 import math
 import signal
 import time
@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from samba_cli.model import ModelConfig, ModelOutput, SambaASR, preset, save_checkpoint
+from samba_cli.search import DecodeOptions
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.augment import SpecAugment
 from samba_cli.train.config import RUNTIME_FIELDS, TrainConfig
@@ -42,15 +43,12 @@ from samba_cli.train.data import (
     read_manifest,
     shard_batches,
 )
-from samba_cli.train.decode import greedy_attention, greedy_ctc
 from samba_cli.train.distributed import World, close_world, init_world, resolve_device, sum_over_ranks
-from samba_cli.train.evaluate import ErrorCounts, count_errors, normalize
+from samba_cli.train.evaluate import ErrorCounts, batch_seconds, count_errors, decode_states, normalize
 from samba_cli.train.objective import decoder_io, joint_loss
 from samba_cli.train.optim import build_optimizer, learning_rate, set_learning_rate
 from samba_cli.train.progress import Reporter, format_metrics
 from samba_cli.train.state import STATE_FILE, Position, load_state, save_state
-
-logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -63,7 +61,9 @@ def model_config_for(config: TrainConfig, tokenizer: Tokenizer) -> ModelConfig:
     """The preset with the tokenizer's vocabulary and special ids."""
     ids = {"bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id}
     if min(ids.values()) < 0:
-        raise ValueError(f"{tokenizer.path}: needs bos, eos and pad pieces; train it with `samba train tokenizer`")
+        raise ValueError(
+            f"{tokenizer.path}: needs bos, eos and pad pieces; train it with `samba train tokenizer`"
+        )
     return preset(config.preset, vocab_size=tokenizer.vocab_size, **ids)
 
 
@@ -158,7 +158,11 @@ class Trainer:
             self.model,
             self.run_dir / "checkpoint",
             tokenizer_file=self.config.tokenizer,
-            metadata={"step": self.position.step, "epoch": self.position.epoch, "train": self.config.to_dict()},
+            metadata={
+                "step": self.position.step,
+                "epoch": self.position.epoch,
+                "train": self.config.to_dict(),
+            },
         )
 
     # ----------------------------------------------------------------- data
@@ -173,7 +177,9 @@ class Trainer:
             generator,
         )
         seeds = torch.randint(0, 2**62, (len(plan),), generator=generator).tolist()
-        return shard_batches(list(zip(plan, seeds)), self.world.rank, self.world.size, self.config.accumulate)
+        return shard_batches(
+            list(zip(plan, seeds, strict=True)), self.world.rank, self.world.size, self.config.accumulate
+        )
 
     def _loader(self, shard: list[tuple[list[int], int]], start: int) -> DataLoader:
         rest = shard[start:]
@@ -242,7 +248,9 @@ class Trainer:
         """Loss and greedy WER/CER on this rank's share of the dev set, summed over ranks."""
         self.model.eval()
         plan = plan_batches(
-            [u.duration for u in self.dev_set], self.config.max_batch_seconds, self.config.max_batch_utterances
+            [u.duration for u in self.dev_set],
+            self.config.max_batch_seconds,
+            self.config.max_batch_utterances,
         )
         shard = plan[self.world.rank :: self.world.size]
         dataset = BatchDataset(
@@ -268,8 +276,13 @@ class Trainer:
                     self.config.ctc_weight,
                     self.config.label_smoothing,
                 )
-                ctc_hyps = greedy_ctc(out.ctc_logits, lengths, self.model_config.blank_id)
-                att_hyps = greedy_attention(self.model, states, lengths) if self.config.val_attention else []
+                seconds = batch_seconds(batch)
+                ctc_hyps = decode_states(self.model, states, lengths, seconds, DecodeOptions(decoder="ctc"))
+                att_hyps = (
+                    decode_states(self.model, states, lengths, seconds, DecodeOptions(cuda_graphs=False))
+                    if self.config.val_attention
+                    else []
+                )
             sums["loss"] += float(losses.total) * losses.tokens
             sums["ctc"] += float(losses.ctc) * losses.tokens
             sums["attention"] += float(losses.attention) * losses.tokens
@@ -279,7 +292,7 @@ class Trainer:
                 ctc_errors += count_errors(reference, normalize(self.tokenizer.decode(hyp)))
             for reference, hyp in zip(references, att_hyps, strict=False):
                 att_errors += count_errors(reference, normalize(self.tokenizer.decode(hyp)))
-        values = [*sums.values(), tokens, *ctc_errors.__dict__.values(), *att_errors.__dict__.values()]
+        values = [*sums.values(), tokens, *dataclasses.astuple(ctc_errors), *dataclasses.astuple(att_errors)]
         reduced = sum_over_ranks(values, self.device, self.world)
         loss, ctc, att, tokens = reduced[:4]
         ctc_errors = ErrorCounts(*(int(v) for v in reduced[4:8]))
@@ -318,6 +331,21 @@ class Trainer:
         flag = sum_over_ranks([float(self.stop_requested)], self.device, self.world)[0]
         return flag > 0
 
+    def _report(self, record: dict, steps: int, audio_seconds: float, started: float) -> None:
+        """Progress bar status every step; a full line every log_every steps. ``steps`` and ``audio_seconds``
+        count this session's work since ``started``."""
+        step, total = record["step"], self.config.max_steps
+        elapsed = time.perf_counter() - started
+        rate = steps / elapsed
+        self.reporter.update(step, f"loss {record['loss']:.3f} lr {record['lr']:.2e} {rate:.3f} steps/s")
+        if step % self.config.log_every and step != total:
+            return
+        values = {k: v for k, v in record.items() if k not in ("step", "epoch")}
+        self.reporter.message(
+            f"step {step}/{total} epoch {record['epoch']} | {format_metrics(values)} | {rate:.3f} steps/s | "
+            f"{audio_seconds / elapsed:.1f} audio s/s | eta {(total - step) / rate / 60:.1f} min"
+        )
+
     # ----------------------------------------------------------------- main loop
 
     def run(self, on_step: StepHook | None = None) -> Path:
@@ -329,6 +357,7 @@ class Trainer:
             f"{len(self.train_set)} training utterances, {len(self.dev_set)} dev"
         )
         done_at_start = self.position.step
+        audio_seconds = 0.0
         started = time.perf_counter()
         while self.position.step < config.max_steps:
             shard = self._epoch_shard(self.position.epoch)
@@ -346,32 +375,28 @@ class Trainer:
                 group = []
                 self.position.step += 1
                 self.position.batch += config.accumulate
-                elapsed = time.perf_counter() - started
+                audio_seconds += record["seconds"]
                 record = {"step": self.position.step, "epoch": self.position.epoch, **record}
                 self._record(record)
-                rate = (self.position.step - done_at_start) / elapsed
-                status = f"loss {record['loss']:.3f} lr {record['lr']:.2e} {rate:.3f} steps/s"
-                self.reporter.update(self.position.step, status)
-                if self.position.step % config.log_every == 0 or self.position.step == config.max_steps:
-                    eta = (config.max_steps - self.position.step) / max(rate, 1e-9)
-                    self.reporter.message(
-                        f"step {self.position.step}/{config.max_steps} epoch {self.position.epoch} | "
-                        f"{format_metrics({k: v for k, v in record.items() if k not in ('step', 'epoch')})} | "
-                        f"{rate:.3f} steps/s | {record['seconds'] / max(elapsed / (self.position.step - done_at_start), 1e-9):.1f}"
-                        f" audio s/s | eta {eta / 60:.1f} min"
-                    )
+                self._report(record, self.position.step - done_at_start, audio_seconds, started)
                 epoch_done = self.position.batch >= len(shard)
                 if epoch_done:
                     self.position.epoch += 1
                     self.position.batch = 0
                 finished = self.position.step >= config.max_steps
-                if epoch_done or finished or (config.val_every and self.position.step % config.val_every == 0):
+                if (
+                    epoch_done
+                    or finished
+                    or (config.val_every and self.position.step % config.val_every == 0)
+                ):
                     self._validate_and_keep_best()
                 stop = self._should_stop(record, on_step)
                 if stop or finished or self.position.step % config.save_every == 0:
                     self._save()
                 if stop:
-                    self.reporter.message(f"stopped at step {self.position.step}; rerun the same command to resume")
+                    self.reporter.message(
+                        f"stopped at step {self.position.step}; rerun the same command to resume"
+                    )
                     self.reporter.close()
                     return self.run_dir
                 if finished or epoch_done:
