@@ -17,6 +17,7 @@ Authorization header"; an unknown revision is a 404 ``RevisionNotFound``; a miss
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -24,7 +25,11 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+import pytest
+from huggingface_hub import constants
 
 _REPO = r"(?P<repo>[^/]+/[^/]+)"
 _REV = r"(?P<rev>[^/]+)"
@@ -100,7 +105,9 @@ class FakeHub:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.hub = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-hub", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-hub", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -112,10 +119,8 @@ class FakeHub:
         self._server.server_close()
         with self._lock:
             for conn in self._connections:
-                try:
+                with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
             self._connections.clear()
         self._server = None
 
@@ -133,7 +138,9 @@ class FakeHub:
             repo.private, repo.gated = private, gated
             return repo
 
-    def commit(self, repo_id: str, files: dict[str, bytes], branch: str = "main", replace: bool = False) -> str:
+    def commit(
+        self, repo_id: str, files: dict[str, bytes], branch: str = "main", replace: bool = False
+    ) -> str:
         """Add a commit on ``branch`` (created from main if new) that adds ``files`` (or holds only them)."""
         with self._lock:
             repo = self.repos.setdefault(repo_id, FakeRepo())
@@ -176,11 +183,33 @@ class FakeHub:
             return pending.pop(0) if pending else None
 
 
+def use_fake_hub(monkeypatch: pytest.MonkeyPatch, endpoint: str, home: Path) -> Path:
+    """Point huggingface_hub at ``endpoint``, with its cache and token file under ``home``; returns the cache.
+
+    huggingface_hub copies HF_ENDPOINT, HF_HUB_CACHE, HF_HUB_OFFLINE and the token path into
+    ``huggingface_hub.constants`` when it is imported, so setting the environment inside the test process is too late.
+    Patch the constants it reads at call time instead; HF_TOKEN is read from the environment on each call, so it is
+    cleared here and tests may set it.
+    """
+    cache = home / "hub"
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    )
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(name, raising=False)
+    return cache
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: ThreadingHTTPServer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (base-class signature)
+    def log_message(self, format: str, *args: object) -> None:
         """Silence the default per-request stderr log."""
 
     @property
@@ -222,9 +251,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})})
+        self._send(
+            status, json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})}
+        )
 
-    def _error(self, status: int, message: str, code: str | None = None, extra: dict[str, str] | None = None) -> None:
+    def _error(
+        self, status: int, message: str, code: str | None = None, extra: dict[str, str] | None = None
+    ) -> None:
         headers = {"X-Error-Message": message, **(extra or {})}
         if code is not None:
             headers["X-Error-Code"] = code
@@ -262,10 +295,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- downloads ---------------------------------------------------------------------------------------------
 
-    def do_HEAD(self) -> None:  # noqa: N802 (http.server naming)
+    def do_HEAD(self) -> None:
         self.do_GET()
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+    def do_GET(self) -> None:
         routed = self._route(_GET_ROUTES)
         if routed is None or (self.command == "HEAD" and routed[0] != "resolve"):
             self._error(404, "Not found")
@@ -351,7 +384,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- uploads -----------------------------------------------------------------------------------------------
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+    def do_POST(self) -> None:
         routed = self._route(_POST_ROUTES)
         body = self._body()
         if routed is None:
@@ -432,5 +465,10 @@ class _Handler(BaseHTTPRequestHandler):
             sha = self.hub._commit_locked(repo, added, branch, False)
         self._json(
             200,
-            {"success": True, "commitOid": sha, "commitUrl": f"{self.hub.url}/{repo_id}/commit/{sha}", "pullRequestUrl": None},
+            {
+                "success": True,
+                "commitOid": sha,
+                "commitUrl": f"{self.hub.url}/{repo_id}/commit/{sha}",
+                "pullRequestUrl": None,
+            },
         )

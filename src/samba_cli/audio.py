@@ -74,11 +74,13 @@ def iter_audio(source: str | os.PathLike[str], block_seconds: float = 30.0) -> I
         block_seconds: the length of each yielded block; the last one is shorter.
 
     Yields:
-        (N,) float32 blocks in [-1, 1], N = round(block_seconds * 16000) except for the last block.
+        (N,) float32 blocks, nominally in [-1, 1], N = round(block_seconds * 16000) except for the last one.
 
     Raises:
-        InputNotFoundError, NotAFileError: at call time, for a missing path or a directory.
+        InputNotFoundError, NotAFileError, EmptyAudioError: at call time, for a missing path, a directory or
+            a 0-byte file.
         NoAudioStreamError, DecodeError, EmptyAudioError: while iterating, once ffmpeg has told.
+        FFmpegNotFoundError: when no ffmpeg can be run.
 
     Closing the generator early (``break`` out of a loop, ``close()``) kills the ffmpeg subprocess.
     """
@@ -232,28 +234,27 @@ class _StdinFeeder(threading.Thread):
 def _check_result(name: str, returncode: int, stderr: list[str], total: int) -> None:
     """Turn ffmpeg's exit status and stderr into a typed error, or a warning for a partial decode."""
     what = "standard input" if name == STDIN else "the file"
-    if returncode != 0 or total == 0:
-        if any(_NO_STREAM.search(line) for line in stderr):
-            raise NoAudioStreamError(name, f"{what} has no audio stream (video or data only)")
-        if returncode == 0:
-            raise EmptyAudioError(name, f"{what} contains no audio samples")
-        reason = _reason(stderr)
-        if "Invalid data found" in reason:
-            media = "standard input is not media" if name == STDIN else "not a media file"
-            raise DecodeError(name, f"{media} ffmpeg can decode ({reason})")
-        if total:
-            raise DecodeError(
+    if returncode == 0 and total:
+        if stderr:
+            logger.warning(
+                "%s: decoded %.1f s with errors, the audio may be incomplete (%s)",
                 name,
-                f"decoding failed after {total / SAMPLE_RATE:.1f} s (ffmpeg exit {returncode}: {reason})",
+                total / SAMPLE_RATE,
+                stderr[-1],
             )
-        raise DecodeError(name, f"ffmpeg cannot decode {what} (exit {returncode}: {reason})")
-    if stderr:
-        logger.warning(
-            "%s: decoded %.1f s with errors, the audio may be incomplete (%s)",
-            name,
-            total / SAMPLE_RATE,
-            stderr[-1],
-        )
+        return
+    if any(_NO_STREAM.search(line) for line in stderr):
+        raise NoAudioStreamError(name, f"{what} has no audio stream (video or data only)")
+    if returncode == 0:
+        raise EmptyAudioError(name, f"{what} contains no audio samples")
+    reason = _reason(stderr)
+    if total:
+        seconds = total / SAMPLE_RATE
+        raise DecodeError(name, f"decoding failed after {seconds:.1f} s (ffmpeg exit {returncode}: {reason})")
+    if "Invalid data found" in reason:
+        media = "standard input is not media" if name == STDIN else "not a media file"
+        raise DecodeError(name, f"{media} ffmpeg can decode ({reason})")
+    raise DecodeError(name, f"ffmpeg cannot decode {what} (exit {returncode}: {reason})")
 
 
 def _reason(stderr: list[str]) -> str:

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import logging
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -80,11 +81,12 @@ def frame_levels_db(samples: np.ndarray) -> np.ndarray:
     return (10 * np.log10(power / np.maximum(counts, 1) + 10 ** (_SILENCE_DB / 10))).astype(np.float32)
 
 
+_TensorFn = Callable[[torch.Tensor], torch.Tensor]
+
+
 @dataclass(frozen=True)
 class _SileroParts:
-    front_end: Callable[
-        [torch.Tensor], torch.Tensor
-    ]  # (F, 64 + 512) samples -> (F, 128, 1) features, no state
+    front_end: _TensorFn  # (F, 64 + 512) samples -> (F, 128, 1) features; no state, so all frames at once
     lstm: torch.nn.LSTM  # the model's LSTM cell as a sequence LSTM: (1, F, 128) -> (1, F, 128)
     head: torch.jit.ScriptModule  # (F, 128, 1) hidden -> (F, 1, 1) probabilities
 
@@ -97,7 +99,9 @@ def _silero() -> _SileroParts:
         from silero_vad import load_silero_vad  # its import sets torch's thread count to 1 for everyone
     finally:
         torch.set_num_threads(threads)
-    model = load_silero_vad()._model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load, importlib.resources.path
+        model = load_silero_vad()._model
     cell = model.decoder.rnn
     lstm = torch.nn.LSTM(_SILERO_HIDDEN, _SILERO_HIDDEN, batch_first=True)
     with torch.no_grad():

@@ -150,8 +150,9 @@ def iter_windows(
 class _Queue:
     """A growable float32 FIFO: append at the tail, drop from the head, read a contiguous view."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: int) -> None:
         self._data = np.empty(0, dtype=np.float32)
+        self._expected = expected  # usual high-water mark: doubling stops here, so the capacity stays near it
         self._head = 0  # first valid element
         self._tail = 0  # one past the last valid element
 
@@ -166,7 +167,8 @@ class _Queue:
         if self._tail + values.size > self._data.size:
             size = len(self)
             if size + values.size > self._data.size:
-                grown = np.empty(max(2 * self._data.size, size + values.size), dtype=np.float32)
+                capacity = max(size + values.size, min(2 * self._data.size, self._expected))
+                grown = np.empty(capacity, dtype=np.float32)
                 grown[:size] = self.view()
                 self._data = grown
             else:
@@ -186,13 +188,13 @@ class _Cutter:
         self.options = options  # the window settings
         self.detector = detector  # speech probabilities for each new frame
         self.window = max(1, round(options.window_seconds * SAMPLE_RATE / FRAME_SAMPLES))  # frames
-        self.margin = min(
-            round(options.margin_seconds * SAMPLE_RATE / FRAME_SAMPLES), self.window - 1
-        )  # frames
+        margin = round(options.margin_seconds * SAMPLE_RATE / FRAME_SAMPLES)
+        self.margin = min(margin, self.window - 1)  # frames a cut may move either way
         self.smooth = max(1, round(options.speech_pad_ms / FRAME_MS))  # half-width of the cut score, frames
-        self.samples = _Queue()  # samples from the current window start
-        self.probs = _Queue()  # (frames,) speech probability of each analysed frame
-        self.levels = _Queue()  # (frames,) dBFS of each analysed frame
+        self.held = self.window + self.margin + self.smooth  # frames analysed before a cut is decided
+        self.samples = _Queue(self.held * FRAME_SAMPLES)  # samples from the current window start
+        self.probs = _Queue(self.held)  # (frames,) speech probability of each analysed frame
+        self.levels = _Queue(self.held)  # (frames,) dBFS of each analysed frame
         self.start = 0  # source sample of the current window start
         self.analysed = 0  # samples from the window start already analysed; whole frames until finish()
         self.index = 0  # index of the next yielded window
@@ -202,7 +204,7 @@ class _Cutter:
         """Add (N,) samples and yield every window that can now be cut."""
         self.samples.append(block)
         self._analyse(len(self.samples) - (len(self.samples) - self.analysed) % FRAME_SAMPLES)
-        while len(self.probs) >= self.window + self.margin + self.smooth:
+        while len(self.probs) >= self.held:
             yield from self._take(self._quietest(self.window + self.margin) * FRAME_SAMPLES)
 
     def finish(self) -> Iterator[Window]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import re
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -100,3 +102,10 @@ class TrainConfig:
 RUNTIME_FIELDS = frozenset(
     {"out_dir", "workers", "device", "threads", "log_every", "save_every", "val_every"}
 )
+
+
+def field_help() -> dict[str, str]:
+    """The comment of every TrainConfig field, by name: the command line's help texts."""
+    return dict(
+        re.findall(r"^\s+(\w+): [^#\n]+#\s*(.+)$", inspect.getsource(TrainConfig), flags=re.MULTILINE)
+    )

@@ -1,0 +1,1 @@
+"""Command implementations behind the `samba` CLI (registered in samba_cli.cli)."""

@@ -1,0 +1,65 @@
+"""`samba eval MODEL MANIFEST`: WER/CER after English normalisation, x real time, a per-utterance JSON report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import typer
+
+from samba_cli.errors import SambaError
+from samba_cli.model import load_checkpoint
+from samba_cli.model.checkpoint import TOKENIZER_FILE
+from samba_cli.search import DecodeOptions
+from samba_cli.tokenizer import Tokenizer
+from samba_cli.train.data import read_manifest
+from samba_cli.train.evaluate import evaluate
+
+
+def eval_command(
+    model: Path = typer.Argument(
+        ..., help="checkpoint folder: config.json, model.safetensors, tokenizer.model"
+    ),
+    manifest: Path = typer.Argument(..., help="JSONL manifest with audio, text, duration per line"),
+    decoder: str = typer.Option("attention", help="attention (Mamba decoder) or ctc (greedy CTC, fastest)"),
+    beam_size: int = typer.Option(1, help="beam width of attention decoding (1: greedy)"),
+    report: Path | None = typer.Option(
+        None, help="per-utterance JSON report [default: eval-<manifest name>-<decoder>.json here]"
+    ),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
+    backend: str = typer.Option("auto", help="SSD backend: auto, torch, fused"),
+    batch_seconds: float = typer.Option(300.0, help="padded audio seconds decoded together"),
+    workers: int = typer.Option(0, help="processes reading audio and computing features"),
+    threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)"),
+) -> None:
+    """Transcribe a manifest and score it: WER and CER after Whisper's English normaliser, and speed."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        options = DecodeOptions(decoder=decoder, beam_size=beam_size, cuda_graphs=device.startswith("cuda"))
+        utterances = read_manifest(manifest)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SambaError(str(exc)) from exc
+    net = load_checkpoint(model, device=device, backend=backend)
+    tokenizer = Tokenizer(model / TOKENIZER_FILE)
+    result = evaluate(
+        net,
+        tokenizer,
+        utterances,
+        options,
+        batch_seconds,
+        workers,
+        model_name=str(model),
+        manifest_name=str(manifest),
+    )
+    report = report or Path(f"eval-{manifest.stem}-{decoder}.json")
+    report.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    summary = result.summary()
+    typer.echo(
+        f"{manifest}: WER {100 * summary['wer']:.2f}% ({summary['word_errors']}/{summary['words']}) "
+        f"CER {100 * summary['cer']:.2f}% | {summary['utterances']} utterances, "
+        f"{summary['audio_seconds'] / 3600:.2f} h at {summary['x_real_time']:.1f}x real time | report {report}"
+    )

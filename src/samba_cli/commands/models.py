@@ -1,0 +1,201 @@
+"""`samba models`: list, download, inspect, delete, export and publish checkpoints. A thin layer over samba_cli.hub."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from samba_cli.errors import SambaError
+from samba_cli.hub import (
+    checkpoint_info,
+    download_model,
+    export_checkpoint,
+    format_size,
+    list_models,
+    push_checkpoint,
+    remove_model,
+    resolve_model,
+)
+
+app = typer.Typer(
+    help="Find, download, inspect, delete, export and publish samba-asr models.", no_args_is_help=True
+)
+console = Console()
+
+CacheDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Hugging Face cache folder [default: HF_HUB_CACHE, else HF_HOME/hub]", show_default=False
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Hub access token [default: HF_TOKEN, else the one saved by `hf auth login`]", show_default=False
+    ),
+]
+RevisionOption = Annotated[
+    str | None,
+    typer.Option("--revision", "-r", help="Branch, tag or commit hash of a Hub repo [default: main]"),
+]
+OfflineOption = Annotated[bool, typer.Option("--offline", help="Only look in the cache; never download.")]
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Print a SambaError as one line on stderr and exit with status 1."""
+    try:
+        yield
+    except SambaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _say(text: str) -> None:
+    console.print(text, soft_wrap=True, highlight=False, markup=False)
+
+
+@app.command("list")
+def list_command(cache_dir: CacheDirOption = None) -> None:
+    """List the bundled models and the samba-asr models in the Hugging Face cache."""
+    with _user_errors():
+        models = list_models(cache_dir)
+    table = Table("Model", "Source", "Revision", "Refs", "Size", "Path")
+    table.columns[0].no_wrap = True
+    table.columns[5].overflow = "fold"
+    for model in models:
+        table.add_row(
+            model.model_id,
+            model.source,
+            model.revision[:8] if model.revision else "-",
+            ", ".join(model.refs) or "-",
+            format_size(model.size_bytes) if model.size_bytes is not None else "not installed",
+            str(model.path),
+        )
+    console.print(table)
+
+
+@app.command()
+def download(
+    repo: Annotated[str, typer.Argument(help="Hub repo id (owner/name).", show_default=False)],
+    revision: RevisionOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Download again even if cached.")] = False,
+    token: TokenOption = None,
+    cache_dir: CacheDirOption = None,
+) -> None:
+    """Download a model from the Hugging Face Hub into the cache (resumable, checked after download)."""
+    with _user_errors():
+        model = download_model(repo, revision=revision, cache_dir=cache_dir, token=token, force=force)
+    _say(f"Downloaded {model.model_id} (revision {model.revision}) to {model.path}")
+
+
+@app.command()
+def info(
+    model: Annotated[
+        str, typer.Argument(help="Bundled name, checkpoint folder or Hub repo id.", show_default=False)
+    ],
+    revision: RevisionOption = None,
+    offline: OfflineOption = False,
+    token: TokenOption = None,
+    cache_dir: CacheDirOption = None,
+) -> None:
+    """Show a model's config, parameter count (from the safetensors header) and model card."""
+    with _user_errors():
+        details = checkpoint_info(resolve_model(model, revision, cache_dir, offline, token))
+    resolved, weights = details.model, details.weights
+    table = Table("Field", "Value", show_header=False)
+    table.columns[1].overflow = "fold"
+    rows = {
+        "model": resolved.model_id,
+        "source": resolved.source,
+        "revision": resolved.revision or "-",
+        "path": str(resolved.path),
+        "parameters": f"{weights.n_parameters:,}",
+        "tensors": f"{weights.n_tensors} ({', '.join(weights.dtypes)}, {format_size(weights.size_bytes)})",
+        "format_version": str(details.config.get("format_version")),
+    }
+    rows |= {key: str(value) for key, value in details.config.get("model", {}).items()}
+    rows |= {f"metadata.{key}": str(value) for key, value in (details.config.get("metadata") or {}).items()}
+    for key, value in rows.items():
+        table.add_row(key, value)
+    console.print(table)
+    console.rule("README.md")
+    _say(details.card if details.card is not None else "(no model card)")
+
+
+@app.command("rm")
+def rm(
+    repo: Annotated[str, typer.Argument(help="Hub repo id (owner/name).", show_default=False)],
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            "--revision", "-r", help="Only this branch, tag or commit [default: every cached revision]"
+        ),
+    ] = None,
+    cache_dir: CacheDirOption = None,
+) -> None:
+    """Delete a downloaded model from the Hugging Face cache."""
+    with _user_errors():
+        removed = remove_model(repo, revision=revision, cache_dir=cache_dir)
+    revisions = ", ".join(r[:8] for r in removed.revisions)
+    _say(f"Removed {removed.model_id} ({revisions}), freed {format_size(removed.freed_bytes)}")
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[
+        str, typer.Argument(help="Bundled name, checkpoint folder or Hub repo id.", show_default=False)
+    ],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write (new or empty).", show_default=False)],
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Model card title; owner/name also fills in the usage example [default: DIR's name]"
+        ),
+    ] = None,
+    license: Annotated[str, typer.Option(help="License id for the model card.")] = "apache-2.0",
+    language: Annotated[str, typer.Option(help="Language code for the model card.")] = "en",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty DIR.")] = False,
+    revision: RevisionOption = None,
+    token: TokenOption = None,
+    cache_dir: CacheDirOption = None,
+) -> None:
+    """Write a Hub-ready folder: the checkpoint files and a generated README.md model card."""
+    with _user_errors():
+        model = resolve_model(checkpoint, revision, cache_dir, token=token)
+        out = export_checkpoint(
+            model, out_dir, name=name, license=license, language=language, overwrite=force
+        )
+    _say(f"Exported {model.model_id} to {out}; publish it with `samba models push {out} OWNER/NAME`")
+
+
+@app.command()
+def push(
+    folder: Annotated[
+        Path, typer.Argument(help="Folder written by `samba models export`.", show_default=False)
+    ],
+    repo: Annotated[
+        str, typer.Argument(help="Hub repo id (owner/name); created if missing.", show_default=False)
+    ],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo as private.")] = False,
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            "--revision", "--branch", help="Branch to commit to, created from main if new [default: main]"
+        ),
+    ] = None,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
+    token: TokenOption = None,
+) -> None:
+    """Upload an exported folder to a Hugging Face Hub repo (needs a token with write access)."""
+    with _user_errors():
+        url = push_checkpoint(
+            folder, repo, private=private, revision=revision, token=token, commit_message=message
+        )
+    _say(f"Pushed {folder} to {repo}: {url}")

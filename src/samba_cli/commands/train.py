@@ -1,0 +1,129 @@
+"""`samba train run MANIFEST` and `samba train tokenizer TEXT...`: thin wrappers over samba_cli.train."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+
+import typer
+
+from samba_cli.errors import SambaError
+from samba_cli.tokenizer import train_tokenizer
+from samba_cli.train.config import Schedule, TrainConfig, field_help
+
+app = typer.Typer(
+    help="Train Samba-ASR models and their sentencepiece tokenizers.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+_HELP = field_help()
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def _option(name: str, *flags: str) -> typer.models.OptionInfo:
+    """An option whose default (None) means the TrainConfig default, shown in the help."""
+    default = _DEFAULTS[name]
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else getattr(default, "value", default)
+    return typer.Option(None, *flags, help=f"{_HELP[name]} [default: {shown}]", show_default=False)
+
+
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    return None if text is None else tuple(float(x) for x in text.split(","))
+
+
+@app.command("run")
+def run_command(
+    manifest: Path = typer.Argument(..., help="training manifest (JSONL: audio, text, duration per line)"),
+    tokenizer: Path = typer.Option(..., "--tokenizer", help=_HELP["tokenizer"]),
+    out_dir: str = _option("out_dir", "--out"),
+    dev_manifest: str = _option("dev_manifest", "--dev"),
+    preset: str = _option("preset"),
+    min_duration: float = _option("min_duration"),
+    max_duration: float = _option("max_duration"),
+    max_batch_seconds: float = _option("max_batch_seconds"),
+    max_batch_utterances: int = _option("max_batch_utterances"),
+    accumulate: int = _option("accumulate"),
+    workers: int = _option("workers"),
+    speeds: str = _option("speeds", "--speeds"),
+    freq_masks: int = _option("freq_masks"),
+    freq_mask_width: int = _option("freq_mask_width"),
+    time_masks: int = _option("time_masks"),
+    time_mask_width: int = _option("time_mask_width"),
+    time_mask_ratio: float = _option("time_mask_ratio"),
+    lr: float = _option("lr"),
+    weight_decay: float = _option("weight_decay"),
+    betas: str = _option("betas", "--betas"),
+    eps: float = _option("eps"),
+    warmup_steps: int = _option("warmup_steps"),
+    max_steps: int = _option("max_steps"),
+    schedule: Schedule = _option("schedule"),
+    min_lr_ratio: float = _option("min_lr_ratio"),
+    clip_grad_norm: float = _option("clip_grad_norm"),
+    ctc_weight: float = _option("ctc_weight"),
+    label_smoothing: float = _option("label_smoothing"),
+    device: str = _option("device"),
+    backend: str = _option("backend"),
+    bf16: bool = _option("bf16", "--bf16/--no-bf16"),
+    threads: int = _option("threads"),
+    seed: int = _option("seed"),
+    log_every: int = _option("log_every"),
+    save_every: int = _option("save_every"),
+    val_every: int = _option("val_every"),
+    val_attention: bool = _option("val_attention", "--val-attention/--no-val-attention"),
+) -> None:
+    """Train a model on a JSONL manifest; rerunning the same command resumes from the run folder.
+
+    Under torchrun (WORLD_SIZE > 1) every process trains on its share of each epoch's batches (DDP).
+    """
+    given = {k: v for k, v in locals().items() if k not in ("manifest", "tokenizer") and v is not None}
+    given.update(speeds=_floats(speeds), betas=_floats(betas))
+    given = {k: v for k, v in given.items() if v is not None}
+    from samba_cli.train.loop import train
+
+    try:
+        config = TrainConfig(train_manifest=str(manifest), tokenizer=str(tokenizer), **given)
+        train(config)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SambaError(str(exc)) from exc
+
+
+def _texts(paths: list[Path], out) -> int:
+    """Write the transcripts of JSONL manifests (their "text" fields) and plain text files to ``out``."""
+    lines = 0
+    for path in paths:
+        with path.open(encoding="utf-8") as source:
+            for line in source:
+                text = json.loads(line)["text"] if path.suffix == ".jsonl" and line.strip() else line.strip()
+                if text.strip():
+                    out.write(text.strip() + "\n")
+                    lines += 1
+    return lines
+
+
+@app.command("tokenizer")
+def tokenizer_command(
+    inputs: list[Path] = typer.Argument(
+        ..., help="JSONL manifests (their text fields) or text files, one line each"
+    ),
+    out: Path = typer.Option(Path("tokenizer.model"), "--out", help="the sentencepiece model to write"),
+    vocab_size: int = typer.Option(256, help="pieces, including unk, bos, eos, pad (the model's vocab_size)"),
+    model_type: str = typer.Option("unigram", help="sentencepiece model type: unigram or bpe"),
+) -> None:
+    """Train a sentencepiece tokenizer (unk 0, bos 1, eos 2, pad 3) on transcripts."""
+    for path in inputs:
+        if not path.is_file():
+            raise SambaError(f"{path}: file not found")
+    if out.suffix != ".model":
+        raise SambaError(f"{out}: the tokenizer file name must end in .model")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as text:
+        lines = _texts(inputs, text)
+        text.flush()
+        try:
+            model = train_tokenizer(text.name, out.with_suffix(""), vocab_size, model_type)
+        except RuntimeError as exc:
+            raise SambaError(f"sentencepiece failed on {lines} lines: {exc}") from exc
+    typer.echo(f"{model}: {vocab_size} pieces from {lines} lines")
