@@ -69,7 +69,7 @@ def measure(path: Path, options: WindowOptions) -> dict[str, float]:
     baseline = rss_mib()
     started = time.perf_counter()
     decoded = windows = kept = 0
-    sampled_peak = baseline
+    sampled_peak = first_hour_peak = baseline
 
     def counted():
         nonlocal decoded
@@ -81,6 +81,8 @@ def measure(path: Path, options: WindowOptions) -> dict[str, float]:
         windows += 1
         kept += window.samples.size
         sampled_peak = max(sampled_peak, rss_mib())
+        if window.source_end <= 3600:
+            first_hour_peak = sampled_peak
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {
@@ -93,6 +95,7 @@ def measure(path: Path, options: WindowOptions) -> dict[str, float]:
         "peak_rss_mib": peak,
         "peak_over_baseline_mib": peak - baseline,
         "peak_rss_sampled_per_window_mib": sampled_peak,
+        "peak_rss_sampled_first_hour_mib": first_hour_peak,
         "decoded_whole_file_mib": decoded * 4 / 2**20,
     }
 

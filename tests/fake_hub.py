@@ -31,6 +31,9 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from huggingface_hub import constants
 
+from samba_cli.model import save_checkpoint
+from tests.model_helpers import tiny_model
+
 _REPO = r"(?P<repo>[^/]+/[^/]+)"
 _REV = r"(?P<rev>[^/]+)"
 _GET_ROUTES = {
@@ -203,6 +206,19 @@ def use_fake_hub(monkeypatch: pytest.MonkeyPatch, endpoint: str, home: Path) -> 
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
         monkeypatch.delenv(name, raising=False)
     return cache
+
+
+def checkpoint_folder(folder: Path, metadata: dict | None = None, **overrides) -> Path:
+    """A complete checkpoint folder (tokenizer.model is a placeholder: nothing here loads it)."""
+    save_checkpoint(tiny_model(**overrides), folder, metadata=metadata)
+    (folder / "tokenizer.model").write_bytes(b"placeholder sentencepiece model")
+    (folder / "README.md").write_text("# tiny test model\n", encoding="utf-8")
+    return folder
+
+
+def checkpoint_files(tmp_path: Path, **overrides) -> dict[str, bytes]:
+    folder = checkpoint_folder(tmp_path / f"src-{len(list(tmp_path.glob('src-*')))}", **overrides)
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
 
 
 class _Handler(BaseHTTPRequestHandler):

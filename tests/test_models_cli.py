@@ -1,6 +1,7 @@
 """`samba models` through typer's CliRunner, against the loopback fake Hub."""
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,8 +10,7 @@ from typer.testing import CliRunner
 
 from samba_cli import hub
 from samba_cli.commands.models import app
-from tests.fake_hub import FakeHub, use_fake_hub
-from tests.test_hub import checkpoint_files, checkpoint_folder
+from tests.fake_hub import FakeHub, checkpoint_files, checkpoint_folder, use_fake_hub
 
 runner = CliRunner()
 
@@ -31,7 +31,7 @@ def fails_with(result, pattern: str) -> None:
     assert result.exit_code == 1, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert pytest.approx(0) == 0 and __import__("re").search(pattern, lines[0]), lines[0]
+    assert re.search(pattern, lines[0]), lines[0]
 
 
 def test_download_list_info_rm(fake_hub, tmp_path):
@@ -53,7 +53,9 @@ def test_download_list_info_rm(fake_hub, tmp_path):
     shown = invoke("info", "org/tiny", "--offline")
     assert shown.exit_code == 0, shown.output
     n_params = hub.weights_summary(hub.resolve_model("org/tiny").path / "model.safetensors").n_parameters
-    assert f"{n_params:,}" in shown.stdout and "d_state" in shown.stdout and "# tiny test model" in shown.stdout
+    assert (
+        f"{n_params:,}" in shown.stdout and "d_state" in shown.stdout and "# tiny test model" in shown.stdout
+    )
 
     removed = invoke("rm", "org/tiny", "--revision", first[:8])
     assert removed.exit_code == 0, removed.output
@@ -96,7 +98,13 @@ def test_export_push_download(fake_hub, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted(hub.HUB_FILES)
     card = (out / "README.md").read_text()
     front = card.split("---\n")[1]
-    for line in ("library_name: samba-asr", "license: mit", "language: en", "- automatic-speech-recognition", "- mamba"):
+    for line in (
+        "library_name: samba-asr",
+        "license: mit",
+        "language: en",
+        "- automatic-speech-recognition",
+        "- mamba",
+    ):
         assert line in front.splitlines()
     assert "# org/samba-test" in card and "samba transcribe audio.wav --model org/samba-test" in card
     assert "| wer | 0.125 |" in card and "| dataset | synthetic-en |" in card and "| d_state | 8 |" in card

@@ -51,6 +51,7 @@ def test_frame_levels():
     assert frame_levels_db(np.full(100, 0.5, np.float32))[0] == pytest.approx(levels[0], abs=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # silero's own loader: torch.jit.load
 def test_silero_matches_its_frame_by_frame_loop(speech):
     from silero_vad import load_silero_vad
 

@@ -1,4 +1,7 @@
-"""`samba models`: list, download, inspect, delete, export and publish checkpoints. A thin layer over samba_cli.hub."""
+"""`samba models`: list, download, inspect, delete, export and publish checkpoints. A thin layer over samba_cli.hub.
+
+samba_cli.hub (torch, huggingface_hub) is imported inside each command, so that `samba --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +15,6 @@ from rich.console import Console
 from rich.table import Table
 
 from samba_cli.errors import SambaError
-from samba_cli.hub import (
-    checkpoint_info,
-    download_model,
-    export_checkpoint,
-    format_size,
-    list_models,
-    push_checkpoint,
-    remove_model,
-    resolve_model,
-)
 
 app = typer.Typer(
     help="Find, download, inspect, delete, export and publish samba-asr models.", no_args_is_help=True
@@ -31,18 +24,18 @@ console = Console()
 CacheDirOption = Annotated[
     Path | None,
     typer.Option(
-        help="Hugging Face cache folder [default: HF_HUB_CACHE, else HF_HOME/hub]", show_default=False
+        help="Hugging Face cache folder (default: HF_HUB_CACHE, else HF_HOME/hub)", show_default=False
     ),
 ]
 TokenOption = Annotated[
     str | None,
     typer.Option(
-        help="Hub access token [default: HF_TOKEN, else the one saved by `hf auth login`]", show_default=False
+        help="Hub access token (default: HF_TOKEN, else the one saved by `hf auth login`)", show_default=False
     ),
 ]
 RevisionOption = Annotated[
     str | None,
-    typer.Option("--revision", "-r", help="Branch, tag or commit hash of a Hub repo [default: main]"),
+    typer.Option("--revision", "-r", help="Branch, tag or commit hash of a Hub repo (default: main)"),
 ]
 OfflineOption = Annotated[bool, typer.Option("--offline", help="Only look in the cache; never download.")]
 
@@ -64,6 +57,8 @@ def _say(text: str) -> None:
 @app.command("list")
 def list_command(cache_dir: CacheDirOption = None) -> None:
     """List the bundled models and the samba-asr models in the Hugging Face cache."""
+    from samba_cli.hub import format_size, list_models  # torch
+
     with _user_errors():
         models = list_models(cache_dir)
     table = Table("Model", "Source", "Revision", "Refs", "Size", "Path")
@@ -83,13 +78,17 @@ def list_command(cache_dir: CacheDirOption = None) -> None:
 
 @app.command()
 def download(
-    repo: Annotated[str, typer.Argument(help="Hub repo id (owner/name).", show_default=False)],
+    repo: Annotated[
+        str, typer.Argument(metavar="REPO", help="Hub repo id (owner/name).", show_default=False)
+    ],
     revision: RevisionOption = None,
     force: Annotated[bool, typer.Option("--force", help="Download again even if cached.")] = False,
     token: TokenOption = None,
     cache_dir: CacheDirOption = None,
 ) -> None:
-    """Download a model from the Hugging Face Hub into the cache (resumable, checked after download)."""
+    """Download a model from the Hugging Face Hub into the cache and check its files."""
+    from samba_cli.hub import download_model  # torch
+
     with _user_errors():
         model = download_model(repo, revision=revision, cache_dir=cache_dir, token=token, force=force)
     _say(f"Downloaded {model.model_id} (revision {model.revision}) to {model.path}")
@@ -98,7 +97,10 @@ def download(
 @app.command()
 def info(
     model: Annotated[
-        str, typer.Argument(help="Bundled name, checkpoint folder or Hub repo id.", show_default=False)
+        str,
+        typer.Argument(
+            metavar="MODEL", help="Bundled name, checkpoint folder or Hub repo id.", show_default=False
+        ),
     ],
     revision: RevisionOption = None,
     offline: OfflineOption = False,
@@ -106,6 +108,8 @@ def info(
     cache_dir: CacheDirOption = None,
 ) -> None:
     """Show a model's config, parameter count (from the safetensors header) and model card."""
+    from samba_cli.hub import checkpoint_info, format_size, resolve_model  # torch
+
     with _user_errors():
         details = checkpoint_info(resolve_model(model, revision, cache_dir, offline, token))
     resolved, weights = details.model, details.weights
@@ -131,16 +135,20 @@ def info(
 
 @app.command("rm")
 def rm(
-    repo: Annotated[str, typer.Argument(help="Hub repo id (owner/name).", show_default=False)],
+    repo: Annotated[
+        str, typer.Argument(metavar="REPO", help="Hub repo id (owner/name).", show_default=False)
+    ],
     revision: Annotated[
         str | None,
         typer.Option(
-            "--revision", "-r", help="Only this branch, tag or commit [default: every cached revision]"
+            "--revision", "-r", help="Only this branch, tag or commit (default: every cached revision)"
         ),
     ] = None,
     cache_dir: CacheDirOption = None,
 ) -> None:
     """Delete a downloaded model from the Hugging Face cache."""
+    from samba_cli.hub import format_size, remove_model  # torch
+
     with _user_errors():
         removed = remove_model(repo, revision=revision, cache_dir=cache_dir)
     revisions = ", ".join(r[:8] for r in removed.revisions)
@@ -150,13 +158,18 @@ def rm(
 @app.command()
 def export(
     checkpoint: Annotated[
-        str, typer.Argument(help="Bundled name, checkpoint folder or Hub repo id.", show_default=False)
+        str,
+        typer.Argument(
+            metavar="CHECKPOINT", help="Bundled name, checkpoint folder or Hub repo id.", show_default=False
+        ),
     ],
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write (new or empty).", show_default=False)],
+    out_dir: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Folder to write (new or empty).", show_default=False)
+    ],
     name: Annotated[
         str | None,
         typer.Option(
-            help="Model card title; owner/name also fills in the usage example [default: DIR's name]"
+            help="Model card title; owner/name also fills in the usage example (default: the name of DIR)"
         ),
     ] = None,
     license: Annotated[str, typer.Option(help="License id for the model card.")] = "apache-2.0",
@@ -167,33 +180,42 @@ def export(
     cache_dir: CacheDirOption = None,
 ) -> None:
     """Write a Hub-ready folder: the checkpoint files and a generated README.md model card."""
+    from samba_cli.hub import export_checkpoint, resolve_model  # torch
+
     with _user_errors():
         model = resolve_model(checkpoint, revision, cache_dir, token=token)
         out = export_checkpoint(
             model, out_dir, name=name, license=license, language=language, overwrite=force
         )
-    _say(f"Exported {model.model_id} to {out}; publish it with `samba models push {out} OWNER/NAME`")
+    repo = name if name is not None and "/" in name else "OWNER/NAME"
+    _say(f"Exported {model.model_id} to {out}; publish it with `samba models push {out} {repo}`")
 
 
 @app.command()
 def push(
     folder: Annotated[
-        Path, typer.Argument(help="Folder written by `samba models export`.", show_default=False)
+        Path,
+        typer.Argument(metavar="DIR", help="Folder written by `samba models export`.", show_default=False),
     ],
     repo: Annotated[
-        str, typer.Argument(help="Hub repo id (owner/name); created if missing.", show_default=False)
+        str,
+        typer.Argument(
+            metavar="REPO", help="Hub repo id (owner/name); created if missing.", show_default=False
+        ),
     ],
     private: Annotated[bool, typer.Option("--private", help="Create the repo as private.")] = False,
     revision: Annotated[
         str | None,
         typer.Option(
-            "--revision", "--branch", help="Branch to commit to, created from main if new [default: main]"
+            "--revision", "--branch", help="Branch to commit to, created from main if new (default: main)"
         ),
     ] = None,
     message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
     token: TokenOption = None,
 ) -> None:
     """Upload an exported folder to a Hugging Face Hub repo (needs a token with write access)."""
+    from samba_cli.hub import push_checkpoint  # torch
+
     with _user_errors():
         url = push_checkpoint(
             folder, repo, private=private, revision=revision, token=token, commit_message=message

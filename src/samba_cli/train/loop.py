@@ -67,6 +67,15 @@ def model_config_for(config: TrainConfig, tokenizer: Tokenizer) -> ModelConfig:
     return preset(config.preset, vocab_size=tokenizer.vocab_size, **ids)
 
 
+def init_weights(model: SambaASR) -> None:
+    """Training-side initialisation on top of the modules' own: the (tied) token embedding at std d_model^-0.5.
+
+    nn.Embedding draws N(0, 1); through the tied LM head after the final RMSNorm that gives initial logits of std
+    sqrt(d_model) and an attention loss ~25x ln(vocab). At d_model^-0.5 the logits start at unit scale.
+    """
+    torch.nn.init.normal_(model.decoder.embed.weight, std=model.config.d_model**-0.5)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, world: World) -> None:
         self.config = config
@@ -78,7 +87,9 @@ class Trainer:
         self.tokenizer = Tokenizer(config.tokenizer)
         self.model_config = model_config_for(config, self.tokenizer)
         torch.manual_seed(config.seed)
-        self.model = SambaASR(self.model_config).to(self.device)
+        self.model = SambaASR(self.model_config)
+        init_weights(self.model)
+        self.model.to(self.device)
         self.model.set_backend(config.backend)
         self.optimizer = build_optimizer(self.model, config)
         self.net: torch.nn.Module = self.model
@@ -225,7 +236,7 @@ class Trainer:
                         config.label_smoothing,
                     )
                 (losses.total / len(batches)).backward()
-            totals["loss"] += float(losses.total) / len(batches)
+            totals["loss"] += float(losses.total.detach()) / len(batches)
             totals["ctc"] += float(losses.ctc) / len(batches)
             totals["attention"] += float(losses.attention) / len(batches)
         max_norm = config.clip_grad_norm if config.clip_grad_norm > 0 else math.inf

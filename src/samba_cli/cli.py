@@ -1,0 +1,110 @@
+"""The `samba` command: a root Typer app that registers the subcommands and nothing more.
+
+Subcommands live in :mod:`samba_cli.commands` and are imported only when used (or listed by ``--help``), so
+``samba --version`` and shell completion do not pay for torch. A SambaError escaping a subcommand is printed
+as one line, ``error: <message>``, with exit status 1; usage errors exit with 2 (Typer's own rule).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from samba_cli.errors import SambaError
+
+DISTRIBUTION = "samba-asr"
+
+
+@dataclass(frozen=True)
+class LazyCommand:
+    module: str  # module that defines the command
+    attribute: str  # a typer.Typer app (a command group) or a command function in that module
+
+
+# Subcommands in help order. A module that does not exist (yet) is left out of the CLI.
+COMMANDS: dict[str, LazyCommand] = {
+    "transcribe": LazyCommand("samba_cli.commands.transcribe", "transcribe_command"),
+    "models": LazyCommand("samba_cli.commands.models", "app"),
+    "train": LazyCommand("samba_cli.commands.train", "app"),
+    "eval": LazyCommand("samba_cli.commands.eval", "eval_command"),
+    # Add the benchmark command here, e.g. "bench": LazyCommand("samba_cli.commands.bench", "<app or function>").
+}
+
+
+def _load(name: str, spec: LazyCommand) -> Any | None:
+    """The click command behind ``spec``, or None when its module is not installed."""
+    if importlib.util.find_spec(spec.module) is None:
+        return None
+    target = getattr(importlib.import_module(spec.module), spec.attribute)
+    if isinstance(target, typer.Typer):
+        group = typer.main.get_group(target)
+        group.name = name
+        return group
+    single = typer.Typer(add_completion=False)
+    single.command(name)(target)
+    return typer.main.get_command(single)
+
+
+class SambaGroup(TyperGroup):
+    """Resolves subcommands from :data:`COMMANDS` on demand and turns SambaError into one line on stderr."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = [name for name, spec in COMMANDS.items() if importlib.util.find_spec(spec.module) is not None]
+        return names + [name for name in super().list_commands(ctx) if name not in COMMANDS]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            command = _load(cmd_name, COMMANDS[cmd_name])
+            if command is None:
+                return None
+            self.commands[cmd_name] = command
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SambaError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=SambaGroup,
+    name="samba",
+    help="Speech transcription with Samba-ASR (Mamba-2 encoder and decoder).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def package_version() -> str:
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"samba {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Speech transcription with Samba-ASR (Mamba-2 encoder and decoder)."""
+
+
+def main() -> None:
+    app()

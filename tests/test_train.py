@@ -1,0 +1,201 @@
+"""Training: batches, augmentation, objective, schedule, the loop (loss goes down, exact resume), tokenizer CLI."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import typer
+from typer.testing import CliRunner
+
+from samba_cli.commands.train import app
+from samba_cli.model import PRESETS, SambaASR, load_checkpoint
+from samba_cli.train.augment import SpecAugment, speed_perturb
+from samba_cli.train.config import TrainConfig
+from samba_cli.train.data import plan_batches, read_manifest, shard_batches
+from samba_cli.train.loop import METRICS_FILE, train
+from samba_cli.train.objective import decoder_io
+from samba_cli.train.optim import learning_rate, parameter_groups
+from tests.model_helpers import TINY
+
+SENTENCES = [
+    "the cat sat on the mat",
+    "a dog ran in the park",
+    "she sells sea shells",
+    "birds sing at dawn",
+    "rain falls on the roof",
+    "the sun is warm today",
+    "we read a good book",
+    "time flies like an arrow",
+]
+
+
+def write_corpus(folder, sentences=SENTENCES, seed=0):
+    """Noise-and-tone utterances (0.6 to 1.2 s) with a manifest whose audio paths are relative to it."""
+    rng = np.random.default_rng(seed)
+    (folder / "audio").mkdir(parents=True)
+    with (folder / "train.jsonl").open("w") as manifest:
+        for i, text in enumerate(sentences):
+            n = int(16000 * (0.6 + 0.6 * i / len(sentences)))
+            t = np.arange(n) / 16000
+            samples = 0.3 * np.sin(2 * np.pi * (200 + 50 * i) * t) + 0.05 * rng.standard_normal(n)
+            sf.write(folder / "audio" / f"{i}.flac", samples.astype(np.float32), 16000)
+            manifest.write(json.dumps({"audio": f"audio/{i}.flac", "text": text, "duration": n / 16000}) + "\n")
+    return folder / "train.jsonl"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    manifest = write_corpus(folder)
+    result = CliRunner().invoke(
+        _cli(), ["train", "tokenizer", str(manifest), "--out", str(folder / "tok.model"), "--vocab-size", "40"]
+    )
+    assert result.exit_code == 0, result.output
+    return manifest, folder / "tok.model"
+
+
+def _cli():
+    root = typer.Typer()
+    root.add_typer(app, name="train")
+    root.command("noop")(lambda: None)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def test_preset(monkeypatch):
+    monkeypatch.setitem(PRESETS, "test", TINY)
+
+
+def config_for(corpus, out_dir, **changes):
+    manifest, tokenizer = corpus
+    base = TrainConfig(
+        train_manifest=str(manifest),
+        tokenizer=str(tokenizer),
+        out_dir=str(out_dir),
+        preset="test",
+        max_batch_seconds=8.0,
+        max_batch_utterances=8,
+        accumulate=1,
+        workers=0,
+        lr=3e-3,
+        warmup_steps=2,
+        max_steps=12,
+        log_every=100,
+        save_every=100,
+        speeds=(1.0,),
+        freq_masks=0,
+        time_masks=0,
+    )
+    return base.replace(**changes)
+
+
+def losses(run_dir):
+    records = [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
+    return [r["loss"] for r in records if "loss" in r]
+
+
+def test_manifest_paths_relative_to_manifest(corpus):
+    utterances = read_manifest(corpus[0])
+    assert len(utterances) == len(SENTENCES)
+    assert all(u.audio.is_file() for u in utterances)
+
+
+def test_tokenizer_command_sets_special_ids(corpus):
+    from samba_cli.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer(corpus[1])
+    assert (tokenizer.vocab_size, tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id) == (40, 1, 2, 3)
+    assert tokenizer.decode(tokenizer.encode("the cat sat")) == "the cat sat"
+
+
+def test_plan_batches_respects_limits_and_covers_everything():
+    durations = [float(d) for d in torch.rand(200, generator=torch.Generator().manual_seed(1)) * 10 + 0.5]
+    batches = plan_batches(durations, max_seconds=30.0, max_utterances=8, generator=torch.Generator().manual_seed(2))
+    assert sorted(i for b in batches for i in b) == list(range(200))
+    for batch in batches:
+        assert len(batch) <= 8
+        assert len(batch) * max(durations[i] for i in batch) <= 30.0
+    again = plan_batches(durations, 30.0, 8, torch.Generator().manual_seed(2))
+    assert again == batches
+    shards = [shard_batches(batches, rank, 3, multiple=2) for rank in range(3)]
+    assert len({len(s) for s in shards}) == 1 and len(shards[0]) % 2 == 0
+    assert not set(map(tuple, shards[0])) & set(map(tuple, shards[1]))
+
+
+def test_augmentation_shapes_and_determinism():
+    samples = torch.randn(16000)
+    assert speed_perturb(samples, 1.1).shape == (14545,)
+    assert speed_perturb(samples, 0.9).shape == (17778,)
+    features = torch.randn(80, 300)
+    masks = SpecAugment(freq_masks=2, freq_mask_width=10, time_masks=2, time_mask_width=30)
+    a = masks(features, torch.Generator().manual_seed(5))
+    b = masks(features, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+    assert (a != features).any()
+
+
+def test_decoder_io_adds_bos_and_eos():
+    config = TINY
+    tokens = torch.tensor([[7, 8, 9], [5, 3, 3]])
+    inputs, targets = decoder_io(tokens, torch.tensor([3, 1]), config)
+    assert inputs.tolist() == [[1, 7, 8, 9], [1, 5, 3, 3]]
+    assert targets.tolist() == [[7, 8, 9, 2], [5, 2, 3, 3]]
+
+
+def test_schedule_warms_up_then_decays():
+    config = TrainConfig("m", "t", lr=1e-3, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    lrs = [learning_rate(step, config) for step in range(110)]
+    assert lrs[9] == pytest.approx(1e-3)
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:10], strict=False))
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert learning_rate(110, config) == pytest.approx(1e-4)
+    linear = config.replace(schedule="linear")
+    assert learning_rate(60, linear) == pytest.approx(1e-4 + 0.9e-3 * 0.5)
+
+
+def test_no_weight_decay_on_norms_biases_and_marked_params():
+    model = SambaASR(TINY)
+    decay, no_decay = parameter_groups(model, 0.01)
+    no_decay_ids = {id(p) for p in no_decay["params"]}
+    for name, param in model.named_parameters():
+        quiet = param.ndim < 2 or name.endswith(("A_log", "D", "dt_bias")) or "norm" in name
+        assert (id(param) in no_decay_ids) == quiet, name
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+
+
+def test_training_lowers_the_loss_on_a_fixed_batch(corpus, tmp_path):
+    config = config_for(corpus, tmp_path / "run", max_batch_seconds=100.0, max_batch_utterances=100)
+    run = train(config)
+    values = losses(run)
+    assert len(values) == config.max_steps
+    assert values[-1] < 0.7 * values[0]
+    model = load_checkpoint(run / "checkpoint")
+    assert model.config.vocab_size == 40
+    assert (run / "checkpoint" / "tokenizer.model").is_file()
+    assert TrainConfig.load(run / "train_config.json") == config
+
+
+def test_resume_reproduces_the_losses(corpus, tmp_path):
+    # augmentation on, two batches per step, and two epochs: everything resume has to restore.
+    config = config_for(
+        corpus, tmp_path / "full", accumulate=2, max_batch_seconds=3.0, max_steps=5, speeds=(0.9, 1.0, 1.1)
+    )
+    config = config.replace(freq_masks=1, freq_mask_width=4, time_masks=1, time_mask_width=10)
+    expected = losses(train(config))
+    assert len(expected) == 5
+    interrupted = config.replace(out_dir=str(tmp_path / "cut"))
+    train(interrupted, on_step=lambda record: record["step"] == 2)
+    assert len(losses(tmp_path / "cut")) == 2
+    resumed = losses(train(interrupted))
+    assert resumed == expected
+    assert not math.isnan(resumed[-1])
+
+
+def test_resume_refuses_changed_options(corpus, tmp_path):
+    config = config_for(corpus, tmp_path / "run", max_steps=1)
+    train(config)
+    with pytest.raises(ValueError, match="lr"):
+        train(config.replace(lr=1.0))
