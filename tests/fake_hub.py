@@ -12,6 +12,9 @@ Errors follow the Hub: an unknown repo is a 404 with ``X-Error-Code: RepoNotFoun
 is a 401 ``RepoNotFound``, a gated one a 401 ``GatedRepo``; a wrong token is a 401 "Invalid credentials in
 Authorization header"; an unknown revision is a 404 ``RevisionNotFound``; a missing file a 404 ``EntryNotFound``.
 ``interrupt`` cuts the next download of a file short and ``fail`` answers it with an HTTP error.
+
+``use_fake_hub`` points huggingface_hub at a running fake; ``checkpoint_folder`` and ``checkpoint_files`` make
+tiny checkpoints to serve.
 """
 
 from __future__ import annotations
@@ -217,6 +220,7 @@ def checkpoint_folder(folder: Path, metadata: dict | None = None, **overrides) -
 
 
 def checkpoint_files(tmp_path: Path, **overrides) -> dict[str, bytes]:
+    """The files of a new tiny checkpoint (a fresh folder under ``tmp_path`` each call), ready for ``commit``."""
     folder = checkpoint_folder(tmp_path / f"src-{len(list(tmp_path.glob('src-*')))}", **overrides)
     return {path.name: path.read_bytes() for path in folder.iterdir()}
 

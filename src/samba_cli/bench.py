@@ -86,7 +86,9 @@ class BenchOptions:
     step_batches: tuple[int, ...] = (1, 16)  # batch sizes of the decoder step cases
     step_count: int = 64  # timed decoder steps per step case
     repeats: int = 3  # timed repeats of each encoder case (the best is kept)
-    warmup_seconds: float = 20.0  # audio run end to end before timing (kernel compilation, CUDA graphs)
+    warmup_seconds: float | None = (
+        None  # audio run end to end before timing; None: 20 s on CPU, 360 s on CUDA
+    )
     cuda_graphs: bool = True  # samba decode steps replayed from CUDA graphs on CUDA (the pipeline's default)
     budget_seconds: float | None = None  # skip an end-to-end case predicted to overrun the time left
     threads: int | None = None  # torch CPU threads in each case (None: torch's default)
@@ -259,20 +261,16 @@ def synthetic_speech(seconds: float, seed: int = 0, block_seconds: float = 1.0) 
     rng = np.random.default_rng(seed + 1)
     bank = _utterance_bank(seed)
     total, block = round(seconds * SAMPLE_RATE), max(1, round(block_seconds * SAMPLE_RATE))
-    pending: list[np.ndarray] = []
-    held = emitted = 0
+    buffer = np.zeros(0, dtype=np.float32)
+    emitted = 0
     while emitted < total:
         utterance = bank[rng.integers(len(bank))] * np.float32(rng.uniform(0.4, 1.0))
         pause = (1e-3 * rng.standard_normal(int(rng.uniform(0.2, 1.5) * SAMPLE_RATE))).astype(np.float32)
-        for piece in (utterance, pause):
-            pending.append(piece)
-            held += piece.size
-        while held >= block and emitted < total:
-            data = np.concatenate(pending)
+        buffer = np.concatenate([buffer, utterance, pause])
+        while buffer.size >= block and emitted < total:
             size = min(block, total - emitted)
-            yield data[:size]
-            pending, held, emitted = [data[size:]], data.size - size, emitted + size
-    return
+            yield buffer[:size]
+            buffer, emitted = buffer[size:], emitted + size
 
 
 # ----------------------------------------------------------------------------------------------- models
@@ -357,7 +355,8 @@ def matched_whisper_layers(preset: str) -> int:
     samba = resolve_preset(preset)
     with torch.device("meta"):
         target = SambaASR(samba).num_parameters()
-    return min(range(1, 49), key=lambda n: abs(_whisper_parameters(whisper_config(samba, n)) - target))
+    one, two = (_whisper_parameters(whisper_config(samba, n)) for n in (1, 2))  # linear in the depth
+    return max(1, round((target - one) / (two - one)) + 1)
 
 
 def build_whisper(preset: str, device: torch.device, dtype: torch.dtype):
@@ -441,6 +440,15 @@ class SambaRunner:
             cfg.vocab_size, (cfg.bos_id, cfg.eos_id, cfg.pad_id), self.param.device
         )
 
+    def prepare(self) -> None:
+        """Capture the CUDA graphs of every batch bucket now, so that no capture falls in a timed run."""
+        if not self.steppers.use_static:
+            return
+        d = self.model.config.d_model
+        for rows in sorted({bucket(b) for b in range(1, self.options.batch_size + 1)}):
+            states = torch.zeros(rows, 1, d, device=self.param.device, dtype=self.param.dtype)
+            self.steppers(states, torch.ones(rows, dtype=torch.long, device=self.param.device))
+
     def window_segments(self, samples: np.ndarray, clock: StageClock) -> list[tuple[torch.Tensor, int]]:
         """One window -> (encoder states (S', D), token budget) per CTC segment, margins included."""
         cfg = self.model.config
@@ -505,14 +513,11 @@ def iter_chunks(blocks: Iterable[np.ndarray], chunk: int, stride: int) -> Iterat
     first = True
     for block in blocks:
         buffer = np.concatenate([buffer, block])
-        while buffer.size > chunk:  # more audio follows this chunk: it is not the last one
+        while buffer.size > chunk:  # audio follows this chunk, so it is not the last one
             yield buffer[:chunk].copy()
             buffer, first = buffer[step:], False
-    while buffer.size and (first or buffer.size > stride):
-        yield buffer[:chunk].copy()
-        if buffer.size <= chunk:
-            break
-        buffer, first = buffer[step:], False
+    if buffer.size and (first or buffer.size > stride):
+        yield buffer
 
 
 class WhisperRunner:
@@ -634,11 +639,20 @@ def _build(case: Case, options: BenchOptions) -> tuple[torch.nn.Module, ModelInf
     return model, whisper_info(case.preset, model), WhisperRunner(model, options)
 
 
+def warmup_seconds(options: BenchOptions, device: torch.device) -> float:
+    """Audio for the warm-up run: on CUDA enough for full decode batches of both models (allocator, kernels)."""
+    if options.warmup_seconds is not None:
+        return options.warmup_seconds
+    return 360.0 if device.type == "cuda" else 20.0
+
+
 def run_end_to_end(case: Case, options: BenchOptions) -> tuple[ModelInfo, EndToEndResult]:
-    """Build, warm up on ``warmup_seconds`` of audio, then time ``case.audio_seconds`` of generated audio."""
+    """Build, warm up, then time ``case.audio_seconds`` of generated audio."""
     _, info, runner = _build(case, options)
     device = _device(options.device)
-    runner.run(synthetic_speech(options.warmup_seconds, options.seed + 7), StageClock(device))
+    if isinstance(runner, SambaRunner):
+        runner.prepare()
+    runner.run(synthetic_speech(warmup_seconds(options, device), options.seed + 7), StageClock(device))
     synchronize(device)
     cuda = device.type == "cuda"
     if cuda:
@@ -681,59 +695,39 @@ def _best_seconds(fn: Callable[[], object], device: torch.device, repeats: int) 
     return best
 
 
-def _encoder_inputs(case: Case, seconds: float, n_mels: int, device, dtype) -> tuple[Callable, int]:
-    """Random features for ``seconds`` of audio shaped for the model, and the number of windows."""
+def _encoder_call(case: Case, model, seconds: float, batch_size: int) -> tuple[Callable[[], object], int]:
+    """A call that encodes random features of ``seconds`` of audio, and its number of windows.
+
+    samba: one window of the whole length (batch 1). whisper: 30 s windows (3000 frames), ``batch_size`` at once.
+    """
+    param = next(model.parameters())
     if case.model == "samba":
-        return (lambda: torch.randn(1, n_mels, round(seconds * 100) + 1, device=device, dtype=dtype)), 1
+        feats = torch.randn(
+            1, model.config.n_mels, round(seconds * 100) + 1, device=param.device, dtype=param.dtype
+        )
+        return (lambda: model.encode(feats)), 1
     windows = math.ceil(seconds / WHISPER_CHUNK_SECONDS)
-    return (lambda: torch.randn(windows, n_mels, 3000, device=device, dtype=dtype)), windows
+    feats = torch.randn(windows, model.config.num_mel_bins, 3000, device=param.device, dtype=param.dtype)
+    return (lambda: [model.model.encoder(b) for b in feats.split(batch_size)]), windows
 
 
 def time_encoder(case: Case, model, options: BenchOptions) -> list[EncoderResult]:
-    """Encoder seconds per audio length: samba one window (B=1), whisper 30 s windows in batches."""
-    param = next(model.parameters())
-    device, dtype = param.device, param.dtype
-    n_mels = model.config.n_mels if case.model == "samba" else model.config.num_mel_bins
+    """Best-of-``repeats`` encoder seconds per audio length."""
+    device = next(model.parameters()).device
     results = []
     for k, seconds in enumerate(sorted(options.encoder_seconds)):
-        make, windows = _encoder_inputs(case, seconds, n_mels, device, dtype)
-        feats = make()
-        if case.model == "samba":
-
-            def run(feats=feats):
-                model.encode(feats)
-        else:
-
-            def run(feats=feats):
-                for i in range(0, feats.shape[0], options.batch_size):
-                    model.model.encoder(feats[i : i + options.batch_size])
-
-        if k == 0 or device.type == "cuda":  # CUDA: Triton autotuning may key on the length
-            run()
-        results.append(
-            EncoderResult(
-                case.model, case.preset, seconds, windows, _best_seconds(run, device, options.repeats)
-            )
-        )
-        del feats
+        call, windows = _encoder_call(case, model, seconds, options.batch_size)
+        if k == 0 or device.type == "cuda":  # warm-up; on CUDA per length, as Triton autotuning may key on it
+            call()
+        best = _best_seconds(call, device, options.repeats)
+        results.append(EncoderResult(case.model, case.preset, seconds, windows, best))
+        del call
     return results
 
 
-def _time_steps(step: Callable[[], object], device: torch.device, count: int) -> float:
-    for _ in range(3):
-        step()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(count):
-        step()
-    synchronize(device)
-    return 1000 * (time.perf_counter() - start) / count
-
-
 def time_samba_steps(case: Case, runner: SambaRunner, options: BenchOptions) -> list[StepResult]:
-    """ms per forced step (step + suppress + argmax) at each batch, cross-attending to a full segment."""
-    model = runner.model
-    param = runner.param
+    """ms per forced step (step, suppress, argmax) at each batch, cross-attending to a full-length segment."""
+    model, param = runner.model, runner.param
     frames = runner.steppers.max_frames
     modes = ["eager"] + (["cuda_graph"] if param.device.type == "cuda" and options.cuda_graphs else [])
     results = []
@@ -747,16 +741,25 @@ def time_samba_steps(case: Case, runner: SambaRunner, options: BenchOptions) -> 
                 stepper = StaticStepper(model, bucket(batch), frames, use_graph=True).load(states, lengths)
             tokens = torch.full((batch,), model.config.bos_id, device=param.device)
 
-            def step(stepper=stepper, tokens=tokens):
+            def step(stepper=stepper, tokens=tokens) -> None:
                 tokens.copy_(stepper.step(tokens).masked_fill(runner.suppress, -math.inf).argmax(-1))
 
-            ms = _time_steps(step, param.device, options.step_count)
-            results.append(StepResult("samba", case.preset, batch, frames, mode, ms))
+            for _ in range(3):
+                step()
+            seconds = _best_seconds(
+                lambda step=step: [step() for _ in range(options.step_count)], param.device, 1
+            )
+            results.append(
+                StepResult("samba", case.preset, batch, frames, mode, 1000 * seconds / options.step_count)
+            )
     return results
 
 
 def time_whisper_steps(case: Case, runner: WhisperRunner, options: BenchOptions) -> list[StepResult]:
-    """ms per forced step with the KV cache filled to the middle of a 30 s chunk's budget."""
+    """ms per forced step with the KV cache filled to about the middle of a 30 s chunk's budget.
+
+    Timed as (prompt + ``step_count`` steps) - (prompt alone), so the prompt's pass is not counted.
+    """
     param = runner.param
     frames = runner.model.config.max_source_positions
     middle = whisper_budget(WHISPER_CHUNK_SECONDS, options.tokens_per_second) // 2
@@ -767,13 +770,12 @@ def time_whisper_steps(case: Case, runner: WhisperRunner, options: BenchOptions)
             batch, frames, runner.model.config.d_model, device=param.device, dtype=param.dtype
         )
         runner.forced_decode(encoded, 4, prefix)  # warm-up
-        synchronize(param.device)
-        start = time.perf_counter()
-        runner.forced_decode(encoded, options.step_count + 1, prefix)
-        synchronize(param.device)
-        first = 1000 * _best_seconds(lambda e=encoded: runner.forced_decode(e, 1, prefix), param.device, 1)
-        ms = (1000 * (time.perf_counter() - start) - first) / options.step_count
-        results.append(StepResult("whisper", case.preset, batch, frames, "eager", max(ms, 0.0)))
+        full = _best_seconds(
+            lambda e=encoded: runner.forced_decode(e, options.step_count + 1, prefix), param.device, 1
+        )
+        prompt = _best_seconds(lambda e=encoded: runner.forced_decode(e, 1, prefix), param.device, 1)
+        ms = 1000 * max(0.0, full - prompt) / options.step_count
+        results.append(StepResult("whisper", case.preset, batch, frames, "eager", ms))
     return results
 
 
@@ -827,10 +829,7 @@ def run_case_in_child(case: Case, options: BenchOptions, timeout: float | None =
 
 def environment(options: BenchOptions, command: str) -> Environment:
     device = _device(options.device)
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = _cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return Environment(
         command=command,
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
