@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import importlib.metadata
 import importlib.util
+import inspect
 import json
 import logging
 import math
@@ -108,7 +109,7 @@ class BenchOptions:
             raise ValueError("audio lengths must be positive")
         if not 0 <= 2 * self.whisper_stride_seconds < WHISPER_CHUNK_SECONDS:
             raise ValueError(f"whisper_stride_seconds must be in [0, {WHISPER_CHUNK_SECONDS / 2})")
-        if WHISPER_PROMPT + whisper_budget(WHISPER_CHUNK_SECONDS, self.tokens_per_second) > 448:
+        if WHISPER_PROMPT + token_budget(WHISPER_CHUNK_SECONDS, self.tokens_per_second) > 448:
             raise ValueError("tokens_per_second too high: a 30 s Whisper chunk holds at most 444 tokens")
 
     @classmethod
@@ -125,7 +126,7 @@ def resolve_preset(name: str) -> ModelConfig:
     return config
 
 
-def whisper_budget(seconds: float, tokens_per_second: float) -> int:
+def token_budget(seconds: float, tokens_per_second: float) -> int:
     """Forced tokens for ``seconds`` of audio."""
     return max(1, round(seconds * tokens_per_second))
 
@@ -417,9 +418,9 @@ def _suppress_mask(vocab: int, ids: Iterable[int], device: torch.device) -> torc
 
 
 def _rows_to_host(tokens: torch.Tensor, budgets: list[int]) -> int:
-    """Copy forced tokens (B, steps) to the host as a real search would, and count the rows' budgets."""
-    rows = tokens.cpu()
-    return sum(len(rows[i, :n].tolist()) for i, n in enumerate(budgets))
+    """Copy forced tokens (B, steps) to the host, as a search returning text would; the tokens counted."""
+    tokens.cpu()
+    return sum(budgets)
 
 
 # ----------------------------------------------------------------------------------------------- samba
@@ -462,7 +463,7 @@ class SambaRunner:
         out = []
         for span in spans:
             lo, hi = max(0, span.start - margin), min(states.shape[0], span.end + margin)
-            budget = whisper_budget(span.length * cfg.frame_seconds, self.options.tokens_per_second)
+            budget = token_budget(span.length * cfg.frame_seconds, self.options.tokens_per_second)
             out.append((states[lo:hi], budget))
         return out
 
@@ -505,9 +506,11 @@ class SambaRunner:
 
 
 def iter_chunks(blocks: Iterable[np.ndarray], chunk: int, stride: int) -> Iterator[np.ndarray]:
-    """Chunks of ``chunk`` samples every ``chunk - 2 * stride`` samples, as transformers' ``chunk_iter`` cuts
-    a whole array (the last chunk may be shorter; a later chunk no longer than ``stride`` is dropped), but from
-    a stream: at most one chunk plus one block is held."""
+    """Chunks of ``chunk`` samples every ``chunk - 2 * stride`` samples, from a stream of blocks.
+
+    The cuts of transformers' ``chunk_iter`` (the last chunk may be shorter; a final chunk no longer than
+    ``stride`` is dropped), without holding the whole array: at most one chunk plus one block.
+    """
     step = chunk - 2 * stride
     buffer = np.zeros(0, dtype=np.float32)
     first = True
@@ -535,8 +538,6 @@ class WhisperRunner:
             c.vocab_size, (c.bos_token_id, c.eos_token_id, c.pad_token_id), self.param.device
         )
         self.prompt = torch.arange(WHISPER_PROMPT, device=self.param.device) + 4  # four ordinary ids
-        import inspect
-
         self.cache_kw = (
             "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         )
@@ -564,7 +565,7 @@ class WhisperRunner:
             use_cache=True,
             **kwargs,
         )
-        return out.logits[:, -1], out.past_key_values
+        return out.logits[:, -1], getattr(out, self.cache_kw)  # transformers 5 renamed it `cache`
 
     def pick(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.masked_fill(self.suppress, -math.inf).argmax(-1)
@@ -587,7 +588,7 @@ class WhisperRunner:
         with clock.stage("encoder"):
             encoded = self.encode(feats)
         with clock.stage("decode"):
-            budgets = [whisper_budget(c.size / SAMPLE_RATE, self.options.tokens_per_second) for c in chunks]
+            budgets = [token_budget(c.size / SAMPLE_RATE, self.options.tokens_per_second) for c in chunks]
             return _rows_to_host(self.forced_decode(encoded, max(budgets)), budgets)
 
     @torch.inference_mode()
@@ -762,7 +763,7 @@ def time_whisper_steps(case: Case, runner: WhisperRunner, options: BenchOptions)
     """
     param = runner.param
     frames = runner.model.config.max_source_positions
-    middle = whisper_budget(WHISPER_CHUNK_SECONDS, options.tokens_per_second) // 2
+    middle = token_budget(WHISPER_CHUNK_SECONDS, options.tokens_per_second) // 2
     prefix = max(0, middle - options.step_count // 2)
     results = []
     for batch in options.step_batches:
@@ -1083,7 +1084,7 @@ def to_markdown(results: BenchResults) -> str:
                 [
                     r.model,
                     r.preset,
-                    f"{r.audio_seconds / 60:g}",
+                    f"{r.audio_seconds / 60:.3g}",
                     f"{r.wall_seconds:.1f}",
                     f"{r.rtfx:.1f}",
                     f"{r.features_seconds:.1f} / {r.encoder_seconds:.1f} / {r.decode_seconds:.1f}",
@@ -1145,7 +1146,10 @@ def to_markdown(results: BenchResults) -> str:
             "",
             *_table(
                 ["kind", "model", "preset", "audio (min)", "reason"],
-                [[s.kind, s.model, s.preset, f"{s.audio_seconds / 60:g}", s.reason] for s in results.skipped],
+                [
+                    [s.kind, s.model, s.preset, f"{s.audio_seconds / 60:.3g}", s.reason]
+                    for s in results.skipped
+                ],
             ),
         ]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,27 @@
+"""samba-asr: speech transcription with Samba-ASR (Mamba-2 encoder and decoder).
+
+    import samba_cli
+    model = samba_cli.load_model()              # the bundled model; or a Hub repo id or a local folder
+    segments, info = model.transcribe("talk.mp3")
+    for segment in segments:                     # lazy: decoding happens while you iterate
+        print(segment.start, segment.end, segment.text)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("samba-asr")
+except PackageNotFoundError:  # running from a source tree without an install
+    __version__ = "0.0.0"
+
+
+def __getattr__(name: str):
+    # Lazy: `import samba_cli` (and the CLI's --help) does not import torch.
+    if name in ("load_model", "Transcriber", "TranscribeOptions"):
+        from samba_cli import api, pipeline
+
+        return getattr(api, name, None) or getattr(pipeline, name)
+    raise AttributeError(f"module 'samba_cli' has no attribute {name!r}")
+
+
+__all__ = ["TranscribeOptions", "Transcriber", "__version__", "load_model"]
