@@ -242,8 +242,8 @@ def step_text(out: Path, seed: int, n_dev: int, n_test: int) -> None:
 # Step 3: synthesis
 # ---------------------------------------------------------------------------
 def plan(out: Path, split: str, n: int, seed: int) -> list[dict]:
-    pool = [line.rstrip("\n").split("\t", 1)
-            for line in open(out / f"sentences.{split}.txt")]
+    lines = (out / f"sentences.{split}.txt").read_text().splitlines()
+    pool = [line.split("\t", 1) for line in lines]
     rng = random.Random(f"{seed}-{split}")
     order = list(range(len(pool)))
     rng.shuffle(order)
@@ -334,7 +334,7 @@ def process(item: dict, out: Path) -> dict | None:
             if "speed_perturb" in p:
                 effects += ["speed", str(p["speed_perturb"])]
             # trim long leading/trailing silence, keep 0.15 s margins
-            cmd = ["sox", "-q", raw, "-r", str(SR), "-c", "1", "-b", "16", "-e", "signed",
+            cmd = ["sox", "-q", "-R", raw, "-r", str(SR), "-c", "1", "-b", "16", "-e", "signed",
                    res] + effects + ["rate", "-h", str(SR),
                                      "silence", "1", "0.02", "0.1%", "reverse",
                                      "silence", "1", "0.02", "0.1%", "reverse",
