@@ -247,11 +247,10 @@ def test_summary_counts():
 
 def test_interrupts_deferred_until_the_block_ends():
     steps = []
-    with pytest.raises(KeyboardInterrupt):
-        with _interrupts_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-            steps.append("finished")
+    with pytest.raises(KeyboardInterrupt), _interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        steps.append("finished")
     assert steps == ["finished"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
@@ -310,7 +309,9 @@ def test_run_batch_writes_good_files_and_reports_bad_ones(tmp_path, runner):
     found = discover([str(tmp_path / "in")])
     assert [j.source for j in found.jobs] == [str(bad), str(good)]
     reporter = RecordingReporter()
-    summary = run_batch(plan(found, ("txt", "json"), tmp_path / "out"), reporter, runner, estimate_duration=False)
+    summary = run_batch(
+        plan(found, ("txt", "json"), tmp_path / "out"), reporter, runner, estimate_duration=False
+    )
     assert [o.status for o in summary.outcomes] == [Status.FAILED, Status.DONE]
     assert summary.outcomes[0].message.startswith(f"{bad}: ")
     assert summary.outcomes[1].duration == pytest.approx(sf.info(good).duration, abs=0.01)

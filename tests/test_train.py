@@ -2,10 +2,10 @@
 
 import json
 import math
+import os
+import socket
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 import typer
 from typer.testing import CliRunner
@@ -19,31 +19,7 @@ from samba_cli.train.loop import METRICS_FILE, train
 from samba_cli.train.objective import decoder_io
 from samba_cli.train.optim import learning_rate, parameter_groups
 from tests.model_helpers import TINY
-
-SENTENCES = [
-    "the cat sat on the mat",
-    "a dog ran in the park",
-    "she sells sea shells",
-    "birds sing at dawn",
-    "rain falls on the roof",
-    "the sun is warm today",
-    "we read a good book",
-    "time flies like an arrow",
-]
-
-
-def write_corpus(folder, sentences=SENTENCES, seed=0):
-    """Noise-and-tone utterances (0.6 to 1.2 s) with a manifest whose audio paths are relative to it."""
-    rng = np.random.default_rng(seed)
-    (folder / "audio").mkdir(parents=True)
-    with (folder / "train.jsonl").open("w") as manifest:
-        for i, text in enumerate(sentences):
-            n = int(16000 * (0.6 + 0.6 * i / len(sentences)))
-            t = np.arange(n) / 16000
-            samples = 0.3 * np.sin(2 * np.pi * (200 + 50 * i) * t) + 0.05 * rng.standard_normal(n)
-            sf.write(folder / "audio" / f"{i}.flac", samples.astype(np.float32), 16000)
-            manifest.write(json.dumps({"audio": f"audio/{i}.flac", "text": text, "duration": n / 16000}) + "\n")
-    return folder / "train.jsonl"
+from tests.train_helpers import SENTENCES, write_corpus
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +27,8 @@ def corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("corpus")
     manifest = write_corpus(folder)
     result = CliRunner().invoke(
-        _cli(), ["train", "tokenizer", str(manifest), "--out", str(folder / "tok.model"), "--vocab-size", "40"]
+        _cli(),
+        ["train", "tokenizer", str(manifest), "--out", str(folder / "tok.model"), "--vocab-size", "40"],
     )
     assert result.exit_code == 0, result.output
     return manifest, folder / "tok.model"
@@ -69,6 +46,14 @@ def test_preset(monkeypatch):
     monkeypatch.setitem(PRESETS, "test", TINY)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Training runs set torch's thread count (threads=1 below: tiny models on a busy machine); restore it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def config_for(corpus, out_dir, **changes):
     manifest, tokenizer = corpus
     base = TrainConfig(
@@ -80,6 +65,7 @@ def config_for(corpus, out_dir, **changes):
         max_batch_utterances=8,
         accumulate=1,
         workers=0,
+        threads=1,
         lr=3e-3,
         warmup_steps=2,
         max_steps=12,
@@ -113,7 +99,9 @@ def test_tokenizer_command_sets_special_ids(corpus):
 
 def test_plan_batches_respects_limits_and_covers_everything():
     durations = [float(d) for d in torch.rand(200, generator=torch.Generator().manual_seed(1)) * 10 + 0.5]
-    batches = plan_batches(durations, max_seconds=30.0, max_utterances=8, generator=torch.Generator().manual_seed(2))
+    batches = plan_batches(
+        durations, max_seconds=30.0, max_utterances=8, generator=torch.Generator().manual_seed(2)
+    )
     assert sorted(i for b in batches for i in b) == list(range(200))
     for batch in batches:
         assert len(batch) <= 8
@@ -167,7 +155,9 @@ def test_no_weight_decay_on_norms_biases_and_marked_params():
 
 
 def test_training_lowers_the_loss_on_a_fixed_batch(corpus, tmp_path):
-    config = config_for(corpus, tmp_path / "run", max_batch_seconds=100.0, max_batch_utterances=100)
+    config = config_for(
+        corpus, tmp_path / "run", max_batch_seconds=100.0, max_batch_utterances=100, lr=1e-2, max_steps=6
+    )
     run = train(config)
     values = losses(run)
     assert len(values) == config.max_steps
@@ -179,13 +169,13 @@ def test_training_lowers_the_loss_on_a_fixed_batch(corpus, tmp_path):
 
 
 def test_resume_reproduces_the_losses(corpus, tmp_path):
-    # augmentation on, two batches per step, and two epochs: everything resume has to restore.
+    # augmentation on, two batches per step, an epoch per step: everything a resume has to restore.
     config = config_for(
-        corpus, tmp_path / "full", accumulate=2, max_batch_seconds=3.0, max_steps=5, speeds=(0.9, 1.0, 1.1)
+        corpus, tmp_path / "full", accumulate=2, max_batch_seconds=3.0, max_steps=4, speeds=(0.9, 1.0, 1.1)
     )
     config = config.replace(freq_masks=1, freq_mask_width=4, time_masks=1, time_mask_width=10)
     expected = losses(train(config))
-    assert len(expected) == 5
+    assert len(expected) == 4
     interrupted = config.replace(out_dir=str(tmp_path / "cut"))
     train(interrupted, on_step=lambda record: record["step"] == 2)
     assert len(losses(tmp_path / "cut")) == 2
@@ -199,3 +189,29 @@ def test_resume_refuses_changed_options(corpus, tmp_path):
     train(config)
     with pytest.raises(ValueError, match="lr"):
         train(config.replace(lr=1.0))
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, config: TrainConfig) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+    )
+    PRESETS["test"] = TINY
+    train(config)
+
+
+def test_two_processes_train_with_ddp_on_cpu(corpus, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = config_for(
+        corpus, tmp_path / "ddp", max_batch_seconds=3.0, max_steps=2, dev_manifest=str(corpus[0])
+    )
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, port, config), nprocs=2)
+    records = [json.loads(line) for line in (tmp_path / "ddp" / METRICS_FILE).read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2]
+    assert any("val_wer_ctc" in r for r in records)
+    assert load_checkpoint(tmp_path / "ddp" / "checkpoint").config.vocab_size == 40

@@ -7,7 +7,7 @@ set -euo pipefail
 DATA=${DATA:-data/synthetic-en}
 NAME=${NAME:-samba-tiny-en}
 RUN=runs/$NAME
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}
 mkdir -p "$RUN"
 
 # 1. corpus (12k train / 300 dev / 400 test utterances, ~13 h), skipped by its own marker files
@@ -28,12 +28,13 @@ with target.open("w") as out:
         out.write(json.dumps(entry) + "\n")
 EOF
 
-# 4. train: ~12 utterances (48 s of audio) per step, 360 steps, about 75 minutes on 2 loaded cores
+# 4. train: ~28 utterances (120 s of audio) per step, 1000 steps (~2.2 epochs), about an hour on 2 busy cores.
+#    One torch thread: on a shared 2-core machine two threads run 6-8x slower (they wait on each other).
 samba train run "$DATA/train.jsonl" --tokenizer "$RUN/tokenizer.model" --dev "$RUN/dev100.jsonl" --out "$RUN" \
-  --preset tiny --max-batch-seconds 48 --max-batch-utterances 32 --accumulate 1 \
-  --lr 1.5e-3 --warmup-steps 60 --max-steps 360 --min-lr-ratio 0.05 \
-  --speeds 1.0 --freq-masks 0 --time-masks 0 \
-  --threads "$THREADS" --workers 0 --log-every 5 --save-every 20 --val-every 120
+  --preset tiny --max-batch-seconds 120 --max-batch-utterances 32 --accumulate 1 \
+  --lr 1.5e-3 --warmup-steps 200 --max-steps 1000 --min-lr-ratio 0.05 \
+  --speeds 0.9,1.0,1.1 --freq-masks 0 --time-masks 0 \
+  --threads "$THREADS" --workers 0 --log-every 10 --save-every 50 --val-every 250
 
 # 5. evaluate the best validated weights on the test set (CTC and attention decoding)
 samba eval "$RUN/best" "$DATA/test.jsonl" --decoder ctc --report "$RUN/eval-test-ctc.json" --threads "$THREADS"

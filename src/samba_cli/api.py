@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from samba_cli.hub import ResolvedModel, resolve_model
 
 from samba_cli.audio import SAMPLE_RATE, iter_audio
+from samba_cli.hub import ResolvedModel, resolve_model
 from samba_cli.model import SambaASR, load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE
 from samba_cli.pipeline import Pipeline, TranscribeOptions, max_decoder_frames
@@ -62,25 +62,29 @@ class Transcriber:
 
     def transcribe(
         self,
-        audio: str | os.PathLike | np.ndarray,
+        audio: str | os.PathLike | np.ndarray | Iterable[np.ndarray],
         options: TranscribeOptions | None = None,
+        source: str | None = None,
         **overrides,
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
-        """Transcribe a media path ("-" for stdin) or 16 kHz mono float32 samples.
+        """Transcribe a media path ("-" for stdin), 16 kHz mono float32 samples, or an iterable of such blocks.
 
         Returns a lazy generator of Segments and an info object; nothing is decoded until the generator is
-        iterated. ``overrides`` replace option fields by name (``beam_size=5``, ``vad=False``, ...).
+        iterated, and ``info.duration`` is final once it is exhausted. ``source`` names the input in the info
+        (default: the path, or "<array>"). ``overrides`` replace option fields by name (``beam_size=5``,
+        ``vad=False``, ...).
         """
         options = TranscribeOptions.from_kwargs(options, **overrides)
         if isinstance(audio, np.ndarray):
-            samples = np.asarray(audio, dtype=np.float32).reshape(-1)
-            source = "<array>"
-            blocks: Iterator[np.ndarray] = iter([samples])
+            blocks: Iterable[np.ndarray] = [np.asarray(audio, dtype=np.float32).reshape(-1)]
+            name = "<array>"
+        elif isinstance(audio, (str, os.PathLike)):
+            name = os.fspath(audio)
+            blocks = iter_audio(name)
         else:
-            source = os.fspath(audio)
-            blocks = iter_audio(source)
+            blocks, name = audio, "<stream>"
         info = TranscriptionInfo(
-            source=source,
+            source=source or name,
             duration=0.0,
             model=self.resolved.model_id,
             revision=self.resolved.revision,

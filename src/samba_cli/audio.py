@@ -219,7 +219,9 @@ class _StdinFeeder(threading.Thread):
         self.start()
 
     def run(self) -> None:
-        source = sys.stdin.buffer
+        # The raw file, not its BufferedReader: a daemon thread blocked in BufferedReader.read holds the reader's
+        # lock, and the interpreter aborts at exit when it cannot take it (Ctrl-C while stdin is still open).
+        source = getattr(sys.stdin.buffer, "raw", sys.stdin.buffer)
         try:
             while chunk := source.read(_STDIN_CHUNK):
                 self.bytes_fed += len(chunk)

@@ -47,14 +47,16 @@ if TYPE_CHECKING:
     from samba_cli.pipeline import TranscribeOptions
 
 # Extensions (lower case, no dot) picked up in folders and glob matches unless the caller chooses others.
-DEFAULT_EXTENSIONS = frozenset(
-    {
-        *("aac", "ac3", "aif", "aiff", "amr", "ape", "au", "caf", "flac", "m4a", "m4b", "mka", "mp2", "mp3"),
-        *("oga", "ogg", "opus", "wav", "wave", "weba", "wma"),
-        *("3gp", "avi", "flv", "m2ts", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "mts", "ogv", "ts", "webm"),
-        "wmv",
-    }
-)
+# fmt: off
+AUDIO_EXTENSIONS = frozenset({
+    "aac", "ac3", "aif", "aiff", "amr", "ape", "au", "caf", "flac", "m4a", "m4b", "mka", "mp2", "mp3", "oga", "ogg",
+    "opus", "wav", "wave", "weba", "wma",
+})
+VIDEO_EXTENSIONS = frozenset({
+    "3gp", "avi", "flv", "m2ts", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "mts", "ogv", "ts", "webm", "wmv",
+})
+# fmt: on
+DEFAULT_EXTENSIONS = AUDIO_EXTENSIONS | VIDEO_EXTENSIONS
 STDIN_STEM = "stdin"  # output name of the transcript of standard input
 PREFETCH_SECONDS = 300.0  # decoded audio held ahead of the model: 19 MB of float32 at 16 kHz
 BLOCK_SECONDS = 30.0  # decoded audio per prefetched block
@@ -520,35 +522,11 @@ class BatchTranscriber:
         cue_options: CueOptions | None = None,
         prefetch_seconds: float = PREFETCH_SECONDS,
     ) -> None:
-        from samba_cli.pipeline import Pipeline  # torch: only once a model is loaded anyway
 
         self.transcriber = transcriber
         self.options = options
-        self.pipeline = Pipeline(transcriber.model, transcriber.tokenizer, options)
         self.cue_options = cue_options  # subtitle layout for srt and vtt
         self.prefetch_seconds = prefetch_seconds  # decoded audio held ahead of the model
-
-    def _transcribe(
-        self, source: str, blocks: Iterator[np.ndarray]
-    ) -> tuple[Iterator[Segment], TranscriptionInfo]:
-        """:meth:`samba_cli.api.Transcriber.transcribe` for blocks that are already being decoded."""
-        from samba_cli.windows import iter_windows
-
-        resolved = self.transcriber.resolved
-        info = TranscriptionInfo(
-            source=source,
-            duration=0.0,
-            model=resolved.model_id,
-            revision=resolved.revision,
-            options=self.options.to_dict(),
-        )
-
-        def counted() -> Iterator[np.ndarray]:
-            for block in blocks:
-                info.duration += len(block) / SAMPLE_RATE
-                yield block
-
-        return self.pipeline.run(iter_windows(counted(), self.options.window)), info
 
     def run_task(
         self, task: Task, blocks: Iterator[np.ndarray], reporter: Reporter, stdout: BinaryIO | None = None
@@ -557,7 +535,7 @@ class BatchTranscriber:
         source = task.job.source
         writers = {output.format: get_writer(output.format, self.cue_options) for output in task.outputs}
         try:
-            segments, info = self._transcribe(source, blocks)
+            segments, info = self.transcriber.transcribe(blocks, self.options, source=source)
             collected = []
             for segment in segments:
                 collected.append(segment)

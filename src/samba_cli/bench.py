@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -410,6 +411,12 @@ class DecodeCounts:
     tokens: int  # forced tokens (sum of row budgets)
 
 
+class Runner(Protocol):
+    """Forced transcription of a stream of 16 kHz blocks by one model."""
+
+    def run(self, blocks: Iterable[np.ndarray], clock: StageClock) -> DecodeCounts: ...
+
+
 def _suppress_mask(vocab: int, ids: Iterable[int], device: torch.device) -> torch.Tensor:
     """(vocab,) True at the token ids that forced decoding never picks (eos and the other specials)."""
     mask = torch.zeros(vocab, dtype=torch.bool, device=device)
@@ -570,17 +577,23 @@ class WhisperRunner:
     def pick(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.masked_fill(self.suppress, -math.inf).argmax(-1)
 
-    def forced_decode(self, encoded: torch.Tensor, steps: int, prefix: int = 0) -> torch.Tensor:
-        """encoded (B, 1500, D) -> (B, steps) tokens after the 4-token prompt (+ ``prefix`` teacher-forced)."""
-        batch = encoded.shape[0]
-        ids = torch.cat([self.prompt, self.prompt.new_full((prefix,), 5)]).expand(batch, -1)
-        logits, cache = self._forward(encoded, ids, None)
-        out = torch.empty(batch, steps, dtype=torch.long, device=encoded.device)
+    def prefill(self, encoded: torch.Tensor, prefix: int = 0) -> tuple[torch.Tensor, object]:
+        """The 4-token prompt (+ ``prefix`` teacher-forced tokens) -> last logits (B, V) and the KV cache."""
+        ids = torch.cat([self.prompt, self.prompt.new_full((prefix,), 5)]).expand(encoded.shape[0], -1)
+        return self._forward(encoded, ids, None)
+
+    def extend(self, encoded: torch.Tensor, logits: torch.Tensor, cache, steps: int) -> torch.Tensor:
+        """``steps`` forced tokens (B, steps) from the prefilled ``logits`` and ``cache``: steps - 1 passes."""
+        out = torch.empty(encoded.shape[0], steps, dtype=torch.long, device=encoded.device)
         for i in range(steps):
             out[:, i] = self.pick(logits)
             if i + 1 < steps:
                 logits, cache = self._forward(encoded, out[:, i : i + 1], cache)
         return out
+
+    def forced_decode(self, encoded: torch.Tensor, steps: int) -> torch.Tensor:
+        """encoded (B, 1500, D) -> (B, steps) tokens after the prompt."""
+        return self.extend(encoded, *self.prefill(encoded), steps)
 
     def run_batch(self, chunks: list[np.ndarray], clock: StageClock) -> int:
         with clock.stage("features"):
@@ -628,7 +641,7 @@ def _peak_rss_bytes() -> int | None:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def _build(case: Case, options: BenchOptions) -> tuple[torch.nn.Module, ModelInfo, object]:
+def _build(case: Case, options: BenchOptions) -> tuple[torch.nn.Module, ModelInfo, Runner]:
     """The model of ``case``, its description, and its forced-transcription runner."""
     device = _device(options.device)
     dtype = _dtype(options.dtype, device)
@@ -757,9 +770,9 @@ def time_samba_steps(case: Case, runner: SambaRunner, options: BenchOptions) -> 
 
 
 def time_whisper_steps(case: Case, runner: WhisperRunner, options: BenchOptions) -> list[StepResult]:
-    """ms per forced step with the KV cache filled to about the middle of a 30 s chunk's budget.
+    """ms per forced step (decoder pass, mask, argmax).
 
-    Timed as (prompt + ``step_count`` steps) - (prompt alone), so the prompt's pass is not counted.
+    An untimed prefill first fills the KV cache to about the middle of a 30 s chunk's token budget.
     """
     param = runner.param
     frames = runner.model.config.max_source_positions
@@ -770,13 +783,16 @@ def time_whisper_steps(case: Case, runner: WhisperRunner, options: BenchOptions)
         encoded = torch.randn(
             batch, frames, runner.model.config.d_model, device=param.device, dtype=param.dtype
         )
-        runner.forced_decode(encoded, 4, prefix)  # warm-up
-        full = _best_seconds(
-            lambda e=encoded: runner.forced_decode(e, options.step_count + 1, prefix), param.device, 1
+        runner.extend(encoded, *runner.prefill(encoded, prefix), 4)  # warm-up
+        logits, cache = runner.prefill(encoded, prefix)
+        seconds = _best_seconds(
+            lambda e=encoded, lg=logits, c=cache: runner.extend(e, lg, c, options.step_count + 1),
+            param.device,
+            1,
         )
-        prompt = _best_seconds(lambda e=encoded: runner.forced_decode(e, 1, prefix), param.device, 1)
-        ms = 1000 * max(0.0, full - prompt) / options.step_count
-        results.append(StepResult("whisper", case.preset, batch, frames, "eager", ms))
+        results.append(
+            StepResult("whisper", case.preset, batch, frames, "eager", 1000 * seconds / options.step_count)
+        )
     return results
 
 
@@ -872,13 +888,16 @@ def _git_commit() -> str | None:
 
 
 def plan(options: BenchOptions) -> list[Case]:
-    """Micro cases first, then end-to-end cases shortest first, so that a time budget cuts the longest ones."""
+    """Micro cases, then end-to-end cases shortest first, samba before whisper at each length.
+
+    A time budget then cuts the longest whisper cases first.
+    """
     micro = [Case("micro", m, p) for p in options.presets for m in options.models]
     e2e = [
         Case("end_to_end", m, p, 60.0 * minutes)
         for minutes in sorted(options.minutes)
-        for p in options.presets
         for m in options.models
+        for p in options.presets
     ]
     return micro + e2e
 
@@ -904,51 +923,58 @@ class _Budget:
         self.last[(case.model, case.preset)] = (result.rtfx, max(0.0, child_seconds - result.wall_seconds))
 
 
+def _label(case: Case) -> str:
+    length = f" {case.audio_seconds / 60:g} min" if case.kind == "end_to_end" else ""
+    return f"{case.kind} {case.model} {case.preset}{length}"
+
+
+def _skip_reason(case: Case, budget: _Budget) -> str | None:
+    if case.model == "whisper" and importlib.util.find_spec("transformers") is None:
+        return "transformers is not installed (pip install transformers)"
+    predicted, left = budget.predict(case), budget.left()
+    if left is not None and left <= 0:
+        return "the time budget is spent"
+    if predicted is not None and left is not None and predicted > left:
+        return f"predicted {predicted:.0f} s from the shorter case, but only {left:.0f} s of the budget left"
+    return None
+
+
 def run_bench(
     options: BenchOptions,
     command: str = "",
     isolate: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> BenchResults:
-    """Run every case of ``options``. ``isolate``: each case in a fresh child process (needed for peak memory)."""
+    """Run every case of ``options``. ``isolate``: each case in a fresh child process (needed for peak memory).
+
+    A case that fails or is skipped (budget, transformers missing) is listed in ``skipped`` with the reason.
+    """
     say = progress or logger.info
     start = time.perf_counter()
     env = environment(options, command)
-    have_whisper = importlib.util.find_spec("transformers") is not None
     budget = _Budget(options.budget_seconds)
     models: dict[tuple[str, str], ModelInfo] = {}
     e2e, encoder, step, skipped = [], [], [], []
     for case in plan(options):
-        label = f"{case.kind} {case.model} {case.preset}" + (
-            f" {case.audio_seconds / 60:g} min" if case.kind == "end_to_end" else ""
-        )
-        reason = None
-        if case.model == "whisper" and not have_whisper:
-            reason = "transformers is not installed (pip install transformers)"
-        predicted, left = budget.predict(case), budget.left()
-        if reason is None and predicted is not None and left is not None and predicted > left:
-            reason = (
-                f"predicted {predicted:.0f} s from the shorter case, but only {left:.0f} s of the budget left"
-            )
+        reason = _skip_reason(case, budget)
+        if reason is None:
+            say(f"run  {_label(case)}")
+            case_start = time.perf_counter()
+            left = budget.left()
+            try:
+                timeout = None if left is None else max(60.0, left)
+                data = run_case_in_child(case, options, timeout) if isolate else run_case(case, options)
+            except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+                reason = f"failed: {exc}"
         if reason is not None:
-            say(f"skip {label}: {reason}")
+            say(f"skip {_label(case)}: {reason}")
             skipped.append(SkippedCase(case.kind, case.model, case.preset, case.audio_seconds, reason))
-            continue
-        say(f"run  {label}")
-        case_start = time.perf_counter()
-        try:
-            timeout = None if left is None else max(60.0, left)
-            data = run_case_in_child(case, options, timeout) if isolate else run_case(case, options)
-        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
-            say(f"fail {label}: {exc}")
-            skipped.append(SkippedCase(case.kind, case.model, case.preset, case.audio_seconds, str(exc)))
             continue
         models[(case.model, case.preset)] = ModelInfo(**data["model"])
         if case.kind == "end_to_end":
-            result = EndToEndResult(**data["end_to_end"])
-            e2e.append(result)
-            budget.record(case, result, time.perf_counter() - case_start)
-            say(f"     {result.rtfx:.1f}x real time, {result.wall_seconds:.1f} s")
+            e2e.append(EndToEndResult(**data["end_to_end"]))
+            budget.record(case, e2e[-1], time.perf_counter() - case_start)
+            say(f"     {e2e[-1].rtfx:.1f}x real time, {e2e[-1].wall_seconds:.1f} s")
         else:
             encoder.extend(EncoderResult(**r) for r in data["encoder"])
             step.extend(StepResult(**r) for r in data["step"])
@@ -1043,6 +1069,30 @@ def _provenance(env: Environment) -> str:
     )
 
 
+E2E_HEADER = "model|preset|audio (min)|wall (s)|RTFx|features / encoder / decode (s)|windows|rows|tokens|"
+E2E_HEADER += "peak RSS (MiB)|peak CUDA (MiB)|CUDA graphs"
+
+
+def _e2e_row(r: EndToEndResult) -> list[str]:
+    stages = f"{r.features_seconds:.1f} / {r.encoder_seconds:.1f} / {r.decode_seconds:.1f}"
+    return [r.model, r.preset, f"{r.audio_seconds / 60:.3g}", f"{r.wall_seconds:.1f}", f"{r.rtfx:.1f}", stages,
+            str(r.windows), str(r.segments), str(r.tokens), _mib(r.peak_rss_bytes), _mib(r.peak_cuda_bytes),
+            "yes" if r.cuda_graphs else "no"]  # fmt: skip
+
+
+def _encoder_row(r: EncoderResult) -> list[str]:
+    speed = f"{r.audio_seconds / r.seconds:.1f}"
+    return [r.model, r.preset, f"{r.audio_seconds:g}", str(r.windows), f"{r.seconds:.3f}", speed]
+
+
+def _step_row(r: StepResult) -> list[str]:
+    return [r.model, r.preset, str(r.batch), str(r.frames), r.mode, f"{r.ms_per_step:.2f}"]
+
+
+def _skipped_row(s: SkippedCase) -> list[str]:
+    return [s.kind, s.model, s.preset, f"{s.audio_seconds / 60:.3g}", s.reason]
+
+
 def to_markdown(results: BenchResults) -> str:
     env, opt = results.environment, results.options
     lines = [
@@ -1065,39 +1115,7 @@ def to_markdown(results: BenchResults) -> str:
         "",
         "RTFx = audio seconds / wall seconds (higher is faster). Peak memory is the case's own child process.",
         "",
-        *_table(
-            [
-                "model",
-                "preset",
-                "audio (min)",
-                "wall (s)",
-                "RTFx",
-                "features / encoder / decode (s)",
-                "windows",
-                "rows",
-                "tokens",
-                "peak RSS (MiB)",
-                "peak CUDA (MiB)",
-                "CUDA graphs",
-            ],
-            [
-                [
-                    r.model,
-                    r.preset,
-                    f"{r.audio_seconds / 60:.3g}",
-                    f"{r.wall_seconds:.1f}",
-                    f"{r.rtfx:.1f}",
-                    f"{r.features_seconds:.1f} / {r.encoder_seconds:.1f} / {r.decode_seconds:.1f}",
-                    str(r.windows),
-                    str(r.segments),
-                    str(r.tokens),
-                    _mib(r.peak_rss_bytes),
-                    _mib(r.peak_cuda_bytes),
-                    "yes" if r.cuda_graphs else "no",
-                ]
-                for r in results.end_to_end
-            ],
-        ),  # fmt: skip
+        *_table(E2E_HEADER.split("|"), [_e2e_row(r) for r in results.end_to_end]),
         "",
         "![RTFx and peak memory against audio length](rtfx.png)",
         "",
@@ -1107,18 +1125,8 @@ def to_markdown(results: BenchResults) -> str:
         "",
         *_table(
             ["model", "preset", "audio (s)", "windows", "seconds", "x real time"],
-            [
-                [
-                    r.model,
-                    r.preset,
-                    f"{r.audio_seconds:g}",
-                    str(r.windows),
-                    f"{r.seconds:.3f}",
-                    f"{r.audio_seconds / r.seconds:.1f}",
-                ]
-                for r in results.encoder
-            ],
-        ),  # fmt: skip
+            [_encoder_row(r) for r in results.encoder],
+        ),
         "",
         "![Encoder time against audio length](encoder.png)",
         "",
@@ -1129,10 +1137,7 @@ def to_markdown(results: BenchResults) -> str:
         "",
         *_table(
             ["model", "preset", "batch", "encoder frames", "mode", "ms / step"],
-            [
-                [r.model, r.preset, str(r.batch), str(r.frames), r.mode, f"{r.ms_per_step:.2f}"]
-                for r in results.step
-            ],
+            [_step_row(r) for r in results.step],
         ),
         "",
         "## Targets (reported, not enforced)",
@@ -1140,25 +1145,37 @@ def to_markdown(results: BenchResults) -> str:
         *_table(["target", "status", "detail"], [[t.target, t.status, t.detail] for t in results.targets]),
     ]
     if results.skipped:
-        lines += [
-            "",
-            "## Not run",
-            "",
-            *_table(
-                ["kind", "model", "preset", "audio (min)", "reason"],
-                [
-                    [s.kind, s.model, s.preset, f"{s.audio_seconds / 60:.3g}", s.reason]
-                    for s in results.skipped
-                ],
-            ),
-        ]
+        header = ["kind", "model", "preset", "audio (min)", "reason"]
+        lines += ["", "## Not run", "", *_table(header, [_skipped_row(s) for s in results.skipped])]
     return "\n".join(lines) + "\n"
 
 
-def _figure_footer(fig, env: Environment) -> None:
+def _series(rows: Iterable, x: Callable, y: Callable) -> Iterator[tuple[str, str, list, list]]:
+    """(label, line style, xs, ys) per model and preset, sorted by audio length."""
+    for model, preset in sorted({(r.model, r.preset) for r in rows}):
+        own = sorted(
+            (r for r in rows if (r.model, r.preset) == (model, preset)), key=lambda r: r.audio_seconds
+        )
+        yield (
+            f"{model} ({preset})",
+            "o-" if model == "samba" else "s--",
+            [x(r) for r in own],
+            [y(r) for r in own],
+        )
+
+
+def _minutes(result: EndToEndResult) -> float:
+    return result.audio_seconds / 60
+
+
+def _save(fig, env: Environment, path: Path) -> Path:
+    """Footer with the provenance (command, device, versions, date), then save."""
     import textwrap
 
     fig.text(0.01, 0.01, "\n".join(textwrap.wrap(_provenance(env), 150)), fontsize=6, va="bottom")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=120)
+    return path
 
 
 def plot(results: BenchResults, directory: Path) -> list[Path]:
@@ -1172,43 +1189,28 @@ def plot(results: BenchResults, directory: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    series = sorted({(r.model, r.preset) for r in results.end_to_end})
-    if series:
-        fig, (ax_speed, ax_mem) = plt.subplots(1, 2, figsize=(11, 4.8))
-        for model, preset in series:
-            rows = sorted((r for r in results.end_to_end if (r.model, r.preset) == (model, preset)),
-                          key=lambda r: r.audio_seconds)  # fmt: skip
-            minutes = [r.audio_seconds / 60 for r in rows]
-            style = "o-" if model == "samba" else "s--"
-            ax_speed.plot(minutes, [r.rtfx for r in rows], style, label=f"{model} ({preset})")
-            ax_mem.plot(minutes, [(_peak(r) or 0) / 2**20 for r in rows], style, label=f"{model} ({preset})")
-        ax_speed.set(xscale="log", xlabel="audio (minutes)", ylabel="RTFx (audio s / wall s)", title="Speed")
-        ax_mem.set(xscale="log", xlabel="audio (minutes)", ylabel="peak memory (MiB)", title="Peak memory")
-        for ax in (ax_speed, ax_mem):
+    if results.end_to_end:
+        fig, (speed, memory) = plt.subplots(1, 2, figsize=(11, 4.8))
+        for label, style, xs, ys in _series(results.end_to_end, _minutes, lambda r: r.rtfx):
+            speed.plot(xs, ys, style, label=label)
+        for label, style, xs, ys in _series(results.end_to_end, _minutes, lambda r: (_peak(r) or 0) / 2**20):
+            memory.plot(xs, ys, style, label=label)
+        speed.set(xscale="log", xlabel="audio (minutes)", ylabel="RTFx (audio s / wall s)", title="Speed")
+        memory.set(xscale="log", xlabel="audio (minutes)", ylabel="peak memory (MiB)", title="Peak memory")
+        for ax in (speed, memory):
+            ax.set_ylim(bottom=0)
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
-        _figure_footer(fig, results.environment)
-        fig.tight_layout(rect=(0, 0.06, 1, 1))
-        written.append(directory / "rtfx.png")
-        fig.savefig(written[-1], dpi=120)
+        written.append(_save(fig, results.environment, directory / "rtfx.png"))
         plt.close(fig)
-    series = sorted({(r.model, r.preset) for r in results.encoder})
-    if series:
+    if results.encoder:
         fig, ax = plt.subplots(figsize=(6.5, 4.8))
-        for model, preset in series:
-            rows = sorted((r for r in results.encoder if (r.model, r.preset) == (model, preset)),
-                          key=lambda r: r.audio_seconds)  # fmt: skip
-            style = "o-" if model == "samba" else "s--"
-            ax.plot(
-                [r.audio_seconds for r in rows], [r.seconds for r in rows], style, label=f"{model} ({preset})"
-            )
+        for label, style, xs, ys in _series(results.encoder, lambda r: r.audio_seconds, lambda r: r.seconds):
+            ax.plot(xs, ys, style, label=label)
         ax.set(xscale="log", yscale="log", xlabel="audio (s)", ylabel="encoder (s)", title="Encoder time")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-        _figure_footer(fig, results.environment)
-        fig.tight_layout(rect=(0, 0.08, 1, 1))
-        written.append(directory / "encoder.png")
-        fig.savefig(written[-1], dpi=120)
+        written.append(_save(fig, results.environment, directory / "encoder.png"))
         plt.close(fig)
     return written
 

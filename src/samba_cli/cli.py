@@ -10,15 +10,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
+from samba_cli import __version__
 from samba_cli.errors import SambaError
-
-DISTRIBUTION = "samba-asr"
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "models": LazyCommand("samba_cli.commands.models", "app"),
     "train": LazyCommand("samba_cli.commands.train", "app"),
     "eval": LazyCommand("samba_cli.commands.eval", "eval_command"),
-    # Add the benchmark command here, e.g. "bench": LazyCommand("samba_cli.commands.bench", "<app or function>").
+    "bench": LazyCommand("samba_cli.commands.bench", "bench_command"),
+    # New subcommands are added here (nowhere else): name -> module and its typer app or command function.
 }
 
 
@@ -54,11 +53,11 @@ def _load(name: str, spec: LazyCommand) -> Any | None:
 class SambaGroup(TyperGroup):
     """Resolves subcommands from :data:`COMMANDS` on demand and turns SambaError into one line on stderr."""
 
-    def list_commands(self, ctx: Any) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         names = [name for name, spec in COMMANDS.items() if importlib.util.find_spec(spec.module) is not None]
         return names + [name for name in super().list_commands(ctx) if name not in COMMANDS]
 
-    def get_command(self, ctx: Any, cmd_name: str) -> Any | None:
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
             command = _load(cmd_name, COMMANDS[cmd_name])
             if command is None:
@@ -66,7 +65,7 @@ class SambaGroup(TyperGroup):
             self.commands[cmd_name] = command
         return super().get_command(ctx, cmd_name)
 
-    def invoke(self, ctx: Any) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SambaError as error:
@@ -83,16 +82,9 @@ app = typer.Typer(
 )
 
 
-def package_version() -> str:
-    try:
-        return version(DISTRIBUTION)
-    except PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"samba {package_version()}")
+        typer.echo(f"samba {__version__}")
         raise typer.Exit()
 
 
@@ -103,7 +95,7 @@ def root(
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
-    """Speech transcription with Samba-ASR (Mamba-2 encoder and decoder)."""
+    """Options of `samba` itself (the app's help text is given to typer.Typer above)."""
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.text import Text
 
 from samba_cli import batch
+from samba_cli.audio import STDIN
 from samba_cli.batch import Outcome, Status, Summary
 
 _PACKAGE_LOGGER = "samba_cli"
@@ -33,6 +34,11 @@ def summary_line(summary: Summary) -> str:
     speed = f" ({summary.real_time_factor:.1f}x real time)" if summary.audio_seconds else ""
     prefix = "interrupted: " if summary.interrupted else ""
     return f"{prefix}{counts}: {timing}{speed}"
+
+
+def display_name(source: str) -> str:
+    """How an input is named in progress lines: ``stdin`` for ``-``."""
+    return "stdin" if source == STDIN else source
 
 
 def _say(console: Console, text: str, style: str | None = None) -> None:
@@ -97,7 +103,7 @@ class LogReporter(QuietReporter):
             )
             _say(
                 self.console,
-                f"{where} {outcome.source}: {format_duration(outcome.duration)} of audio{written}",
+                f"{where} {display_name(outcome.source)}: {format_duration(outcome.duration)} of audio{written}",
             )
 
     def end(self, summary: Summary) -> None:
@@ -149,7 +155,7 @@ class RichReporter(LogReporter):
             self.bar.update(self.task, total=max(seconds, self.done_seconds))
 
     def started(self, task: batch.Task) -> None:
-        name = task.job.source
+        name = display_name(task.job.source)
         self.bar.update(self.task, description=name if len(name) <= 30 else "…" + name[-29:])
 
     def progress(self, seconds: float) -> None:
@@ -164,7 +170,8 @@ class RichReporter(LogReporter):
         elif self.verbose and outcome.status is Status.SKIPPED:
             _say(self.console, f"skipped: {outcome.message}")
         elif self.verbose:
-            _say(self.console, f"{outcome.source} -> {', '.join(map(str, outcome.outputs)) or 'stdout'}")
+            written = ", ".join(map(str, outcome.outputs)) or "stdout"
+            _say(self.console, f"{display_name(outcome.source)} -> {written}")
 
     def end(self, summary: Summary) -> None:
         self.bar.stop()
@@ -186,9 +193,7 @@ def package_logging(console: Console, quiet: bool = False, verbosity: int = 0) -
 
     Levels: errors when ``quiet``, warnings by default, info with one ``-v``, debug with two.
     """
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO)[min(verbosity, 1)]
-    if verbosity >= 2:
-        level = logging.DEBUG
+    level = logging.ERROR if quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     if console.is_terminal:
         handler: logging.Handler = RichHandler(console=console, show_time=False, show_path=False)
     else:

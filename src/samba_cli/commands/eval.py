@@ -25,7 +25,7 @@ def eval_command(
     decoder: str = typer.Option("attention", help="attention (Mamba decoder) or ctc (greedy CTC, fastest)"),
     beam_size: int = typer.Option(1, help="beam width of attention decoding (1: greedy)"),
     report: Path | None = typer.Option(
-        None, help="per-utterance JSON report [default: eval-<manifest name>-<decoder>.json here]"
+        None, help="per-utterance JSON report", show_default="eval-<manifest name>-<decoder>.json"
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
     backend: str = typer.Option("auto", help="SSD backend: auto, torch, fused"),
@@ -39,7 +39,7 @@ def eval_command(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        options = DecodeOptions(decoder=decoder, beam_size=beam_size, cuda_graphs=device.startswith("cuda"))
+        options = DecodeOptions(decoder=decoder, beam_size=beam_size)
         utterances = read_manifest(manifest)
     except (ValueError, FileNotFoundError) as exc:
         raise SambaError(str(exc)) from exc

@@ -27,7 +27,7 @@ def _option(name: str, *flags: str) -> typer.models.OptionInfo:
     """An option whose default (None) means the TrainConfig default, shown in the help."""
     default = _DEFAULTS[name]
     shown = ",".join(map(str, default)) if isinstance(default, tuple) else getattr(default, "value", default)
-    return typer.Option(None, *flags, help=f"{_HELP[name]} [default: {shown}]", show_default=False)
+    return typer.Option(None, *flags, help=_HELP[name], show_default=str(shown))
 
 
 def _floats(text: str | None) -> tuple[float, ...] | None:

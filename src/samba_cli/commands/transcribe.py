@@ -9,13 +9,15 @@ from __future__ import annotations
 import enum
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
+from samba_cli.audio import STDIN
 from samba_cli.batch import (
     DEFAULT_EXTENSIONS,
+    BatchTranscriber,
     Existing,
     PlanError,
     Status,
@@ -26,11 +28,11 @@ from samba_cli.batch import (
     run_batch,
 )
 from samba_cli.cues import CueOptions
-from samba_cli.progress import QuietReporter, make_reporter, package_logging
+from samba_cli.progress import make_reporter, package_logging
 from samba_cli.writers import WRITERS
 
 if TYPE_CHECKING:
-    from samba_cli.batch import BatchTranscriber
+    from samba_cli.pipeline import TranscribeOptions
 
 ALL_FORMATS = "all"
 EXIT_FAILED = 1
@@ -209,6 +211,10 @@ def transcribe_command(
         max_duration=max_cue_duration,
         min_duration=min(_CUE_DEFAULTS.min_duration, max_cue_duration),
     )
+    if STDIN in inputs and sys.stdin.isatty():
+        raise typer.BadParameter(
+            "standard input is a terminal: pipe media into it, e.g. cat a.mp3 | samba transcribe -"
+        )
     existing = {None: Existing.REFUSE, True: Existing.SKIP, False: Existing.OVERWRITE}[skip_existing]
     to_stdout = output_dir == "-"
     try:
@@ -227,22 +233,28 @@ def transcribe_command(
         try:
             runner = None
             if work.tasks:  # no model is loaded when every input is settled (missing, refused, skipped)
-                options = dict(
-                    word_timestamps=word_timestamps,
-                    beam_size=beam_size,
-                    decoder=decoder.value,
-                    batch_size=batch_size,
-                    vad=vad,
-                    window_seconds=window_length,
+                from samba_cli.api import load_model  # torch
+
+                options = _transcribe_options(
+                    word_timestamps, beam_size, decoder, batch_size, vad, window_length
                 )
-                model_options = dict(
+                transcriber = load_model(
+                    model,
                     revision=revision,
                     device=device.value,
                     dtype=dtype.value,
                     local_files_only=local_files_only,
                     threads=threads,
                 )
-                runner = _load_runner(model, model_options, options, cue_options, reporter)
+                if transcriber.resolved.source == "bundled":
+                    reporter.note(
+                        f"using the bundled model {transcriber.resolved.model_id} "
+                        "(choose another with -m or SAMBA_MODEL)"
+                    )
+                try:
+                    runner = BatchTranscriber(transcriber, options, cue_options)
+                except ValueError as error:  # an option this model cannot run (ctc without a CTC head)
+                    raise typer.BadParameter(str(error), param_hint="'--decoder'") from None
             stdout = sys.stdout.buffer if to_stdout else None
             summary = run_batch(work, reporter, runner, stdout=stdout, estimate_duration=not quiet)
         except KeyboardInterrupt:
@@ -250,30 +262,22 @@ def transcribe_command(
     raise typer.Exit(exit_code(summary))
 
 
-def _load_runner(
-    model: str | None,
-    model_options: dict[str, Any],
-    options: dict[str, Any],
-    cue_options: CueOptions,
-    reporter: QuietReporter,
-) -> BatchTranscriber:
-    """Load the model and check the transcription options against it; bad values are usage errors."""
-    from samba_cli.api import load_model  # torch
-    from samba_cli.batch import BatchTranscriber
-    from samba_cli.pipeline import TranscribeOptions
+def _transcribe_options(
+    word_timestamps: bool, beam_size: int, decoder: Decoder, batch_size: int, vad: bool, window_length: float
+) -> TranscribeOptions:
+    from samba_cli.pipeline import TranscribeOptions  # torch
     from samba_cli.windows import WindowOptions
 
-    margin = min(WindowOptions().margin_seconds, options["window_seconds"] * _WINDOW_MARGIN_SHARE)
+    margin = min(WindowOptions().margin_seconds, window_length * _WINDOW_MARGIN_SHARE)
     try:
-        transcribe_options = TranscribeOptions.from_kwargs(**options, margin_seconds=margin)
+        return TranscribeOptions.from_kwargs(
+            word_timestamps=word_timestamps,
+            beam_size=beam_size,
+            decoder=decoder.value,
+            batch_size=batch_size,
+            vad=vad,
+            window_seconds=window_length,
+            margin_seconds=margin,
+        )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    transcriber = load_model(model, **model_options)
-    if transcriber.resolved.source == "bundled":
-        reporter.note(
-            f"using the bundled model {transcriber.resolved.model_id} (choose another with -m or SAMBA_MODEL)"
-        )
-    try:
-        return BatchTranscriber(transcriber, transcribe_options, cue_options)
-    except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="'--decoder'") from None

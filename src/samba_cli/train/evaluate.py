@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import jiwer
 import torch
 from torch.utils.data import DataLoader
 
+from samba_cli.errors import SambaError
 from samba_cli.features import FRAMES_PER_SECOND
 from samba_cli.model import SambaASR
 from samba_cli.search import DecodeOptions, ctc_greedy, decode_segments
+from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.data import Batch, BatchDataset, Utterance, plan_batches
 
 
+def _eval_extra(module: str):
+    """Import a module of the ``eval`` extra (jiwer, whisper-normalizer) or say how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise SambaError(f"scoring needs {module}: pip install 'samba-asr[eval]'") from exc
+
+
 @functools.lru_cache(maxsize=1)
 def _normalizer() -> Callable[[str], str]:
-    from whisper_normalizer.english import EnglishTextNormalizer
-
-    return EnglishTextNormalizer()
+    return _eval_extra("whisper_normalizer.english").EnglishTextNormalizer()
 
 
 def normalize(text: str) -> str:
@@ -58,6 +67,7 @@ def count_errors(reference: str, hypothesis: str) -> ErrorCounts:
         return ErrorCounts(len(hypothesis.split()), 0, len(hypothesis), 0)
     if not hypothesis:
         return ErrorCounts(len(reference.split()), len(reference.split()), len(reference), len(reference))
+    jiwer = _eval_extra("jiwer")
     words = jiwer.process_words(reference, hypothesis)
     chars = jiwer.process_characters(reference, hypothesis)
     return ErrorCounts(
@@ -134,21 +144,28 @@ class EvalReport:
 
 @torch.no_grad()
 def decode_states(
-    model: SambaASR, states: torch.Tensor, lengths: torch.Tensor, seconds: list[float], options: DecodeOptions
+    model: SambaASR,
+    states: torch.Tensor,
+    lengths: torch.Tensor,
+    seconds: list[float],
+    options: DecodeOptions,
+    steppers: StepperFactory | None = None,
 ) -> list[list[int]]:
     """Token ids for encoder states (B, S, D) with valid lengths (B,) of segments lasting ``seconds``."""
     if options.decoder == "ctc":
         log_probs = model.ctc_logits(states).float().log_softmax(-1)
         blank = model.config.blank_id
         return [list(ctc_greedy(lp, int(n), blank).tokens) for lp, n in zip(log_probs, lengths, strict=True)]
-    return [list(h.tokens) for h in decode_segments(model, states, lengths, seconds, options)]
+    return [list(h.tokens) for h in decode_segments(model, states, lengths, seconds, options, steppers)]
 
 
-def decode_batch(model: SambaASR, batch: Batch, options: DecodeOptions) -> list[list[int]]:
+def decode_batch(
+    model: SambaASR, batch: Batch, options: DecodeOptions, steppers: StepperFactory | None = None
+) -> list[list[int]]:
     """Token ids of each utterance of ``batch`` (already on the model's device)."""
     with torch.no_grad():
         states, lengths = model.encode(batch.features, batch.lengths)
-    return decode_states(model, states, lengths, batch_seconds(batch), options)
+    return decode_states(model, states, lengths, batch_seconds(batch), options, steppers)
 
 
 def batch_seconds(batch: Batch) -> list[float]:
@@ -179,10 +196,13 @@ def evaluate(
 ) -> EvalReport:
     """Transcribe ``utterances`` greedily and score them against their transcripts."""
     device = next(model.parameters()).device
+    longest = max((u.duration for u in utterances), default=0.0)
+    max_frames = math.ceil((longest * FRAMES_PER_SECOND + 1) / model.config.subsampling) + 1
+    steppers = StepperFactory(model, max_frames, options.cuda_graphs)  # CUDA graphs on CUDA, as transcription
     hypotheses: dict[int, str] = {}
     start = time.perf_counter()
     for batch in batches_in_order(utterances, tokenizer, model.config.n_mels, max_batch_seconds, workers):
-        ids = decode_batch(model, batch.to(device), options)
+        ids = decode_batch(model, batch.to(device), options, steppers)
         for index, tokens in zip(batch.indices, ids, strict=True):
             hypotheses[index] = tokenizer.decode(tokens)
         if on_batch is not None:

@@ -290,7 +290,7 @@ class Trainer:
                 seconds = batch_seconds(batch)
                 ctc_hyps = decode_states(self.model, states, lengths, seconds, DecodeOptions(decoder="ctc"))
                 att_hyps = (
-                    decode_states(self.model, states, lengths, seconds, DecodeOptions(cuda_graphs=False))
+                    decode_states(self.model, states, lengths, seconds, DecodeOptions())
                     if self.config.val_attention
                     else []
                 )
@@ -391,9 +391,6 @@ class Trainer:
                 self._record(record)
                 self._report(record, self.position.step - done_at_start, audio_seconds, started)
                 epoch_done = self.position.batch >= len(shard)
-                if epoch_done:
-                    self.position.epoch += 1
-                    self.position.batch = 0
                 finished = self.position.step >= config.max_steps
                 if (
                     epoch_done
@@ -401,6 +398,9 @@ class Trainer:
                     or (config.val_every and self.position.step % config.val_every == 0)
                 ):
                     self._validate_and_keep_best()
+                if epoch_done:
+                    self.position.epoch += 1
+                    self.position.batch = 0
                 stop = self._should_stop(record, on_step)
                 if stop or finished or self.position.step % config.save_every == 0:
                     self._save()

@@ -1,0 +1,122 @@
+"""Smoke tests of the benchmark harness at tiny sizes: the structure of its results, never its speed."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from samba_cli.bench import (
+    BenchOptions,
+    Case,
+    iter_chunks,
+    matched_whisper_layers,
+    resolve_preset,
+    run_bench,
+    run_case_in_child,
+    synthetic_speech,
+    write_results,
+)
+from samba_cli.features import SAMPLE_RATE
+from samba_cli.model import SambaASR
+
+TINY_RUN = {
+    "device": "cpu",
+    "presets": ("micro",),
+    "minutes": (3 / 60,),
+    "encoder_seconds": (3.0,),
+    "step_batches": (1, 2),
+    "step_count": 2,
+    "repeats": 1,
+    "warmup_seconds": 1.0,
+    "batch_size": 2,
+}
+
+
+def test_synthetic_speech_has_the_length_and_pauses():
+    blocks = list(synthetic_speech(7.3, seed=1, block_seconds=0.5))
+    audio = np.concatenate(blocks)
+    assert audio.dtype == np.float32 and audio.size == round(7.3 * SAMPLE_RATE)
+    assert max(b.size for b in blocks) == SAMPLE_RATE // 2
+    frames = audio[: audio.size // 160 * 160].reshape(-1, 160)
+    levels = np.sqrt((frames**2).mean(axis=1))
+    assert (levels < 0.01).any() and (levels > 0.03).any()  # both pauses and speech
+    again = np.concatenate(list(synthetic_speech(7.3, seed=1, block_seconds=2.0)))
+    np.testing.assert_array_equal(audio, again)
+
+
+@pytest.mark.parametrize("total", [10, 30, 31, 54, 56, 100])
+def test_iter_chunks_matches_transformers_chunk_iter(total):
+    audio = np.arange(total, dtype=np.float32)
+    chunk, stride = 30, 5
+    expected = []  # transformers' chunk_iter over the whole array
+    for start in range(0, total, chunk - 2 * stride):
+        piece = audio[start : start + chunk]
+        if start == 0 or piece.size > stride:
+            expected.append(piece)
+        if start + chunk >= total:
+            break
+    blocks = np.array_split(audio, 7)
+    got = list(iter_chunks(blocks, chunk, stride))
+    assert [c.tolist() for c in got] == [c.tolist() for c in expected]
+
+
+def test_bench_samba_only_writes_results(tmp_path):
+    results = run_bench(BenchOptions(models=("samba",), **TINY_RUN), command="pytest", isolate=False)
+    (e2e,) = results.end_to_end
+    assert e2e.model == "samba" and e2e.audio_seconds == 3.0 and e2e.wall_seconds > 0
+    assert e2e.rtfx == pytest.approx(e2e.audio_seconds / e2e.wall_seconds)
+    assert e2e.tokens >= 15 - e2e.segments and e2e.segments >= 1  # 5 tokens/s, rounded per segment
+    assert [(r.model, r.audio_seconds, r.windows) for r in results.encoder] == [("samba", 3.0, 1)]
+    assert [(r.batch, r.mode) for r in results.step] == [(1, "eager"), (2, "eager")]
+    assert all(r.ms_per_step > 0 for r in results.step)
+    assert {t.status for t in results.targets} <= {"met", "not met", "not measured", "not applicable"}
+
+    paths = write_results(results, tmp_path / "out")
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert data["environment"]["command"] == "pytest" and data["environment"]["torch"]
+    assert data["end_to_end"][0]["model"] == "samba" and data["options"]["presets"] == ["micro"]
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert "## End to end" in markdown and "| samba | micro |" in markdown
+    assert {p.name for p in paths} >= {"results.json", "results.md"}
+
+
+def test_bench_whisper_of_the_same_size(tmp_path):
+    pytest.importorskip("transformers")
+    options = BenchOptions(**{**TINY_RUN, "models": ("whisper",), "step_batches": (1,)})
+    results = run_bench(options, command="pytest", isolate=False)
+    (info,) = results.models
+    assert abs(info.parameters / SambaASR(resolve_preset("micro")).num_parameters() - 1) < 0.1
+    (e2e,) = results.end_to_end
+    assert e2e.windows == 1 and e2e.tokens == 15  # one 3 s chunk at 5 tokens/s
+    assert [(r.model, r.windows) for r in results.encoder] == [("whisper", 1)]
+    assert [(r.model, r.batch, r.frames) for r in results.step] == [("whisper", 1, 1500)]
+    assert not results.skipped
+    assert "| whisper | micro |" in write_results(results, tmp_path)[1].read_text()
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "base"])
+def test_whisper_parameter_count_is_within_ten_percent(preset):
+    pytest.importorskip("transformers")
+    from samba_cli.bench import _whisper_parameters, whisper_config
+
+    config = resolve_preset(preset)
+    with torch.device("meta"):  # shapes only
+        samba = SambaASR(config).num_parameters()
+    whisper = _whisper_parameters(whisper_config(config, matched_whisper_layers(preset)))
+    assert abs(whisper / samba - 1) < 0.1
+
+
+def test_case_runs_in_a_child_process_and_reports_its_peak_memory():
+    options = BenchOptions(models=("samba",), **TINY_RUN)
+    data = run_case_in_child(Case("end_to_end", "samba", "micro", 2.0), options, timeout=300)
+    e2e = data["end_to_end"]
+    assert e2e["audio_seconds"] == 2.0 and e2e["peak_rss_bytes"] >= e2e["baseline_rss_bytes"] > 0
+
+
+def test_budget_skips_cases_predicted_to_overrun():
+    options = BenchOptions(models=("samba",), **{**TINY_RUN, "minutes": (1 / 60, 600.0)}, budget_seconds=120)
+    results = run_bench(options, isolate=False)
+    assert [r.audio_seconds for r in results.end_to_end] == [1.0]
+    (skipped,) = results.skipped
+    assert skipped.audio_seconds == 36000.0 and "predicted" in skipped.reason

@@ -1,0 +1,94 @@
+"""Evaluation: error counting, normalisation, and `samba eval` on a manifest whose WER is known."""
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from samba_cli.commands.eval import eval_command
+from samba_cli.model import SambaASR, save_checkpoint
+from samba_cli.search import DecodeOptions
+from samba_cli.tokenizer import Tokenizer, train_tokenizer
+from samba_cli.train import evaluate as evaluate_module
+from samba_cli.train.data import read_manifest
+from samba_cli.train.evaluate import ErrorCounts, count_errors, evaluate, normalize
+from tests.model_helpers import TINY
+from tests.train_helpers import SENTENCES, write_corpus
+
+# Hypotheses for the first three utterances of the corpus: exact, one deletion, one insertion and one
+# substitution; 16 reference words, 3 errors.
+HYPOTHESES = ["The cat sat on the mat.", "a dog ran in park", "Birds sing at the down"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("eval")
+    manifest = write_corpus(folder, SENTENCES[:1] + SENTENCES[1:2] + SENTENCES[3:4])
+    text = folder / "text.txt"
+    text.write_text("\n".join(SENTENCES + HYPOTHESES) + "\n")
+    tokenizer = train_tokenizer(text, folder / "tok", vocab_size=40)
+    model = SambaASR(TINY).eval()
+    save_checkpoint(model, folder / "model", tokenizer_file=tokenizer)
+    return folder / "model", manifest
+
+
+def test_count_errors_words_and_characters():
+    counts = count_errors("the cat sat", "the cat sit down")
+    assert (counts.word_errors, counts.words) == (2, 3)
+    assert (counts.char_errors, counts.chars) == (6, 11)
+    assert count_errors("", "extra words") == ErrorCounts(2, 0, 11, 0)
+    assert count_errors("two words", "") == ErrorCounts(2, 2, 9, 9)
+    assert (counts + counts).wer == pytest.approx(2 / 3)
+
+
+def test_normalize_ignores_case_punctuation_and_spelling_variants():
+    assert normalize("Hello, World!") == normalize("hello world") == "hello world"
+    assert normalize("Mr. Smith isn't here.") == normalize("mister smith is not here")
+
+
+def fake_decoder(tokenizer):
+    def decode_batch(model, batch, options, steppers):
+        return [tokenizer.encode(HYPOTHESES[i]) for i in batch.indices]
+
+    return decode_batch
+
+
+def test_evaluate_scores_known_hypotheses(checkpoint, monkeypatch):
+    model_dir, manifest = checkpoint
+    tokenizer = Tokenizer(model_dir / "tokenizer.model")
+    monkeypatch.setattr(evaluate_module, "decode_batch", fake_decoder(tokenizer))
+    report = evaluate(SambaASR(TINY), tokenizer, read_manifest(manifest), max_batch_seconds=1.5)
+    assert [u.hypothesis for u in report.utterances] == HYPOTHESES
+    assert report.errors.word_errors == 3 and report.errors.words == 16
+    assert report.summary()["wer"] == pytest.approx(3 / 16)
+    assert report.real_time_factor > 0
+
+
+def test_eval_command_writes_the_report(checkpoint, monkeypatch, tmp_path):
+    model_dir, manifest = checkpoint
+    monkeypatch.setattr(
+        evaluate_module, "decode_batch", fake_decoder(Tokenizer(model_dir / "tokenizer.model"))
+    )
+    app = typer.Typer()
+    app.command("eval")(eval_command)
+    app.command("noop")(lambda: None)
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(app, ["eval", str(model_dir), str(manifest), "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "WER 18.75% (3/16)" in result.output
+    data = json.loads(report.read_text())
+    assert data["wer"] == pytest.approx(3 / 16) and data["utterances"] == 3
+    second = data["results"][1]
+    assert second["normalized_hypothesis"] == "a dog ran in park"
+    assert (second["word_errors"], second["words"]) == (1, 6)
+
+
+@pytest.mark.parametrize("decoder", ["ctc", "attention"])
+def test_real_decoders_run_on_a_random_model(checkpoint, decoder):
+    model_dir, manifest = checkpoint
+    tokenizer = Tokenizer(model_dir / "tokenizer.model")
+    options = DecodeOptions(decoder=decoder)
+    report = evaluate(SambaASR(TINY).eval(), tokenizer, read_manifest(manifest), options)
+    assert len(report.utterances) == 3
+    assert all(isinstance(u.hypothesis, str) for u in report.utterances)
