@@ -18,6 +18,7 @@ from samba_cli.train.data import plan_batches, read_manifest, shard_batches
 from samba_cli.train.loop import METRICS_FILE, train
 from samba_cli.train.objective import decoder_io
 from samba_cli.train.optim import learning_rate, parameter_groups
+from samba_cli.train.state import LOCK_FILE
 from tests.model_helpers import TINY
 from tests.train_helpers import SENTENCES, write_corpus
 
@@ -184,11 +185,16 @@ def test_resume_reproduces_the_losses(corpus, tmp_path):
     assert not math.isnan(resumed[-1])
 
 
-def test_resume_refuses_changed_options(corpus, tmp_path):
+def test_resume_refuses_changed_options_and_a_busy_run_folder(corpus, tmp_path):
     config = config_for(corpus, tmp_path / "run", max_steps=1)
     train(config)
     with pytest.raises(ValueError, match="lr"):
         train(config.replace(lr=1.0))
+    (tmp_path / "run" / LOCK_FILE).write_text(str(os.getppid()))  # a live process
+    with pytest.raises(ValueError, match="in use"):
+        train(config)
+    (tmp_path / "run" / LOCK_FILE).write_text("999999999")  # a stale lock is taken over
+    train(config.replace(max_steps=2))
 
 
 def _ddp_worker(rank: int, world_size: int, port: int, config: TrainConfig) -> None:

@@ -48,7 +48,7 @@ from samba_cli.train.evaluate import ErrorCounts, batch_seconds, count_errors, d
 from samba_cli.train.objective import decoder_io, joint_loss
 from samba_cli.train.optim import build_optimizer, learning_rate, set_learning_rate
 from samba_cli.train.progress import Reporter, format_metrics
-from samba_cli.train.state import STATE_FILE, Position, load_state, save_state
+from samba_cli.train.state import STATE_FILE, Position, load_state, run_lock, save_state
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -124,7 +124,6 @@ class Trainer:
 
     def _open_run(self) -> None:
         """Write train_config.json for a new run, or check it and load state.pt to resume one."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         config_path = self.run_dir / CONFIG_FILE
         if config_path.is_file():
             saved = TrainConfig.load(config_path).to_dict()
@@ -360,6 +359,12 @@ class Trainer:
     # ----------------------------------------------------------------- main loop
 
     def run(self, on_step: StepHook | None = None) -> Path:
+        """Train to max_steps or a stop request; the main rank holds the run folder's lock meanwhile."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with run_lock(self.run_dir) if self.world.is_main else contextlib.nullcontext():
+            return self._run(on_step)
+
+    def _run(self, on_step: StepHook | None) -> Path:
         config = self.config
         self._open_run()
         self.reporter.message(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import torch
 from torch import nn
 
 STATE_FILE = "state.pt"
+LOCK_FILE = "LOCK"  # holds the process id of the trainer using the run folder
 
 
 @dataclass
@@ -55,3 +58,40 @@ def load_state(
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
     return Position(**state["position"])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(directory: Path) -> Iterator[None]:
+    """Hold ``directory/LOCK`` while training, so a second trainer cannot write into the same run folder; a lock
+    left by a process that no longer runs is taken over."""
+    path = directory / LOCK_FILE
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            text = path.read_text(encoding="utf-8").strip()
+            holder = int(text) if text.isdigit() else None
+            if holder is not None and _alive(holder):
+                raise ValueError(
+                    f"{directory} is in use by training process {holder}; stop it (kill -TERM {holder}) first"
+                ) from None
+            path.unlink(missing_ok=True)
+    else:
+        raise ValueError(f"{directory}: could not take {LOCK_FILE}")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        path.unlink(missing_ok=True)
