@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from samba_cli.audio import SAMPLE_RATE, iter_audio
+from samba_cli.device import resolve_device, resolve_dtype
 from samba_cli.hub import ResolvedModel, resolve_model
 from samba_cli.model import SambaASR, load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE
@@ -21,26 +22,6 @@ from samba_cli.tokenizer import Tokenizer
 from samba_cli.windows import iter_windows
 
 logger = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        from samba_cli.errors import BackendError
-
-        raise BackendError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}: choose auto, {', '.join(DTYPES)}")
-    return DTYPES[dtype]
 
 
 class Transcriber:
