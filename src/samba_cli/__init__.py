@@ -1,9 +1,12 @@
 """samba-asr: speech transcription with Samba-ASR (Mamba-2 encoder and decoder).
 
+Usage::
+
     import samba_cli
-    model = samba_cli.load_model()              # the bundled model; or a Hub repo id or a local folder
+
+    model = samba_cli.load_model()  # the bundled model; or a Hub repo id or a local folder
     segments, info = model.transcribe("talk.mp3")
-    for segment in segments:                     # lazy: decoding happens while you iterate
+    for segment in segments:  # lazy: decoding happens while you iterate
         print(segment.start, segment.end, segment.text)
 """
 

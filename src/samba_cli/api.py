@@ -12,9 +12,10 @@ import torch
 
 from samba_cli.audio import SAMPLE_RATE, iter_audio
 from samba_cli.device import resolve_device, resolve_dtype
+from samba_cli.errors import CheckpointError
 from samba_cli.hub import ResolvedModel, resolve_model
 from samba_cli.model import SambaASR, load_checkpoint
-from samba_cli.model.checkpoint import TOKENIZER_FILE
+from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
 from samba_cli.pipeline import Pipeline, TranscribeOptions, max_decoder_frames
 from samba_cli.results import Segment, TranscriptionInfo
 from samba_cli.stepper import StepperFactory
@@ -36,6 +37,17 @@ class Transcriber:
         self.tokenizer = tokenizer
         self.resolved = resolved
         self._steppers: dict[tuple[int, bool], StepperFactory] = {}  # CUDA graphs survive across files
+        metadata = read_config_file(resolved.path).get("metadata") or {}
+        self.default_decoder = metadata.get("default_decoder", "attention")  # what decoder="auto" means here
+        if self.default_decoder not in ("attention", "ctc"):
+            raise CheckpointError(f"{resolved.path}: metadata.default_decoder must be attention or ctc")
+
+    def resolve_options(self, options: TranscribeOptions) -> TranscribeOptions:
+        """``decoder="auto"`` replaced by this model's default; ValueError for options the model cannot run."""
+        decoder = self.default_decoder if options.decode.decoder == "auto" else options.decode.decoder
+        if decoder == "ctc" and self.model.ctc_head is None:
+            raise ValueError("decoder 'ctc' needs a model with a CTC head")
+        return TranscribeOptions.from_kwargs(options, decoder=decoder)
 
     @property
     def device(self) -> torch.device:
@@ -55,7 +67,7 @@ class Transcriber:
         (default: the path, or "<array>"). ``overrides`` replace option fields by name (``beam_size=5``,
         ``vad=False``, ...).
         """
-        options = TranscribeOptions.from_kwargs(options, **overrides)
+        options = self.resolve_options(TranscribeOptions.from_kwargs(options, **overrides))
         if isinstance(audio, np.ndarray):
             blocks: Iterable[np.ndarray] = [np.asarray(audio, dtype=np.float32).reshape(-1)]
             name = "<array>"

@@ -522,9 +522,8 @@ class BatchTranscriber:
         cue_options: CueOptions | None = None,
         prefetch_seconds: float = PREFETCH_SECONDS,
     ) -> None:
-
         self.transcriber = transcriber
-        self.options = options
+        self.options = transcriber.resolve_options(options)
         self.cue_options = cue_options  # subtitle layout for srt and vtt
         self.prefetch_seconds = prefetch_seconds  # decoded audio held ahead of the model
 

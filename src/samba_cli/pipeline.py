@@ -81,7 +81,11 @@ class _Pending:
 
 
 class Pipeline:
-    """Runs the model stages over windows. Holds no per-source state besides the segment counter."""
+    """Runs the model stages over windows. Holds no per-source state besides the segment counter.
+
+    ``decoder="auto"`` means attention here; :class:`samba_cli.api.Transcriber` first resolves it to the
+    checkpoint's own default.
+    """
 
     def __init__(
         self,

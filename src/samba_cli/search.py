@@ -12,10 +12,14 @@ import torch
 from samba_cli.model import ModelConfig, SambaASR
 from samba_cli.stepper import EagerStepper, Stepper
 
+DECODERS = ("auto", "attention", "ctc")
+
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    decoder: str = "attention"  # "attention" (Mamba decoder) or "ctc" (greedy CTC, fastest)
+    decoder: str = (
+        "auto"  # "attention" (Mamba decoder), "ctc" (greedy CTC, fastest) or "auto" (the model's choice)
+    )
     beam_size: int = 1  # 1 = greedy
     length_penalty: float = 1.0  # beam scores are divided by (length ** length_penalty)
     max_tokens_per_second: float = 15.0  # cap on hypothesis length relative to the segment's audio
@@ -24,8 +28,8 @@ class DecodeOptions:
     cuda_graphs: bool = True  # on CUDA, replay the decode step from CUDA graphs (one per batch-size bucket)
 
     def __post_init__(self) -> None:
-        if self.decoder not in ("attention", "ctc"):
-            raise ValueError(f"decoder must be 'attention' or 'ctc', got {self.decoder!r}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.beam_size < 1:
             raise ValueError("beam_size must be at least 1")
 

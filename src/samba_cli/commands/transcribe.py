@@ -42,6 +42,7 @@ _WINDOW_MARGIN_SHARE = 0.25  # a cut between windows may move by at most this sh
 
 
 class Decoder(str, enum.Enum):
+    auto = "auto"
     attention = "attention"
     ctc = "ctc"
 
@@ -160,8 +161,12 @@ def transcribe_command(
     ] = _CUE_DEFAULTS.max_duration,
     beam_size: Annotated[int, typer.Option(min=1, help="Beam width of attention decoding (1: greedy)")] = 1,
     decoder: Annotated[
-        Decoder, typer.Option(case_sensitive=False, help="attention (Mamba decoder) or ctc (fastest)")
-    ] = Decoder.attention,
+        Decoder,
+        typer.Option(
+            case_sensitive=False,
+            help="auto (the model's recommended decoder), attention (Mamba decoder) or ctc (fastest)",
+        ),
+    ] = Decoder.auto,
     vad: Annotated[
         bool, typer.Option("--vad/--no-vad", help="Transcribe only the speech found by VAD")
     ] = True,
