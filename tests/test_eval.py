@@ -29,7 +29,7 @@ def checkpoint(tmp_path_factory):
     text.write_text("\n".join(SENTENCES + HYPOTHESES) + "\n")
     tokenizer = train_tokenizer(text, folder / "tok", vocab_size=40)
     model = SambaASR(TINY).eval()
-    save_checkpoint(model, folder / "model", tokenizer_file=tokenizer)
+    save_checkpoint(model, folder / "model", tokenizer_file=tokenizer, metadata={"default_decoder": "ctc"})
     return folder / "model", manifest
 
 
@@ -79,6 +79,7 @@ def test_eval_command_writes_the_report(checkpoint, monkeypatch, tmp_path):
     assert "WER 18.75% (3/16)" in result.output
     data = json.loads(report.read_text())
     assert data["wer"] == pytest.approx(3 / 16) and data["utterances"] == 3
+    assert data["decoder"] == "ctc"  # --decoder auto: the checkpoint's default_decoder
     second = data["results"][1]
     assert second["normalized_hypothesis"] == "a dog ran in park"
     assert (second["word_errors"], second["words"]) == (1, 6)

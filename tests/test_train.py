@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from samba_cli.commands.train import app
 from samba_cli.model import PRESETS, SambaASR, load_checkpoint
+from samba_cli.model.checkpoint import read_config_file
 from samba_cli.train.augment import SpecAugment, speed_perturb
 from samba_cli.train.config import TrainConfig
 from samba_cli.train.data import plan_batches, read_manifest, shard_batches
@@ -222,3 +223,5 @@ def test_two_processes_train_with_ddp_on_cpu(corpus, tmp_path):
     assert [r["step"] for r in records if "loss" in r] == [1, 2]
     assert any("val_wer_ctc" in r for r in records)
     assert load_checkpoint(tmp_path / "ddp" / "checkpoint").config.vocab_size == 40
+    metadata = read_config_file(tmp_path / "ddp" / "best")["metadata"]
+    assert metadata["default_decoder"] in ("ctc", "attention") and metadata["step"] in (1, 2)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # samba-tiny-en on the synthetic English corpus, end to end on a CPU:
-# corpus -> tokenizer -> train -> eval -> export. Each stage is skipped when its output exists,
-# and training resumes from runs/$NAME/state.pt when rerun. See docs/training.md.
+# corpus -> tokenizer -> train -> eval -> export. Rerunning skips the corpus and tokenizer when present, and
+# training resumes from runs/$NAME/state.pt (or returns at once when finished). See docs/training.md.
 set -euo pipefail
 
 DATA=${DATA:-data/synthetic-en}

@@ -10,7 +10,7 @@ import typer
 
 from samba_cli.errors import SambaError
 from samba_cli.model import load_checkpoint
-from samba_cli.model.checkpoint import TOKENIZER_FILE
+from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
 from samba_cli.search import DecodeOptions
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.data import read_manifest
@@ -22,7 +22,10 @@ def eval_command(
         ..., help="checkpoint folder: config.json, model.safetensors, tokenizer.model"
     ),
     manifest: Path = typer.Argument(..., help="JSONL manifest with audio, text, duration per line"),
-    decoder: str = typer.Option("attention", help="attention (Mamba decoder) or ctc (greedy CTC, fastest)"),
+    decoder: str = typer.Option(
+        "auto",
+        help="attention (Mamba decoder), ctc (greedy CTC, fastest) or auto (the model's default_decoder)",
+    ),
     beam_size: int = typer.Option(1, help="beam width of attention decoding (1: greedy)"),
     report: Path | None = typer.Option(
         None, help="per-utterance JSON report", show_default="eval-<manifest name>-<decoder>.json"
@@ -38,6 +41,8 @@ def eval_command(
         torch.set_num_threads(threads)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if decoder == "auto":
+        decoder = (read_config_file(model).get("metadata") or {}).get("default_decoder", "attention")
     try:
         options = DecodeOptions(decoder=decoder, beam_size=beam_size)
         utterances = read_manifest(manifest)

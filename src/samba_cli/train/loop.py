@@ -171,6 +171,7 @@ class Trainer:
             metadata={
                 "step": self.position.step,
                 "epoch": self.position.epoch,
+                "default_decoder": self.position.default_decoder,
                 "train": self.config.to_dict(),
             },
         )
@@ -289,7 +290,7 @@ class Trainer:
                 seconds = batch_seconds(batch)
                 ctc_hyps = decode_states(self.model, states, lengths, seconds, DecodeOptions(decoder="ctc"))
                 att_hyps = (
-                    decode_states(self.model, states, lengths, seconds, DecodeOptions())
+                    decode_states(self.model, states, lengths, seconds, DecodeOptions(decoder="attention"))
                     if self.config.val_attention
                     else []
                 )
@@ -322,7 +323,10 @@ class Trainer:
         if not self.dev_set:
             return
         record = self.validate()
-        wer = record.get("val_wer_attention", record["val_wer_ctc"])
+        wer = min(record["val_wer_ctc"], record.get("val_wer_attention", math.inf))  # the better decoder
+        if "val_wer_attention" in record:
+            better_ctc = record["val_wer_ctc"] < record["val_wer_attention"]
+            self.position.default_decoder = "ctc" if better_ctc else "attention"
         self._record({"step": self.position.step, "epoch": self.position.epoch, **record})
         self.reporter.message(f"validation step {self.position.step}: {format_metrics(record)}")
         if wer < self.position.best_wer:
@@ -332,7 +336,12 @@ class Trainer:
                     self.model,
                     self.run_dir / "best",
                     tokenizer_file=self.config.tokenizer,
-                    metadata={"step": self.position.step, "val": record, "train": self.config.to_dict()},
+                    metadata={
+                        "step": self.position.step,
+                        "default_decoder": self.position.default_decoder,
+                        "val": record,
+                        "train": self.config.to_dict(),
+                    },
                 )
 
     def _should_stop(self, record: dict, on_step: StepHook | None) -> bool:

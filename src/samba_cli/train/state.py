@@ -24,6 +24,7 @@ class Position:
     epoch: int = 0  # current epoch (0-based)
     batch: int = 0  # batches of this rank's epoch shard already consumed (a multiple of accumulate)
     best_wer: float = math.inf  # best validation WER so far (selects the best/ checkpoint)
+    default_decoder: str = "attention"  # the decoder with the lower WER at the last validation
 
 
 def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, position: Position) -> None:
