@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("manifest", type=Path)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--windows", default="30,60,120,300,600", help="window lengths in seconds")
-    parser.add_argument("--decoder", default="attention")
+    parser.add_argument("--decoder", default="auto")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
