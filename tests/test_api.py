@@ -51,7 +51,9 @@ def test_cuda_request_without_cuda_is_a_clear_error(checkpoint):
 
 
 def test_auto_decoder_follows_the_checkpoint(tmp_path, tiny_tokenizer):
-    save_checkpoint(tiny_model(), tmp_path, tokenizer_file=tiny_tokenizer.path, metadata={"default_decoder": "ctc"})
+    save_checkpoint(
+        tiny_model(), tmp_path, tokenizer_file=tiny_tokenizer.path, metadata={"default_decoder": "ctc"}
+    )
     model = samba_cli.load_model(tmp_path, device="cpu")
     _, info = model.transcribe(np.zeros(16000, np.float32))
     assert info.options["decode"]["decoder"] == "ctc"

@@ -1,6 +1,6 @@
 """Long windows cut at silence, and the time map from window samples back to source time.
 
-Mamba is linear in sequence length, so a window is minutes long (``window_seconds``, 300 s by default). Each cut
+Mamba is linear in sequence length, so a window is minutes long (``window_seconds``, 120 s by default). Each cut
 between two windows is moved, within ``margin_seconds`` of its nominal place, to the quietest frame edge: the
 lowest speech probability (averaged over ``speech_pad_ms`` on each side, compared in steps of 0.01), ties broken
 by the lowest energy, then by the distance to the nominal place. With VAD on, a window's samples are only its
@@ -39,7 +39,7 @@ _SNAP = 1e-6  # a time within this many samples of a whole sample is that sample
 
 @dataclass(frozen=True)
 class WindowOptions:
-    window_seconds: float = 300.0  # nominal window length; the final default is to be chosen by measurement
+    window_seconds: float = 120.0  # nominal window length, chosen by measurement (docs/windowing.md)
     margin_seconds: float = 10.0  # each cut may move this far either way to reach the quietest point
     vad: bool = True  # keep only speech regions (silero-vad, energy fallback); off: keep every sample
     vad_threshold: float = 0.5  # speech starts at this probability and ends below it minus 0.15

@@ -175,7 +175,7 @@ def transcribe_command(
         typer.Option(
             metavar="SECONDS", min=1.0, help="Audio encoded at once; cuts are moved to the quietest point"
         ),
-    ] = 300.0,
+    ] = 120.0,
     device: Annotated[
         Device, typer.Option(case_sensitive=False, help="auto: cuda when available")
     ] = Device.auto,
