@@ -225,3 +225,30 @@ def test_two_processes_train_with_ddp_on_cpu(corpus, tmp_path):
     assert load_checkpoint(tmp_path / "ddp" / "checkpoint").config.vocab_size == 40
     metadata = read_config_file(tmp_path / "ddp" / "best")["metadata"]
     assert metadata["default_decoder"] in ("ctc", "attention") and metadata["step"] in (1, 2)
+
+
+def test_init_from_starts_a_new_run_from_trained_weights(corpus, tmp_path):
+    first = train(
+        config_for(
+            corpus,
+            tmp_path / "first",
+            max_batch_seconds=100.0,
+            max_batch_utterances=100,
+            lr=1e-2,
+            max_steps=6,
+        )
+    )
+    trained = losses(first)
+    second = config_for(
+        corpus,
+        tmp_path / "second",
+        max_batch_seconds=100.0,
+        max_batch_utterances=100,
+        lr=1e-2,
+        max_steps=2,
+        preset="tiny",  # ignored: the model config comes from the checkpoint
+        init_from=str(first / "checkpoint"),
+    )
+    continued = losses(train(second))
+    assert continued[0] < 0.8 * trained[0], "a run started from trained weights starts below a fresh one"
+    assert load_checkpoint(tmp_path / "second" / "checkpoint").config.d_model == TINY.d_model

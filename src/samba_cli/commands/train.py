@@ -41,6 +41,7 @@ def run_command(
     out_dir: str = _option("out_dir", "--out"),
     dev_manifest: str = _option("dev_manifest", "--dev"),
     preset: str = _option("preset"),
+    init_from: str = _option("init_from", "--init-from"),
     min_duration: float = _option("min_duration"),
     max_duration: float = _option("max_duration"),
     max_batch_seconds: float = _option("max_batch_seconds"),

@@ -26,6 +26,7 @@ class TrainConfig:
     out_dir: str = "runs/samba"  # run folder: config, training state, checkpoints, metrics
     dev_manifest: str | None = None  # JSONL manifest for validation loss and WER (None: no validation)
     preset: str = "tiny"  # model preset (tiny, small, base)
+    init_from: str | None = None  # checkpoint folder to start a new run from (its config and weights)
     min_duration: float = 0.3  # seconds: shorter utterances are skipped
     max_duration: float = 30.0  # seconds: longer utterances are skipped
     # batches

@@ -29,7 +29,15 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from samba_cli.model import ModelConfig, ModelOutput, SambaASR, preset, save_checkpoint
+from samba_cli.model import (
+    ModelConfig,
+    ModelOutput,
+    SambaASR,
+    load_checkpoint,
+    preset,
+    read_config,
+    save_checkpoint,
+)
 from samba_cli.search import DecodeOptions
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.augment import SpecAugment
@@ -58,13 +66,18 @@ StepHook = Callable[[dict], bool]
 
 
 def model_config_for(config: TrainConfig, tokenizer: Tokenizer) -> ModelConfig:
-    """The preset with the tokenizer's vocabulary and special ids."""
+    """The preset (or the ``init_from`` checkpoint's config) with the tokenizer's vocabulary and special ids."""
     ids = {"bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id}
     if min(ids.values()) < 0:
         raise ValueError(
             f"{tokenizer.path}: needs bos, eos and pad pieces; train it with `samba train tokenizer`"
         )
-    return preset(config.preset, vocab_size=tokenizer.vocab_size, **ids)
+    if config.init_from is None:
+        return preset(config.preset, vocab_size=tokenizer.vocab_size, **ids)
+    start = read_config(config.init_from)
+    if start.vocab_size != tokenizer.vocab_size or any(getattr(start, k) != v for k, v in ids.items()):
+        raise ValueError(f"{config.init_from}: its vocabulary does not match the tokenizer {tokenizer.path}")
+    return start
 
 
 def init_weights(model: SambaASR) -> None:
@@ -89,6 +102,10 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = SambaASR(self.model_config)
         init_weights(self.model)
+        if (
+            config.init_from is not None
+        ):  # a new run from trained weights (a resume then loads state.pt over it)
+            self.model.load_state_dict(load_checkpoint(config.init_from, backend="torch").state_dict())
         self.model.to(self.device)
         self.model.set_backend(config.backend)
         self.optimizer = build_optimizer(self.model, config)
