@@ -181,14 +181,18 @@ class Trainer:
         if not self.world.is_main:
             return
         save_state(self.run_dir / STATE_FILE, self.model, self.optimizer, self.position)
+        self._save_weights("checkpoint", epoch=self.position.epoch)
+
+    def _save_weights(self, folder: str, **metadata) -> None:
+        """Model folder (config.json + model.safetensors + tokenizer.model) under the run folder."""
         save_checkpoint(
             self.model,
-            self.run_dir / "checkpoint",
+            self.run_dir / folder,
             tokenizer_file=self.config.tokenizer,
             metadata={
                 "step": self.position.step,
-                "epoch": self.position.epoch,
                 "default_decoder": self.position.default_decoder,
+                **metadata,
                 "train": self.config.to_dict(),
             },
         )
@@ -349,17 +353,7 @@ class Trainer:
         if wer < self.position.best_wer:
             self.position.best_wer = wer
             if self.world.is_main:
-                save_checkpoint(
-                    self.model,
-                    self.run_dir / "best",
-                    tokenizer_file=self.config.tokenizer,
-                    metadata={
-                        "step": self.position.step,
-                        "default_decoder": self.position.default_decoder,
-                        "val": record,
-                        "train": self.config.to_dict(),
-                    },
-                )
+                self._save_weights("best", val=record)
 
     def _should_stop(self, record: dict, on_step: StepHook | None) -> bool:
         if on_step is not None and on_step(record):
@@ -394,7 +388,7 @@ class Trainer:
         config = self.config
         self._open_run()
         self.reporter.message(
-            f"model {config.preset}: {self.model.num_parameters() / 1e6:.2f}M parameters, vocab "
+            f"model {config.init_from or config.preset}: {self.model.num_parameters() / 1e6:.2f}M parameters, vocab "
             f"{self.model_config.vocab_size}, device {self.device}, {self.world.size} process(es); "
             f"{len(self.train_set)} training utterances, {len(self.dev_set)} dev"
         )
