@@ -177,6 +177,18 @@ class Trainer:
             with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as out:
                 out.write(json.dumps(record) + "\n")
 
+    def _losses(self, out: ModelOutput, batch, targets: torch.Tensor):
+        """The joint CTC + attention loss of a batch, as training and validation both compute it."""
+        return joint_loss(
+            out,
+            batch.tokens,
+            batch.token_lengths,
+            targets,
+            self.model_config,
+            self.config.ctc_weight,
+            self.config.label_smoothing,
+        )
+
     def _save(self) -> None:
         if not self.world.is_main:
             return
@@ -247,15 +259,7 @@ class Trainer:
                 with self._autocast():
                     inputs, targets = decoder_io(batch.tokens, batch.token_lengths, self.model_config)
                     out = self.net(batch.features, batch.lengths, inputs)
-                    losses = joint_loss(
-                        out,
-                        batch.tokens,
-                        batch.token_lengths,
-                        targets,
-                        self.model_config,
-                        config.ctc_weight,
-                        config.label_smoothing,
-                    )
+                    losses = self._losses(out, batch, targets)
                 (losses.total / len(batches)).backward()
             totals["loss"] += float(losses.total.detach()) / len(batches)
             totals["ctc"] += float(losses.ctc) / len(batches)
@@ -299,15 +303,7 @@ class Trainer:
                 out = ModelOutput(
                     self.model.ctc_logits(states), lengths, self.model.decode(inputs, states, lengths)
                 )
-                losses = joint_loss(
-                    out,
-                    batch.tokens,
-                    batch.token_lengths,
-                    targets,
-                    self.model_config,
-                    self.config.ctc_weight,
-                    self.config.label_smoothing,
-                )
+                losses = self._losses(out, batch, targets)
                 seconds = batch_seconds(batch)
                 ctc_hyps = decode_states(self.model, states, lengths, seconds, DecodeOptions(decoder="ctc"))
                 att_hyps = (
