@@ -56,12 +56,20 @@ class Subsampling(nn.Module):
             lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
         return lengths
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """features: (B, n_mels, T) -> (B, T // factor (rounded up), d_model)."""
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """features: (B, n_mels, T) -> (B, T // factor (rounded up), d_model).
+
+        With ``lengths`` (B,) the frames past each sequence's end are zeroed before every convolution, so a
+        padded sequence gives the same valid frames as the sequence on its own (where the convolution pads
+        with zeros).
+        """
         if not self.convs:
             return self.proj(features.transpose(1, 2))
         x = features
         for conv in self.convs:
+            if lengths is not None:
+                x = x * (torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None]).unsqueeze(1)
+                lengths = self.output_lengths(lengths, 2)
             x = F.gelu(conv(x))
         return x.transpose(1, 2)
 
@@ -93,7 +101,7 @@ class Encoder(nn.Module):
         self, features: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """features: (B, n_mels, T), lengths: (B,) mel frames -> states (B, S, D), lengths (B,) in frames."""
-        x = self.subsampling(features)
+        x = self.subsampling(features, None if lengths is None else lengths.to(features.device))
         if lengths is None:
             out_lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
         else:
