@@ -65,3 +65,36 @@ def test_default_decoder_is_attention(checkpoint):
     model = samba_cli.load_model(checkpoint, device="cpu")
     _, info = model.transcribe(np.zeros(16000, np.float32))
     assert info.options["decode"]["decoder"] == "attention"
+
+
+def test_transcribe_many_shares_decoder_batches_across_inputs(checkpoint, tmp_path, monkeypatch):
+    import soundfile as sf
+
+    from samba_cli.pipeline import Pipeline
+
+    rng = np.random.default_rng(2)
+    clips = [rng.normal(0, 0.1, 16000 * n).astype(np.float32) for n in (2, 3, 1)]
+    missing = tmp_path / "missing.wav"
+    path = tmp_path / "clip.wav"
+    sf.write(path, clips[0], 16000)
+    batches = []
+    decode = Pipeline.decode_batch
+
+    def recording(self, batch):
+        batches.append({p.source for p in batch})
+        return decode(self, batch)
+
+    monkeypatch.setattr(Pipeline, "decode_batch", recording)
+    model = samba_cli.load_model(checkpoint, device="cpu")
+    inputs = [(clips[0], "a"), clips[1], path, missing, (iter([clips[2]]), "d")]
+    events, infos = model.transcribe_many(inputs, vad=False, blank_threshold=0.05, max_segment_seconds=0.5)
+    assert infos == [], "nothing is read before iteration"
+    events = list(events)
+    assert [i.source for i in infos] == ["a", "<array>", str(path), str(missing), "d"]
+    assert [i.duration for i in infos] == pytest.approx([2.0, 3.0, 2.0, 0.0, 1.0])
+    ends = [e for e in events if e.segment is None]
+    assert [(e.source, e.done) for e in ends] == [(0, True), (1, True), (2, True), (3, False), (4, True)]
+    assert str(missing) in str(ends[3].error)
+    assert any(len(sources) > 1 for sources in batches), "segments of several inputs share a batch"
+    alone, _ = model.transcribe(clips[1], vad=False, blank_threshold=0.05, max_segment_seconds=0.5)
+    assert [s.text for s in alone] == [e.segment.text for e in events if e.source == 1 and e.segment]

@@ -89,6 +89,7 @@ def test_every_format(model, speech, tmp_path):
     assert document["segments"], "the random model should decode something"
     assert document["duration"] > 3 and document["source"] == str(speech)
     assert document["options"]["window"]["vad"] is False
+    assert document["options"]["encoder_batch_seconds"] == 0.0, "auto means one window at a time on cpu"
     cues = list(srt.parse((tmp_path / "speech.srt").read_text()))
     assert cues and all(cue.content for cue in cues)
     assert len(webvtt.read(str(tmp_path / "speech.vtt")).captions) == len(cues)
@@ -108,6 +109,13 @@ def test_folders_are_mirrored(model, speech, tmp_path):
     assert written == ["day1/talk.srt", "day2/extra/talk.srt", "day2/talk.srt"]
     assert result.stderr.count("] ") == 3  # a plain line per file: stderr is not a terminal here
     assert "3 done" in result.stderr
+    texts = {(tmp_path / "out" / name).read_text() for name in written}
+    assert len(texts) == 1, "the same audio gives the same subtitles, whichever files share its batches"
+
+    # all three files in one encoder batch and one decoder batch: still the same subtitles
+    shared = ["-r", "-o", tmp_path / "shared", "-f", "srt", "--encoder-batch", "600", "--batch-size", "64"]
+    assert transcribe(model, tmp_path / "in", *shared, vad=True).exit_code == 0
+    assert {(tmp_path / "shared" / name).read_text() for name in written} == texts
 
     result = transcribe(model, tmp_path / "in", "-o", tmp_path / "flat")  # without -r: top level only
     assert result.exit_code == 1 and "no media files in this folder (-r searches subfolders)" in result.stderr
@@ -223,6 +231,7 @@ def test_cli_defaults_match_the_library():
     assert cli["decoder"].value == library.decode.decoder
     assert cli["vad"] == library.window.vad
     assert cli["window_length"] == library.window.window_seconds
+    assert cli["encoder_batch"] == library.encoder_batch_seconds
     assert cli["word_timestamps"] == library.word_timestamps
     cues = CueOptions()
     assert (cli["max_line_width"], cli["max_line_count"], cli["max_cue_duration"]) == (

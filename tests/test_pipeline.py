@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 
-from samba_cli.pipeline import Pipeline, TranscribeOptions
+from samba_cli.errors import MediaError
+from samba_cli.pipeline import FLUSH, Pipeline, TranscribeOptions
 from samba_cli.windows import iter_windows
 from tests.media_helpers import ESPEAK, speech_16k
 from tests.model_helpers import tiny_model
@@ -60,3 +62,105 @@ def test_options_from_kwargs_reject_unknown():
         TranscribeOptions.from_kwargs(beam=3)
     opts = TranscribeOptions.from_kwargs(beam_size=3, vad=False, max_segment_seconds=5.0)
     assert (opts.decode.beam_size, opts.window.vad, opts.segments.max_segment_seconds) == (3, False, 5.0)
+
+
+# -- several sources: shared encoder and decoder batches ----------------------------------------------------------
+
+
+def _sources(speech):
+    """Four sources of different lengths (the second one short enough for one window)."""
+    return [speech, speech[: 16000 * 3], speech[16000 * 2 :], speech[::-1].copy()]
+
+
+def _events(pipeline, sources, broken=None):
+    def windows(k, samples):
+        yield from iter_windows([samples], pipeline.options.window)
+        if k == broken:  # after all its windows: its queued segments must be dropped
+            raise MediaError("bad.mp3", "broken on purpose")
+
+    return list(pipeline.run_sources(windows(k, s) for k, s in enumerate(sources)))
+
+
+def _pipeline(tokenizer, **kwargs):
+    options = TranscribeOptions.from_kwargs(
+        window_seconds=4.0,
+        margin_seconds=1.0,
+        max_segment_seconds=2.0,
+        blank_threshold=0.05,
+        vad=False,
+        **kwargs,
+    )
+    torch.manual_seed(0)
+    return Pipeline(tiny_model(), tokenizer, options)
+
+
+def test_batched_encoder_matches_one_window_at_a_time(tiny_tokenizer, speech):
+    pipeline = _pipeline(tiny_tokenizer)
+    windows = [w for s in _sources(speech) for w in iter_windows([s], pipeline.options.window)]
+    together = pipeline.encode_windows(windows)
+    for window, batched in zip(windows, together, strict=True):
+        (alone,) = pipeline.encode_windows([window])
+        assert [(p.span.start, p.span.end) for p in batched] == [(p.span.start, p.span.end) for p in alone]
+        for a, b in zip(alone, batched, strict=True):
+            assert b.span.no_speech_prob == pytest.approx(a.span.no_speech_prob, abs=1e-5)
+        for a, b in zip(alone, batched, strict=True):
+            torch.testing.assert_close(b.states, a.states, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(b.ctc, a.ctc, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("decoder", ["attention", "ctc"])
+def test_sources_sharing_batches_give_what_each_gives_alone(tiny_tokenizer, speech, decoder):
+    shared = _pipeline(tiny_tokenizer, decoder=decoder, batch_size=8, encoder_batch_seconds=30.0)
+    alone = _pipeline(tiny_tokenizer, decoder=decoder, batch_size=1, encoder_batch_seconds=1.0)
+    events = _events(shared, _sources(speech))
+    # events in source order, each source's segments numbered from 0 and followed by its end
+    assert [e.source for e in events] == sorted(e.source for e in events)
+    for k, samples in enumerate(_sources(speech)):
+        mine = [e for e in events if e.source == k]
+        assert mine[-1].done and all(e.segment is not None for e in mine[:-1])
+        expected = list(alone.run(iter_windows([samples], alone.options.window)))
+        got = [e.segment for e in mine[:-1]]
+        assert [s.text for s in got] == [s.text for s in expected]
+        assert [s.id for s in got] == list(range(len(got)))
+        for a, b in zip(got, expected, strict=True):
+            assert a.start == pytest.approx(b.start) and a.end == pytest.approx(b.end)
+
+
+def test_a_failing_source_ends_with_its_error_and_the_others_go_on(tiny_tokenizer, speech):
+    pipeline = _pipeline(tiny_tokenizer, batch_size=8, encoder_batch_seconds=30.0)
+    events = _events(pipeline, _sources(speech), broken=2)
+    ends = [e for e in events if e.segment is None]
+    assert [e.source for e in ends] == [0, 1, 2, 3]
+    assert [e.done for e in ends] == [True, True, False, True]
+    assert "broken on purpose" in str(ends[2].error)
+    assert not [e for e in events if e.source == 2 and e.segment is not None]
+
+
+def test_one_source_raises_its_error(tiny_tokenizer, speech):
+    pipeline = _pipeline(tiny_tokenizer)
+
+    def windows():
+        yield from iter_windows([speech], pipeline.options.window)
+        raise MediaError("bad.mp3", "cut short")
+
+    with pytest.raises(MediaError, match="cut short"):
+        list(pipeline.run(windows()))
+
+
+def test_flush_finishes_earlier_sources_before_reading_the_next(tiny_tokenizer, speech):
+    pipeline = _pipeline(tiny_tokenizer, batch_size=64, encoder_batch_seconds=600.0)
+    log = []
+
+    def windows(k):
+        log.append(("read", k))
+        yield from iter_windows([speech], pipeline.options.window)
+
+    for flush in (False, True):
+        log.clear()
+        sources = [windows(0), FLUSH, windows(1)] if flush else [windows(0), windows(1)]
+        for event in pipeline.run_sources(sources):
+            log.append(("event", event.source))
+        first_read_of_1 = log.index(("read", 1))
+        events_of_0 = [i for i, entry in enumerate(log) if entry == ("event", 0)]
+        # without a flush source 0 waits for source 1 to fill the batches; with one it is finished first
+        assert (max(events_of_0) < first_read_of_1) is flush

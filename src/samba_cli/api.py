@@ -10,19 +10,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from samba_cli.audio import SAMPLE_RATE, iter_audio
+from samba_cli.audio import SAMPLE_RATE, STDIN, iter_audio
 from samba_cli.device import resolve_device, resolve_dtype
 from samba_cli.errors import CheckpointError
 from samba_cli.hub import ResolvedModel, resolve_model
 from samba_cli.model import SambaASR, load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
-from samba_cli.pipeline import Pipeline, TranscribeOptions, max_decoder_frames
+from samba_cli.pipeline import (
+    CUDA_ENCODER_BATCH,
+    FLUSH,
+    Pipeline,
+    SourceEvent,
+    TranscribeOptions,
+    max_decoder_frames,
+)
 from samba_cli.results import Segment, TranscriptionInfo
 from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
-from samba_cli.windows import iter_windows
+from samba_cli.windows import Window, iter_windows
 
 logger = logging.getLogger(__name__)
+
+AudioInput = str | os.PathLike | np.ndarray | Iterable[np.ndarray]  # what transcribe() accepts
 
 
 class Transcriber:
@@ -43,11 +52,15 @@ class Transcriber:
             raise CheckpointError(f"{resolved.path}: metadata.default_decoder must be attention or ctc")
 
     def resolve_options(self, options: TranscribeOptions) -> TranscribeOptions:
-        """``decoder="auto"`` replaced by this model's default; ValueError for options the model cannot run."""
+        """``decoder="auto"`` replaced by this model's default and ``encoder_batch_seconds=None`` by this device's;
+        ValueError for options the model cannot run."""
         decoder = self.default_decoder if options.decode.decoder == "auto" else options.decode.decoder
         if decoder == "ctc" and self.model.ctc_head is None:
             raise ValueError("decoder 'ctc' needs a model with a CTC head")
-        return TranscribeOptions.from_kwargs(options, decoder=decoder)
+        encoder_batch = options.encoder_batch_seconds
+        if encoder_batch is None:
+            encoder_batch = CUDA_ENCODER_BATCH if self.device.type == "cuda" else 0.0
+        return TranscribeOptions.from_kwargs(options, decoder=decoder, encoder_batch_seconds=encoder_batch)
 
     @property
     def device(self) -> torch.device:
@@ -55,7 +68,7 @@ class Transcriber:
 
     def transcribe(
         self,
-        audio: str | os.PathLike | np.ndarray | Iterable[np.ndarray],
+        audio: AudioInput,
         options: TranscribeOptions | None = None,
         source: str | None = None,
         **overrides,
@@ -68,32 +81,77 @@ class Transcriber:
         ``vad=False``, ...).
         """
         options = self.resolve_options(TranscribeOptions.from_kwargs(options, **overrides))
-        if isinstance(audio, np.ndarray):
-            blocks: Iterable[np.ndarray] = [np.asarray(audio, dtype=np.float32).reshape(-1)]
-            name = "<array>"
-        elif isinstance(audio, (str, os.PathLike)):
-            name = os.fspath(audio)
-            blocks = iter_audio(name)
-        else:
-            blocks, name = audio, "<stream>"
-        info = TranscriptionInfo(
-            source=source or name,
+        info = self._info(source or _name(audio), options)
+        return self._pipeline(options).run(self._windows(audio, info, options)), info
+
+    def transcribe_many(
+        self,
+        inputs: Iterable[AudioInput | tuple[AudioInput, str]],
+        options: TranscribeOptions | None = None,
+        **overrides,
+    ) -> tuple[Iterator[SourceEvent], list[TranscriptionInfo]]:
+        """Transcribe several inputs (each as for :meth:`transcribe`, or an ``(audio, source name)`` pair) with
+        encoder and decoder batches shared across them.
+
+        Returns a lazy iterator of :class:`~samba_cli.pipeline.SourceEvent` (``event.source`` is the input's
+        position: its segments in order, then one end event, ``done`` or with the ``error`` that stopped that
+        input) and the list of the inputs' info objects, which grows as inputs are opened: ``infos[k]`` exists
+        once an event of input ``k`` has been given. Inputs are read one after the other, lazily; a bad input
+        does not stop the others. Standard input (``"-"``) may block, so the inputs before it are finished first.
+        """
+        options = self.resolve_options(TranscribeOptions.from_kwargs(options, **overrides))
+        infos: list[TranscriptionInfo] = []
+
+        def sources() -> Iterator[Iterator[Window] | object]:
+            for item in inputs:
+                audio, source = item if isinstance(item, tuple) else (item, None)
+                if (source or _name(audio)) == STDIN and infos:
+                    yield FLUSH  # standard input may block: finish the earlier inputs first
+                infos.append(self._info(source or _name(audio), options))
+                yield self._windows(audio, infos[-1], options)
+
+        return self._pipeline(options).run_sources(sources()), infos
+
+    def _info(self, source: str, options: TranscribeOptions) -> TranscriptionInfo:
+        return TranscriptionInfo(
+            source=source,
             duration=0.0,
             model=self.resolved.model_id,
             revision=self.resolved.revision,
             options=options.to_dict(),
         )
 
+    def _windows(
+        self, audio: AudioInput, info: TranscriptionInfo, options: TranscribeOptions
+    ) -> Iterator[Window]:
+        """The input's windows, lazily; media is opened on the first ``next`` and ``info.duration`` counts up."""
+
         def counted() -> Iterator[np.ndarray]:
+            if isinstance(audio, np.ndarray):
+                blocks: Iterable[np.ndarray] = [np.asarray(audio, dtype=np.float32).reshape(-1)]
+            elif isinstance(audio, (str, os.PathLike)):
+                blocks = iter_audio(os.fspath(audio))
+            else:
+                blocks = audio
             for block in blocks:
                 info.duration += len(block) / SAMPLE_RATE
                 yield block
 
+        return iter_windows(counted(), options.window)
+
+    def _pipeline(self, options: TranscribeOptions) -> Pipeline:
         key = (max_decoder_frames(self.model, options), options.decode.cuda_graphs)
         if key not in self._steppers:
             self._steppers[key] = StepperFactory(self.model, *key)
-        pipeline = Pipeline(self.model, self.tokenizer, options, self._steppers[key])
-        return pipeline.run(iter_windows(counted(), options.window)), info
+        return Pipeline(self.model, self.tokenizer, options, self._steppers[key])
+
+
+def _name(audio: AudioInput) -> str:
+    if isinstance(audio, np.ndarray):
+        return "<array>"
+    if isinstance(audio, (str, os.PathLike)):
+        return os.fspath(audio)
+    return "<stream>"
 
 
 def load_model(

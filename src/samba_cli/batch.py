@@ -6,9 +6,10 @@ its output files, refuses collisions and applies the overwrite policy before any
 
 Throughput: a :class:`Prefetcher` thread decodes the media (ffmpeg) of the current and the following files
 while the model runs, holding at most ``prefetch_seconds`` of decoded samples (plus one block) in memory.
-Windowing and VAD run in the model's thread (silero-vad changes torch's process-wide thread count). Decoder
-batches are not shared across files: each file is decoded on its own, so the segments of a file never wait
-for the next one.
+Windowing and VAD run in the model's thread (silero-vad changes torch's process-wide thread count). Windows of
+consecutive files share encoder batches and their segments share decoder batches
+(:meth:`samba_cli.api.Transcriber.transcribe_many`), so a folder of short files runs in full batches; a file is
+written as soon as its last segment is decoded.
 
 Interrupts: a file being transcribed when KeyboardInterrupt arrives leaves no output at all (transcripts are
 written only once the file is complete); while a finished transcript is being written, SIGINT is held back
@@ -28,7 +29,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
@@ -527,22 +528,41 @@ class BatchTranscriber:
         self.cue_options = cue_options  # subtitle layout for srt and vtt
         self.prefetch_seconds = prefetch_seconds  # decoded audio held ahead of the model
 
-    def run_task(
-        self, task: Task, blocks: Iterator[np.ndarray], reporter: Reporter, stdout: BinaryIO | None = None
+    def run_tasks(
+        self,
+        tasks: Sequence[Task],
+        blocks: Iterable[Iterator[np.ndarray]],
+        reporter: Reporter,
+        stdout: BinaryIO | None = None,
+    ) -> Iterator[Outcome]:
+        """Transcribe tasks from their decoded ``blocks`` (one iterator per task, taken lazily in order), with
+        encoder and decoder batches shared across tasks; write each task's outputs, all or none, as soon as its
+        last segment is decoded, and give its outcome. ``reporter.started`` comes before a task's progress."""
+        events, infos = self.transcriber.transcribe_many(
+            zip(blocks, (task.job.source for task in tasks), strict=True), self.options
+        )
+        current, collected = -1, []
+        for event in events:
+            while current < event.source:
+                current, collected = current + 1, []
+                reporter.started(tasks[current])
+            task, info = tasks[event.source], infos[event.source]
+            if event.segment is not None:
+                collected.append(event.segment)
+                reporter.progress(event.segment.end)
+            elif event.error is not None:
+                yield _failed(task.job.source, str(event.error))
+            else:
+                yield self._write(task, collected, info, stdout)
+
+    def _write(
+        self, task: Task, segments: list[Segment], info: TranscriptionInfo, stdout: BinaryIO | None
     ) -> Outcome:
-        """Transcribe one task from its decoded ``blocks`` and write its outputs, all or none."""
         source = task.job.source
         writers = {output.format: get_writer(output.format, self.cue_options) for output in task.outputs}
         try:
-            segments, info = self.transcriber.transcribe(blocks, self.options, source=source)
-            collected = []
-            for segment in segments:
-                collected.append(segment)
-                reporter.progress(segment.end)
             with _interrupts_deferred():
-                written = _write_outputs(task, collected, info, writers, stdout)
-        except SambaError as error:
-            return _failed(source, str(error))
+                written = _write_outputs(task, segments, info, writers, stdout)
         except _WriteError as error:
             return _failed(source, f"{source}: cannot write {error.path}: {error.reason}")
         return Outcome(source, Status.DONE, duration=info.duration, outputs=written)
@@ -576,12 +596,11 @@ def run_batch(
     interrupted = False
     try:
         with Prefetcher(sources, transcriber.prefetch_seconds if transcriber else 0.0) as prefetcher:
-            for index, task in enumerate(plan.tasks):
-                assert transcriber is not None
-                reporter.started(task)
-                outcome = transcriber.run_task(task, prefetcher.blocks(index), reporter, stdout)
-                outcomes.append(outcome)
-                reporter.finished(outcome)
+            if transcriber is not None and plan.tasks:
+                blocks = (prefetcher.blocks(index) for index in range(len(plan.tasks)))
+                for outcome in transcriber.run_tasks(plan.tasks, blocks, reporter, stdout):
+                    outcomes.append(outcome)
+                    reporter.finished(outcome)
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -2,8 +2,10 @@
 
 samples -> windows -> features -> encoder -> CTC posteriors -> segments -> decoder search -> alignment -> Segments
 
-Windows come one at a time from the windowing stage; the segments of consecutive windows are pooled and decoded in
-batches of ``DecodeOptions.batch_size``, and yielded in source order as soon as their batch is done.
+Windows come one at a time from the windowing stage of one or several sources. Consecutive windows, of one
+source or of the next ones, are encoded together in one padded batch of at most ``encoder_batch_seconds`` of
+audio; the segments they hold are pooled and decoded in batches of ``DecodeOptions.batch_size``, across windows
+and sources, and given in source order as soon as their batch is done.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 
 from samba_cli.align import word_spans
+from samba_cli.errors import SambaError
 from samba_cli.features import HOP_LENGTH, SAMPLE_RATE, log_mel
 from samba_cli.model import SambaASR
 from samba_cli.results import Segment, Word
@@ -28,6 +32,10 @@ from samba_cli.windows import Window, WindowOptions
 
 logger = logging.getLogger(__name__)
 
+CUDA_ENCODER_BATCH = (
+    600.0  # seconds of padded audio per encoder batch on CUDA when encoder_batch_seconds is auto
+)
+
 
 @dataclass(frozen=True)
 class TranscribeOptions:
@@ -35,6 +43,14 @@ class TranscribeOptions:
     segments: SegmentOptions = field(default_factory=SegmentOptions)  # utterance segments inside a window
     decode: DecodeOptions = field(default_factory=DecodeOptions)  # search
     word_timestamps: bool = True  # align words with the CTC posteriors
+    # Consecutive windows (of one or several sources) are encoded in one padded batch of at most this many
+    # seconds; 0: one window at a time; None: auto (0 on CPU, where batching measured no faster; CUDA_ENCODER_BATCH
+    # on CUDA, where encoder calls are launch-bound), resolved by Transcriber.resolve_options.
+    encoder_batch_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.encoder_batch_seconds is not None and not self.encoder_batch_seconds >= 0:
+            raise ValueError(f"encoder_batch_seconds must be >= 0, got {self.encoder_batch_seconds}")
 
     @classmethod
     def from_kwargs(cls, base: TranscribeOptions | None = None, **kwargs) -> TranscribeOptions:
@@ -49,7 +65,7 @@ class TranscribeOptions:
             )
             if owner is not None:
                 changes[owner][key] = value
-            elif key == "word_timestamps":
+            elif key in ("word_timestamps", "encoder_batch_seconds"):
                 top[key] = value
             else:
                 raise TypeError(f"unknown transcription option {key!r}")
@@ -69,15 +85,46 @@ def max_decoder_frames(model: SambaASR, options: TranscribeOptions) -> int:
     return -(-frames // 64) * 64
 
 
+class _Flush:
+    def __repr__(self) -> str:
+        return "FLUSH"
+
+
+FLUSH = _Flush()  # in Pipeline.run_sources' sources: finish the queued work before reading the next source
+
+
+@dataclass(frozen=True)
+class SourceEvent:
+    """One result of :meth:`Pipeline.run_sources`. Events come in source order: a source's segments, then its end."""
+
+    source: int  # position of the source among the inputs
+    segment: Segment | None = None  # the source's next non-empty segment; None: the source has ended
+    error: SambaError | None = None  # at the end: why the source failed (segments given for it are void)
+
+    @property
+    def done(self) -> bool:
+        """The source ended without error: all its segments have been given."""
+        return self.segment is None and self.error is None
+
+
 @dataclass
 class _Pending:
     """A segment waiting for its decoder batch."""
 
+    source: int
     window: Window
     span: FrameSpan
     states: torch.Tensor  # (S', D) encoder frames of the span plus the attention margin
     ctc: torch.Tensor | None  # (span.length, V + 1) CTC log-posteriors of the span
     offset: int  # frames of margin before span.start inside ``states``
+
+
+@dataclass(frozen=True)
+class _End:
+    """The end of a source, queued behind its last window and segment."""
+
+    source: int
+    error: SambaError | None
 
 
 class Pipeline:
@@ -108,33 +155,49 @@ class Pipeline:
             raise ValueError("decoder='ctc' needs a model with a CTC head")
 
     @torch.inference_mode()
-    def encode_window(self, window: Window) -> list[_Pending]:
-        """Features, encoder and CTC posteriors of one window, cut into pending segments."""
+    def encode_windows(self, windows: list[Window], sources: list[int] | None = None) -> list[list[_Pending]]:
+        """Features, encoder and CTC posteriors of windows in one padded batch, each cut into pending segments.
+
+        A window encodes to the same frames alone or in a batch (padding is masked). ``sources`` tags each
+        window's segments with its source index (default 0).
+        """
         cfg = self.model.config
-        feats = log_mel(torch.from_numpy(window.samples).to(self.param.device), cfg.n_mels)
-        states, _ = self.model.encode(feats.unsqueeze(0).to(self.param.dtype))
-        states = states[0]
-        if self.model.ctc_head is None:
-            frames = states.shape[0]
-            spans = [FrameSpan(0, frames, 0.0)] if frames else []
-            ctc = None
+        feats = [log_mel(torch.from_numpy(w.samples).to(self.param.device), cfg.n_mels) for w in windows]
+        if len(feats) == 1:
+            batch, lengths = feats[0].unsqueeze(0), None
         else:
+            batch = torch.nn.utils.rnn.pad_sequence([f.T for f in feats], batch_first=True).transpose(1, 2)
+            lengths = torch.tensor([f.shape[1] for f in feats], device=batch.device)
+        states, state_lengths = self.model.encode(batch.to(self.param.dtype), lengths)
+        ctc = None
+        if self.model.ctc_head is not None:
             ctc = torch.log_softmax(self.model.ctc_logits(states).float(), dim=-1)
-            spans = split_segments(ctc[:, cfg.blank_id].exp(), self.frame_seconds, self.options.segments)
         margin = round(self.options.segments.attention_margin_seconds / self.frame_seconds)
-        pending = []
-        for span in spans:
-            lo, hi = max(0, span.start - margin), min(states.shape[0], span.end + margin)
-            pending.append(
-                _Pending(
-                    window,
-                    span,
-                    states[lo:hi],
-                    None if ctc is None else ctc[span.start : span.end],
-                    span.start - lo,
+        out = []
+        for row, window in enumerate(windows):
+            frames = int(state_lengths[row])
+            window_states = states[row, :frames]
+            window_ctc = None if ctc is None else ctc[row, :frames]
+            if window_ctc is None:
+                spans = [FrameSpan(0, frames, 0.0)] if frames else []
+            else:
+                blank = window_ctc[:, cfg.blank_id].exp()
+                spans = split_segments(blank, self.frame_seconds, self.options.segments)
+            pending = []
+            for span in spans:
+                lo, hi = max(0, span.start - margin), min(frames, span.end + margin)
+                pending.append(
+                    _Pending(
+                        0 if sources is None else sources[row],
+                        window,
+                        span,
+                        window_states[lo:hi],
+                        None if window_ctc is None else window_ctc[span.start : span.end],
+                        span.start - lo,
+                    )
                 )
-            )
-        return pending
+            out.append(pending)
+        return out
 
     def decode_batch(self, batch: list[_Pending]) -> list[Hypothesis]:
         cfg = self.model.config
@@ -181,27 +244,83 @@ class Pipeline:
         )
 
     def run(self, windows: Iterable[Window]) -> Iterator[Segment]:
-        """Windows in source order -> non-empty Segments in source order."""
-        batch_size = self.options.decode.batch_size
-        queue: list[_Pending] = []
-        index = 0
-        for window in windows:
-            queue.extend(self.encode_window(window))
-            while len(queue) >= batch_size:
-                batch, queue = queue[:batch_size], queue[batch_size:]
-                for segment in self._finish(batch, index):
-                    index += 1
-                    yield segment
-        while queue:
-            batch, queue = queue[:batch_size], queue[batch_size:]
-            for segment in self._finish(batch, index):
-                index += 1
-                yield segment
+        """Windows of one source in order -> its non-empty Segments in order. A SambaError raised while the
+        windows are read is raised again here."""
+        for event in self.run_sources([windows]):
+            if event.error is not None:
+                raise event.error
+            if event.segment is not None:
+                yield event.segment
 
-    def _finish(self, batch: list[_Pending], first_index: int) -> Iterator[Segment]:
-        index = first_index
-        for pending, hyp in zip(batch, self.decode_batch(batch), strict=True):
-            segment = self.to_segment(index, pending, hyp)
-            if segment.text:
-                index += 1
-                yield segment
+    def run_sources(self, sources: Iterable[Iterable[Window] | _Flush]) -> Iterator[SourceEvent]:
+        """Several sources, each an iterable of its windows, read one after the other -> events in source order.
+
+        Windows of consecutive sources share encoder batches and their segments share decoder batches, so a
+        source's segments may wait for the next source's to fill a batch. A SambaError raised while a source's
+        windows are read (bad media) ends that source with an error event and drops its pending work; the
+        other sources go on. Source ``k + 1`` is only asked for its windows after those of source ``k`` ran out.
+        A :data:`FLUSH` among the sources finishes all the work queued so far before the next source is read (put
+        it before a source that may block, such as standard input, so that earlier sources are not held back).
+        """
+        budget = (self.options.encoder_batch_seconds or 0.0) * SAMPLE_RATE  # padded samples per encoder batch
+        waiting: list[tuple[int, Window] | _End] = []  # windows for the encoder, with source ends in order
+        queue: deque[_Pending | _End] = deque()  # segments for the decoder, with source ends in order
+        counts: dict[int, int] = {}  # segments given so far per source
+        source = -1
+        for windows in sources:
+            if windows is FLUSH:
+                queue.extend(self._encode(waiting))
+                waiting = []
+                yield from self._drain(queue, counts, final=True)
+                continue
+            source += 1
+            error = None
+            try:
+                for window in windows:
+                    longest = max([len(w[1].samples) for w in waiting if not isinstance(w, _End)], default=0)
+                    width = max(longest, len(window.samples))
+                    if longest and (sum(not isinstance(w, _End) for w in waiting) + 1) * width > budget:
+                        queue.extend(self._encode(waiting))
+                        waiting = []
+                        yield from self._drain(queue, counts, final=False)
+                    waiting.append((source, window))
+            except SambaError as exc:
+                error = exc
+                waiting = [w for w in waiting if isinstance(w, _End) or w[0] != source]
+                queue = deque(p for p in queue if isinstance(p, _End) or p.source != source)
+            waiting.append(_End(source, error))
+        queue.extend(self._encode(waiting))
+        yield from self._drain(queue, counts, final=True)
+
+    def _encode(self, waiting: list[tuple[int, Window] | _End]) -> list[_Pending | _End]:
+        """Encode the waiting windows in one batch; their segments and the source ends, in order."""
+        items = [w for w in waiting if not isinstance(w, _End)]
+        encoded = iter(self.encode_windows([w for _, w in items], [s for s, _ in items]) if items else [])
+        out: list[_Pending | _End] = []
+        for item in waiting:
+            out.extend([item] if isinstance(item, _End) else next(encoded))
+        return out
+
+    def _drain(
+        self, queue: deque[_Pending | _End], counts: dict[int, int], final: bool
+    ) -> Iterator[SourceEvent]:
+        """Decode full batches (and, when ``final``, the last partial one) from the queue's front; give events."""
+        batch_size = self.options.decode.batch_size
+        while True:
+            while queue and isinstance(queue[0], _End):
+                end = queue.popleft()
+                yield SourceEvent(end.source, error=end.error)
+            batch = [p for p in queue if isinstance(p, _Pending)][:batch_size]
+            if not batch or (len(batch) < batch_size and not final):
+                return
+            hyps = dict(zip(map(id, batch), self.decode_batch(batch), strict=True))
+            while hyps:
+                item = queue.popleft()
+                if isinstance(item, _End):
+                    yield SourceEvent(item.source, error=item.error)
+                    continue
+                index = counts.get(item.source, 0)
+                segment = self.to_segment(index, item, hyps.pop(id(item)))
+                if segment.text:
+                    counts[item.source] = index + 1
+                    yield SourceEvent(item.source, segment)

@@ -183,6 +183,15 @@ def transcribe_command(
         DType, typer.Option(case_sensitive=False, help="auto: bfloat16 on cuda, float32 on cpu")
     ] = DType.auto,
     batch_size: Annotated[int, typer.Option(min=1, help="Segments decoded together")] = 16,
+    encoder_batch: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            min=0.0,
+            help="Windows of one or several files encoded together, up to this much audio; 0: one at a time",
+            show_default="auto: 0 on cpu, 600 on cuda",
+        ),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads for torch", show_default="torch's choice")
     ] = None,
@@ -241,7 +250,7 @@ def transcribe_command(
                 from samba_cli.api import load_model  # torch
 
                 options = _transcribe_options(
-                    word_timestamps, beam_size, decoder, batch_size, vad, window_length
+                    word_timestamps, beam_size, decoder, batch_size, vad, window_length, encoder_batch
                 )
                 transcriber = load_model(
                     model,
@@ -268,7 +277,13 @@ def transcribe_command(
 
 
 def _transcribe_options(
-    word_timestamps: bool, beam_size: int, decoder: Decoder, batch_size: int, vad: bool, window_length: float
+    word_timestamps: bool,
+    beam_size: int,
+    decoder: Decoder,
+    batch_size: int,
+    vad: bool,
+    window_length: float,
+    encoder_batch: float | None,
 ) -> TranscribeOptions:
     from samba_cli.pipeline import TranscribeOptions  # torch
     from samba_cli.windows import WindowOptions
@@ -283,6 +298,7 @@ def _transcribe_options(
             vad=vad,
             window_seconds=window_length,
             margin_seconds=margin,
+            encoder_batch_seconds=encoder_batch,
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
