@@ -10,7 +10,9 @@ Steps (each leaves a marker file in --out so a rerun skips it):
                                train / dev / test sentence pools.
   3. train, dev, test (.done-<split>)  synthesize each utterance with
                                espeak-ng / flite / festival, vary speed and
-                               pitch, add noise / reverb to a subset, resample
+                               pitch, give half of the (male) flite/festival
+                               train+dev utterances a female-like timbre,
+                               add noise / reverb to a subset, resample
                                to 16 kHz mono 16-bit FLAC and write
                                <split>.jsonl.
 
@@ -20,7 +22,7 @@ command gives the same corpus.
 
 Usage:
   python recipes/synthetic-en/prepare.py --out data/synthetic-en \
-      --num-train 12000 --num-dev 300 --num-test 400 --jobs 2 --seed 0
+      --num-train 16000 --num-dev 300 --num-test 400 --jobs 2 --seed 0
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ ENGINE_SHARE_TEST = {"espeak-ng": 0.34, "flite": 0.33, "festival": 0.33}
 P_NOISE = 0.35     # add white/pink noise at SNR U(10, 30) dB
 P_REVERB = 0.20    # convolve with a synthetic exponentially decaying impulse
 P_SPEED = 0.25     # sox speed perturbation U(0.9, 1.1) (flite/festival only)
+# Female-like timbre for the male flite/festival training voices (the corpus has no female voice on those
+# engines, and slt is held out): sox `speed` by S raises formants and pitch by S (a vocal-tract-length
+# warp), the engine stretches durations by S so the speaking rate stays, and the pitch is raised further to
+# a female range (flite: its f0 target; festival: sox `pitch`).  Drawn from its own seeded generator, so
+# the other parameters of every utterance are the same as without it.
+P_TIMBRE = 0.5               # share of flite/festival train+dev utterances (--timbre-share)
+TIMBRE_WARP = (1.12, 1.3)     # S
+TIMBRE_F0 = (165, 235)        # Hz after the warp (flite)
+TIMBRE_CENTS = (350, 750)     # extra pitch shift (festival kal_diphone, ~105 Hz)
 
 
 def log(msg: str) -> None:
@@ -241,7 +252,7 @@ def step_text(out: Path, seed: int, n_dev: int, n_test: int) -> None:
 # ---------------------------------------------------------------------------
 # Step 3: synthesis
 # ---------------------------------------------------------------------------
-def plan(out: Path, split: str, n: int, seed: int) -> list[dict]:
+def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBRE) -> list[dict]:
     lines = (out / f"sentences.{split}.txt").read_text().splitlines()
     pool = [line.split("\t", 1) for line in lines]
     rng = random.Random(f"{seed}-{split}")
@@ -272,6 +283,13 @@ def plan(out: Path, split: str, n: int, seed: int) -> list[dict]:
                       "cents": rng.randint(-150, 150)}
         if engine != "espeak-ng" and rng.random() < P_SPEED:
             params["speed_perturb"] = round(rng.uniform(0.9, 1.1), 3)
+        trng = random.Random(f"{seed}-{split}-timbre-{i}")
+        if engine != "espeak-ng" and not test and trng.random() < timbre_share:
+            params["timbre"] = round(trng.uniform(*TIMBRE_WARP), 3)
+            if engine == "flite":
+                params["f0_hz"] = round(trng.uniform(*TIMBRE_F0))
+            else:
+                params["cents"] = trng.randint(*TIMBRE_CENTS)
         aug = {}
         if rng.random() < P_NOISE:
             aug["noise"] = rng.choice(["white", "pink"])
@@ -292,17 +310,20 @@ def synth_raw(item: dict, tmpdir: str) -> str:
     with open(txt, "w") as fh:
         fh.write(item["text"] + "\n")
     p, v = item["params"], item["voice"]
+    warp = p.get("timbre", 1.0)              # sox speeds the result up by this much afterwards
+    stretch = round(p.get("stretch", 1.0) * warp, 3)
     if item["engine"] == "espeak-ng":
         cmd = ["espeak-ng", "-v", v, "-s", str(p["speed"]), "-p", str(p["pitch"]),
                "-w", wav, "-f", txt]
     elif item["engine"] == "flite":
         f0 = {"kal": 105, "kal16": 105, "rms": 100, "awb": 110, "slt": 170}.get(v, 120)
+        target = p["f0_hz"] / warp if "f0_hz" in p else f0 * p["f0shift"]
         cmd = ["flite", "-voice", v, "-f", txt, "-o", wav,
-               "--setf", f"duration_stretch={p['stretch']}",
-               "--setf", f"int_f0_target_mean={round(f0 * p['f0shift'])}"]
+               "--setf", f"duration_stretch={stretch}",
+               "--setf", f"int_f0_target_mean={round(target)}"]
     else:
         cmd = ["text2wave", "-eval", f"(voice_{v})", "-eval",
-               f"(Parameter.set 'Duration_Stretch {p['stretch']})", "-o", wav, txt]
+               f"(Parameter.set 'Duration_Stretch {stretch})", "-o", wav, txt]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                    timeout=120)
     return wav
@@ -331,8 +352,9 @@ def process(item: dict, out: Path) -> dict | None:
             p = item["params"]
             if "cents" in p and p["cents"]:
                 effects += ["pitch", str(p["cents"])]
-            if "speed_perturb" in p:
-                effects += ["speed", str(p["speed_perturb"])]
+            speed = p.get("speed_perturb", 1.0) * p.get("timbre", 1.0)
+            if speed != 1.0:
+                effects += ["speed", str(round(speed, 4))]
             # trim long leading/trailing silence, keep 0.15 s margins
             cmd = ["sox", "-q", "-R", raw, "-r", str(SR), "-c", "1", "-b", "16", "-e", "signed",
                    res] + effects + ["rate", "-h", str(SR),
@@ -389,8 +411,8 @@ def _work(args):
     return process(*args)
 
 
-def step_split(out: Path, split: str, n: int, seed: int, jobs: int) -> None:
-    items = plan(out, split, n, seed)
+def step_split(out: Path, split: str, n: int, seed: int, jobs: int, timbre_share: float) -> None:
+    items = plan(out, split, n, seed, timbre_share)
     (out / "tmp").mkdir(exist_ok=True)
     t0 = time.time()
     recs = []
@@ -424,6 +446,9 @@ def main() -> None:
     ap.add_argument("--num-test", type=int, default=400)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timbre-share", type=float, default=P_TIMBRE,
+                    help="share of flite/festival train and dev utterances given a female-like timbre "
+                         "(0: the corpus's first version)")
     ap.add_argument("--splits", default="test,dev,train",
                     help="comma list of splits to synthesize (default all)")
     ap.add_argument("--force", action="store_true", help="ignore .done markers")
@@ -451,7 +476,7 @@ def main() -> None:
     counts = {"train": args.num_train, "dev": args.num_dev, "test": args.num_test}
     for split in [s for s in args.splits.split(",") if s]:
         if not done(split):
-            step_split(out, split, counts[split], args.seed, args.jobs)
+            step_split(out, split, counts[split], args.seed, args.jobs, args.timbre_share)
             mark(split)
     shutil.rmtree(out / "tmp", ignore_errors=True)
     log(f"all done in {time.time() - t0:.0f}s")
