@@ -93,3 +93,30 @@ def test_real_decoders_run_on_a_random_model(checkpoint, decoder):
     report = evaluate(SambaASR(TINY).eval(), tokenizer, read_manifest(manifest), options)
     assert len(report.utterances) == 3
     assert all(isinstance(u.hypothesis, str) for u in report.utterances)
+
+
+def test_eval_group_by_scores_each_value_of_a_field(checkpoint, monkeypatch, tmp_path):
+    model_dir, manifest = checkpoint
+    monkeypatch.setattr(
+        evaluate_module, "decode_batch", fake_decoder(Tokenizer(model_dir / "tokenizer.model"))
+    )
+    grouped = manifest.parent / "grouped.jsonl"
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    with grouped.open("w") as out:
+        for entry, voice in zip(lines, ["slt", "slt", "kal"], strict=True):
+            out.write(json.dumps({**entry, "voice": voice}) + "\n")
+    app = typer.Typer()
+    app.command("eval")(eval_command)
+    app.command("noop")(lambda: None)
+    report = tmp_path / "report.json"
+    args = ["eval", str(model_dir), str(grouped), "--report", str(report), "--group-by", "voice"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["group_by"] == "voice" and list(data["groups"]) == ["kal", "slt"]
+    kal, slt = data["groups"]["kal"], data["groups"]["slt"]
+    assert (kal["utterances"], kal["word_errors"], slt["utterances"], slt["word_errors"]) == (1, 2, 2, 1)
+    assert kal["words"] + slt["words"] == data["words"] == 16
+    assert [r["voice"] for r in data["results"]] == ["slt", "slt", "kal"]
+    assert f"voice=slt: WER {100 / slt['words']:.2f}% (1/{slt['words']})" in result.output
+    assert not list(tmp_path.glob(".*.tmp")), "the report is written through a temporary file"

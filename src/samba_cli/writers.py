@@ -12,7 +12,7 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TextIO
@@ -180,9 +180,14 @@ def get_writer(name: str, cue_options: CueOptions | None = None) -> Writer:
 
 
 def write_file(writer: Writer, segments: Sequence[Segment], info: TranscriptionInfo, path: Path) -> None:
-    """Write to a temporary file next to `path`, fsync it, then rename it over `path`.
+    """Write a transcript to ``path`` atomically (see :func:`write_atomically`)."""
+    write_atomically(path, lambda stream: writer.write(segments, info, stream))
 
-    Readers see either the old file or the whole new one. If anything fails (the writer included) the
+
+def write_atomically(path: str | os.PathLike, write: Callable[[TextIO], object]) -> None:
+    """Call ``write`` on a UTF-8 temporary file next to ``path``, fsync it, then rename it over ``path``.
+
+    Readers see either the old file or the whole new one. If anything fails (``write`` included) the
     temporary file is removed, the old file is left untouched, and the error propagates.
     """
     path = Path(path)
@@ -191,7 +196,7 @@ def write_file(writer: Writer, segments: Sequence[Segment], info: TranscriptionI
     stream = temporary.open("x", encoding="utf-8", newline="\n")
     try:
         with stream:
-            writer.write(segments, info, stream)
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)

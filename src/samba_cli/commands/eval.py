@@ -13,8 +13,9 @@ from samba_cli.model import load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
 from samba_cli.search import DecodeOptions
 from samba_cli.tokenizer import Tokenizer
-from samba_cli.train.data import read_manifest
+from samba_cli.train.data import read_manifest, read_manifest_field
 from samba_cli.train.evaluate import evaluate
+from samba_cli.writers import write_atomically
 
 
 def eval_command(
@@ -35,6 +36,9 @@ def eval_command(
     batch_seconds: float = typer.Option(300.0, help="padded audio seconds decoded together"),
     workers: int = typer.Option(0, help="processes reading audio and computing features"),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)"),
+    group_by: str | None = typer.Option(
+        None, metavar="FIELD", help="also score each value of this manifest field apart (e.g. voice, engine)"
+    ),
 ) -> None:
     """Transcribe a manifest and score it: WER and CER after Whisper's English normaliser, and speed."""
     if threads > 0:
@@ -46,6 +50,7 @@ def eval_command(
     try:
         options = DecodeOptions(decoder=decoder, beam_size=beam_size)
         utterances = read_manifest(manifest)
+        labels = read_manifest_field(manifest, group_by) if group_by else None
     except (ValueError, FileNotFoundError) as exc:
         raise SambaError(str(exc)) from exc
     net = load_checkpoint(model, device=device, backend=backend)
@@ -61,10 +66,25 @@ def eval_command(
         manifest_name=str(manifest),
     )
     report = report or Path(f"eval-{manifest.stem}-{decoder}.json")
-    report.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    document = result.to_dict()
+    groups = {} if labels is None else result.group_summaries(labels)
+    if labels is not None:
+        document["group_by"], document["groups"] = group_by, groups
+        for entry, label in zip(document["results"], labels, strict=True):
+            entry[group_by] = label
+    try:
+        write_atomically(report, lambda stream: stream.write(json.dumps(document, indent=2) + "\n"))
+    except OSError as exc:
+        raise SambaError(f"{report}: cannot write the report: {exc.strerror or exc}") from exc
     summary = result.summary()
     typer.echo(
         f"{manifest}: WER {100 * summary['wer']:.2f}% ({summary['word_errors']}/{summary['words']}) "
         f"CER {100 * summary['cer']:.2f}% | {summary['utterances']} utterances, "
         f"{summary['audio_seconds'] / 3600:.2f} h at {summary['x_real_time']:.1f}x real time | report {report}"
     )
+    for label, group in groups.items():
+        typer.echo(
+            f"  {group_by}={label or '(none)'}: WER {100 * group['wer']:.2f}% "
+            f"({group['word_errors']}/{group['words']}) CER {100 * group['cer']:.2f}% | "
+            f"{group['utterances']} utterances"
+        )

@@ -50,6 +50,17 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     return utterances
 
 
+def read_manifest_field(path: str | os.PathLike, field: str) -> list[str]:
+    """The ``field`` of every entry of a manifest (in :func:`read_manifest` order) as text; "" where absent."""
+    values = []
+    with Path(path).open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                value = json.loads(line).get(field, "")
+                values.append(value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+    return values
+
+
 def read_audio(path: Path) -> torch.Tensor:
     """A 16 kHz mono WAV/FLAC file -> float32 samples (N,)."""
     samples, rate = sf.read(str(path), dtype="float32", always_2d=True)

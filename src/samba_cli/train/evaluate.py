@@ -7,7 +7,7 @@ import functools
 import importlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -123,6 +123,23 @@ class EvalReport:
             "wall_seconds": self.wall_seconds,
             "x_real_time": self.real_time_factor,
         }
+
+    def group_summaries(self, labels: Sequence[str]) -> dict[str, dict]:
+        """WER, CER and counts of the utterances sharing each label (``labels[i]`` is utterance i's)."""
+        groups: dict[str, list[UtteranceResult]] = {}
+        for label, utterance in zip(labels, self.utterances, strict=True):
+            groups.setdefault(label, []).append(utterance)
+        summaries = {}
+        for label in sorted(groups):
+            errors = sum((u.errors for u in groups[label]), ErrorCounts())
+            summaries[label] = {
+                "utterances": len(groups[label]),
+                "audio_seconds": sum(u.duration for u in groups[label]),
+                "wer": errors.wer,
+                "cer": errors.cer,
+                **dataclasses.asdict(errors),
+            }
+        return summaries
 
     def to_dict(self) -> dict:
         return {
