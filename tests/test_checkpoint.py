@@ -66,3 +66,17 @@ def test_half_precision_storage_loads_as_float32(tmp_path):
     a, _ = _outputs(model)
     b, _ = _outputs(loaded)
     assert (a - b).abs().max() < 1e-2 * a.abs().max()
+
+
+def test_saved_files_follow_the_umask_and_leave_no_temporaries(tmp_path, tiny_tokenizer):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        save_checkpoint(tiny_model(), tmp_path, tokenizer_file=tiny_tokenizer.path)
+    finally:
+        os.umask(previous)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["config.json", "model.safetensors", "tokenizer.model"]
+    for name in names:
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
