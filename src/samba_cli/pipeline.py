@@ -32,9 +32,8 @@ from samba_cli.windows import Window, WindowOptions
 
 logger = logging.getLogger(__name__)
 
-CUDA_ENCODER_BATCH = (
-    600.0  # seconds of padded audio per encoder batch on CUDA when encoder_batch_seconds is auto
-)
+# seconds of padded audio per encoder batch on CUDA when encoder_batch_seconds is auto
+CUDA_ENCODER_BATCH = 600.0
 
 
 @dataclass(frozen=True)
