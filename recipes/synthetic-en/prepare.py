@@ -8,7 +8,7 @@ Steps (each leaves a marker file in --out so a rerun skips it):
   2. text     (.done-text)     clean them into cased, punctuated ASCII
                                sentences of 3-20 words, dedupe, split into
                                train / dev / test sentence pools.
-  3. train, dev, test (.done-<split>)  synthesize each utterance with
+  3. train, dev, test, dev-heldout (.done-<split>)  synthesize each utterance with
                                espeak-ng / flite / festival, vary speed and
                                pitch, give half of the (male) flite/festival
                                train+dev utterances a female-like timbre,
@@ -253,18 +253,22 @@ def step_text(out: Path, seed: int, n_dev: int, n_test: int) -> None:
 # Step 3: synthesis
 # ---------------------------------------------------------------------------
 def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBRE) -> list[dict]:
-    lines = (out / f"sentences.{split}.txt").read_text().splitlines()
+    # dev-heldout: the dev sentences read by the test voices, to choose between recipes on held-out voices
+    # without touching the test set
+    pool_name = "dev" if split == "dev-heldout" else split
+    lines = (out / f"sentences.{pool_name}.txt").read_text().splitlines()
     pool = [line.split("\t", 1) for line in lines]
     rng = random.Random(f"{seed}-{split}")
     order = list(range(len(pool)))
     rng.shuffle(order)
-    share = ENGINE_SHARE_TEST if split == "test" else ENGINE_SHARE_TRAIN
+    heldout_voices = split in ("test", "dev-heldout")
+    share = ENGINE_SHARE_TEST if heldout_voices else ENGINE_SHARE_TRAIN
     engines = list(share)
     items = []
     for i in range(n):
         src, text = pool[order[i % len(order)]]
         engine = rng.choices(engines, weights=[share[e] for e in engines])[0]
-        test = split == "test"
+        test = heldout_voices
         if engine == "espeak-ng":
             if test:
                 voice = rng.choice(ESPEAK_TEST_VOICES)
@@ -444,12 +448,14 @@ def main() -> None:
     ap.add_argument("--num-train", type=int, default=12000)
     ap.add_argument("--num-dev", type=int, default=300)
     ap.add_argument("--num-test", type=int, default=400)
+    ap.add_argument("--num-dev-heldout", type=int, default=200,
+                    help="dev sentences read by the held-out (test) voices")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timbre-share", type=float, default=P_TIMBRE,
                     help="share of flite/festival train and dev utterances given a female-like timbre "
                          "(0: the corpus's first version)")
-    ap.add_argument("--splits", default="test,dev,train",
+    ap.add_argument("--splits", default="test,dev,train,dev-heldout",
                     help="comma list of splits to synthesize (default all)")
     ap.add_argument("--force", action="store_true", help="ignore .done markers")
     args = ap.parse_args()
@@ -473,7 +479,8 @@ def main() -> None:
     if not done("text"):
         step_text(out, args.seed, args.num_dev, args.num_test)
         mark("text")
-    counts = {"train": args.num_train, "dev": args.num_dev, "test": args.num_test}
+    counts = {"train": args.num_train, "dev": args.num_dev, "test": args.num_test,
+              "dev-heldout": args.num_dev_heldout}
     for split in [s for s in args.splits.split(",") if s]:
         if not done(split):
             step_split(out, split, counts[split], args.seed, args.jobs, args.timbre_share)
