@@ -228,24 +228,14 @@ def test_two_processes_train_with_ddp_on_cpu(corpus, tmp_path):
 
 
 def test_init_from_starts_a_new_run_from_trained_weights(corpus, tmp_path):
-    first = train(
-        config_for(
-            corpus,
-            tmp_path / "first",
-            max_batch_seconds=100.0,
-            max_batch_utterances=100,
-            lr=1e-2,
-            max_steps=6,
-        )
-    )
+    common = {"max_batch_seconds": 100.0, "max_batch_utterances": 100, "lr": 1e-2}
+    first = train(config_for(corpus, tmp_path / "first", max_steps=6, **common))
     trained = losses(first)
     second = config_for(
         corpus,
         tmp_path / "second",
-        max_batch_seconds=100.0,
-        max_batch_utterances=100,
-        lr=1e-2,
         max_steps=2,
+        **common,
         preset="tiny",  # ignored: the model config comes from the checkpoint
         init_from=str(first / "checkpoint"),
     )

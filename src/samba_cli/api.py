@@ -105,9 +105,10 @@ class Transcriber:
         def sources() -> Iterator[Iterator[Window] | object]:
             for item in inputs:
                 audio, source = item if isinstance(item, tuple) else (item, None)
-                if (source or _name(audio)) == STDIN and infos:
+                name = source or _name(audio)
+                if name == STDIN and infos:
                     yield FLUSH  # standard input may block: finish the earlier inputs first
-                infos.append(self._info(source or _name(audio), options))
+                infos.append(self._info(name, options))
                 yield self._windows(audio, infos[-1], options)
 
         return self._pipeline(options).run_sources(sources()), infos
