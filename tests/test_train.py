@@ -242,3 +242,33 @@ def test_init_from_starts_a_new_run_from_trained_weights(corpus, tmp_path):
     continued = losses(train(second))
     assert continued[0] < 0.8 * trained[0], "a run started from trained weights starts below a fresh one"
     assert load_checkpoint(tmp_path / "second" / "checkpoint").config.d_model == TINY.d_model
+
+
+def test_keep_every_snapshots_average_to_their_mean(corpus, tmp_path):
+    run = train(config_for(corpus, tmp_path / "run", max_steps=4, keep_every=2))
+    snapshots = sorted((run / "snapshots").iterdir())
+    assert [s.name for s in snapshots] == ["step-000002", "step-000004"]
+    out = tmp_path / "averaged"
+    result = CliRunner().invoke(_cli(), ["train", "average", *map(str, snapshots), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    first, second, mean = (load_checkpoint(f).state_dict() for f in (*snapshots, out))
+    assert any(not torch.equal(first[k], second[k]) for k in first), "the snapshots differ"
+    for name, tensor in mean.items():
+        torch.testing.assert_close(tensor, (first[name] + second[name]) / 2)
+    metadata = read_config_file(out)["metadata"]
+    assert metadata["averaged_steps"] == [2, 4]
+    assert (out / "tokenizer.model").read_bytes() == (run / "checkpoint" / "tokenizer.model").read_bytes()
+
+
+def test_average_refuses_checkpoints_of_different_models(corpus, tmp_path):
+    from samba_cli.errors import CheckpointError
+    from samba_cli.model import save_checkpoint
+    from samba_cli.train.average import average_checkpoints
+
+    run = train(config_for(corpus, tmp_path / "run", max_steps=1))
+    other = save_checkpoint(SambaASR(TINY.replace(d_model=TINY.d_model * 2)), tmp_path / "other")
+    with pytest.raises(CheckpointError, match="other: its model config differs"):
+        average_checkpoints([run / "checkpoint", other], tmp_path / "out")
+    with pytest.raises(CheckpointError, match="no config.json"):
+        average_checkpoints([run / "checkpoint", tmp_path / "missing"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -72,6 +72,7 @@ def run_command(
     seed: int = _option("seed"),
     log_every: int = _option("log_every"),
     save_every: int = _option("save_every"),
+    keep_every: int = _option("keep_every"),
     val_every: int = _option("val_every"),
     val_attention: bool = _option("val_attention", "--val-attention/--no-val-attention"),
 ) -> None:
@@ -102,6 +103,21 @@ def _texts(paths: list[Path], out) -> int:
                     out.write(text.strip() + "\n")
                     lines += 1
     return lines
+
+
+@app.command("average")
+def average_command(
+    models: list[Path] = typer.Argument(..., help="model folders of one run (e.g. runs/NAME/snapshots/step-*)"),
+    out: Path = typer.Option(..., "--out", help="the model folder to write"),
+    float16: bool = typer.Option(False, "--float16", help="store the averaged weights in float16"),
+) -> None:
+    """Average the weights of several checkpoints (same model config and tokenizer) into one model folder."""
+    import torch
+
+    from samba_cli.train.average import average_checkpoints
+
+    average_checkpoints(models, out, dtype=torch.float16 if float16 else None)
+    typer.echo(f"{out}: mean of {len(models)} checkpoints")
 
 
 @app.command("tokenizer")

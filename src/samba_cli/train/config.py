@@ -61,6 +61,7 @@ class TrainConfig:
     seed: int = 0  # seeds model init, batch order and augmentation
     log_every: int = 10  # steps between progress lines
     save_every: int = 1000  # steps between checkpoints (training state + model weights)
+    keep_every: int = 0  # steps between copies of the weights kept as snapshots/step-N (0: none)
     val_every: int = 0  # steps between validations besides each epoch end (0: epoch ends only)
     val_attention: bool = True  # validation also decodes greedily with the attention decoder
 
@@ -69,6 +70,8 @@ class TrainConfig:
             raise ValueError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
         if self.accumulate < 1 or self.max_steps < 1 or self.save_every < 1 or self.log_every < 1:
             raise ValueError("accumulate, max_steps, save_every and log_every must be positive")
+        if self.keep_every < 0:
+            raise ValueError(f"keep_every must be 0 (off) or positive, got {self.keep_every}")
         if not self.speeds or min(self.speeds) <= 0:
             raise ValueError(f"speeds must be positive factors, got {self.speeds}")
         object.__setattr__(self, "schedule", Schedule(self.schedule))
@@ -104,7 +107,7 @@ class TrainConfig:
 
 # Options that may change when a run is resumed: they do not change what is computed.
 RUNTIME_FIELDS = frozenset(
-    {"out_dir", "workers", "device", "threads", "log_every", "save_every", "val_every"}
+    {"out_dir", "workers", "device", "threads", "log_every", "save_every", "keep_every", "val_every"}
 )
 
 

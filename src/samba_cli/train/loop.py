@@ -7,6 +7,7 @@ Run folder (``TrainConfig.out_dir``)::
     state.pt            model + optimizer + RNG states + data position (written atomically every save_every)
     checkpoint/         the latest weights as a model folder (config.json, model.safetensors, tokenizer.model)
     best/               the weights with the best validation WER
+    snapshots/step-N/   copies of the weights every keep_every steps (for checkpoint averaging)
     metrics.jsonl       one record per step and per validation
 
 Exact resume: the batch plan of an epoch and every batch's augmentation are functions of (seed, epoch, batch
@@ -60,6 +61,7 @@ from samba_cli.train.state import STATE_FILE, Position, load_state, run_lock, sa
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"
+SNAPSHOTS_DIR = "snapshots"
 
 # Called after every optimizer step with the step's record; returning True stops training (after a checkpoint).
 StepHook = Callable[[dict], bool]
@@ -425,6 +427,8 @@ class Trainer:
                 stop = self._should_stop(record, on_step)
                 if stop or finished or self.position.step % config.save_every == 0:
                     self._save()
+                if config.keep_every and self.position.step % config.keep_every == 0 and self.world.is_main:
+                    self._save_weights(f"{SNAPSHOTS_DIR}/step-{self.position.step:06d}", epoch=self.position.epoch)
                 if stop:
                     self.reporter.message(
                         f"stopped at step {self.position.step}; rerun the same command to resume"
