@@ -107,7 +107,9 @@ def _texts(paths: list[Path], out) -> int:
 
 @app.command("average")
 def average_command(
-    models: list[Path] = typer.Argument(..., help="model folders of one run (e.g. runs/NAME/snapshots/step-*)"),
+    models: list[Path] = typer.Argument(
+        ..., help="model folders of one run (e.g. runs/NAME/snapshots/step-*)"
+    ),
     out: Path = typer.Option(..., "--out", help="the model folder to write"),
     float16: bool = typer.Option(False, "--float16", help="store the averaged weights in float16"),
 ) -> None:

@@ -43,7 +43,9 @@ def average_checkpoints(
         if config["model"] != configs[0]["model"]:
             raise CheckpointError(f"{folder}: its model config differs from {folders[0]}'s; cannot average")
         if tokenizer != tokenizers[0]:
-            raise CheckpointError(f"{folder}: its {TOKENIZER_FILE} differs from {folders[0]}'s; cannot average")
+            raise CheckpointError(
+                f"{folder}: its {TOKENIZER_FILE} differs from {folders[0]}'s; cannot average"
+            )
 
     model = load_checkpoint(folders[0])
     sums = {name: _start(tensor) for name, tensor in model.state_dict().items()}
@@ -54,7 +56,9 @@ def average_checkpoints(
             elif not torch.equal(tensor, sums[name]):
                 raise CheckpointError(f"{folder}: {name} differs from {folders[0]}'s and cannot be averaged")
     averaged = {
-        name: (total / len(folders)).to(model.state_dict()[name].dtype) if total.is_floating_point() else total
+        name: (total / len(folders)).to(model.state_dict()[name].dtype)
+        if total.is_floating_point()
+        else total
         for name, total in sums.items()
     }
     model.load_state_dict(averaged, strict=True)

@@ -428,7 +428,9 @@ class Trainer:
                 if stop or finished or self.position.step % config.save_every == 0:
                     self._save()
                 if config.keep_every and self.position.step % config.keep_every == 0 and self.world.is_main:
-                    self._save_weights(f"{SNAPSHOTS_DIR}/step-{self.position.step:06d}", epoch=self.position.epoch)
+                    self._save_weights(
+                        f"{SNAPSHOTS_DIR}/step-{self.position.step:06d}", epoch=self.position.epoch
+                    )
                 if stop:
                     self.reporter.message(
                         f"stopped at step {self.position.step}; rerun the same command to resume"
