@@ -48,7 +48,8 @@ def average_checkpoints(
             )
 
     model = load_checkpoint(folders[0])
-    sums = {name: _start(tensor) for name, tensor in model.state_dict().items()}
+    first = model.state_dict()
+    sums = {name: _start(tensor) for name, tensor in first.items()}
     for folder in folders[1:]:
         for name, tensor in load_checkpoint(folder).state_dict().items():
             if tensor.is_floating_point():
@@ -56,9 +57,7 @@ def average_checkpoints(
             elif not torch.equal(tensor, sums[name]):
                 raise CheckpointError(f"{folder}: {name} differs from {folders[0]}'s and cannot be averaged")
     averaged = {
-        name: (total / len(folders)).to(model.state_dict()[name].dtype)
-        if total.is_floating_point()
-        else total
+        name: (total / len(folders)).to(first[name].dtype) if total.is_floating_point() else total
         for name, total in sums.items()
     }
     model.load_state_dict(averaged, strict=True)
