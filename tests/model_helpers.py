@@ -32,3 +32,35 @@ def train_tiny_tokenizer(directory) -> Tokenizer:
     text = directory / "text.txt"
     text.write_text("\n".join(SENTENCES * 20), encoding="utf-8")
     return Tokenizer(train_tokenizer(text, directory / "tokenizer", TINY.vocab_size))
+
+
+# A bigram language model small enough to check by hand (log10 probabilities, back-off weights).
+TINY_ARPA = """\\data\\
+ngram 1=6
+ngram 2=4
+
+\\1-grams:
+-1.0\t<unk>\t0
+-99\t<s>\t-0.5
+-0.7\t</s>\t0
+-0.6\tcat\t-0.2
+-0.8\that\t-0.3
+-0.5\tthe\t-0.1
+
+\\2-grams:
+-0.3\t<s> the
+-0.2\tthe cat
+-0.9\tthe hat
+-0.1\tcat </s>
+
+\\end\\
+"""
+
+
+def write_tiny_lm(path) -> bytes:
+    """Write TINY_ARPA gzip-compressed (as a model folder's lm.arpa.gz) to ``path``; returns the bytes."""
+    import gzip
+
+    data = gzip.compress(TINY_ARPA.encode(), mtime=0)
+    path.write_bytes(data)
+    return data

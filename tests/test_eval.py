@@ -48,7 +48,7 @@ def test_normalize_ignores_case_punctuation_and_spelling_variants():
 
 
 def fake_decoder(tokenizer):
-    def decode_batch(model, batch, options, steppers):
+    def decode_batch(model, batch, options, steppers, pieces=None):
         return [tokenizer.encode(HYPOTHESES[i]) for i in batch.indices]
 
     return decode_batch

@@ -29,7 +29,7 @@ from samba_cli.hub import (
     weights_summary,
 )
 from tests.fake_hub import FakeHub, checkpoint_files, checkpoint_folder, use_fake_hub
-from tests.model_helpers import tiny_model
+from tests.model_helpers import tiny_model, write_tiny_lm
 
 REPO = "org/tiny"
 
@@ -42,7 +42,10 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHu
 
 
 def test_download_then_cache_hit_with_the_hub_stopped(fake_hub, tmp_path):
-    sha = fake_hub.commit(REPO, {**checkpoint_files(tmp_path), "extra.bin": b"not downloaded"})
+    lm = write_tiny_lm(tmp_path / "lm.arpa.gz")  # the optional file is downloaded too
+    sha = fake_hub.commit(
+        REPO, {**checkpoint_files(tmp_path), "lm.arpa.gz": lm, "extra.bin": b"not downloaded"}
+    )
     model, resolved = load_checkpoint_from(REPO)
     assert resolved.source == "hub" and resolved.model_id == REPO and resolved.revision == sha
     assert sorted(p.name for p in resolved.path.iterdir()) == sorted(hub.HUB_FILES)
@@ -230,8 +233,9 @@ def test_push_then_download(fake_hub, tmp_path):
     assert url.startswith(f"{fake_hub.url}/org/pushed/commit/")
     assert fake_hub.repos["org/pushed"].private
     pulled = resolve_model("org/pushed", token=fake_hub.token)
-    for name in hub.HUB_FILES:
-        assert (pulled.path / name).read_bytes() == (out / name).read_bytes()
+    assert sorted(p.name for p in pulled.path.iterdir()) == sorted(p.name for p in out.iterdir())
+    for path in out.iterdir():
+        assert (pulled.path / path.name).read_bytes() == path.read_bytes()
     (out / "README.md").write_text((out / "README.md").read_text() + "\nBranch v2.\n")
     push_checkpoint(out, "org/pushed", revision="v2", token=fake_hub.token)
     assert b"Branch v2." in fake_hub.files("org/pushed", "v2")["README.md"]

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from samba_cli import hub
 from samba_cli.commands.models import app
 from tests.fake_hub import FakeHub, checkpoint_files, checkpoint_folder, use_fake_hub
+from tests.model_helpers import write_tiny_lm
 
 runner = CliRunner()
 
@@ -92,11 +93,13 @@ def test_info_of_the_bundled_model_and_a_folder(fake_hub, tmp_path):
 def test_export_push_download(fake_hub, tmp_path):
     metadata = {"metrics": {"wer": 0.125}, "dataset": "synthetic-en", "steps": 1000}
     folder = checkpoint_folder(tmp_path / "ckpt", metadata=metadata)
+    write_tiny_lm(folder / "lm.arpa.gz")  # optional files are exported along
     out = tmp_path / "export"
     result = invoke("export", folder, out, "--name", "org/samba-test", "--license", "mit")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == sorted(hub.HUB_FILES)
     card = (out / "README.md").read_text()
+    assert "- `lm.arpa.gz`" in card
     front = card.split("---\n")[1]
     for line in (
         "library_name: samba-asr",

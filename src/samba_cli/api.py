@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -14,6 +15,7 @@ from samba_cli.audio import SAMPLE_RATE, STDIN, iter_audio
 from samba_cli.device import resolve_device, resolve_dtype
 from samba_cli.errors import CheckpointError
 from samba_cli.hub import ResolvedModel, resolve_model
+from samba_cli.lm import load_lm
 from samba_cli.model import SambaASR, load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
 from samba_cli.pipeline import (
@@ -25,6 +27,7 @@ from samba_cli.pipeline import (
     max_decoder_frames,
 )
 from samba_cli.results import Segment, TranscriptionInfo
+from samba_cli.search import resolve_lm
 from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.windows import Window, iter_windows
@@ -46,7 +49,7 @@ class Transcriber:
         self.tokenizer = tokenizer
         self.resolved = resolved
         self._steppers: dict[tuple[int, bool], StepperFactory] = {}  # CUDA graphs survive across files
-        metadata = read_config_file(resolved.path).get("metadata") or {}
+        self.metadata = metadata = read_config_file(resolved.path).get("metadata") or {}
         self.default_decoder = metadata.get("default_decoder", "attention")  # what decoder="auto" means here
         if self.default_decoder not in ("attention", "ctc"):
             raise CheckpointError(f"{resolved.path}: metadata.default_decoder must be attention or ctc")
@@ -60,7 +63,12 @@ class Transcriber:
         encoder_batch = options.encoder_batch_seconds
         if encoder_batch is None:
             encoder_batch = CUDA_ENCODER_BATCH if self.device.type == "cuda" else 0.0
-        return TranscribeOptions.from_kwargs(options, decoder=decoder, encoder_batch_seconds=encoder_batch)
+        decode = resolve_lm(
+            dataclasses.replace(options.decode, decoder=decoder), self.resolved.path, self.metadata
+        )
+        if decode.lm is not None:
+            load_lm(decode.lm)  # a bad language model fails here, before any input is read
+        return dataclasses.replace(options, decode=decode, encoder_batch_seconds=encoder_batch)
 
     @property
     def device(self) -> torch.device:

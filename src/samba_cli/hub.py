@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,6 +36,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from samba_cli.errors import CheckpointError, HubError, SambaError
+from samba_cli.lm import LM_FILE
 from samba_cli.model.checkpoint import (
     CONFIG_FILE,
     MODEL_TYPE,
@@ -47,7 +49,12 @@ from samba_cli.model.samba import SambaASR
 
 CARD_FILE = "README.md"
 REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE)  # what a usable checkpoint must hold
-HUB_FILES = (*REQUIRED_FILES, CARD_FILE)  # what is downloaded from and uploaded to a Hub repo
+OPTIONAL_FILES = (LM_FILE,)  # a language model for CTC decoding, when the checkpoint has one
+HUB_FILES = (
+    *REQUIRED_FILES,
+    *OPTIONAL_FILES,
+    CARD_FILE,
+)  # what is downloaded from and uploaded to a Hub repo
 DEFAULT_MODEL = "samba-tiny-en"
 BUNDLED_DIR = Path(__file__).parent / "assets" / "models"
 # bundled model name -> its folder inside the installed package
@@ -401,12 +408,24 @@ def export_checkpoint(
     out.mkdir(parents=True, exist_ok=True)
     for filename in REQUIRED_FILES:
         shutil.copyfile(model.path / filename, out / filename)
-    card = model_card(read_config_file(model.path), weights, name or out.resolve().name, license, language)
+    optional = [f for f in OPTIONAL_FILES if (model.path / f).is_file()]
+    for filename in optional:
+        shutil.copyfile(model.path / filename, out / filename)
+    card = model_card(
+        read_config_file(model.path), weights, name or out.resolve().name, license, language, optional
+    )
     (out / CARD_FILE).write_text(card, encoding="utf-8")
     return out
 
 
-def model_card(config: dict, weights: WeightsSummary, name: str, license: str, language: str) -> str:
+def model_card(
+    config: dict,
+    weights: WeightsSummary,
+    name: str,
+    license: str,
+    language: str,
+    optional_files: Sequence[str] = (),
+) -> str:
     """README.md text: YAML front matter for the Hub, then the model, its config and the metadata of config.json.
 
     ``name`` is the card title; when it is a repo id (owner/name) the usage example downloads that repo.
@@ -455,7 +474,7 @@ def model_card(config: dict, weights: WeightsSummary, name: str, license: str, l
     lines += ["", "## Training", ""]
     lines += _table(metadata) if metadata else ["No training metadata was recorded in config.json."]
     lines += ["", "## Files", ""]
-    lines += [f"- `{f}`" for f in (*REQUIRED_FILES, CARD_FILE)]
+    lines += [f"- `{f}`" for f in (*REQUIRED_FILES, *optional_files, CARD_FILE)]
     return "\n".join(lines) + "\n"
 
 

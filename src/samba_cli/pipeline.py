@@ -24,7 +24,7 @@ from samba_cli.errors import SambaError
 from samba_cli.features import HOP_LENGTH, SAMPLE_RATE, log_mel
 from samba_cli.model import SambaASR
 from samba_cli.results import Segment, Word
-from samba_cli.search import DecodeOptions, Hypothesis, ctc_greedy, decode_segments
+from samba_cli.search import DecodeOptions, Hypothesis, ctc_search, decode_segments
 from samba_cli.segments import FrameSpan, SegmentOptions, split_segments
 from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
@@ -201,7 +201,10 @@ class Pipeline:
     def decode_batch(self, batch: list[_Pending]) -> list[Hypothesis]:
         cfg = self.model.config
         if self.options.decode.decoder == "ctc":
-            return [ctc_greedy(p.ctc, p.span.length, cfg.blank_id) for p in batch]
+            pieces = self.tokenizer.pieces
+            return [
+                ctc_search(p.ctc, p.span.length, cfg.blank_id, self.options.decode, pieces) for p in batch
+            ]
         lengths = torch.tensor([p.states.shape[0] for p in batch], device=self.param.device)
         padded = torch.nn.utils.rnn.pad_sequence([p.states for p in batch], batch_first=True)
         seconds = [p.span.length * self.frame_seconds for p in batch]

@@ -2,25 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 
+from samba_cli.align import forced_align
+from samba_cli.lm import EOS, LM_FILE, NgramLM, lm_words, load_lm
 from samba_cli.model import ModelConfig, SambaASR
 from samba_cli.stepper import EagerStepper, Stepper
 
 DECODERS = ("auto", "attention", "ctc")
+# ln penalty of a CTC beam whose unfinished word starts no word of the language model's vocabulary
+UNK_PREFIX_PENALTY = -10.0
+DEFAULT_LM_WEIGHT = 0.5  # language-model weight when neither the options nor the model give one
+DEFAULT_WORD_BONUS = 2.0  # word bonus likewise
+LM_BEAM_SIZE = 32  # CTC beam width with a language model when beam_size is 1
+CTC_TOKEN_MIN_LOGPROB = -8.0  # CTC beam search extends a hypothesis only by tokens at least this likely
+CTC_TOKENS_PER_FRAME = 16  # ... and by at most this many per frame
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    decoder: str = (
-        "auto"  # "attention" (Mamba decoder), "ctc" (greedy CTC, fastest) or "auto" (the model's choice)
-    )
-    beam_size: int = 1  # 1 = greedy
+    decoder: str = "auto"  # "attention" (Mamba decoder), "ctc" (CTC, fastest) or "auto" (the model's choice)
+    beam_size: int = 1  # 1: greedy (CTC with a language model: LM_BEAM_SIZE); else beam search
+    # Word n-gram language model (ARPA file) of CTC decoding. "auto": the model folder's lm.arpa.gz, if any,
+    # once resolve_lm() has seen the folder (unresolved, it means none); None: none.
+    lm: str | None = "auto"
+    lm_weight: float | None = None  # weight of its ln probabilities; None: the model's value, else 0.5
+    word_bonus: float | None = None  # score added per word with a language model; None: the model's, else 2.0
     length_penalty: float = 1.0  # beam scores are divided by (length ** length_penalty)
     max_tokens_per_second: float = 15.0  # cap on hypothesis length relative to the segment's audio
     max_repeats: int = 4  # an n-gram (n <= 4) repeated this many times in a row ends the hypothesis
@@ -32,6 +46,8 @@ class DecodeOptions:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.beam_size < 1:
             raise ValueError("beam_size must be at least 1")
+        if self.lm not in (None, "auto") and self.decoder == "attention":
+            raise ValueError("a language model is used by CTC decoding only: use the ctc decoder")
 
 
 @dataclass(frozen=True)
@@ -189,6 +205,174 @@ def ctc_greedy(log_probs: torch.Tensor, length: int, blank_id: int) -> Hypothesi
             logps.append(p)
         prev = tok
     return Hypothesis(tuple(tokens), tuple(logps), sum(logps))
+
+
+@dataclass
+class _Prefix:
+    """One CTC beam: a token prefix, its blank/non-blank path log-probabilities and its language-model score."""
+
+    tokens: tuple[int, ...]
+    blank: float = -math.inf  # ln P(prefix, path ends in blank)
+    label: float = -math.inf  # ln P(prefix, path ends in its last token)
+    lm_score: float = 0.0  # weighted LM log-probability of the finished words + word bonuses
+    lm_state: tuple[str, ...] = ()
+    partial: str = ""  # text of the unfinished last word
+
+    @property
+    def acoustic(self) -> float:
+        return _logaddexp(self.blank, self.label)
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a == -math.inf:
+        return b
+    if b == -math.inf:
+        return a
+    return max(a, b) + math.log1p(math.exp(-abs(a - b)))
+
+
+class CTCPrefixScorer:
+    """The word-level part of CTC beam search: which tokens start words, and the LM score of finished words."""
+
+    def __init__(
+        self, pieces: list[str], lm: NgramLM | None = None, lm_weight: float = 0.5, word_bonus: float = 1.0
+    ) -> None:
+        self.starts = [p.startswith("\u2581") for p in pieces]
+        self.text = [
+            p.lstrip("\u2581") if not (p.startswith("<") and p.endswith(">")) else "" for p in pieces
+        ]
+        self.lm, self.lm_weight, self.word_bonus = lm, lm_weight, word_bonus
+
+    def start(self) -> tuple[str, ...]:
+        return self.lm.start() if self.lm is not None else ()
+
+    def _finish_word(self, prefix: _Prefix, word: str) -> tuple[float, tuple[str, ...]]:
+        score, state = prefix.lm_score, prefix.lm_state
+        for w in lm_words(word):
+            logp, state = self.lm.score(state, w)
+            score += self.lm_weight * logp + self.word_bonus
+        return score, state
+
+    def extend(self, prefix: _Prefix, token: int) -> _Prefix:
+        """The new beam ``prefix`` + ``token`` (with empty path probabilities)."""
+        tokens = (*prefix.tokens, token)
+        if self.lm is None:
+            return _Prefix(tokens)
+        if self.starts[token]:
+            score, state = self._finish_word(prefix, prefix.partial)
+            return _Prefix(tokens, lm_score=score, lm_state=state, partial=self.text[token])
+        return _Prefix(
+            tokens,
+            lm_score=prefix.lm_score,
+            lm_state=prefix.lm_state,
+            partial=prefix.partial + self.text[token],
+        )
+
+    def rank(self, prefix: _Prefix) -> float:
+        """Search score of an unfinished beam: acoustic + LM, with a penalty for an impossible partial word."""
+        if self.lm is None:
+            return prefix.acoustic
+        words = lm_words(prefix.partial)
+        if not words:
+            return prefix.acoustic + prefix.lm_score
+        penalty = UNK_PREFIX_PENALTY if not self.lm.is_prefix(words[-1]) else 0.0
+        return prefix.acoustic + prefix.lm_score + penalty
+
+    def final(self, prefix: _Prefix) -> float:
+        """Score of a finished beam: its last word and the end of the sentence are scored."""
+        if self.lm is None:
+            return prefix.acoustic
+        score, state = self._finish_word(prefix, prefix.partial)
+        logp, _ = self.lm.score(state, EOS)
+        return prefix.acoustic + score + self.lm_weight * logp
+
+
+def ctc_beam_search(
+    log_probs: torch.Tensor, length: int, blank_id: int, beam_size: int, scorer: CTCPrefixScorer
+) -> Hypothesis:
+    """CTC prefix beam search over the first ``length`` frames of ``log_probs`` (S, V + 1), with the word-level
+    scores of ``scorer`` (a language model, if it has one) added at each word boundary."""
+    lp = log_probs[:length].float().cpu()
+    top_lp, top_ids = lp.topk(min(CTC_TOKENS_PER_FRAME, lp.shape[-1]), dim=-1)
+    beams = {(): _Prefix((), blank=0.0, lm_state=scorer.start())}
+    for t in range(lp.shape[0]):
+        blank_lp = float(lp[t, blank_id])
+        cands = [
+            (tok, p)
+            for tok, p in zip(top_ids[t].tolist(), top_lp[t].tolist(), strict=True)
+            if tok != blank_id and p >= CTC_TOKEN_MIN_LOGPROB
+        ]
+        nxt: dict[tuple[int, ...], _Prefix] = {}
+        for prefix in beams.values():
+            total = prefix.acoustic
+            same = _slot(nxt, beams, prefix.tokens, lambda p=prefix: p)
+            same.blank = _logaddexp(same.blank, total + blank_lp)
+            last = prefix.tokens[-1] if prefix.tokens else None
+            for tok, p in cands:
+                ext = _slot(
+                    nxt, beams, (*prefix.tokens, tok), lambda parent=prefix, t=tok: scorer.extend(parent, t)
+                )
+                if tok == last:  # a repeat collapses unless a blank separates it
+                    same.label = _logaddexp(same.label, prefix.label + p)
+                    ext.label = _logaddexp(ext.label, prefix.blank + p)
+                else:
+                    ext.label = _logaddexp(ext.label, total + p)
+        ranked = sorted(nxt.values(), key=scorer.rank, reverse=True)[:beam_size]
+        beams = {b.tokens: b for b in ranked}
+    best = max(beams.values(), key=scorer.final)
+    tokens = list(best.tokens)
+    return Hypothesis(best.tokens, tuple(_token_logprobs(lp, tokens, blank_id)), scorer.final(best))
+
+
+def _slot(
+    nxt: dict[tuple[int, ...], _Prefix],
+    beams: dict[tuple[int, ...], _Prefix],
+    key: tuple[int, ...],
+    make: Callable[[], _Prefix],
+) -> _Prefix:
+    """The next frame's beam for ``key``, created with empty path probabilities (word state reused if known)."""
+    beam = nxt.get(key)
+    if beam is None:
+        known = beams.get(key) or make()
+        beam = nxt[key] = dataclasses.replace(known, blank=-math.inf, label=-math.inf)
+    return beam
+
+
+def _token_logprobs(log_probs: torch.Tensor, tokens: list[int], blank_id: int) -> list[float]:
+    """Each token's best CTC log-probability over the frames where the Viterbi alignment emits it."""
+    spans = forced_align(log_probs, tokens, blank_id)
+    if spans is None:
+        return [float(log_probs[:, tok].max()) for tok in tokens]
+    return [float(log_probs[s.start : s.end, s.token].max()) for s in spans]
+
+
+def ctc_search(
+    log_probs: torch.Tensor, length: int, blank_id: int, options: DecodeOptions, pieces: list[str]
+) -> Hypothesis:
+    """CTC decoding of one segment as ``options`` ask: greedy, or prefix beam search with or without a language
+    model (``lm="auto"`` here means none: see :func:`resolve_lm`). ``pieces``: the tokenizer's pieces by id."""
+    lm = load_lm(options.lm) if options.lm not in (None, "auto") else None
+    if lm is None and options.beam_size == 1:
+        return ctc_greedy(log_probs, length, blank_id)
+    beam = options.beam_size if options.beam_size > 1 or lm is None else LM_BEAM_SIZE
+    weight = DEFAULT_LM_WEIGHT if options.lm_weight is None else options.lm_weight
+    bonus = DEFAULT_WORD_BONUS if options.word_bonus is None else options.word_bonus
+    return ctc_beam_search(log_probs, length, blank_id, beam, CTCPrefixScorer(pieces, lm, weight, bonus))
+
+
+def resolve_lm(options: DecodeOptions, folder: Path, metadata: dict) -> DecodeOptions:
+    """``lm="auto"`` replaced by the model folder's language model (None when it has none, or when decoding
+    is not CTC), and unset weights by the model's metadata ``lm`` entry."""
+    lm = options.lm
+    if lm == "auto":
+        found = folder / LM_FILE
+        lm = str(found) if options.decoder == "ctc" and found.is_file() else None
+    if lm is None:
+        return dataclasses.replace(options, lm=None)
+    tuned = (metadata.get("lm") or {}) if lm == str(folder / LM_FILE) else {}
+    weight = options.lm_weight if options.lm_weight is not None else tuned.get("lm_weight")
+    bonus = options.word_bonus if options.word_bonus is not None else tuned.get("word_bonus")
+    return dataclasses.replace(options, lm=lm, lm_weight=weight, word_bonus=bonus)
 
 
 def decode_segments(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -46,6 +47,11 @@ class Tokenizer:
     @property
     def special_ids(self) -> frozenset[int]:
         return frozenset(i for i in (self.bos_id, self.eos_id, self.pad_id) if i >= 0)
+
+    @functools.cached_property
+    def pieces(self) -> list[str]:
+        """Every piece, by token id."""
+        return [self.sp.id_to_piece(i) for i in range(self.vocab_size)]
 
     def piece(self, token_id: int) -> str:
         return self.sp.id_to_piece(token_id)

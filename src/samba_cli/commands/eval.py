@@ -9,9 +9,10 @@ import torch
 import typer
 
 from samba_cli.errors import SambaError
+from samba_cli.lm import load_lm
 from samba_cli.model import load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
-from samba_cli.search import DecodeOptions
+from samba_cli.search import DecodeOptions, resolve_lm
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.data import read_manifest, read_manifest_field
 from samba_cli.train.evaluate import evaluate
@@ -25,9 +26,22 @@ def eval_command(
     manifest: Path = typer.Argument(..., help="JSONL manifest with audio, text, duration per line"),
     decoder: str = typer.Option(
         "auto",
-        help="attention (Mamba decoder), ctc (greedy CTC, fastest) or auto (the model's default_decoder)",
+        help="attention (Mamba decoder), ctc (CTC, fastest) or auto (the model's default_decoder)",
     ),
-    beam_size: int = typer.Option(1, help="beam width of attention decoding (1: greedy)"),
+    beam_size: int = typer.Option(
+        1, min=1, help="beam width (1: greedy; CTC with a language model: 32 when 1)"
+    ),
+    lm: str = typer.Option(
+        "auto",
+        metavar="ARPA|auto|none",
+        help="word n-gram language model of CTC decoding; auto: the model folder's lm.arpa.gz, if any",
+    ),
+    lm_weight: float | None = typer.Option(
+        None, help="language-model weight", show_default="the model's, else 0.5"
+    ),
+    word_bonus: float | None = typer.Option(
+        None, help="score added per word with a language model", show_default="the model's, else 2.0"
+    ),
     report: Path | None = typer.Option(
         None, help="per-utterance JSON report", show_default="eval-<manifest name>-<decoder>.json"
     ),
@@ -48,7 +62,16 @@ def eval_command(
     if decoder == "auto":
         decoder = (read_config_file(model).get("metadata") or {}).get("default_decoder", "attention")
     try:
-        options = DecodeOptions(decoder=decoder, beam_size=beam_size)
+        options = DecodeOptions(
+            decoder=decoder,
+            beam_size=beam_size,
+            lm=None if lm == "none" else lm,
+            lm_weight=lm_weight,
+            word_bonus=word_bonus,
+        )
+        options = resolve_lm(options, model, read_config_file(model).get("metadata") or {})
+        if options.lm is not None:
+            load_lm(options.lm)
         utterances = read_manifest(manifest)
         labels = read_manifest_field(manifest, group_by) if group_by else None
     except (ValueError, FileNotFoundError) as exc:
@@ -65,7 +88,7 @@ def eval_command(
         model_name=str(model),
         manifest_name=str(manifest),
     )
-    report = report or Path(f"eval-{manifest.stem}-{decoder}.json")
+    report = report or Path(f"eval-{manifest.stem}-{decoder}{'-lm' if options.lm else ''}.json")
     document = result.to_dict()
     groups = {} if labels is None else result.group_summaries(labels)
     if labels is not None:

@@ -28,6 +28,7 @@ from samba_cli.batch import (
     run_batch,
 )
 from samba_cli.cues import CueOptions
+from samba_cli.lm import LM_FILE
 from samba_cli.progress import make_reporter, package_logging
 from samba_cli.writers import WRITERS
 
@@ -159,7 +160,23 @@ def transcribe_command(
     max_cue_duration: Annotated[
         float, typer.Option(min=0.1, help="Subtitle cue length, seconds")
     ] = _CUE_DEFAULTS.max_duration,
-    beam_size: Annotated[int, typer.Option(min=1, help="Beam width of attention decoding (1: greedy)")] = 1,
+    beam_size: Annotated[
+        int, typer.Option(min=1, help="Beam width (1: greedy; CTC with a language model: 32 when 1)")
+    ] = 1,
+    lm: Annotated[
+        str,
+        typer.Option(
+            metavar="ARPA|auto|none",
+            help="Word n-gram language model of CTC decoding; auto: the model's own (lm.arpa.gz), if it has one",
+        ),
+    ] = "auto",
+    lm_weight: Annotated[
+        float | None, typer.Option(help="Language-model weight", show_default="the model's, else 0.5")
+    ] = None,
+    word_bonus: Annotated[
+        float | None,
+        typer.Option(help="Score added per word with a language model", show_default="the model's, else 2.0"),
+    ] = None,
     decoder: Annotated[
         Decoder,
         typer.Option(
@@ -250,7 +267,14 @@ def transcribe_command(
                 from samba_cli.api import load_model  # torch
 
                 options = _transcribe_options(
-                    word_timestamps, beam_size, decoder, batch_size, vad, window_length, encoder_batch
+                    word_timestamps,
+                    beam_size,
+                    decoder,
+                    batch_size,
+                    vad,
+                    window_length,
+                    encoder_batch,
+                    (None if lm == "none" else lm, lm_weight, word_bonus),
                 )
                 transcriber = load_model(
                     model,
@@ -269,6 +293,8 @@ def transcribe_command(
                     runner = BatchTranscriber(transcriber, options, cue_options)
                 except ValueError as error:  # an option this model cannot run (ctc without a CTC head)
                     raise typer.BadParameter(str(error), param_hint="'--decoder'") from None
+                if runner.options.decode.lm is not None and lm == "auto":
+                    reporter.note(f"using the model's language model {LM_FILE} (turn it off with --lm none)")
             stdout = sys.stdout.buffer if to_stdout else None
             summary = run_batch(work, reporter, runner, stdout=stdout, estimate_duration=not quiet)
         except KeyboardInterrupt:
@@ -284,6 +310,7 @@ def _transcribe_options(
     vad: bool,
     window_length: float,
     encoder_batch: float | None,
+    lm: tuple[str | None, float | None, float | None] = ("auto", None, None),
 ) -> TranscribeOptions:
     from samba_cli.pipeline import TranscribeOptions  # torch
     from samba_cli.windows import WindowOptions
@@ -299,6 +326,9 @@ def _transcribe_options(
             window_seconds=window_length,
             margin_seconds=margin,
             encoder_batch_seconds=encoder_batch,
+            lm=lm[0],
+            lm_weight=lm[1],
+            word_bonus=lm[2],
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from samba_cli.errors import SambaError
 from samba_cli.features import FRAMES_PER_SECOND
 from samba_cli.model import SambaASR
-from samba_cli.search import DecodeOptions, ctc_greedy, decode_segments
+from samba_cli.search import DecodeOptions, ctc_search, decode_segments
 from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.data import Batch, BatchDataset, Utterance, plan_batches
@@ -167,22 +167,31 @@ def decode_states(
     seconds: list[float],
     options: DecodeOptions,
     steppers: StepperFactory | None = None,
+    pieces: list[str] | None = None,
 ) -> list[list[int]]:
-    """Token ids for encoder states (B, S, D) with valid lengths (B,) of segments lasting ``seconds``."""
+    """Token ids for encoder states (B, S, D) with valid lengths (B,) of segments lasting ``seconds``.
+    ``pieces`` (the tokenizer's, by id) are needed by CTC beam search only."""
     if options.decoder == "ctc":
         log_probs = model.ctc_logits(states).float().log_softmax(-1)
         blank = model.config.blank_id
-        return [list(ctc_greedy(lp, int(n), blank).tokens) for lp, n in zip(log_probs, lengths, strict=True)]
+        return [
+            list(ctc_search(lp, int(n), blank, options, pieces or []).tokens)
+            for lp, n in zip(log_probs, lengths, strict=True)
+        ]
     return [list(h.tokens) for h in decode_segments(model, states, lengths, seconds, options, steppers)]
 
 
 def decode_batch(
-    model: SambaASR, batch: Batch, options: DecodeOptions, steppers: StepperFactory | None = None
+    model: SambaASR,
+    batch: Batch,
+    options: DecodeOptions,
+    steppers: StepperFactory | None = None,
+    pieces: list[str] | None = None,
 ) -> list[list[int]]:
     """Token ids of each utterance of ``batch`` (already on the model's device)."""
     with torch.no_grad():
         states, lengths = model.encode(batch.features, batch.lengths)
-    return decode_states(model, states, lengths, batch_seconds(batch), options, steppers)
+    return decode_states(model, states, lengths, batch_seconds(batch), options, steppers, pieces)
 
 
 def batch_seconds(batch: Batch) -> list[float]:
@@ -211,7 +220,7 @@ def evaluate(
     manifest_name: str = "",
     on_batch: Callable[[int], None] | None = None,
 ) -> EvalReport:
-    """Transcribe ``utterances`` greedily and score them against their transcripts."""
+    """Transcribe ``utterances`` as ``options`` ask and score them against their transcripts."""
     device = next(model.parameters()).device
     longest = max((u.duration for u in utterances), default=0.0)
     max_frames = math.ceil((longest * FRAMES_PER_SECOND + 1) / model.config.subsampling) + 1
@@ -219,7 +228,7 @@ def evaluate(
     hypotheses: dict[int, str] = {}
     start = time.perf_counter()
     for batch in batches_in_order(utterances, tokenizer, model.config.n_mels, max_batch_seconds, workers):
-        ids = decode_batch(model, batch.to(device), options, steppers)
+        ids = decode_batch(model, batch.to(device), options, steppers, tokenizer.pieces)
         for index, tokens in zip(batch.indices, ids, strict=True):
             hypotheses[index] = tokenizer.decode(tokens)
         if on_batch is not None:

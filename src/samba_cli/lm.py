@@ -1,0 +1,142 @@
+"""Word n-gram language model in ARPA format (as written by KenLM's lmplz, SRILM or others) for CTC beam search.
+
+The model is read into dictionaries and queried with the usual back-off rule; it is meant for small models
+(a few million n-grams). Words are scored after :func:`lm_words` normalisation (lower case, letters, digits and
+inner apostrophes), so the language model never sees case or punctuation, which stay the acoustic model's.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from samba_cli.errors import SambaError
+
+LM_FILE = "lm.arpa.gz"  # a model folder's optional language model, used by CTC decoding
+LN10 = math.log(10.0)
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+
+
+def lm_words(text: str) -> list[str]:
+    """The language-model words of ``text``: "Don't stop, Charles!" -> ["don't", "stop", "charles"]."""
+    return _WORD.findall(text.lower())
+
+
+class NgramLM:
+    """A back-off n-gram model. Log-probabilities are natural logs; a state is the tuple of context words."""
+
+    def __init__(
+        self, ngrams: dict[tuple[str, ...], tuple[float, float]], order: int, name: str = ""
+    ) -> None:
+        self.order = order
+        self.name = name
+        self._ngrams = ngrams  # n-gram -> (log10 probability, log10 back-off weight)
+        self.vocab = frozenset(g[0] for g in ngrams if len(g) == 1) - {BOS, EOS, UNK}
+        self._prefixes = frozenset(w[:i] for w in self.vocab for i in range(1, len(w) + 1))
+        unk = ngrams.get((UNK,))
+        self._unk = unk[0] if unk is not None else -100.0
+
+    @classmethod
+    def from_arpa(cls, path: str | os.PathLike) -> NgramLM:
+        """Read an ARPA file, plain or gzip-compressed; a malformed file raises a one-line SambaError."""
+        path = Path(path)
+        try:
+            with path.open("rb") as head:
+                compressed = head.read(2) == b"\x1f\x8b"  # the gzip magic number
+            opener = gzip.open if compressed else open
+            with opener(path, "rt", encoding="utf-8") as stream:
+                ngrams, order = _parse_arpa(stream)
+        except FileNotFoundError:
+            raise SambaError(f"{path}: language model not found") from None
+        except (OSError, UnicodeDecodeError, EOFError) as exc:
+            raise SambaError(f"{path}: cannot read the language model: {exc}") from None
+        except ValueError as exc:
+            raise SambaError(f"{path}: not an ARPA language model: {exc}") from None
+        return cls(ngrams, order, str(path))
+
+    def start(self) -> tuple[str, ...]:
+        """The state at the beginning of a sentence."""
+        return (BOS,)
+
+    def score(self, state: tuple[str, ...], word: str) -> tuple[float, tuple[str, ...]]:
+        """ln P(word | state) and the state after it; an unknown word is scored as <unk>."""
+        if word not in self.vocab and word != EOS:
+            word = UNK
+        backoff = 0.0
+        context = state[-(self.order - 1) :] if self.order > 1 else ()
+        for start in range(len(context) + 1):
+            ctx = context[start:]
+            entry = self._ngrams.get((*ctx, word))
+            if entry is not None:
+                logp = entry[0]
+                break
+            if ctx:
+                ctx_entry = self._ngrams.get(ctx)
+                if ctx_entry is not None:
+                    backoff += ctx_entry[1]
+        else:
+            logp = self._unk
+        new_state = (*context, word)[-(self.order - 1) :] if self.order > 1 else ()
+        return (logp + backoff) * LN10, new_state
+
+    def is_prefix(self, partial: str) -> bool:
+        """True when some word of the vocabulary starts with ``partial`` (an already normalised string)."""
+        return partial in self._prefixes
+
+
+def _parse_arpa(stream) -> tuple[dict[tuple[str, ...], tuple[float, float]], int]:
+    counts: dict[int, int] = {}
+    ngrams: dict[tuple[str, ...], tuple[float, float]] = {}
+    section = None  # None before \data\, 0 in \data\, n in \n-grams:
+    seen_end = False
+    for number, raw in enumerate(stream, 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line == "\\data\\":
+            section = 0
+            continue
+        if section is None:
+            continue  # header text before \data\ is allowed
+        if line == "\\end\\":
+            seen_end = True
+            break
+        match = re.fullmatch(r"\\(\d+)-grams:", line)
+        if match:
+            section = int(match.group(1))
+            if section not in counts:
+                raise ValueError(f"line {number}: section {line} not announced in \\data\\")
+            continue
+        if section == 0:
+            match = re.fullmatch(r"ngram\s+(\d+)\s*=\s*(\d+)", line)
+            if not match:
+                raise ValueError(f"line {number}: expected 'ngram N=COUNT', got {line[:40]!r}")
+            counts[int(match.group(1))] = int(match.group(2))
+            continue
+        fields = line.split()
+        if len(fields) not in (section + 1, section + 2):
+            raise ValueError(f"line {number}: expected a {section}-gram entry, got {line[:40]!r}")
+        try:
+            logp = float(fields[0])
+            backoff = float(fields[section + 1]) if len(fields) == section + 2 else 0.0
+        except ValueError:
+            raise ValueError(f"line {number}: not a number in {line[:40]!r}") from None
+        ngrams[tuple(fields[1 : section + 1])] = (logp, backoff)
+    if section is None:
+        raise ValueError("no \\data\\ section")
+    if not seen_end:
+        raise ValueError("no \\end\\ line (truncated file?)")
+    if not counts:
+        raise ValueError("no n-gram counts in \\data\\")
+    return ngrams, max(counts)
+
+
+@lru_cache(maxsize=4)
+def load_lm(path: str) -> NgramLM:
+    """NgramLM.from_arpa, cached by path: transcription and evaluation load a model once per process."""
+    return NgramLM.from_arpa(path)

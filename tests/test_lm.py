@@ -1,0 +1,156 @@
+"""The word n-gram language model (ARPA) and CTC prefix beam search with and without it."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from samba_cli.errors import SambaError
+from samba_cli.lm import LN10, NgramLM, lm_words
+from samba_cli.search import (
+    UNK_PREFIX_PENALTY,
+    CTCPrefixScorer,
+    DecodeOptions,
+    _Prefix,
+    ctc_beam_search,
+    ctc_greedy,
+    ctc_search,
+    resolve_lm,
+)
+from tests.model_helpers import TINY_ARPA, write_tiny_lm
+
+PIECES = ["<unk>", "<s>", "</s>", "\u2581the", "\u2581cat", "\u2581hat", "s", "\u2581", ","]
+BLANK = len(PIECES)
+
+
+@pytest.fixture
+def tiny_lm(tmp_path) -> NgramLM:
+    path = tmp_path / "lm.arpa"
+    path.write_text(TINY_ARPA)
+    return NgramLM.from_arpa(path)
+
+
+def test_lm_words_drop_case_and_punctuation():
+    assert lm_words("Don't stop, Charles!") == ["don't", "stop", "charles"]
+    assert lm_words("well-known -- 'quoted' 42") == ["well", "known", "quoted", "42"]
+    assert lm_words(" , ") == []
+
+
+def test_backoff_scores_match_the_arpa_by_hand(tiny_lm):
+    assert tiny_lm.order == 2 and tiny_lm.vocab == {"the", "cat", "hat"}
+    logp, state = tiny_lm.score(tiny_lm.start(), "the")
+    assert logp == pytest.approx(-0.3 * LN10) and state == ("the",)
+    assert tiny_lm.score(state, "cat")[0] == pytest.approx(-0.2 * LN10)  # a bigram
+    assert tiny_lm.score(("cat",), "hat")[0] == pytest.approx((-0.2 - 0.8) * LN10)  # back-off(cat) + P(hat)
+    assert tiny_lm.score(("hat",), "dog") == (pytest.approx((-0.3 - 1.0) * LN10), ("<unk>",))  # unknown
+    assert tiny_lm.score(("cat",), "</s>")[0] == pytest.approx(-0.1 * LN10)
+    assert tiny_lm.is_prefix("ca") and tiny_lm.is_prefix("hat") and not tiny_lm.is_prefix("cab")
+
+
+def test_gzip_reads_like_plain(tmp_path, tiny_lm):
+    write_tiny_lm(tmp_path / "lm.bin")  # found by its content, whatever the name
+    packed = NgramLM.from_arpa(tmp_path / "lm.bin")
+    assert packed._ngrams == tiny_lm._ngrams and packed.order == tiny_lm.order
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        (TINY_ARPA.replace("\\end\\\n", ""), "no \\\\end\\\\ line"),
+        (TINY_ARPA.replace("-0.2\tthe cat", "x\tthe cat"), "line 15: not a number"),
+        (TINY_ARPA.replace("-0.2\tthe cat", "-0.2\tthe cat cat cat"), "line 15: expected a 2-gram entry"),
+        ("just words\n", "no \\\\data\\\\ section"),
+    ],
+)
+def test_a_malformed_arpa_is_one_line_naming_the_file(tmp_path, text, cause):
+    path = tmp_path / "bad.arpa"
+    path.write_text(text)
+    with pytest.raises(SambaError, match=rf"^{path}: not an ARPA language model: {cause}") as info:
+        NgramLM.from_arpa(path)
+    assert "\n" not in str(info.value)
+    with pytest.raises(SambaError, match=r"missing.arpa: language model not found"):
+        NgramLM.from_arpa(tmp_path / "missing.arpa")
+
+
+def _exact_ctc(log_probs: torch.Tensor, blank: int) -> dict[tuple[int, ...], float]:
+    """ln P(label sequence) for every sequence, by summing over all frame paths."""
+    totals: dict[tuple[int, ...], float] = {}
+    frames, classes = log_probs.shape
+    for path in itertools.product(range(classes), repeat=frames):
+        labels, prev = [], None
+        for c in path:
+            if c != blank and c != prev:
+                labels.append(c)
+            prev = c
+        lp = float(sum(log_probs[t, c] for t, c in enumerate(path)))
+        key = tuple(labels)
+        totals[key] = float(torch.logaddexp(torch.tensor(totals.get(key, -math.inf)), torch.tensor(lp)))
+    return totals
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_prefix_beam_search_finds_the_most_probable_labelling(seed):
+    torch.manual_seed(seed)
+    log_probs = (torch.randn(5, 4) * 1.5).log_softmax(-1)  # 3 tokens + blank: 4^5 paths
+    exact = _exact_ctc(log_probs, blank=3)
+    best = max(exact, key=exact.get)
+    hyp = ctc_beam_search(log_probs, 5, 3, beam_size=64, scorer=CTCPrefixScorer(["a", "b", "c"]))
+    assert hyp.tokens == best
+    assert hyp.score == pytest.approx(exact[best], abs=1e-4)
+    assert len(hyp.token_logprobs) == len(hyp.tokens)
+
+
+def _posteriors(frames: list[dict[int, float]]) -> torch.Tensor:
+    """Frames of {token: probability}; the rest of each frame's mass goes to blank."""
+    probs = torch.full((len(frames), BLANK + 1), 1e-6)
+    for t, frame in enumerate(frames):
+        for tok, p in frame.items():
+            probs[t, tok] = p
+        probs[t, BLANK] = max(1e-6, 1 - sum(frame.values()))
+    return (probs / probs.sum(-1, keepdim=True)).log()
+
+
+def test_beam_without_lm_agrees_with_greedy_on_clear_posteriors():
+    lp = _posteriors([{3: 0.95}, {}, {4: 0.9}, {4: 0.9}, {}, {4: 0.9}, {8: 0.8}])
+    hyp = ctc_search(lp, lp.shape[0], BLANK, DecodeOptions(decoder="ctc", beam_size=8, lm=None), PIECES)
+    assert hyp.tokens == ctc_greedy(lp, lp.shape[0], BLANK).tokens == (3, 4, 4, 8)
+
+
+def test_the_language_model_decides_between_close_words(tmp_path):
+    lp = _posteriors([{3: 0.95}, {}, {5: 0.52, 4: 0.46}, {}])  # "the hat" slightly ahead of "the cat"
+    lm_path = tmp_path / "lm.arpa.gz"
+    write_tiny_lm(lm_path)
+    plain = DecodeOptions(decoder="ctc", beam_size=8, lm=None)
+    assert ctc_search(lp, 4, BLANK, plain, PIECES).tokens == (3, 5)
+    with_lm = DecodeOptions(decoder="ctc", beam_size=8, lm=str(lm_path), lm_weight=1.0, word_bonus=0.0)
+    assert ctc_search(lp, 4, BLANK, with_lm, PIECES).tokens == (3, 4)
+    # beam_size 1 with a language model still runs a beam search (of LM_BEAM_SIZE)
+    assert ctc_search(lp, 4, BLANK, DecodeOptions(decoder="ctc", lm=str(lm_path)), PIECES).tokens == (3, 4)
+
+
+def test_a_partial_word_outside_the_vocabulary_is_penalised(tiny_lm):
+    scorer = CTCPrefixScorer(PIECES, tiny_lm, lm_weight=1.0, word_bonus=0.0)
+    the = _Prefix((3,), blank=0.0, lm_state=tiny_lm.start(), partial="the")
+    cat = scorer.extend(the, 4)  # "the cat": "the" is scored now, "cat" is the unfinished word
+    cats = scorer.extend(cat, 6)  # "the cats": no vocabulary word starts with "cats"
+    cat.blank = cats.blank = 0.0
+    assert cat.lm_score == pytest.approx(-0.3 * LN10) and cat.partial == "cat"
+    assert scorer.rank(cat) - scorer.rank(cats) == pytest.approx(-UNK_PREFIX_PENALTY)
+    assert scorer.final(cat) == pytest.approx((-0.3 - 0.2 - 0.1) * LN10)  # <s> the cat </s>
+
+
+def test_resolve_lm_uses_the_model_folder_and_its_tuned_weights(tmp_path):
+    meta = {"lm": {"lm_weight": 0.7, "word_bonus": 1.5}}
+    ctc = DecodeOptions(decoder="ctc")
+    assert resolve_lm(ctc, tmp_path, meta).lm is None  # the folder has no language model
+    write_tiny_lm(tmp_path / "lm.arpa.gz")
+    found = resolve_lm(ctc, tmp_path, meta)
+    assert (found.lm, found.lm_weight, found.word_bonus) == (str(tmp_path / "lm.arpa.gz"), 0.7, 1.5)
+    assert resolve_lm(DecodeOptions(decoder="ctc", lm_weight=0.2), tmp_path, meta).lm_weight == 0.2
+    assert resolve_lm(DecodeOptions(decoder="attention"), tmp_path, meta).lm is None
+    assert resolve_lm(DecodeOptions(decoder="ctc", lm=None), tmp_path, meta).lm is None
+    other = resolve_lm(DecodeOptions(decoder="ctc", lm="/x/other.arpa"), tmp_path, meta)
+    assert (other.lm, other.lm_weight) == ("/x/other.arpa", None)  # the model's weights are for its own LM
+    with pytest.raises(ValueError, match="CTC decoding only"):
+        DecodeOptions(decoder="attention", lm="/x/other.arpa")
