@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from samba_cli.cli import app
 from samba_cli.commands.transcribe import transcribe_command
 from samba_cli.cues import CueOptions
 from tests.media_helpers import ESPEAK, run_ffmpeg
+from tests.model_helpers import write_tiny_lm
 from tests.test_batch import make_checkpoint, make_speech
 
 pytestmark = pytest.mark.skipif(ESPEAK is None, reason="needs espeak-ng")
@@ -361,3 +363,30 @@ def test_ctrl_c_while_waiting_for_stdin(model, speech, tmp_path):
     _, stderr = _interrupt(process)
     assert process.returncode == 130, stderr.decode()
     assert sorted(p.name for p in out.iterdir()) == ["speech.txt"]
+
+
+def test_a_models_language_model_is_used_by_ctc_decoding(model, speech, tmp_path):
+    folder = tmp_path / "with-lm"
+    shutil.copytree(model, folder)
+    write_tiny_lm(folder / "lm.arpa.gz")
+    result = transcribe(folder, speech, "--decoder", "ctc", "-f", "json", "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "using the model's language model lm.arpa.gz" in result.stderr
+    decode = json.loads((tmp_path / "speech.json").read_text())["options"]["decode"]
+    assert decode["lm"] == str(folder / "lm.arpa.gz")
+    result = transcribe(
+        folder, speech, "--decoder", "ctc", "--lm", "none", "-f", "json", "-o", tmp_path, "--overwrite"
+    )
+    assert result.exit_code == 0 and "language model" not in result.stderr
+    assert json.loads((tmp_path / "speech.json").read_text())["options"]["decode"]["lm"] is None
+    bad = tmp_path / "bad.arpa"
+    bad.write_text("not an arpa file\n")
+    result = transcribe(folder, speech, "--decoder", "ctc", "--lm", bad, "-o", tmp_path / "none")
+    assert result.exit_code == 1
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"error: {bad}: not an ARPA language model: no \\data\\ section"
+    )
+    result = transcribe(folder, speech, "--decoder", "attention", "--lm", bad, "-o", tmp_path / "none")
+    assert result.exit_code == 2 and "CTC decoding only" in result.stderr
+    assert not (tmp_path / "none").exists()

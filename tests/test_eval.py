@@ -1,6 +1,8 @@
 """Evaluation: error counting, normalisation, and `samba eval` on a manifest whose WER is known."""
 
+import dataclasses
 import json
+import shutil
 
 import pytest
 import typer
@@ -13,7 +15,7 @@ from samba_cli.tokenizer import Tokenizer, train_tokenizer
 from samba_cli.train import evaluate as evaluate_module
 from samba_cli.train.data import read_manifest
 from samba_cli.train.evaluate import ErrorCounts, count_errors, evaluate, normalize
-from tests.model_helpers import TINY
+from tests.model_helpers import TINY, write_tiny_lm
 from tests.train_helpers import SENTENCES, write_corpus
 
 # Hypotheses for the first three utterances of the corpus: exact, one deletion, one insertion and one
@@ -85,11 +87,16 @@ def test_eval_command_writes_the_report(checkpoint, monkeypatch, tmp_path):
     assert (second["word_errors"], second["words"]) == (1, 6)
 
 
-@pytest.mark.parametrize("decoder", ["ctc", "attention"])
-def test_real_decoders_run_on_a_random_model(checkpoint, decoder):
+@pytest.mark.parametrize("decoder", ["ctc", "attention", "ctc-beam", "ctc-lm"])
+def test_real_decoders_run_on_a_random_model(checkpoint, decoder, tmp_path):
     model_dir, manifest = checkpoint
     tokenizer = Tokenizer(model_dir / "tokenizer.model")
-    options = DecodeOptions(decoder=decoder)
+    options = DecodeOptions(decoder=decoder.split("-")[0])
+    if decoder.startswith("ctc-"):
+        options = dataclasses.replace(options, beam_size=4)
+    if decoder == "ctc-lm":
+        options = dataclasses.replace(options, lm=str(tmp_path / "lm.arpa.gz"))
+        write_tiny_lm(tmp_path / "lm.arpa.gz")
     report = evaluate(SambaASR(TINY).eval(), tokenizer, read_manifest(manifest), options)
     assert len(report.utterances) == 3
     assert all(isinstance(u.hypothesis, str) for u in report.utterances)
@@ -120,3 +127,28 @@ def test_eval_group_by_scores_each_value_of_a_field(checkpoint, monkeypatch, tmp
     assert [r["voice"] for r in data["results"]] == ["slt", "slt", "kal"]
     assert f"voice=slt: WER {100 / slt['words']:.2f}% (1/{slt['words']})" in result.output
     assert not list(tmp_path.glob(".*.tmp")), "the report is written through a temporary file"
+
+
+def test_eval_uses_the_model_folders_language_model(checkpoint, tmp_path):
+    from samba_cli.cli import app as samba_app
+
+    model_dir, manifest = checkpoint
+    folder = tmp_path / "with-lm"
+    shutil.copytree(model_dir, folder)
+    write_tiny_lm(folder / "lm.arpa.gz")
+    result = CliRunner().invoke(
+        samba_app, ["eval", str(folder), str(manifest), "--report", str(tmp_path / "a.json")]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"CTC beam search of 32 with {folder / 'lm.arpa.gz'} (weight 0.5, word bonus 2.0)" in result.stdout
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["lm"] == str(folder / "lm.arpa.gz")
+    assert (report["beam_size"], report["lm_weight"], report["word_bonus"]) == (32, 0.5, 2.0)  # the defaults
+    off = ["eval", str(folder), str(manifest), "--lm", "none", "--report", str(tmp_path / "b.json")]
+    assert CliRunner().invoke(samba_app, off).exit_code == 0
+    assert json.loads((tmp_path / "b.json").read_text())["lm"] is None
+    missing = CliRunner().invoke(
+        samba_app, ["eval", str(folder), str(manifest), "--lm", str(tmp_path / "x.arpa")]
+    )
+    assert missing.exit_code == 1
+    assert missing.stderr.strip() == f"error: {tmp_path / 'x.arpa'}: language model not found"

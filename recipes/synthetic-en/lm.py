@@ -54,7 +54,9 @@ def main() -> None:
             shutil.copyfileobj(src, dst)
         lm = NgramLM.from_arpa(partial)  # refuse to publish a file the decoder cannot read
         os.replace(partial, args.out)
-    print(f"{args.out}: {args.order}-gram, {len(lm.vocab)} words, from {len(texts)} transcripts of {args.manifest}")
+    print(
+        f"{args.out}: {args.order}-gram, {len(lm.vocab)} words, from {len(texts)} transcripts of {args.manifest}"
+    )
 
 
 if __name__ == "__main__":

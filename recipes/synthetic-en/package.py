@@ -2,22 +2,26 @@
 """Package a trained run as the bundled model: float16 weights, metadata from a JSON file, tokenizer copied.
 
     python recipes/synthetic-en/package.py runs/samba-tiny-en-3/best recipes/synthetic-en/samba-tiny-en.json \
-        --out src/samba_cli/assets/models/samba-tiny-en
+        --lm runs/lm/lm.arpa.gz --out src/samba_cli/assets/models/samba-tiny-en
 
 The metadata file (committed next to this script) says what the model was trained on, for how long, on what and
 what it measured; it goes into config.json under "metadata", with "weights_stored_as": "float16". The model
 card (README.md in --out) is written by hand from the same numbers. The float16 copy is checked against the
 float32 weights it came from: the CTC log-posteriors of a second of noise may differ by float16 rounding only.
+--lm copies a language model (recipes/synthetic-en/lm.py) in as lm.arpa.gz; without it, none is left there.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 from pathlib import Path
 
 import torch
 
+from samba_cli.lm import LM_FILE, NgramLM
 from samba_cli.model import load_checkpoint, save_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE
 
@@ -31,6 +35,7 @@ def main() -> None:
     )
     parser.add_argument("metadata", type=Path, help="JSON object stored as config.json's metadata")
     parser.add_argument("--out", type=Path, default=Path("src/samba_cli/assets/models/samba-tiny-en"))
+    parser.add_argument("--lm", type=Path, help="ARPA language model (.arpa.gz) for CTC decoding")
     args = parser.parse_args()
     metadata = json.loads(args.metadata.read_text(encoding="utf-8"))
     metadata["weights_stored_as"] = "float16"
@@ -38,6 +43,14 @@ def main() -> None:
     save_checkpoint(
         model, args.out, tokenizer_file=args.run / TOKENIZER_FILE, dtype=torch.float16, metadata=metadata
     )
+    target = args.out / LM_FILE
+    if args.lm is not None:
+        NgramLM.from_arpa(args.lm)  # readable by the decoder
+        partial = target.with_name(target.name + ".part")
+        shutil.copyfile(args.lm, partial)
+        os.replace(partial, target)
+    else:
+        target.unlink(missing_ok=True)
     packed = load_checkpoint(args.out, device="cpu").eval()
     features = torch.randn(1, model.config.n_mels, 101, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():

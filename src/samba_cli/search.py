@@ -351,13 +351,23 @@ def ctc_search(
 ) -> Hypothesis:
     """CTC decoding of one segment as ``options`` ask: greedy, or prefix beam search with or without a language
     model (``lm="auto"`` here means none: see :func:`resolve_lm`). ``pieces``: the tokenizer's pieces by id."""
+    beam, weight, bonus = ctc_settings(options)
     lm = load_lm(options.lm) if options.lm not in (None, "auto") else None
-    if lm is None and options.beam_size == 1:
+    if beam == 1:
         return ctc_greedy(log_probs, length, blank_id)
-    beam = options.beam_size if options.beam_size > 1 or lm is None else LM_BEAM_SIZE
-    weight = DEFAULT_LM_WEIGHT if options.lm_weight is None else options.lm_weight
-    bonus = DEFAULT_WORD_BONUS if options.word_bonus is None else options.word_bonus
     return ctc_beam_search(log_probs, length, blank_id, beam, CTCPrefixScorer(pieces, lm, weight, bonus))
+
+
+def ctc_settings(options: DecodeOptions) -> tuple[int, float | None, float | None]:
+    """The beam width, language-model weight and word bonus CTC decoding uses with ``options`` (the two
+    weights are None without a language model)."""
+    if options.lm in (None, "auto"):
+        return options.beam_size, None, None
+    return (
+        options.beam_size if options.beam_size > 1 else LM_BEAM_SIZE,
+        DEFAULT_LM_WEIGHT if options.lm_weight is None else options.lm_weight,
+        DEFAULT_WORD_BONUS if options.word_bonus is None else options.word_bonus,
+    )
 
 
 def resolve_lm(options: DecodeOptions, folder: Path, metadata: dict) -> DecodeOptions:

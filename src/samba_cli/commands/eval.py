@@ -105,6 +105,11 @@ def eval_command(
         f"CER {100 * summary['cer']:.2f}% | {summary['utterances']} utterances, "
         f"{summary['audio_seconds'] / 3600:.2f} h at {summary['x_real_time']:.1f}x real time | report {report}"
     )
+    if summary.get("lm"):
+        typer.echo(
+            f"  CTC beam search of {summary['beam_size']} with {summary['lm']} "
+            f"(weight {summary['lm_weight']}, word bonus {summary['word_bonus']})"
+        )
     for label, group in groups.items():
         typer.echo(
             f"  {group_by}={label or '(none)'}: WER {100 * group['wer']:.2f}% "

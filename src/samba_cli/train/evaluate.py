@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from samba_cli.errors import SambaError
 from samba_cli.features import FRAMES_PER_SECOND
 from samba_cli.model import SambaASR
-from samba_cli.search import DecodeOptions, ctc_search, decode_segments
+from samba_cli.search import DecodeOptions, ctc_search, ctc_settings, decode_segments
 from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.data import Batch, BatchDataset, Utterance, plan_batches
@@ -107,11 +107,15 @@ class EvalReport:
 
     def summary(self) -> dict:
         errors = self.errors
+        decoding = {"decoder": self.options.decoder, "beam_size": self.options.beam_size}
+        if self.options.decoder == "ctc":
+            beam, weight, bonus = ctc_settings(self.options)
+            lm = self.options.lm if self.options.lm != "auto" else None
+            decoding.update(beam_size=beam, lm=lm, lm_weight=weight, word_bonus=bonus)
         return {
             "model": self.model,
             "manifest": self.manifest,
-            "decoder": self.options.decoder,
-            "beam_size": self.options.beam_size,
+            **decoding,
             "utterances": len(self.utterances),
             "wer": errors.wer,
             "cer": errors.cer,
