@@ -1,4 +1,5 @@
-"""Decoding searches over one interface: greedy and beam search with the attention decoder, greedy CTC."""
+"""Decoding searches: greedy and beam search with the attention decoder; greedy CTC and CTC prefix beam search
+with an optional word n-gram language model."""
 
 from __future__ import annotations
 
@@ -235,7 +236,11 @@ class CTCPrefixScorer:
     """The word-level part of CTC beam search: which tokens start words, and the LM score of finished words."""
 
     def __init__(
-        self, pieces: list[str], lm: NgramLM | None = None, lm_weight: float = 0.5, word_bonus: float = 1.0
+        self,
+        pieces: list[str],
+        lm: NgramLM | None = None,
+        lm_weight: float = DEFAULT_LM_WEIGHT,
+        word_bonus: float = DEFAULT_WORD_BONUS,
     ) -> None:
         self.starts = [p.startswith("\u2581") for p in pieces]
         self.text = [
@@ -305,7 +310,7 @@ def ctc_beam_search(
         nxt: dict[tuple[int, ...], _Prefix] = {}
         for prefix in beams.values():
             total = prefix.acoustic
-            same = _slot(nxt, beams, prefix.tokens, lambda p=prefix: p)
+            same = _slot(nxt, beams, prefix.tokens, lambda p=prefix: p)  # always known: beams holds it
             same.blank = _logaddexp(same.blank, total + blank_lp)
             last = prefix.tokens[-1] if prefix.tokens else None
             for tok, p in cands:

@@ -43,7 +43,7 @@ def eval_command(
         None, help="score added per word with a language model", show_default="the model's, else 2.0"
     ),
     report: Path | None = typer.Option(
-        None, help="per-utterance JSON report", show_default="eval-<manifest name>-<decoder>.json"
+        None, help="per-utterance JSON report", show_default="eval-<manifest name>-<decoder>[-lm].json"
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
     backend: str = typer.Option("auto", help="SSD backend: auto, torch, fused"),
