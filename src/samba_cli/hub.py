@@ -50,11 +50,8 @@ from samba_cli.model.samba import SambaASR
 CARD_FILE = "README.md"
 REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE)  # what a usable checkpoint must hold
 OPTIONAL_FILES = (LM_FILE,)  # a language model for CTC decoding, when the checkpoint has one
-HUB_FILES = (
-    *REQUIRED_FILES,
-    *OPTIONAL_FILES,
-    CARD_FILE,
-)  # what is downloaded from and uploaded to a Hub repo
+# what is downloaded from and uploaded to a Hub repo
+HUB_FILES = (*REQUIRED_FILES, *OPTIONAL_FILES, CARD_FILE)
 DEFAULT_MODEL = "samba-tiny-en"
 BUNDLED_DIR = Path(__file__).parent / "assets" / "models"
 # bundled model name -> its folder inside the installed package

@@ -30,11 +30,8 @@ def lm_words(text: str) -> list[str]:
 class NgramLM:
     """A back-off n-gram model. Log-probabilities are natural logs; a state is the tuple of context words."""
 
-    def __init__(
-        self, ngrams: dict[tuple[str, ...], tuple[float, float]], order: int, name: str = ""
-    ) -> None:
+    def __init__(self, ngrams: dict[tuple[str, ...], tuple[float, float]], order: int) -> None:
         self.order = order
-        self.name = name
         self._ngrams = ngrams  # n-gram -> (log10 probability, log10 back-off weight)
         self.vocab = frozenset(g[0] for g in ngrams if len(g) == 1) - {BOS, EOS, UNK}
         self._prefixes = frozenset(w[:i] for w in self.vocab for i in range(1, len(w) + 1))
@@ -57,7 +54,7 @@ class NgramLM:
             raise SambaError(f"{path}: cannot read the language model: {exc}") from None
         except ValueError as exc:
             raise SambaError(f"{path}: not an ARPA language model: {exc}") from None
-        return cls(ngrams, order, str(path))
+        return cls(ngrams, order)
 
     def start(self) -> tuple[str, ...]:
         """The state at the beginning of a sentence."""
