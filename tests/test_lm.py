@@ -150,7 +150,11 @@ def test_resolve_lm_uses_the_model_folder_and_its_tuned_weights(tmp_path):
     assert resolve_lm(DecodeOptions(decoder="ctc", lm_weight=0.2), tmp_path, meta).lm_weight == 0.2
     assert resolve_lm(DecodeOptions(decoder="attention"), tmp_path, meta).lm is None
     assert resolve_lm(DecodeOptions(decoder="ctc", lm=None), tmp_path, meta).lm is None
-    other = resolve_lm(DecodeOptions(decoder="ctc", lm="/x/other.arpa"), tmp_path, meta)
-    assert (other.lm, other.lm_weight) == ("/x/other.arpa", None)  # the model's weights are for its own LM
+    other_path = tmp_path / "other.arpa.gz"
+    write_tiny_lm(other_path)
+    other = resolve_lm(DecodeOptions(decoder="ctc", lm=str(other_path)), tmp_path, meta)
+    assert (other.lm, other.lm_weight) == (str(other_path), None)  # the model's weights are for its own LM
+    with pytest.raises(SambaError, match="missing.arpa: language model not found"):
+        resolve_lm(DecodeOptions(decoder="ctc", lm=str(tmp_path / "missing.arpa")), tmp_path, meta)
     with pytest.raises(ValueError, match="CTC decoding only"):
         DecodeOptions(decoder="attention", lm="/x/other.arpa")

@@ -15,7 +15,6 @@ from samba_cli.audio import SAMPLE_RATE, STDIN, iter_audio
 from samba_cli.device import resolve_device, resolve_dtype
 from samba_cli.errors import CheckpointError
 from samba_cli.hub import ResolvedModel, resolve_model
-from samba_cli.lm import load_lm
 from samba_cli.model import SambaASR, load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
 from samba_cli.pipeline import (
@@ -66,8 +65,6 @@ class Transcriber:
         decode = resolve_lm(
             dataclasses.replace(options.decode, decoder=decoder), self.resolved.path, self.metadata
         )
-        if decode.lm is not None:
-            load_lm(decode.lm)  # a bad language model fails here, before any input is read
         return dataclasses.replace(options, decode=decode, encoder_batch_seconds=encoder_batch)
 
     @property

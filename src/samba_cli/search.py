@@ -218,6 +218,7 @@ class _Prefix:
     lm_score: float = 0.0  # weighted LM log-probability of the finished words + word bonuses
     lm_state: tuple[str, ...] = ()
     partial: str = ""  # text of the unfinished last word
+    penalty: float = 0.0  # UNK_PREFIX_PENALTY while that word begins no vocabulary word, else 0
 
     @property
     def acoustic(self) -> float:
@@ -265,23 +266,16 @@ class CTCPrefixScorer:
             return _Prefix(tokens)
         if self.starts[token]:
             score, state = self._finish_word(prefix, prefix.partial)
-            return _Prefix(tokens, lm_score=score, lm_state=state, partial=self.text[token])
-        return _Prefix(
-            tokens,
-            lm_score=prefix.lm_score,
-            lm_state=prefix.lm_state,
-            partial=prefix.partial + self.text[token],
-        )
+            partial = self.text[token]
+        else:
+            score, state, partial = prefix.lm_score, prefix.lm_state, prefix.partial + self.text[token]
+        words = lm_words(partial)
+        penalty = UNK_PREFIX_PENALTY if words and not self.lm.is_prefix(words[-1]) else 0.0
+        return _Prefix(tokens, lm_score=score, lm_state=state, partial=partial, penalty=penalty)
 
     def rank(self, prefix: _Prefix) -> float:
         """Search score of an unfinished beam: acoustic + LM, with a penalty for an impossible partial word."""
-        if self.lm is None:
-            return prefix.acoustic
-        words = lm_words(prefix.partial)
-        if not words:
-            return prefix.acoustic + prefix.lm_score
-        penalty = UNK_PREFIX_PENALTY if not self.lm.is_prefix(words[-1]) else 0.0
-        return prefix.acoustic + prefix.lm_score + penalty
+        return prefix.acoustic + prefix.lm_score + prefix.penalty
 
     def final(self, prefix: _Prefix) -> float:
         """Score of a finished beam: its last word and the end of the sentence are scored."""
@@ -324,9 +318,8 @@ def ctc_beam_search(
                     ext.label = _logaddexp(ext.label, total + p)
         ranked = sorted(nxt.values(), key=scorer.rank, reverse=True)[:beam_size]
         beams = {b.tokens: b for b in ranked}
-    best = max(beams.values(), key=scorer.final)
-    tokens = list(best.tokens)
-    return Hypothesis(best.tokens, tuple(_token_logprobs(lp, tokens, blank_id)), scorer.final(best))
+    score, best = max(((scorer.final(b), b) for b in beams.values()), key=lambda sb: sb[0])
+    return Hypothesis(best.tokens, tuple(_token_logprobs(lp, list(best.tokens), blank_id)), score)
 
 
 def _slot(
@@ -377,13 +370,14 @@ def ctc_settings(options: DecodeOptions) -> tuple[int, float | None, float | Non
 
 def resolve_lm(options: DecodeOptions, folder: Path, metadata: dict) -> DecodeOptions:
     """``lm="auto"`` replaced by the model folder's language model (None when it has none, or when decoding
-    is not CTC), and unset weights by the model's metadata ``lm`` entry."""
+    is not CTC), and unset weights by the model's metadata ``lm`` entry. The model is loaded (and cached) here."""
     lm = options.lm
     if lm == "auto":
         found = folder / LM_FILE
         lm = str(found) if options.decoder == "ctc" and found.is_file() else None
     if lm is None:
         return dataclasses.replace(options, lm=None)
+    load_lm(lm)  # a bad language model fails here (one-line SambaError), before any input is read
     tuned = (metadata.get("lm") or {}) if lm == str(folder / LM_FILE) else {}
     weight = options.lm_weight if options.lm_weight is not None else tuned.get("lm_weight")
     bonus = options.word_bonus if options.word_bonus is not None else tuned.get("word_bonus")

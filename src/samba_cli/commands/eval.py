@@ -9,7 +9,6 @@ import torch
 import typer
 
 from samba_cli.errors import SambaError
-from samba_cli.lm import load_lm
 from samba_cli.model import load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
 from samba_cli.search import DecodeOptions, resolve_lm
@@ -59,9 +58,10 @@ def eval_command(
         torch.set_num_threads(threads)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if decoder == "auto":
-        decoder = (read_config_file(model).get("metadata") or {}).get("default_decoder", "attention")
     try:
+        metadata = read_config_file(model).get("metadata") or {}
+        if decoder == "auto":
+            decoder = metadata.get("default_decoder", "attention")
         options = DecodeOptions(
             decoder=decoder,
             beam_size=beam_size,
@@ -69,9 +69,7 @@ def eval_command(
             lm_weight=lm_weight,
             word_bonus=word_bonus,
         )
-        options = resolve_lm(options, model, read_config_file(model).get("metadata") or {})
-        if options.lm is not None:
-            load_lm(options.lm)
+        options = resolve_lm(options, model, metadata)
         utterances = read_manifest(manifest)
         labels = read_manifest_field(manifest, group_by) if group_by else None
     except (ValueError, FileNotFoundError) as exc:
