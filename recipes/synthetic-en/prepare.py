@@ -80,6 +80,15 @@ FESTIVAL_TEST = ["cmu_us_slt_arctic_hts"]                    # SLT speaker fully
 ENGINE_SHARE_TRAIN = {"espeak-ng": 0.50, "flite": 0.35, "festival": 0.15}
 ENGINE_SHARE_TEST = {"espeak-ng": 0.34, "flite": 0.33, "festival": 0.33}
 
+# The `extra` split: the training sentences read by more voices, from Debian's contrib and non-free
+# sections (see README.md, "Extra voices").  None of them is a test voice.
+PICO_VOICES = ["en-US", "en-GB"]                              # SVOX Pico, both female
+ESPEAK_MBROLA_VOICES = ["mb-us1", "mb-us2", "mb-us3", "mb-en1"]   # espeak-ng driving MBROLA
+FESTIVAL_EXTRA = ["us1_mbrola", "us2_mbrola", "us3_mbrola", "en1_mbrola", "ked_diphone"]
+ENGINE_SHARE_EXTRA = {"pico": 0.35, "espeak-ng": 0.3, "festival": 0.35}
+EXTRA_TOOLS = {"pico2wave": "libttspico-utils", "mbrola": "mbrola mbrola-us1 mbrola-us2 mbrola-us3 "
+               "mbrola-en1 festvox-us1 festvox-us2 festvox-us3 festvox-en1 festvox-kdlpc16k"}
+
 P_NOISE = 0.35     # add white/pink noise at SNR U(10, 30) dB
 P_REVERB = 0.20    # convolve with a synthetic exponentially decaying impulse
 P_SPEED = 0.25     # sox speed perturbation U(0.9, 1.1) (flite/festival only)
@@ -255,23 +264,29 @@ def step_text(out: Path, seed: int, n_dev: int, n_test: int) -> None:
 def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBRE) -> list[dict]:
     # dev-heldout: the dev sentences read by the test voices, to choose between recipes on held-out voices
     # without touching the test set
-    pool_name = "dev" if split == "dev-heldout" else split
+    pool_name = {"dev-heldout": "dev", "extra": "train"}.get(split, split)
     lines = (out / f"sentences.{pool_name}.txt").read_text().splitlines()
     pool = [line.split("\t", 1) for line in lines]
     rng = random.Random(f"{seed}-{split}")
     order = list(range(len(pool)))
     rng.shuffle(order)
     heldout_voices = split in ("test", "dev-heldout")
-    share = ENGINE_SHARE_TEST if heldout_voices else ENGINE_SHARE_TRAIN
+    extra = split == "extra"
+    share = ENGINE_SHARE_TEST if heldout_voices else ENGINE_SHARE_EXTRA if extra else ENGINE_SHARE_TRAIN
     engines = list(share)
     items = []
     for i in range(n):
         src, text = pool[order[i % len(order)]]
         engine = rng.choices(engines, weights=[share[e] for e in engines])[0]
         test = heldout_voices
-        if engine == "espeak-ng":
+        if engine == "pico":
+            voice = rng.choice(PICO_VOICES)
+            params = {"rate": rng.randint(80, 120), "pitch_level": rng.randint(75, 125)}
+        elif engine == "espeak-ng":
             if test:
                 voice = rng.choice(ESPEAK_TEST_VOICES)
+            elif extra:
+                voice = rng.choice(ESPEAK_MBROLA_VOICES)
             else:
                 lang = rng.choice(ESPEAK_TRAIN_LANGS)
                 var = rng.choice(ESPEAK_TRAIN_VARIANTS)
@@ -282,13 +297,13 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
             params = {"stretch": round(rng.uniform(0.85, 1.2), 3),
                       "f0shift": round(rng.uniform(0.85, 1.15), 3)}
         else:
-            voice = rng.choice(FESTIVAL_TEST if test else FESTIVAL_TRAIN)
+            voice = rng.choice(FESTIVAL_TEST if test else FESTIVAL_EXTRA if extra else FESTIVAL_TRAIN)
             params = {"stretch": round(rng.uniform(0.85, 1.2), 3),
                       "cents": rng.randint(-150, 150)}
         if engine != "espeak-ng" and rng.random() < P_SPEED:
             params["speed_perturb"] = round(rng.uniform(0.9, 1.1), 3)
         trng = random.Random(f"{seed}-{split}-timbre-{i}")
-        if engine != "espeak-ng" and not test and trng.random() < timbre_share:
+        if engine in ("flite", "festival") and not test and not extra and trng.random() < timbre_share:
             params["timbre"] = round(trng.uniform(*TIMBRE_WARP), 3)
             if engine == "flite":
                 params["f0_hz"] = round(trng.uniform(*TIMBRE_F0))
@@ -316,7 +331,12 @@ def synth_raw(item: dict, tmpdir: str) -> str:
     p, v = item["params"], item["voice"]
     warp = p.get("timbre", 1.0)              # sox speeds the result up by this much afterwards
     stretch = round(p.get("stretch", 1.0) * warp, 3)
-    if item["engine"] == "espeak-ng":
+    if item["engine"] == "pico":
+        # pico2wave reads its text from the command line; SSML-like tags set the rate and pitch (percent)
+        markup = (f'<speed level="{p["rate"]}"><pitch level="{p["pitch_level"]}">'
+                  f'{item["text"]}</pitch></speed>')
+        cmd = ["pico2wave", "-l", v, "-w", wav, markup]
+    elif item["engine"] == "espeak-ng":
         cmd = ["espeak-ng", "-v", v, "-s", str(p["speed"]), "-p", str(p["pitch"]),
                "-w", wav, "-f", txt]
     elif item["engine"] == "flite":
@@ -450,6 +470,9 @@ def main() -> None:
     ap.add_argument("--num-test", type=int, default=400)
     ap.add_argument("--num-dev-heldout", type=int, default=200,
                     help="dev sentences read by the held-out (test) voices")
+    ap.add_argument("--num-extra", type=int, default=0,
+                    help="training sentences read by the extra voices (SVOX Pico, MBROLA, festival ked): "
+                         "the `extra` split")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timbre-share", type=float, default=P_TIMBRE,
@@ -480,8 +503,15 @@ def main() -> None:
         step_text(out, args.seed, args.num_dev, args.num_test)
         mark("text")
     counts = {"train": args.num_train, "dev": args.num_dev, "test": args.num_test,
-              "dev-heldout": args.num_dev_heldout}
-    for split in [s for s in args.splits.split(",") if s]:
+              "dev-heldout": args.num_dev_heldout, "extra": args.num_extra}
+    splits = [s for s in args.splits.split(",") if s]
+    if args.num_extra and "extra" not in splits:
+        splits.append("extra")
+    missing = {pkg for tool, pkg in EXTRA_TOOLS.items() if shutil.which(tool) is None}
+    if "extra" in splits and not done("extra") and missing:
+        sys.exit("the extra voices need Debian's contrib and non-free sections and: apt-get install "
+                 + " ".join(sorted(missing)))
+    for split in splits:
         if not done(split):
             step_split(out, split, counts[split], args.seed, args.jobs, args.timbre_share)
             mark(split)

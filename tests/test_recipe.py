@@ -1,0 +1,51 @@
+"""The synthetic-en recipe's synthesis plan: held-out voices stay out of every training split."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+PREPARE = Path(__file__).resolve().parents[1] / "recipes" / "synthetic-en" / "prepare.py"
+
+
+@pytest.fixture(scope="module")
+def prepare():
+    spec = importlib.util.spec_from_file_location("synthetic_en_prepare", PREPARE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def pools(tmp_path):
+    for split in ("train", "dev", "test"):
+        lines = [f"alice\t{split} sentence number {i}." for i in range(40)]
+        (tmp_path / f"sentences.{split}.txt").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_extra_split_uses_only_extra_voices_and_training_sentences(prepare, pools):
+    items = prepare.plan(pools, "extra", 400, seed=0)
+    extra_voices = set(prepare.PICO_VOICES + prepare.ESPEAK_MBROLA_VOICES + prepare.FESTIVAL_EXTRA)
+    assert {it["voice"] for it in items} == extra_voices          # 400 draws reach all 11 voices
+    assert {it["engine"] for it in items} == {"pico", "espeak-ng", "festival"}
+    assert all(it["text"].startswith("train sentence") for it in items)
+    assert not any("timbre" in it["params"] for it in items)
+    pico = [it for it in items if it["engine"] == "pico"]
+    assert all(80 <= it["params"]["rate"] <= 120 and 75 <= it["params"]["pitch_level"] <= 125 for it in pico)
+
+
+def test_held_out_voices_never_in_training_splits(prepare, pools):
+    test_voices = set(prepare.ESPEAK_TEST_VOICES + prepare.FLITE_TEST + prepare.FESTIVAL_TEST)
+    for split in ("train", "dev", "extra"):
+        assert not {it["voice"] for it in prepare.plan(pools, split, 300, seed=0)} & test_voices
+    assert {it["voice"] for it in prepare.plan(pools, "test", 300, seed=0)} == test_voices
+    train = {it["voice"] for it in prepare.plan(pools, "train", 300, seed=0)}
+    assert not train & set(prepare.PICO_VOICES + prepare.ESPEAK_MBROLA_VOICES + prepare.FESTIVAL_EXTRA)
+
+
+def test_plan_is_reproducible_and_appends(prepare, pools):
+    short = prepare.plan(pools, "extra", 50, seed=3)
+    longer = prepare.plan(pools, "extra", 80, seed=3)
+    assert longer[:50] == short
+    assert prepare.plan(pools, "extra", 50, seed=4) != short
