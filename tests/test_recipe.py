@@ -27,7 +27,7 @@ def pools(tmp_path):
 def test_extra_split_uses_only_extra_voices_and_training_sentences(prepare, pools):
     items = prepare.plan(pools, "extra", 400, seed=0)
     extra_voices = set(prepare.PICO_VOICES + prepare.ESPEAK_MBROLA_VOICES + prepare.FESTIVAL_EXTRA)
-    assert {it["voice"] for it in items} == extra_voices          # 400 draws reach all 11 voices
+    assert {it["voice"] for it in items} == extra_voices  # 400 draws reach all 11 voices
     assert {it["engine"] for it in items} == {"pico", "espeak-ng", "festival"}
     assert all(it["text"].startswith("train sentence") for it in items)
     assert not any("timbre" in it["params"] for it in items)

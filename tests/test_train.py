@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from samba_cli.commands.train import app
 from samba_cli.model import PRESETS, SambaASR, load_checkpoint
 from samba_cli.model.checkpoint import read_config_file
-from samba_cli.train.augment import SpecAugment, speed_perturb
+from samba_cli.train.augment import SpecAugment, speed_perturb, warp_frequency
 from samba_cli.train.config import TrainConfig
 from samba_cli.train.data import plan_batches, read_manifest, shard_batches
 from samba_cli.train.loop import METRICS_FILE, train
@@ -126,6 +126,34 @@ def test_augmentation_shapes_and_determinism():
     b = masks(features, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
     assert (a != features).any()
+
+
+def test_frequency_warp_moves_formants_and_keeps_the_ends():
+    features = torch.zeros(80, 5)
+    features[20] = 1.0  # a "formant" at mel bin 20
+    up = warp_frequency(features, 1.1)
+    assert int(up[:, 0].argmax()) == 22 and up.shape == features.shape
+    assert int(warp_frequency(features, 0.9)[:, 0].argmax()) == 18
+    assert warp_frequency(features, 1.0) is features
+    ramp = torch.arange(80.0).unsqueeze(1).expand(80, 3)  # a bin's value is its index
+    for alpha in (0.85, 0.95, 1.05, 1.15):
+        warped = warp_frequency(ramp, alpha)[:, 0]
+        assert warped[0] == 0 and warped[-1] == 79  # the ends stay
+        assert (warped.diff() > 0).all()  # monotone: nothing folds over
+        assert abs(float(warped[40]) - 40 / alpha) < 1e-4  # linear below the knee
+
+
+def test_spec_augment_warp_is_drawn_from_the_generator():
+    features = torch.randn(80, 300)
+    warp = SpecAugment(freq_masks=0, time_masks=0, freq_warp=0.1)
+    a = warp(features, torch.Generator().manual_seed(1))
+    assert torch.equal(a, warp(features, torch.Generator().manual_seed(1)))
+    assert not torch.equal(a, warp(features, torch.Generator().manual_seed(2)))
+    assert not torch.equal(a, features)
+    plain = SpecAugment(freq_masks=0, time_masks=0)
+    assert torch.equal(plain(features, torch.Generator().manual_seed(1)), features)
+    with pytest.raises(ValueError, match="freq_warp"):
+        TrainConfig(train_manifest="m.jsonl", tokenizer="t.model", freq_warp=0.6)
 
 
 def test_decoder_io_adds_bos_and_eos():

@@ -54,6 +54,7 @@ def run_command(
     time_masks: int = _option("time_masks"),
     time_mask_width: int = _option("time_mask_width"),
     time_mask_ratio: float = _option("time_mask_ratio"),
+    freq_warp: float = _option("freq_warp"),
     lr: float = _option("lr"),
     weight_decay: float = _option("weight_decay"),
     betas: str = _option("betas", "--betas"),

@@ -1,4 +1,4 @@
-"""Augmentation: speed perturbation of the waveform and SpecAugment masks on the log-mel features.
+"""Augmentation: speed perturbation of the waveform; frequency warping and SpecAugment masks on the log-mel features.
 
 Every function draws from an explicit ``torch.Generator`` so a batch is augmented the same way whenever it is
 rebuilt (DataLoader workers, exact resume).
@@ -31,10 +31,14 @@ class SpecAugment:
     time_masks: int = 2  # time masks per utterance
     time_mask_width: int = 40  # widest time mask, in frames
     time_mask_ratio: float = 0.2  # a time mask covers at most this fraction of the frames
+    freq_warp: float = 0.0  # vocal-tract-length warp: factor drawn uniformly in 1 +- freq_warp (0: off)
 
     def __call__(self, features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """features: (n_mels, T) -> a masked copy; masked cells take the utterance's mean value."""
+        """features: (n_mels, T) -> a warped and masked copy; masked cells take the utterance's mean value."""
         n_mels, frames = features.shape
+        if self.freq_warp > 0:
+            draw = float(torch.rand((), generator=generator))
+            features = warp_frequency(features, 1.0 + self.freq_warp * (2.0 * draw - 1.0))
         out = features.clone()
         fill = features.mean()
         for _ in range(self.freq_masks):
@@ -45,6 +49,30 @@ class SpecAugment:
             start, width = _draw_span(frames, widest, generator)
             out[:, start : start + width] = fill
         return out
+
+
+def warp_frequency(features: torch.Tensor, alpha: float, boundary: float = 0.8) -> torch.Tensor:
+    """Vocal-tract-length perturbation on log-mel features (n_mels, T): move spectral content at mel bin s to
+    bin ``alpha`` x s, a speaker with a shorter (alpha > 1) or longer (alpha < 1) vocal tract.
+
+    The warp is piecewise linear in mel bins, as in VTLN: ``alpha`` x s up to a knee at ``boundary`` of the range
+    (for alpha > 1: of the range / alpha), then a straight line to the top bin, so the first and the last bin stay
+    in place and nothing is pushed out of the range. Each output bin linearly interpolates the two input bins
+    around its source position.
+    """
+    if alpha == 1.0:
+        return features
+    top = features.shape[0] - 1
+    knee = boundary * top / max(alpha, 1.0)  # source position of the knee; it lands at alpha x knee
+    target = torch.arange(top + 1, dtype=torch.float64)
+    source = torch.where(
+        target <= alpha * knee,
+        target / alpha,
+        knee + (target - alpha * knee) * (top - knee) / (top - alpha * knee),
+    ).clamp(0, top)
+    low = source.floor().long().clamp(max=top - 1)
+    weight = (source - low).to(features.dtype).unsqueeze(1)
+    return features[low] * (1 - weight) + features[low + 1] * weight
 
 
 def _draw_span(size: int, widest: int, generator: torch.Generator) -> tuple[int, int]:

@@ -41,6 +41,7 @@ class TrainConfig:
     time_masks: int = 2  # SpecAugment time masks per utterance
     time_mask_width: int = 40  # widest time mask, in 10 ms frames
     time_mask_ratio: float = 0.2  # a time mask covers at most this fraction of the utterance
+    freq_warp: float = 0.0  # vocal-tract-length warp of the mel axis by a factor in 1 +- freq_warp (0: off)
     # optimisation
     lr: float = 1e-4  # peak learning rate (AdamW)
     weight_decay: float = 0.01  # AdamW decoupled weight decay (not on norms, biases, _no_weight_decay)
@@ -74,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"keep_every must be 0 (off) or positive, got {self.keep_every}")
         if not self.speeds or min(self.speeds) <= 0:
             raise ValueError(f"speeds must be positive factors, got {self.speeds}")
+        if not 0.0 <= self.freq_warp < 0.5:
+            raise ValueError(f"freq_warp must be in [0, 0.5), got {self.freq_warp}")
         object.__setattr__(self, "schedule", Schedule(self.schedule))
         object.__setattr__(self, "speeds", tuple(float(s) for s in self.speeds))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))

@@ -133,6 +133,7 @@ class Trainer:
                 config.time_masks,
                 config.time_mask_width,
                 config.time_mask_ratio,
+                config.freq_warp,
             ),
         )
         self.position = Position()
