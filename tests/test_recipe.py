@@ -35,13 +35,26 @@ def test_extra_split_uses_only_extra_voices_and_training_sentences(prepare, pool
     assert all(80 <= it["params"]["rate"] <= 120 and 75 <= it["params"]["pitch_level"] <= 125 for it in pico)
 
 
+def test_extra2_split_uses_rhvoice_and_festival_british_voices(prepare, pools):
+    items = prepare.plan(pools, "extra2", 300, seed=0)
+    assert {it["voice"] for it in items} == set(prepare.RHVOICE_VOICES + prepare.FESTIVAL_EXTRA2)
+    assert {it["engine"] for it in items} == {"rhvoice", "festival"}
+    assert all(it["text"].startswith("train sentence") for it in items)
+    assert not any("timbre" in it["params"] for it in items)
+    rh = [it for it in items if it["engine"] == "rhvoice"]
+    assert all(80 <= it["params"]["rate"] <= 125 and 80 <= it["params"]["pitch_level"] <= 120 for it in rh)
+    # the SLT speaker is held out on every engine, RHVoice's slt included
+    assert not any("slt" in it["voice"] for it in items)
+
+
 def test_held_out_voices_never_in_training_splits(prepare, pools):
     test_voices = set(prepare.ESPEAK_TEST_VOICES + prepare.FLITE_TEST + prepare.FESTIVAL_TEST)
-    for split in ("train", "dev", "extra"):
+    for split in ("train", "dev", "extra", "extra2"):
         assert not {it["voice"] for it in prepare.plan(pools, split, 300, seed=0)} & test_voices
     assert {it["voice"] for it in prepare.plan(pools, "test", 300, seed=0)} == test_voices
     train = {it["voice"] for it in prepare.plan(pools, "train", 300, seed=0)}
-    assert not train & set(prepare.PICO_VOICES + prepare.ESPEAK_MBROLA_VOICES + prepare.FESTIVAL_EXTRA)
+    extra = prepare.PICO_VOICES + prepare.ESPEAK_MBROLA_VOICES + prepare.FESTIVAL_EXTRA
+    assert not train & set(extra + prepare.RHVOICE_VOICES + prepare.FESTIVAL_EXTRA2)
 
 
 def test_plan_is_reproducible_and_appends(prepare, pools):

@@ -89,6 +89,13 @@ ENGINE_SHARE_EXTRA = {"pico": 0.35, "espeak-ng": 0.3, "festival": 0.35}
 EXTRA_TOOLS = {"pico2wave": "libttspico-utils", "mbrola": "mbrola mbrola-us1 mbrola-us2 mbrola-us3 "
                "mbrola-en1 festvox-us1 festvox-us2 festvox-us3 festvox-en1 festvox-kdlpc16k"}
 
+# The `extra2` split: the training sentences read by yet more voices (see README.md, "Extra voices").  RHVoice's
+# slt is the held-out test speaker and is not used.
+RHVOICE_VOICES = ["alan", "bdl", "clb", "lyubov", "evgeniy-eng"]   # clb and lyubov female
+FESTIVAL_EXTRA2 = ["rab_diphone", "don_diphone"]                    # British English males
+ENGINE_SHARE_EXTRA2 = {"rhvoice": 0.7, "festival": 0.3}
+EXTRA2_TOOLS = {"RHVoice-test": "rhvoice rhvoice-english festvox-rablpc16k festvox-don"}
+
 P_NOISE = 0.35     # add white/pink noise at SNR U(10, 30) dB
 P_REVERB = 0.20    # convolve with a synthetic exponentially decaying impulse
 P_SPEED = 0.25     # sox speed perturbation U(0.9, 1.1) (flite/festival only)
@@ -264,15 +271,18 @@ def step_text(out: Path, seed: int, n_dev: int, n_test: int) -> None:
 def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBRE) -> list[dict]:
     # dev-heldout: the dev sentences read by the test voices, to choose between recipes on held-out voices
     # without touching the test set
-    pool_name = {"dev-heldout": "dev", "extra": "train"}.get(split, split)
+    pool_name = {"dev-heldout": "dev", "extra": "train", "extra2": "train"}.get(split, split)
     lines = (out / f"sentences.{pool_name}.txt").read_text().splitlines()
     pool = [line.split("\t", 1) for line in lines]
     rng = random.Random(f"{seed}-{split}")
     order = list(range(len(pool)))
     rng.shuffle(order)
     heldout_voices = split in ("test", "dev-heldout")
-    extra = split == "extra"
-    share = ENGINE_SHARE_TEST if heldout_voices else ENGINE_SHARE_EXTRA if extra else ENGINE_SHARE_TRAIN
+    extra = split in ("extra", "extra2")
+    share = (ENGINE_SHARE_TEST if heldout_voices else ENGINE_SHARE_EXTRA if split == "extra"
+             else ENGINE_SHARE_EXTRA2 if split == "extra2" else ENGINE_SHARE_TRAIN)
+    festival = (FESTIVAL_TEST if heldout_voices else FESTIVAL_EXTRA if split == "extra"
+                else FESTIVAL_EXTRA2 if split == "extra2" else FESTIVAL_TRAIN)
     engines = list(share)
     items = []
     for i in range(n):
@@ -282,6 +292,9 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
         if engine == "pico":
             voice = rng.choice(PICO_VOICES)
             params = {"rate": rng.randint(80, 120), "pitch_level": rng.randint(75, 125)}
+        elif engine == "rhvoice":
+            voice = rng.choice(RHVOICE_VOICES)
+            params = {"rate": rng.randint(80, 125), "pitch_level": rng.randint(80, 120)}
         elif engine == "espeak-ng":
             if test:
                 voice = rng.choice(ESPEAK_TEST_VOICES)
@@ -297,7 +310,7 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
             params = {"stretch": round(rng.uniform(0.85, 1.2), 3),
                       "f0shift": round(rng.uniform(0.85, 1.15), 3)}
         else:
-            voice = rng.choice(FESTIVAL_TEST if test else FESTIVAL_EXTRA if extra else FESTIVAL_TRAIN)
+            voice = rng.choice(festival)
             params = {"stretch": round(rng.uniform(0.85, 1.2), 3),
                       "cents": rng.randint(-150, 150)}
         if engine != "espeak-ng" and rng.random() < P_SPEED:
@@ -336,6 +349,10 @@ def synth_raw(item: dict, tmpdir: str) -> str:
         markup = (f'<speed level="{p["rate"]}"><pitch level="{p["pitch_level"]}">'
                   f'{item["text"]}</pitch></speed>')
         cmd = ["pico2wave", "-l", v, "-w", wav, markup]
+    elif item["engine"] == "rhvoice":
+        # RHVoice-test reads its text from the file given by -i; -r and -t set the rate and pitch (percent)
+        cmd = ["RHVoice-test", "-p", v, "-r", str(p["rate"]), "-t", str(p["pitch_level"]),
+               "-i", txt, "-o", wav]
     elif item["engine"] == "espeak-ng":
         cmd = ["espeak-ng", "-v", v, "-s", str(p["speed"]), "-p", str(p["pitch"]),
                "-w", wav, "-f", txt]
@@ -473,6 +490,9 @@ def main() -> None:
     ap.add_argument("--num-extra", type=int, default=0,
                     help="training sentences read by the extra voices (SVOX Pico, MBROLA, festival ked): "
                          "the `extra` split")
+    ap.add_argument("--num-extra2", type=int, default=0,
+                    help="training sentences read by more voices (RHVoice, festival rab and don): "
+                         "the `extra2` split")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timbre-share", type=float, default=P_TIMBRE,
@@ -503,14 +523,16 @@ def main() -> None:
         step_text(out, args.seed, args.num_dev, args.num_test)
         mark("text")
     counts = {"train": args.num_train, "dev": args.num_dev, "test": args.num_test,
-              "dev-heldout": args.num_dev_heldout, "extra": args.num_extra}
+              "dev-heldout": args.num_dev_heldout, "extra": args.num_extra, "extra2": args.num_extra2}
     splits = [s for s in args.splits.split(",") if s]
-    if args.num_extra and "extra" not in splits:
-        splits.append("extra")
-    missing = {pkg for tool, pkg in EXTRA_TOOLS.items() if shutil.which(tool) is None}
-    if "extra" in splits and not done("extra") and missing:
-        sys.exit("the extra voices need Debian's contrib and non-free sections and: apt-get install "
-                 + " ".join(sorted(missing)))
+    for name in ("extra", "extra2"):
+        if counts[name] and name not in splits:
+            splits.append(name)
+    for name, tools in (("extra", EXTRA_TOOLS), ("extra2", EXTRA2_TOOLS)):
+        missing = {pkg for tool, pkg in tools.items() if shutil.which(tool) is None}
+        if name in splits and not done(name) and missing:
+            sys.exit(f"the {name} voices need Debian's contrib and non-free sections and: apt-get install "
+                     + " ".join(sorted(missing)))
     for split in splits:
         if not done(split):
             step_split(out, split, counts[split], args.seed, args.jobs, args.timbre_share)
