@@ -75,7 +75,7 @@ def test_eval_command_writes_the_report(checkpoint, monkeypatch, tmp_path):
     app = typer.Typer()
     app.command("eval")(eval_command)
     app.command("noop")(lambda: None)
-    report = tmp_path / "report.json"
+    report = tmp_path / "reports" / "new" / "report.json"  # its folder is made
     result = CliRunner().invoke(app, ["eval", str(model_dir), str(manifest), "--report", str(report)])
     assert result.exit_code == 0, result.output
     assert "WER 18.75% (3/16)" in result.output
@@ -152,3 +152,19 @@ def test_eval_uses_the_model_folders_language_model(checkpoint, tmp_path):
     )
     assert missing.exit_code == 1
     assert missing.stderr.strip() == f"error: {tmp_path / 'x.arpa'}: language model not found"
+
+
+def test_eval_report_that_cannot_be_written_is_a_one_line_error(checkpoint, tmp_path):
+    from samba_cli.cli import app as samba_app
+
+    model_dir, manifest = checkpoint
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file where the report's folder should be\n")
+    report = blocker / "report.json"
+    result = CliRunner().invoke(
+        samba_app, ["eval", str(model_dir), str(manifest), "--lm", "none", "--report", str(report)]
+    )
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith(f"error: {report}: cannot write the report")
+    assert "Traceback" not in result.output
+    assert blocker.read_text() == "a file where the report's folder should be\n"
