@@ -89,7 +89,7 @@ ENGINE_SHARE_EXTRA = {"pico": 0.35, "espeak-ng": 0.3, "festival": 0.35}
 EXTRA_TOOLS = {"pico2wave": "libttspico-utils", "mbrola": "mbrola mbrola-us1 mbrola-us2 mbrola-us3 "
                "mbrola-en1 festvox-us1 festvox-us2 festvox-us3 festvox-en1 festvox-kdlpc16k"}
 
-# The `extra2` split: the training sentences read by yet more voices (see README.md, "Extra voices").  RHVoice's
+# The `extra2` split: the training sentences read by yet more voices (see README.md, "More voices").  RHVoice's
 # slt is the held-out test speaker and is not used.
 RHVOICE_VOICES = ["alan", "bdl", "clb", "lyubov", "evgeniy-eng"]   # clb and lyubov female
 FESTIVAL_EXTRA2 = ["rab_diphone", "don_diphone"]                    # British English males
@@ -279,10 +279,11 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
     rng.shuffle(order)
     heldout_voices = split in ("test", "dev-heldout")
     extra = split in ("extra", "extra2")
-    share = (ENGINE_SHARE_TEST if heldout_voices else ENGINE_SHARE_EXTRA if split == "extra"
-             else ENGINE_SHARE_EXTRA2 if split == "extra2" else ENGINE_SHARE_TRAIN)
-    festival = (FESTIVAL_TEST if heldout_voices else FESTIVAL_EXTRA if split == "extra"
-                else FESTIVAL_EXTRA2 if split == "extra2" else FESTIVAL_TRAIN)
+    kind = "test" if heldout_voices else split if extra else "train"
+    share = {"test": ENGINE_SHARE_TEST, "extra": ENGINE_SHARE_EXTRA, "extra2": ENGINE_SHARE_EXTRA2,
+             "train": ENGINE_SHARE_TRAIN}[kind]
+    festival = {"test": FESTIVAL_TEST, "extra": FESTIVAL_EXTRA, "extra2": FESTIVAL_EXTRA2,
+                "train": FESTIVAL_TRAIN}[kind]
     engines = list(share)
     items = []
     for i in range(n):
