@@ -96,6 +96,12 @@ FESTIVAL_EXTRA2 = ["rab_diphone", "don_diphone"]                    # British En
 ENGINE_SHARE_EXTRA2 = {"rhvoice": 0.7, "festival": 0.3}
 EXTRA2_TOOLS = {"RHVoice-test": "rhvoice rhvoice-english festvox-rablpc16k festvox-don"}
 
+# per extra split: engine shares, festival voices, and the tools it needs (tool -> Debian packages)
+EXTRA_SPLITS = {
+    "extra": (ENGINE_SHARE_EXTRA, FESTIVAL_EXTRA, EXTRA_TOOLS),
+    "extra2": (ENGINE_SHARE_EXTRA2, FESTIVAL_EXTRA2, EXTRA2_TOOLS),
+}
+
 P_NOISE = 0.35     # add white/pink noise at SNR U(10, 30) dB
 P_REVERB = 0.20    # convolve with a synthetic exponentially decaying impulse
 P_SPEED = 0.25     # sox speed perturbation U(0.9, 1.1) (flite/festival only)
@@ -271,19 +277,20 @@ def step_text(out: Path, seed: int, n_dev: int, n_test: int) -> None:
 def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBRE) -> list[dict]:
     # dev-heldout: the dev sentences read by the test voices, to choose between recipes on held-out voices
     # without touching the test set
-    pool_name = {"dev-heldout": "dev", "extra": "train", "extra2": "train"}.get(split, split)
+    extra = split in EXTRA_SPLITS
+    pool_name = "train" if extra else {"dev-heldout": "dev"}.get(split, split)
     lines = (out / f"sentences.{pool_name}.txt").read_text().splitlines()
     pool = [line.split("\t", 1) for line in lines]
     rng = random.Random(f"{seed}-{split}")
     order = list(range(len(pool)))
     rng.shuffle(order)
     heldout_voices = split in ("test", "dev-heldout")
-    extra = split in ("extra", "extra2")
-    kind = "test" if heldout_voices else split if extra else "train"
-    share = {"test": ENGINE_SHARE_TEST, "extra": ENGINE_SHARE_EXTRA, "extra2": ENGINE_SHARE_EXTRA2,
-             "train": ENGINE_SHARE_TRAIN}[kind]
-    festival = {"test": FESTIVAL_TEST, "extra": FESTIVAL_EXTRA, "extra2": FESTIVAL_EXTRA2,
-                "train": FESTIVAL_TRAIN}[kind]
+    if heldout_voices:
+        share, festival = ENGINE_SHARE_TEST, FESTIVAL_TEST
+    elif extra:
+        share, festival, _ = EXTRA_SPLITS[split]
+    else:
+        share, festival = ENGINE_SHARE_TRAIN, FESTIVAL_TRAIN
     engines = list(share)
     items = []
     for i in range(n):
@@ -526,10 +533,9 @@ def main() -> None:
     counts = {"train": args.num_train, "dev": args.num_dev, "test": args.num_test,
               "dev-heldout": args.num_dev_heldout, "extra": args.num_extra, "extra2": args.num_extra2}
     splits = [s for s in args.splits.split(",") if s]
-    for name in ("extra", "extra2"):
+    for name, (_, _, tools) in EXTRA_SPLITS.items():
         if counts[name] and name not in splits:
             splits.append(name)
-    for name, tools in (("extra", EXTRA_TOOLS), ("extra2", EXTRA2_TOOLS)):
         missing = {pkg for tool, pkg in tools.items() if shutil.which(tool) is None}
         if name in splits and not done(name) and missing:
             sys.exit(f"the {name} voices need Debian's contrib and non-free sections and: apt-get install "

@@ -638,7 +638,6 @@ def _write_outputs(
                 stdout.flush()
                 continue
             try:
-                output.path.parent.mkdir(parents=True, exist_ok=True)
                 write_file(writer, segments, info, output.path)
             except OSError as error:
                 raise _WriteError(output.path, error.strerror or str(error)) from error

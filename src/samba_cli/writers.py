@@ -188,9 +188,10 @@ def write_atomically(path: str | os.PathLike, write: Callable[[TextIO], object])
     """Call ``write`` on a UTF-8 temporary file next to ``path``, fsync it, then rename it over ``path``.
 
     Readers see either the old file or the whole new one. If anything fails (``write`` included) the
-    temporary file is removed, the old file is left untouched, and the error propagates.
+    temporary file is removed, the old file is left untouched, and the error propagates. A missing folder is made.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     # exclusive creation: never truncates a file that is not ours; the mode follows the umask
     stream = temporary.open("x", encoding="utf-8", newline="\n")

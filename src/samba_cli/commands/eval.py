@@ -94,7 +94,6 @@ def eval_command(
         for entry, label in zip(document["results"], labels, strict=True):
             entry[group_by] = label
     try:
-        report.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(report, lambda stream: stream.write(json.dumps(document, indent=2) + "\n"))
     except OSError as exc:
         raise SambaError(f"{report}: cannot write the report: {exc.strerror or exc}") from exc
