@@ -140,10 +140,25 @@ def test_eval_uses_the_model_folders_language_model(checkpoint, tmp_path):
         samba_app, ["eval", str(folder), str(manifest), "--report", str(tmp_path / "a.json")]
     )
     assert result.exit_code == 0, result.output
-    assert f"CTC beam search of 32 with {folder / 'lm.arpa.gz'} (weight 0.5, word bonus 2.0)" in result.stdout
+    assert (
+        f"CTC beam search of 32 with {folder / 'lm.arpa.gz'} (weight 0.5, word bonus 2.0, OOV penalty 0.0)"
+        in result.stdout
+    )
     report = json.loads((tmp_path / "a.json").read_text())
     assert report["lm"] == str(folder / "lm.arpa.gz")
-    assert (report["beam_size"], report["lm_weight"], report["word_bonus"]) == (32, 0.5, 2.0)  # the defaults
+    settings = [report[key] for key in ("beam_size", "lm_weight", "word_bonus", "oov_penalty")]
+    assert settings == [32, 0.5, 2.0, 0.0]  # the defaults
+    strict = [
+        "eval",
+        str(folder),
+        str(manifest),
+        "--oov-penalty",
+        "1.5",
+        "--report",
+        str(tmp_path / "c.json"),
+    ]
+    assert CliRunner().invoke(samba_app, strict).exit_code == 0
+    assert json.loads((tmp_path / "c.json").read_text())["oov_penalty"] == 1.5
     off = ["eval", str(folder), str(manifest), "--lm", "none", "--report", str(tmp_path / "b.json")]
     assert CliRunner().invoke(samba_app, off).exit_code == 0
     assert json.loads((tmp_path / "b.json").read_text())["lm"] is None

@@ -1,5 +1,6 @@
 """The word n-gram language model (ARPA) and CTC prefix beam search with and without it."""
 
+import dataclasses
 import itertools
 import math
 
@@ -140,20 +141,47 @@ def test_a_partial_word_outside_the_vocabulary_is_penalised(tiny_lm):
     assert scorer.final(cat) == pytest.approx((-0.3 - 0.2 - 0.1) * LN10)  # <s> the cat </s>
 
 
+def test_the_oov_penalty_is_taken_off_each_word_outside_the_vocabulary(tiny_lm, tmp_path):
+    the = _Prefix((3,), blank=0.0, lm_state=tiny_lm.start(), partial="the")
+    scores = {}
+    for penalty in (0.0, 3.0):
+        scorer = CTCPrefixScorer(PIECES, tiny_lm, lm_weight=1.0, word_bonus=0.0, oov_penalty=penalty)
+        cats = scorer.extend(scorer.extend(the, 4), 6)  # "the cats": "cats" is no vocabulary word
+        cats.blank = 0.0
+        scores[penalty] = (scorer.final(cats), scorer.final(scorer.extend(the, 4)))
+    assert scores[0.0][0] - scores[3.0][0] == pytest.approx(3.0)  # one OOV word
+    assert scores[0.0][1] == pytest.approx(scores[3.0][1])  # "the cat": none
+    # in a search: "the cats" is acoustically ahead of "the cat", the penalty turns it round
+    lp = _posteriors([{3: 0.95}, {}, {4: 0.95}, {6: 0.7}, {}])
+    write_tiny_lm(tmp_path / "lm.arpa.gz")
+    opts = DecodeOptions(
+        decoder="ctc", beam_size=8, lm=str(tmp_path / "lm.arpa.gz"), lm_weight=0.1, word_bonus=0
+    )
+    assert ctc_search(lp, 5, BLANK, opts, PIECES).tokens == (3, 4, 6)
+    strict = dataclasses.replace(opts, oov_penalty=5.0)
+    assert ctc_search(lp, 5, BLANK, strict, PIECES).tokens == (3, 4)
+
+
 def test_resolve_lm_uses_the_model_folder_and_its_tuned_weights(tmp_path):
-    meta = {"lm": {"lm_weight": 0.7, "word_bonus": 1.5}}
+    meta = {"lm": {"lm_weight": 0.7, "word_bonus": 1.5, "oov_penalty": 2.5}}
     ctc = DecodeOptions(decoder="ctc")
     assert resolve_lm(ctc, tmp_path, meta).lm is None  # the folder has no language model
     write_tiny_lm(tmp_path / "lm.arpa.gz")
     found = resolve_lm(ctc, tmp_path, meta)
     assert (found.lm, found.lm_weight, found.word_bonus) == (str(tmp_path / "lm.arpa.gz"), 0.7, 1.5)
+    assert found.oov_penalty == 2.5
+    assert resolve_lm(DecodeOptions(decoder="ctc", oov_penalty=0.0), tmp_path, meta).oov_penalty == 0.0
     assert resolve_lm(DecodeOptions(decoder="ctc", lm_weight=0.2), tmp_path, meta).lm_weight == 0.2
     assert resolve_lm(DecodeOptions(decoder="attention"), tmp_path, meta).lm is None
     assert resolve_lm(DecodeOptions(decoder="ctc", lm=None), tmp_path, meta).lm is None
     other_path = tmp_path / "other.arpa.gz"
     write_tiny_lm(other_path)
     other = resolve_lm(DecodeOptions(decoder="ctc", lm=str(other_path)), tmp_path, meta)
-    assert (other.lm, other.lm_weight) == (str(other_path), None)  # the model's weights are for its own LM
+    assert (other.lm, other.lm_weight, other.oov_penalty) == (
+        str(other_path),
+        None,
+        None,
+    )  # the model's weights are for its own LM
     with pytest.raises(SambaError, match="missing.arpa: language model not found"):
         resolve_lm(DecodeOptions(decoder="ctc", lm=str(tmp_path / "missing.arpa")), tmp_path, meta)
     with pytest.raises(ValueError, match="CTC decoding only"):

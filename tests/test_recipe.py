@@ -47,9 +47,22 @@ def test_extra2_split_uses_rhvoice_and_festival_british_voices(prepare, pools):
     assert not any("slt" in it["voice"] for it in items)
 
 
+def test_extra3_split_uses_other_espeak_variants_half_female(prepare, pools):
+    items = prepare.plan(pools, "extra3", 2000, seed=0)
+    assert {it["engine"] for it in items} == {"espeak-ng"}
+    langs = {it["voice"].split("+")[0] for it in items}
+    variants = [it["voice"].split("+")[1] for it in items]
+    assert langs == set(prepare.ESPEAK_TRAIN_LANGS)
+    assert set(variants) == set(prepare.ESPEAK_EXTRA3_FEMALE + prepare.ESPEAK_EXTRA3_OTHER)
+    assert 0.45 < sum(v in prepare.ESPEAK_EXTRA3_FEMALE for v in variants) / len(variants) < 0.55
+    # none is a held-out variant or one the train split already has
+    assert not set(variants) & {"f4", "m4", *prepare.ESPEAK_TRAIN_VARIANTS}
+    assert all(it["text"].startswith("train sentence") for it in items)
+
+
 def test_held_out_voices_never_in_training_splits(prepare, pools):
     test_voices = set(prepare.ESPEAK_TEST_VOICES + prepare.FLITE_TEST + prepare.FESTIVAL_TEST)
-    for split in ("train", "dev", "extra", "extra2"):
+    for split in ("train", "dev", "extra", "extra2", "extra3"):
         assert not {it["voice"] for it in prepare.plan(pools, split, 300, seed=0)} & test_voices
     assert {it["voice"] for it in prepare.plan(pools, "test", 300, seed=0)} == test_voices
     train = {it["voice"] for it in prepare.plan(pools, "train", 300, seed=0)}

@@ -96,10 +96,26 @@ FESTIVAL_EXTRA2 = ["rab_diphone", "don_diphone"]                    # British En
 ENGINE_SHARE_EXTRA2 = {"rhvoice": 0.7, "festival": 0.3}
 EXTRA2_TOOLS = {"RHVoice-test": "rhvoice rhvoice-english festvox-rablpc16k festvox-don"}
 
+# The `extra3` split: the training sentences read by espeak-ng's other voice variants (on the training languages),
+# half of them female.  f4 and m4 are the held-out test variants; whispering, croaking, demonic and the
+# roughest robot variants are left out, as is "Mr serious" (a space in its name).
+ESPEAK_EXTRA3_FEMALE = ["Alicia", "Andrea", "Annie", "anika", "aunty", "belinda", "grandma", "linda", "shelby",
+                        "steph", "steph2", "steph3", "zac"]
+ESPEAK_EXTRA3_OTHER = ["Alex", "Andy", "AnxiousAndy", "Denis", "Diogo", "Gene", "Gene2", "Henrique", "Hugo",
+                       "Jacky", "Lee", "Marco", "Mario", "Michael", "Mike", "Nguyen", "RicishayMax",
+                       "RicishayMax2", "RicishayMax3", "Storm", "Tweaky", "adam", "announcer", "antonio",
+                       "benjamin", "boris", "caleb", "david", "ed", "edward", "edward2", "fast", "grandpa",
+                       "gustave", "iven", "iven2", "iven3", "iven4", "john", "kaukovalta", "klatt2", "klatt4",
+                       "klatt5", "klatt6", "m8", "marcelo", "max", "michel", "miguel", "norbert", "pablo",
+                       "paul", "pedro", "quincy", "rob", "robert", "robosoft3", "robosoft4", "robosoft5",
+                       "robosoft6", "robosoft7", "robosoft8", "sandro", "travis", "victor"]
+P_EXTRA3_FEMALE = 0.5
+
 # per extra split: engine shares, festival voices, and the tools it needs (tool -> Debian packages)
 EXTRA_SPLITS = {
     "extra": (ENGINE_SHARE_EXTRA, FESTIVAL_EXTRA, EXTRA_TOOLS),
     "extra2": (ENGINE_SHARE_EXTRA2, FESTIVAL_EXTRA2, EXTRA2_TOOLS),
+    "extra3": ({"espeak-ng": 1.0}, [], {}),
 }
 
 P_NOISE = 0.35     # add white/pink noise at SNR U(10, 30) dB
@@ -306,6 +322,10 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
         elif engine == "espeak-ng":
             if test:
                 voice = rng.choice(ESPEAK_TEST_VOICES)
+            elif split == "extra3":
+                lang = rng.choice(ESPEAK_TRAIN_LANGS)
+                female = rng.random() < P_EXTRA3_FEMALE
+                voice = f"{lang}+{rng.choice(ESPEAK_EXTRA3_FEMALE if female else ESPEAK_EXTRA3_OTHER)}"
             elif extra:
                 voice = rng.choice(ESPEAK_MBROLA_VOICES)
             else:
@@ -501,6 +521,8 @@ def main() -> None:
     ap.add_argument("--num-extra2", type=int, default=0,
                     help="training sentences read by more voices (RHVoice, festival rab and don): "
                          "the `extra2` split")
+    ap.add_argument("--num-extra3", type=int, default=0,
+                    help="training sentences read by espeak-ng's other voice variants: the `extra3` split")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timbre-share", type=float, default=P_TIMBRE,
@@ -531,7 +553,8 @@ def main() -> None:
         step_text(out, args.seed, args.num_dev, args.num_test)
         mark("text")
     counts = {"train": args.num_train, "dev": args.num_dev, "test": args.num_test,
-              "dev-heldout": args.num_dev_heldout, "extra": args.num_extra, "extra2": args.num_extra2}
+              "dev-heldout": args.num_dev_heldout, "extra": args.num_extra, "extra2": args.num_extra2,
+              "extra3": args.num_extra3}
     splits = [s for s in args.splits.split(",") if s]
     for name, (_, _, tools) in EXTRA_SPLITS.items():
         if counts[name] and name not in splits:

@@ -22,6 +22,9 @@ DECODERS = ("auto", "attention", "ctc")
 UNK_PREFIX_PENALTY = -10.0
 DEFAULT_LM_WEIGHT = 0.5  # language-model weight when neither the options nor the model give one
 DEFAULT_WORD_BONUS = 2.0  # word bonus likewise
+DEFAULT_OOV_PENALTY = (
+    0.0  # score taken off each word outside the LM's vocabulary, likewise (0: the LM's <unk>)
+)
 LM_BEAM_SIZE = 32  # CTC beam width with a language model when beam_size is 1
 CTC_TOKEN_MIN_LOGPROB = -8.0  # CTC beam search extends a hypothesis only by tokens at least this likely
 CTC_TOKENS_PER_FRAME = 16  # ... and by at most this many per frame
@@ -36,6 +39,9 @@ class DecodeOptions:
     lm: str | None = "auto"
     lm_weight: float | None = None  # weight of its ln probabilities; None: the model's value, else 0.5
     word_bonus: float | None = None  # score added per word with a language model; None: the model's, else 2.0
+    # score taken off each word outside the language model's vocabulary, on top of its <unk> probability;
+    # None: the model's value, else 0
+    oov_penalty: float | None = None
     length_penalty: float = 1.0  # beam scores are divided by (length ** length_penalty)
     max_tokens_per_second: float = 15.0  # cap on hypothesis length relative to the segment's audio
     max_repeats: int = 4  # an n-gram (n <= 4) repeated this many times in a row ends the hypothesis
@@ -242,12 +248,14 @@ class CTCPrefixScorer:
         lm: NgramLM | None = None,
         lm_weight: float = DEFAULT_LM_WEIGHT,
         word_bonus: float = DEFAULT_WORD_BONUS,
+        oov_penalty: float = DEFAULT_OOV_PENALTY,
     ) -> None:
         self.starts = [p.startswith("\u2581") for p in pieces]
         self.text = [
             p.lstrip("\u2581") if not (p.startswith("<") and p.endswith(">")) else "" for p in pieces
         ]
         self.lm, self.lm_weight, self.word_bonus = lm, lm_weight, word_bonus
+        self.oov_penalty = oov_penalty
 
     def start(self) -> tuple[str, ...]:
         return self.lm.start() if self.lm is not None else ()
@@ -257,6 +265,8 @@ class CTCPrefixScorer:
         for w in lm_words(word):
             logp, state = self.lm.score(state, w)
             score += self.lm_weight * logp + self.word_bonus
+            if w not in self.lm.vocab:
+                score -= self.oov_penalty
         return score, state
 
     def extend(self, prefix: _Prefix, token: int) -> _Prefix:
@@ -349,22 +359,42 @@ def ctc_search(
 ) -> Hypothesis:
     """CTC decoding of one segment as ``options`` ask: greedy, or prefix beam search with or without a language
     model (``lm="auto"`` here means none: see :func:`resolve_lm`). ``pieces``: the tokenizer's pieces by id."""
-    beam, weight, bonus = ctc_settings(options)
-    lm = load_lm(options.lm) if options.lm not in (None, "auto") else None
-    if beam == 1:
-        return ctc_greedy(log_probs, length, blank_id)
-    return ctc_beam_search(log_probs, length, blank_id, beam, CTCPrefixScorer(pieces, lm, weight, bonus))
+    settings = ctc_settings(options)
+    if settings.lm is None:
+        if settings.beam_size == 1:
+            return ctc_greedy(log_probs, length, blank_id)
+        return ctc_beam_search(log_probs, length, blank_id, settings.beam_size, CTCPrefixScorer(pieces))
+    scorer = CTCPrefixScorer(
+        pieces, load_lm(settings.lm), settings.lm_weight, settings.word_bonus, settings.oov_penalty
+    )
+    return ctc_beam_search(log_probs, length, blank_id, settings.beam_size, scorer)
 
 
-def ctc_settings(options: DecodeOptions) -> tuple[int, float | None, float | None]:
-    """The beam width, language-model weight and word bonus CTC decoding uses with ``options`` (the two
-    weights are None without a language model)."""
+@dataclass(frozen=True)
+class CTCSettings:
+    """What CTC decoding runs with: the beam width, and the language model with its weights (None without)."""
+
+    beam_size: int
+    lm: str | None = None
+    lm_weight: float | None = None
+    word_bonus: float | None = None
+    oov_penalty: float | None = None
+
+
+def ctc_settings(options: DecodeOptions) -> CTCSettings:
+    """The settings CTC decoding uses with ``options``: the defaults fill what the options leave unset."""
     if options.lm in (None, "auto"):
-        return options.beam_size, None, None
-    return (
+        return CTCSettings(options.beam_size)
+
+    def pick(value: float | None, default: float) -> float:
+        return default if value is None else value
+
+    return CTCSettings(
         options.beam_size if options.beam_size > 1 else LM_BEAM_SIZE,
-        DEFAULT_LM_WEIGHT if options.lm_weight is None else options.lm_weight,
-        DEFAULT_WORD_BONUS if options.word_bonus is None else options.word_bonus,
+        options.lm,
+        pick(options.lm_weight, DEFAULT_LM_WEIGHT),
+        pick(options.word_bonus, DEFAULT_WORD_BONUS),
+        pick(options.oov_penalty, DEFAULT_OOV_PENALTY),
     )
 
 
@@ -381,7 +411,8 @@ def resolve_lm(options: DecodeOptions, folder: Path, metadata: dict) -> DecodeOp
     tuned = (metadata.get("lm") or {}) if lm == str(folder / LM_FILE) else {}
     weight = options.lm_weight if options.lm_weight is not None else tuned.get("lm_weight")
     bonus = options.word_bonus if options.word_bonus is not None else tuned.get("word_bonus")
-    return dataclasses.replace(options, lm=lm, lm_weight=weight, word_bonus=bonus)
+    oov = options.oov_penalty if options.oov_penalty is not None else tuned.get("oov_penalty")
+    return dataclasses.replace(options, lm=lm, lm_weight=weight, word_bonus=bonus, oov_penalty=oov)
 
 
 def decode_segments(

@@ -41,6 +41,11 @@ def eval_command(
     word_bonus: float | None = typer.Option(
         None, help="score added per word with a language model", show_default="the model's, else 2.0"
     ),
+    oov_penalty: float | None = typer.Option(
+        None,
+        help="score taken off each word outside the language model's vocabulary",
+        show_default="the model's, else 0",
+    ),
     report: Path | None = typer.Option(
         None, help="per-utterance JSON report", show_default="eval-<manifest name>-<decoder>[-lm].json"
     ),
@@ -68,6 +73,7 @@ def eval_command(
             lm=None if lm == "none" else lm,
             lm_weight=lm_weight,
             word_bonus=word_bonus,
+            oov_penalty=oov_penalty,
         )
         options = resolve_lm(options, model, metadata)
         utterances = read_manifest(manifest)
@@ -106,7 +112,8 @@ def eval_command(
     if summary.get("lm"):
         typer.echo(
             f"  CTC beam search of {summary['beam_size']} with {summary['lm']} "
-            f"(weight {summary['lm_weight']}, word bonus {summary['word_bonus']})"
+            f"(weight {summary['lm_weight']}, word bonus {summary['word_bonus']}, "
+            f"OOV penalty {summary['oov_penalty']})"
         )
     for label, group in groups.items():
         typer.echo(

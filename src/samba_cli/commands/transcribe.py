@@ -177,6 +177,13 @@ def transcribe_command(
         float | None,
         typer.Option(help="Score added per word with a language model", show_default="the model's, else 2.0"),
     ] = None,
+    oov_penalty: Annotated[
+        float | None,
+        typer.Option(
+            help="Score taken off each word outside the language model's vocabulary",
+            show_default="the model's, else 0",
+        ),
+    ] = None,
     decoder: Annotated[
         Decoder,
         typer.Option(
@@ -274,7 +281,7 @@ def transcribe_command(
                     vad,
                     window_length,
                     encoder_batch,
-                    (None if lm == "none" else lm, lm_weight, word_bonus),
+                    (None if lm == "none" else lm, lm_weight, word_bonus, oov_penalty),
                 )
                 transcriber = load_model(
                     model,
@@ -310,7 +317,7 @@ def _transcribe_options(
     vad: bool,
     window_length: float,
     encoder_batch: float | None,
-    lm: tuple[str | None, float | None, float | None] = ("auto", None, None),
+    lm: tuple[str | None, float | None, float | None, float | None] = ("auto", None, None, None),
 ) -> TranscribeOptions:
     from samba_cli.pipeline import TranscribeOptions  # torch
     from samba_cli.windows import WindowOptions
@@ -329,6 +336,7 @@ def _transcribe_options(
             lm=lm[0],
             lm_weight=lm[1],
             word_bonus=lm[2],
+            oov_penalty=lm[3],
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None

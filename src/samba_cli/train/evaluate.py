@@ -109,9 +109,14 @@ class EvalReport:
         errors = self.errors
         decoding = {"decoder": self.options.decoder, "beam_size": self.options.beam_size}
         if self.options.decoder == "ctc":
-            beam, weight, bonus = ctc_settings(self.options)
-            lm = self.options.lm if self.options.lm != "auto" else None
-            decoding.update(beam_size=beam, lm=lm, lm_weight=weight, word_bonus=bonus)
+            ctc = ctc_settings(self.options)
+            decoding.update(
+                beam_size=ctc.beam_size,
+                lm=ctc.lm,
+                lm_weight=ctc.lm_weight,
+                word_bonus=ctc.word_bonus,
+                oov_penalty=ctc.oov_penalty,
+            )
         return {
             "model": self.model,
             "manifest": self.manifest,
