@@ -66,15 +66,13 @@ SDISTS = {
 # ---------------------------------------------------------------------------
 # Voices.  Test voices never occur in train/dev.
 # ---------------------------------------------------------------------------
-ESPEAK_TRAIN_LANGS = ["en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029",
-                      "en-gb-x-gbclan"]
-ESPEAK_TRAIN_VARIANTS = ["", "m1", "m2", "m3", "m5", "m6", "m7", "f1", "f2", "f3",
-                         "f5", "klatt", "klatt3"]
-ESPEAK_TEST_VOICES = ["en-us-nyc+f4", "en-gb-x-gbcwmd+m4"]   # lang AND variant unseen
+ESPEAK_TRAIN_LANGS = ["en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-gb-x-gbclan"]
+ESPEAK_TRAIN_VARIANTS = ["", "m1", "m2", "m3", "m5", "m6", "m7", "f1", "f2", "f3", "f5", "klatt", "klatt3"]
+ESPEAK_TEST_VOICES = ["en-us-nyc+f4", "en-gb-x-gbcwmd+m4"]  # lang AND variant unseen
 FLITE_TRAIN = ["kal", "kal16", "rms", "awb"]
 FLITE_TEST = ["slt"]
 FESTIVAL_TRAIN = ["kal_diphone"]
-FESTIVAL_TEST = ["cmu_us_slt_arctic_hts"]                    # SLT speaker fully held out
+FESTIVAL_TEST = ["cmu_us_slt_arctic_hts"]  # SLT speaker fully held out
 
 # share of utterances per engine (train/dev, and test)
 ENGINE_SHARE_TRAIN = {"espeak-ng": 0.50, "flite": 0.35, "festival": 0.15}
@@ -82,33 +80,108 @@ ENGINE_SHARE_TEST = {"espeak-ng": 0.34, "flite": 0.33, "festival": 0.33}
 
 # The `extra` split: the training sentences read by more voices, from Debian's contrib and non-free
 # sections (see README.md, "Extra voices").  None of them is a test voice.
-PICO_VOICES = ["en-US", "en-GB"]                              # SVOX Pico, both female
-ESPEAK_MBROLA_VOICES = ["mb-us1", "mb-us2", "mb-us3", "mb-en1"]   # espeak-ng driving MBROLA
+PICO_VOICES = ["en-US", "en-GB"]  # SVOX Pico, both female
+ESPEAK_MBROLA_VOICES = ["mb-us1", "mb-us2", "mb-us3", "mb-en1"]  # espeak-ng driving MBROLA
 FESTIVAL_EXTRA = ["us1_mbrola", "us2_mbrola", "us3_mbrola", "en1_mbrola", "ked_diphone"]
 ENGINE_SHARE_EXTRA = {"pico": 0.35, "espeak-ng": 0.3, "festival": 0.35}
-EXTRA_TOOLS = {"pico2wave": "libttspico-utils", "mbrola": "mbrola mbrola-us1 mbrola-us2 mbrola-us3 "
-               "mbrola-en1 festvox-us1 festvox-us2 festvox-us3 festvox-en1 festvox-kdlpc16k"}
+EXTRA_TOOLS = {
+    "pico2wave": "libttspico-utils",
+    "mbrola": "mbrola mbrola-us1 mbrola-us2 mbrola-us3 "
+    "mbrola-en1 festvox-us1 festvox-us2 festvox-us3 festvox-en1 festvox-kdlpc16k",
+}
 
 # The `extra2` split: the training sentences read by yet more voices (see README.md, "More voices").  RHVoice's
 # slt is the held-out test speaker and is not used.
-RHVOICE_VOICES = ["alan", "bdl", "clb", "lyubov", "evgeniy-eng"]   # clb and lyubov female
-FESTIVAL_EXTRA2 = ["rab_diphone", "don_diphone"]                    # British English males
+RHVOICE_VOICES = ["alan", "bdl", "clb", "lyubov", "evgeniy-eng"]  # clb and lyubov female
+FESTIVAL_EXTRA2 = ["rab_diphone", "don_diphone"]  # British English males
 ENGINE_SHARE_EXTRA2 = {"rhvoice": 0.7, "festival": 0.3}
 EXTRA2_TOOLS = {"RHVoice-test": "rhvoice rhvoice-english festvox-rablpc16k festvox-don"}
 
 # The `extra3` split: the training sentences read by espeak-ng's other voice variants (on the training languages),
 # half of them female.  f4 and m4 are the held-out test variants; whispering, croaking, demonic and the
 # roughest robot variants are left out, as is "Mr serious" (a space in its name).
-ESPEAK_EXTRA3_FEMALE = ["Alicia", "Andrea", "Annie", "anika", "aunty", "belinda", "grandma", "linda", "shelby",
-                        "steph", "steph2", "steph3", "zac"]
-ESPEAK_EXTRA3_OTHER = ["Alex", "Andy", "AnxiousAndy", "Denis", "Diogo", "Gene", "Gene2", "Henrique", "Hugo",
-                       "Jacky", "Lee", "Marco", "Mario", "Michael", "Mike", "Nguyen", "RicishayMax",
-                       "RicishayMax2", "RicishayMax3", "Storm", "Tweaky", "adam", "announcer", "antonio",
-                       "benjamin", "boris", "caleb", "david", "ed", "edward", "edward2", "fast", "grandpa",
-                       "gustave", "iven", "iven2", "iven3", "iven4", "john", "kaukovalta", "klatt2", "klatt4",
-                       "klatt5", "klatt6", "m8", "marcelo", "max", "michel", "miguel", "norbert", "pablo",
-                       "paul", "pedro", "quincy", "rob", "robert", "robosoft3", "robosoft4", "robosoft5",
-                       "robosoft6", "robosoft7", "robosoft8", "sandro", "travis", "victor"]
+ESPEAK_EXTRA3_FEMALE = [
+    "Alicia",
+    "Andrea",
+    "Annie",
+    "anika",
+    "aunty",
+    "belinda",
+    "grandma",
+    "linda",
+    "shelby",
+    "steph",
+    "steph2",
+    "steph3",
+    "zac",
+]
+ESPEAK_EXTRA3_OTHER = [
+    "Alex",
+    "Andy",
+    "AnxiousAndy",
+    "Denis",
+    "Diogo",
+    "Gene",
+    "Gene2",
+    "Henrique",
+    "Hugo",
+    "Jacky",
+    "Lee",
+    "Marco",
+    "Mario",
+    "Michael",
+    "Mike",
+    "Nguyen",
+    "RicishayMax",
+    "RicishayMax2",
+    "RicishayMax3",
+    "Storm",
+    "Tweaky",
+    "adam",
+    "announcer",
+    "antonio",
+    "benjamin",
+    "boris",
+    "caleb",
+    "david",
+    "ed",
+    "edward",
+    "edward2",
+    "fast",
+    "grandpa",
+    "gustave",
+    "iven",
+    "iven2",
+    "iven3",
+    "iven4",
+    "john",
+    "kaukovalta",
+    "klatt2",
+    "klatt4",
+    "klatt5",
+    "klatt6",
+    "m8",
+    "marcelo",
+    "max",
+    "michel",
+    "miguel",
+    "norbert",
+    "pablo",
+    "paul",
+    "pedro",
+    "quincy",
+    "rob",
+    "robert",
+    "robosoft3",
+    "robosoft4",
+    "robosoft5",
+    "robosoft6",
+    "robosoft7",
+    "robosoft8",
+    "sandro",
+    "travis",
+    "victor",
+]
 P_EXTRA3_FEMALE = 0.5
 
 # per extra split: engine shares, festival voices, and the tools it needs (tool -> Debian packages)
@@ -118,18 +191,18 @@ EXTRA_SPLITS = {
     "extra3": ({"espeak-ng": 1.0}, [], {}),
 }
 
-P_NOISE = 0.35     # add white/pink noise at SNR U(10, 30) dB
-P_REVERB = 0.20    # convolve with a synthetic exponentially decaying impulse
-P_SPEED = 0.25     # sox speed perturbation U(0.9, 1.1) (flite/festival only)
+P_NOISE = 0.35  # add white/pink noise at SNR U(10, 30) dB
+P_REVERB = 0.20  # convolve with a synthetic exponentially decaying impulse
+P_SPEED = 0.25  # sox speed perturbation U(0.9, 1.1) (flite/festival only)
 # Female-like timbre for the male flite/festival training voices (the corpus has no female voice on those
 # engines, and slt is held out): sox `speed` by S raises formants and pitch by S (a vocal-tract-length
 # warp), the engine stretches durations by S so the speaking rate stays, and the pitch is raised further to
 # a female range (flite: its f0 target; festival: sox `pitch`).  Drawn from its own seeded generator, so
 # the other parameters of every utterance are the same as without it.
-P_TIMBRE = 0.5               # share of flite/festival train+dev utterances (--timbre-share)
-TIMBRE_WARP = (1.12, 1.3)     # S
-TIMBRE_F0 = (165, 235)        # Hz after the warp (flite)
-TIMBRE_CENTS = (350, 750)     # extra pitch shift (festival kal_diphone, ~105 Hz)
+P_TIMBRE = 0.5  # share of flite/festival train+dev utterances (--timbre-share)
+TIMBRE_WARP = (1.12, 1.3)  # S
+TIMBRE_F0 = (165, 235)  # Hz after the warp (flite)
+TIMBRE_CENTS = (350, 750)  # extra pitch shift (festival kal_diphone, ~105 Hz)
 
 
 def log(msg: str) -> None:
@@ -151,10 +224,23 @@ def step_sources(out: Path) -> None:
         tgz = [p for p in dl.glob("*.tar.gz") if p.name.lower().startswith(f"{name}-{ver}")]
         if not tgz:
             log(f"pip download {req} (sdist)")
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
-                            "--no-binary", ":all:", "-q", "-d", str(dl), req], check=True)
-            tgz = [p for p in dl.glob("*.tar.gz")
-                   if p.name.lower().startswith(f"{name}-{ver}")]
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    "-q",
+                    "-d",
+                    str(dl),
+                    req,
+                ],
+                check=True,
+            )
+            tgz = [p for p in dl.glob("*.tar.gz") if p.name.lower().startswith(f"{name}-{ver}")]
         with tarfile.open(tgz[0]) as tf:
             for member, short in members.items():
                 data = tf.extractfile(member).read()
@@ -167,8 +253,7 @@ def step_sources(out: Path) -> None:
 # Step 2: text cleaning
 # ---------------------------------------------------------------------------
 ALLOWED = re.compile(r"^[A-Za-z][A-Za-z ,.;:!?'\-]*[.!?]$")
-BAD_WORDS = re.compile(r"gutenberg|etext|ebook|copyright|chapter|http|www|scene|act\b",
-                       re.I)
+BAD_WORDS = re.compile(r"gutenberg|etext|ebook|copyright|chapter|http|www|scene|act\b", re.I)
 
 
 def paragraphs(name: str, raw: str) -> list[str]:
@@ -181,7 +266,7 @@ def paragraphs(name: str, raw: str) -> list[str]:
     if name == "asyoulik":
         paras, cur = [], []
         for line in text.split("\n"):
-            line = re.sub(r"\[[^\]]*\]?", " ", line)      # stage directions
+            line = re.sub(r"\[[^\]]*\]?", " ", line)  # stage directions
             m = re.match(r"^([A-Z][A-Z ]+)\t(.*)$", line)
             if m:
                 paras.append(" ".join(cur))
@@ -232,8 +317,13 @@ def normalise(s: str, caps_are_names: bool = False) -> str | None:
     s = s[0].upper() + s[1:]
     if not ALLOWED.match(s) or BAD_WORDS.search(s) or " -" in s or "- " in s:
         return None
-    if "''" in s or re.search(r"\b[A-Z]\.", s) or re.search(r"[.!?]", s[:-1].replace(
-            "Mr.", "").replace("Mrs.", "").replace("Dr.", "").replace("St.", "")):
+    if (
+        "''" in s
+        or re.search(r"\b[A-Z]\.", s)
+        or re.search(
+            r"[.!?]", s[:-1].replace("Mr.", "").replace("Mrs.", "").replace("Dr.", "").replace("St.", "")
+        )
+    ):
         return None  # initials like "J. R." or a missed sentence boundary
     n = len(s.split())
     if n < 3 or n > 20:
@@ -277,14 +367,16 @@ def step_text(out: Path, seed: int, n_dev: int, n_test: int) -> None:
         per_src[name] = cnt
     rng = random.Random(seed)
     rng.shuffle(sents)
-    test, dev, train = sents[:n_test], sents[n_test:n_test + n_dev], sents[n_test + n_dev:]
+    test, dev, train = sents[:n_test], sents[n_test : n_test + n_dev], sents[n_test + n_dev :]
     for split, items in (("train", train), ("dev", dev), ("test", test)):
         with open(out / f"sentences.{split}.txt", "w") as fh:
             for name, s in items:
                 fh.write(f"{name}\t{s}\n")
     vocab = {w.strip(",.;:!?'-").lower() for _, s in sents for w in s.split()}
-    log(f"text: {len(sents)} sentences {per_src}, vocab {len(vocab)} words; "
-        f"train {len(train)} dev {len(dev)} test {len(test)}")
+    log(
+        f"text: {len(sents)} sentences {per_src}, vocab {len(vocab)} words; "
+        f"train {len(train)} dev {len(dev)} test {len(test)}"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -335,12 +427,13 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
             params = {"speed": rng.randint(130, 195), "pitch": rng.randint(25, 75)}
         elif engine == "flite":
             voice = rng.choice(FLITE_TEST if test else FLITE_TRAIN)
-            params = {"stretch": round(rng.uniform(0.85, 1.2), 3),
-                      "f0shift": round(rng.uniform(0.85, 1.15), 3)}
+            params = {
+                "stretch": round(rng.uniform(0.85, 1.2), 3),
+                "f0shift": round(rng.uniform(0.85, 1.15), 3),
+            }
         else:
             voice = rng.choice(festival)
-            params = {"stretch": round(rng.uniform(0.85, 1.2), 3),
-                      "cents": rng.randint(-150, 150)}
+            params = {"stretch": round(rng.uniform(0.85, 1.2), 3), "cents": rng.randint(-150, 150)}
         if engine != "espeak-ng" and rng.random() < P_SPEED:
             params["speed_perturb"] = round(rng.uniform(0.9, 1.1), 3)
         trng = random.Random(f"{seed}-{split}-timbre-{i}")
@@ -357,9 +450,19 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
         if rng.random() < P_REVERB:
             aug["rt60"] = round(rng.uniform(0.15, 0.6), 3)
             aug["wet"] = round(rng.uniform(0.2, 0.6), 2)
-        items.append({"idx": i, "split": split, "src": src, "text": text,
-                      "engine": engine, "voice": voice, "params": params, "aug": aug,
-                      "seed": rng.randrange(2**31)})
+        items.append(
+            {
+                "idx": i,
+                "split": split,
+                "src": src,
+                "text": text,
+                "engine": engine,
+                "voice": voice,
+                "params": params,
+                "aug": aug,
+                "seed": rng.randrange(2**31),
+            }
+        )
     return items
 
 
@@ -370,31 +473,59 @@ def synth_raw(item: dict, tmpdir: str) -> str:
     with open(txt, "w") as fh:
         fh.write(item["text"] + "\n")
     p, v = item["params"], item["voice"]
-    warp = p.get("timbre", 1.0)              # sox speeds the result up by this much afterwards
+    warp = p.get("timbre", 1.0)  # sox speeds the result up by this much afterwards
     stretch = round(p.get("stretch", 1.0) * warp, 3)
     if item["engine"] == "pico":
         # pico2wave reads its text from the command line; SSML-like tags set the rate and pitch (percent)
-        markup = (f'<speed level="{p["rate"]}"><pitch level="{p["pitch_level"]}">'
-                  f'{item["text"]}</pitch></speed>')
+        markup = (
+            f'<speed level="{p["rate"]}"><pitch level="{p["pitch_level"]}">{item["text"]}</pitch></speed>'
+        )
         cmd = ["pico2wave", "-l", v, "-w", wav, markup]
     elif item["engine"] == "rhvoice":
         # RHVoice-test reads its text from the file given by -i; -r and -t set the rate and pitch (percent)
-        cmd = ["RHVoice-test", "-p", v, "-r", str(p["rate"]), "-t", str(p["pitch_level"]),
-               "-i", txt, "-o", wav]
+        cmd = [
+            "RHVoice-test",
+            "-p",
+            v,
+            "-r",
+            str(p["rate"]),
+            "-t",
+            str(p["pitch_level"]),
+            "-i",
+            txt,
+            "-o",
+            wav,
+        ]
     elif item["engine"] == "espeak-ng":
-        cmd = ["espeak-ng", "-v", v, "-s", str(p["speed"]), "-p", str(p["pitch"]),
-               "-w", wav, "-f", txt]
+        cmd = ["espeak-ng", "-v", v, "-s", str(p["speed"]), "-p", str(p["pitch"]), "-w", wav, "-f", txt]
     elif item["engine"] == "flite":
         f0 = {"kal": 105, "kal16": 105, "rms": 100, "awb": 110, "slt": 170}.get(v, 120)
         target = p["f0_hz"] / warp if "f0_hz" in p else f0 * p["f0shift"]
-        cmd = ["flite", "-voice", v, "-f", txt, "-o", wav,
-               "--setf", f"duration_stretch={stretch}",
-               "--setf", f"int_f0_target_mean={round(target)}"]
+        cmd = [
+            "flite",
+            "-voice",
+            v,
+            "-f",
+            txt,
+            "-o",
+            wav,
+            "--setf",
+            f"duration_stretch={stretch}",
+            "--setf",
+            f"int_f0_target_mean={round(target)}",
+        ]
     else:
-        cmd = ["text2wave", "-eval", f"(voice_{v})", "-eval",
-               f"(Parameter.set 'Duration_Stretch {stretch})", "-o", wav, txt]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                   timeout=120)
+        cmd = [
+            "text2wave",
+            "-eval",
+            f"(voice_{v})",
+            "-eval",
+            f"(Parameter.set 'Duration_Stretch {stretch})",
+            "-o",
+            wav,
+            txt,
+        ]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
     return wav
 
 
@@ -402,9 +533,15 @@ def process(item: dict, out: Path) -> dict | None:
     split, idx = item["split"], item["idx"]
     rel = f"audio/{split}/{idx // 1000:03d}/{split}-{idx:06d}.flac"
     dst = out / rel
-    rec = {"audio": rel, "text": item["text"], "voice": item["voice"],
-           "engine": item["engine"], "source": item["src"],
-           "params": item["params"], "aug": item["aug"]}
+    rec = {
+        "audio": rel,
+        "text": item["text"],
+        "voice": item["voice"],
+        "engine": item["engine"],
+        "source": item["src"],
+        "params": item["params"],
+        "aug": item["aug"],
+    }
     if dst.exists():
         try:
             info = sf.info(str(dst))
@@ -425,18 +562,34 @@ def process(item: dict, out: Path) -> dict | None:
             if speed != 1.0:
                 effects += ["speed", str(round(speed, 4))]
             # trim long leading/trailing silence, keep 0.15 s margins
-            cmd = ["sox", "-q", "-R", raw, "-r", str(SR), "-c", "1", "-b", "16", "-e", "signed",
-                   res] + effects + ["rate", "-h", str(SR),
-                                     "silence", "1", "0.02", "0.1%", "reverse",
-                                     "silence", "1", "0.02", "0.1%", "reverse",
-                                     "pad", "0.15", "0.2"]
+            cmd = (
+                ["sox", "-q", "-R", raw, "-r", str(SR), "-c", "1", "-b", "16", "-e", "signed", res]
+                + effects
+                + [
+                    "rate",
+                    "-h",
+                    str(SR),
+                    "silence",
+                    "1",
+                    "0.02",
+                    "0.1%",
+                    "reverse",
+                    "silence",
+                    "1",
+                    "0.02",
+                    "0.1%",
+                    "reverse",
+                    "pad",
+                    "0.15",
+                    "0.2",
+                ]
+            )
             subprocess.run(cmd, check=True, stderr=subprocess.PIPE, timeout=120)
             x, sr = sf.read(res, dtype="float32")
             assert sr == SR
             x = augment(x, item["aug"], np.random.default_rng(item["seed"]))
             peak = float(np.max(np.abs(x))) or 1.0
-            x = x * (min(1.0, 0.95 / peak) * np.random.default_rng(item["seed"] + 1)
-                     .uniform(0.5, 1.0))
+            x = x * (min(1.0, 0.95 / peak) * np.random.default_rng(item["seed"] + 1).uniform(0.5, 1.0))
             tmp = dst.with_name(dst.name + ".part")
             sf.write(str(tmp), x, SR, subtype="PCM_16", format="FLAC")
             os.replace(tmp, dst)
@@ -444,8 +597,9 @@ def process(item: dict, out: Path) -> dict | None:
             return rec
     except Exception as e:  # noqa: BLE001 - one bad utterance must not stop the run
         msg = getattr(e, "stderr", b"") or b""
-        log(f"FAILED {split} {idx} {item['engine']}/{item['voice']}: {e} "
-            f"{msg[-200:]!r} text={item['text']!r}")
+        log(
+            f"FAILED {split} {idx} {item['engine']}/{item['voice']}: {e} {msg[-200:]!r} text={item['text']!r}"
+        )
         return None
 
 
@@ -461,17 +615,16 @@ def augment(x: np.ndarray, aug: dict, rng: np.random.Generator) -> np.ndarray:
     if "rt60" in aug:
         n = int(aug["rt60"] * SR)
         t = np.arange(n) / SR
-        ir = rng.standard_normal(n) * np.exp(-6.9078 * t / aug["rt60"])   # -60 dB at rt60
+        ir = rng.standard_normal(n) * np.exp(-6.9078 * t / aug["rt60"])  # -60 dB at rt60
         ir[: int(0.002 * SR)] = 0.0
-        ir = ir / (np.sqrt(np.sum(ir ** 2)) + 1e-9)
+        ir = ir / (np.sqrt(np.sum(ir**2)) + 1e-9)
         wet = np.fft.irfft(np.fft.rfft(x, len(x) + n) * np.fft.rfft(ir, len(x) + n))[: len(x)]
-        wet *= np.sqrt(np.sum(x ** 2) / (np.sum(wet ** 2) + 1e-12))
+        wet *= np.sqrt(np.sum(x**2) / (np.sum(wet**2) + 1e-12))
         x = (1 - aug["wet"]) * x + aug["wet"] * wet
     if "noise" in aug:
-        noise = rng.standard_normal(len(x)) if aug["noise"] == "white" \
-            else pink_noise(len(x), rng)
-        ps = np.mean(x ** 2) + 1e-12
-        pn = np.mean(noise ** 2) + 1e-12
+        noise = rng.standard_normal(len(x)) if aug["noise"] == "white" else pink_noise(len(x), rng)
+        ps = np.mean(x**2) + 1e-12
+        pn = np.mean(noise**2) + 1e-12
         x = x + noise * np.sqrt(ps / (pn * 10 ** (aug["snr"] / 10)))
     return x.astype(np.float32)
 
@@ -491,53 +644,88 @@ def step_split(out: Path, split: str, n: int, seed: int, jobs: int, timbre_share
                 recs.append(rec)
             if (k + 1) % 200 == 0 or k + 1 == len(items):
                 el = time.time() - t0
-                log(f"{split}: {k + 1}/{len(items)} done, {el:.0f}s elapsed, "
-                    f"eta {el / (k + 1) * (len(items) - k - 1):.0f}s")
+                log(
+                    f"{split}: {k + 1}/{len(items)} done, {el:.0f}s elapsed, "
+                    f"eta {el / (k + 1) * (len(items) - k - 1):.0f}s"
+                )
     tmp = out / f"{split}.jsonl.part"
     with open(tmp, "w") as fh:
         for r in recs:
-            fh.write(json.dumps({"audio": r["audio"], "text": r["text"],
-                                 "duration": r["duration"], "voice": r["voice"],
-                                 "engine": r["engine"], "source": r["source"],
-                                 "params": r["params"], "aug": r["aug"]}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "audio": r["audio"],
+                        "text": r["text"],
+                        "duration": r["duration"],
+                        "voice": r["voice"],
+                        "engine": r["engine"],
+                        "source": r["source"],
+                        "params": r["params"],
+                        "aug": r["aug"],
+                    }
+                )
+                + "\n"
+            )
     os.replace(tmp, out / f"{split}.jsonl")
     hours = sum(r["duration"] for r in recs) / 3600
-    log(f"{split}: wrote {len(recs)} utterances ({len(items) - len(recs)} failed), "
-        f"{hours:.2f} h, in {time.time() - t0:.0f}s")
+    log(
+        f"{split}: wrote {len(recs)} utterances ({len(items) - len(recs)} failed), "
+        f"{hours:.2f} h, in {time.time() - t0:.0f}s"
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="data/synthetic-en", type=Path)
     ap.add_argument("--num-train", type=int, default=12000)
     ap.add_argument("--num-dev", type=int, default=300)
     ap.add_argument("--num-test", type=int, default=400)
-    ap.add_argument("--num-dev-heldout", type=int, default=200,
-                    help="dev sentences read by the held-out (test) voices")
-    ap.add_argument("--num-extra", type=int, default=0,
-                    help="training sentences read by the extra voices (SVOX Pico, MBROLA, festival ked): "
-                         "the `extra` split")
-    ap.add_argument("--num-extra2", type=int, default=0,
-                    help="training sentences read by more voices (RHVoice, festival rab and don): "
-                         "the `extra2` split")
-    ap.add_argument("--num-extra3", type=int, default=0,
-                    help="training sentences read by espeak-ng's other voice variants: the `extra3` split")
+    ap.add_argument(
+        "--num-dev-heldout", type=int, default=200, help="dev sentences read by the held-out (test) voices"
+    )
+    ap.add_argument(
+        "--num-extra",
+        type=int,
+        default=0,
+        help="training sentences read by the extra voices (SVOX Pico, MBROLA, festival ked): "
+        "the `extra` split",
+    )
+    ap.add_argument(
+        "--num-extra2",
+        type=int,
+        default=0,
+        help="training sentences read by more voices (RHVoice, festival rab and don): the `extra2` split",
+    )
+    ap.add_argument(
+        "--num-extra3",
+        type=int,
+        default=0,
+        help="training sentences read by espeak-ng's other voice variants: the `extra3` split",
+    )
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--timbre-share", type=float, default=P_TIMBRE,
-                    help="share of flite/festival train and dev utterances given a female-like timbre "
-                         "(0: the corpus's first version)")
-    ap.add_argument("--splits", default="test,dev,train,dev-heldout",
-                    help="comma list of splits to synthesize (default all)")
+    ap.add_argument(
+        "--timbre-share",
+        type=float,
+        default=P_TIMBRE,
+        help="share of flite/festival train and dev utterances given a female-like timbre "
+        "(0: the corpus's first version)",
+    )
+    ap.add_argument(
+        "--splits",
+        default="test,dev,train,dev-heldout",
+        help="comma list of splits to synthesize (default all)",
+    )
     ap.add_argument("--force", action="store_true", help="ignore .done markers")
     args = ap.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     for tool in ("espeak-ng", "flite", "text2wave", "sox"):
         if shutil.which(tool) is None:
-            sys.exit(f"{tool} not found: apt-get install espeak-ng flite festival "
-                     "festvox-kallpc16k festvox-us-slt-hts sox")
+            sys.exit(
+                f"{tool} not found: apt-get install espeak-ng flite festival "
+                "festvox-kallpc16k festvox-us-slt-hts sox"
+            )
 
     def done(name: str) -> bool:
         return not args.force and (out / f".done-{name}").exists()
@@ -552,17 +740,25 @@ def main() -> None:
     if not done("text"):
         step_text(out, args.seed, args.num_dev, args.num_test)
         mark("text")
-    counts = {"train": args.num_train, "dev": args.num_dev, "test": args.num_test,
-              "dev-heldout": args.num_dev_heldout, "extra": args.num_extra, "extra2": args.num_extra2,
-              "extra3": args.num_extra3}
+    counts = {
+        "train": args.num_train,
+        "dev": args.num_dev,
+        "test": args.num_test,
+        "dev-heldout": args.num_dev_heldout,
+        "extra": args.num_extra,
+        "extra2": args.num_extra2,
+        "extra3": args.num_extra3,
+    }
     splits = [s for s in args.splits.split(",") if s]
     for name, (_, _, tools) in EXTRA_SPLITS.items():
         if counts[name] and name not in splits:
             splits.append(name)
         missing = {pkg for tool, pkg in tools.items() if shutil.which(tool) is None}
         if name in splits and not done(name) and missing:
-            sys.exit(f"the {name} voices need Debian's contrib and non-free sections and: apt-get install "
-                     + " ".join(sorted(missing)))
+            sys.exit(
+                f"the {name} voices need Debian's contrib and non-free sections and: apt-get install "
+                + " ".join(sorted(missing))
+            )
     for split in splits:
         if not done(split):
             step_split(out, split, counts[split], args.seed, args.jobs, args.timbre_share)
