@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from samba_cli.errors import SambaError
-from samba_cli.lm import LN10, NgramLM, lm_words
+from samba_cli.lm import LN10, NgramLM, lm_words, split_finished
 from samba_cli.search import (
     UNK_PREFIX_PENALTY,
     CTCPrefixScorer,
@@ -139,6 +139,21 @@ def test_a_partial_word_outside_the_vocabulary_is_penalised(tiny_lm):
     assert cat.lm_score == pytest.approx(-0.3 * LN10) and cat.partial == "cat"
     assert scorer.rank(cat) - scorer.rank(cats) == pytest.approx(-UNK_PREFIX_PENALTY)
     assert scorer.final(cat) == pytest.approx((-0.3 - 0.2 - 0.1) * LN10)  # <s> the cat </s>
+
+
+def test_split_finished_cuts_after_the_last_word_punctuation_has_ended():
+    assert split_finished("it,vene") == ("it,", "vene")
+    assert split_finished("well-kno") == ("well-", "kno")
+    assert split_finished("don'") == ("", "don'") and split_finished("don't") == ("", "don't")
+    assert split_finished("cat") == ("", "cat") and split_finished("") == ("", "")
+
+
+def test_words_glued_by_punctuation_are_scored_at_once(tiny_lm):
+    scorer = CTCPrefixScorer([*PIECES, "hat"], tiny_lm, lm_weight=1.0, word_bonus=0.0)
+    the = _Prefix((3,), blank=0.0, lm_state=tiny_lm.start(), partial="the")
+    glued = scorer.extend(scorer.extend(the, 8), len(PIECES))  # "the" + "," + "hat" without a word start
+    assert glued.partial == "hat" and glued.lm_state == ("the",)
+    assert glued.lm_score == pytest.approx(-0.3 * LN10)  # "the" is scored now, not when "hat" ends
 
 
 def test_the_oov_penalty_is_taken_off_each_word_outside_the_vocabulary(tiny_lm, tmp_path):

@@ -27,6 +27,20 @@ def lm_words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def split_finished(text: str) -> tuple[str, str]:
+    """``text`` cut after its last finished word: "it,vene" -> ("it,", "vene"), "don'" -> ("", "don'").
+
+    A word is finished once a character that cannot continue it follows: anything but a letter, a digit or an
+    apostrophe, or an apostrophe followed by such a character ("don'" may still become "don't")."""
+    cut = 0
+    for match in _WORD.finditer(text):
+        end = match.end()
+        rest = text[end : end + 2]
+        if rest and not (rest[0] == "'" and (len(rest) == 1 or _WORD.match(rest[1]))):
+            cut = end + 1
+    return text[:cut], text[cut:]
+
+
 class NgramLM:
     """A back-off n-gram model. Log-probabilities are natural logs; a state is the tuple of context words."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from samba_cli.align import forced_align
-from samba_cli.lm import EOS, LM_FILE, NgramLM, lm_words, load_lm
+from samba_cli.lm import EOS, LM_FILE, NgramLM, lm_words, load_lm, split_finished
 from samba_cli.model import ModelConfig, SambaASR
 from samba_cli.stepper import EagerStepper, Stepper
 
@@ -278,7 +278,12 @@ class CTCPrefixScorer:
             score, state = self._finish_word(prefix, prefix.partial)
             partial = self.text[token]
         else:
-            score, state, partial = prefix.lm_score, prefix.lm_state, prefix.partial + self.text[token]
+            # words that punctuation inside the word piece string has finished ("it," + "vene") are scored now,
+            # so that hypotheses cannot glue words together to put off their language-model cost
+            finished, partial = split_finished(prefix.partial + self.text[token])
+            score, state = (
+                self._finish_word(prefix, finished) if finished else (prefix.lm_score, prefix.lm_state)
+            )
         words = lm_words(partial)
         penalty = UNK_PREFIX_PENALTY if words and not self.lm.is_prefix(words[-1]) else 0.0
         return _Prefix(tokens, lm_score=score, lm_state=state, partial=partial, penalty=penalty)
