@@ -10,7 +10,7 @@ RUN=runs/$NAME
 THREADS=${THREADS:-1}
 mkdir -p "$RUN"
 
-# This is stage 1 of the bundled model, on the corpus's first version; stages 2-7 (--init-from, the 16k corpus with
+# This is stage 1 of the bundled model, on the corpus's first version; stages 2-8 (--init-from, the 16k corpus with
 # the female-like timbre, SpecAugment, checkpoint averaging, the extra voices, --freq-warp) are in docs/training.md, "The bundled samba-tiny-en".
 # 1. corpus (first version: 12k train / 300 dev / 400 test utterances, ~13 h), skipped by its own marker files
 python recipes/synthetic-en/prepare.py --out "$DATA" --num-train 12000 --num-dev 300 --num-test 400 --jobs 2 --seed 0 \
