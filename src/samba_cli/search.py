@@ -22,9 +22,8 @@ DECODERS = ("auto", "attention", "ctc")
 UNK_PREFIX_PENALTY = -10.0
 DEFAULT_LM_WEIGHT = 0.5  # language-model weight when neither the options nor the model give one
 DEFAULT_WORD_BONUS = 2.0  # word bonus likewise
-DEFAULT_OOV_PENALTY = (
-    0.0  # score taken off each word outside the LM's vocabulary, likewise (0: the LM's <unk>)
-)
+# score taken off each word outside the LM's vocabulary, likewise (0: the LM's <unk> probability only)
+DEFAULT_OOV_PENALTY = 0.0
 LM_BEAM_SIZE = 32  # CTC beam width with a language model when beam_size is 1
 CTC_TOKEN_MIN_LOGPROB = -8.0  # CTC beam search extends a hypothesis only by tokens at least this likely
 CTC_TOKENS_PER_FRAME = 16  # ... and by at most this many per frame
