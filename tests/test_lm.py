@@ -192,11 +192,8 @@ def test_resolve_lm_uses_the_model_folder_and_its_tuned_weights(tmp_path):
     other_path = tmp_path / "other.arpa.gz"
     write_tiny_lm(other_path)
     other = resolve_lm(DecodeOptions(decoder="ctc", lm=str(other_path)), tmp_path, meta)
-    assert (other.lm, other.lm_weight, other.oov_penalty) == (
-        str(other_path),
-        None,
-        None,
-    )  # the model's weights are for its own LM
+    # the model's weights are for its own LM
+    assert (other.lm, other.lm_weight, other.oov_penalty) == (str(other_path), None, None)
     with pytest.raises(SambaError, match="missing.arpa: language model not found"):
         resolve_lm(DecodeOptions(decoder="ctc", lm=str(tmp_path / "missing.arpa")), tmp_path, meta)
     with pytest.raises(ValueError, match="CTC decoding only"):

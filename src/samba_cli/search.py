@@ -402,6 +402,9 @@ def ctc_settings(options: DecodeOptions) -> CTCSettings:
     )
 
 
+_TUNED_LM_FIELDS = ("lm_weight", "word_bonus", "oov_penalty")  # what a model's metadata "lm" entry may set
+
+
 def resolve_lm(options: DecodeOptions, folder: Path, metadata: dict) -> DecodeOptions:
     """``lm="auto"`` replaced by the model folder's language model (None when it has none, or when decoding
     is not CTC), and unset weights by the model's metadata ``lm`` entry. The model is loaded (and cached) here."""
@@ -413,10 +416,8 @@ def resolve_lm(options: DecodeOptions, folder: Path, metadata: dict) -> DecodeOp
         return dataclasses.replace(options, lm=None)
     load_lm(lm)  # a bad language model fails here (one-line SambaError), before any input is read
     tuned = (metadata.get("lm") or {}) if lm == str(folder / LM_FILE) else {}
-    weight = options.lm_weight if options.lm_weight is not None else tuned.get("lm_weight")
-    bonus = options.word_bonus if options.word_bonus is not None else tuned.get("word_bonus")
-    oov = options.oov_penalty if options.oov_penalty is not None else tuned.get("oov_penalty")
-    return dataclasses.replace(options, lm=lm, lm_weight=weight, word_bonus=bonus, oov_penalty=oov)
+    unset = {name: tuned.get(name) for name in _TUNED_LM_FIELDS if getattr(options, name) is None}
+    return dataclasses.replace(options, lm=lm, **unset)
 
 
 def decode_segments(

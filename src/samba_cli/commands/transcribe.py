@@ -281,7 +281,12 @@ def transcribe_command(
                     vad,
                     window_length,
                     encoder_batch,
-                    (None if lm == "none" else lm, lm_weight, word_bonus, oov_penalty),
+                    {
+                        "lm": None if lm == "none" else lm,
+                        "lm_weight": lm_weight,
+                        "word_bonus": word_bonus,
+                        "oov_penalty": oov_penalty,
+                    },
                 )
                 transcriber = load_model(
                     model,
@@ -317,7 +322,7 @@ def _transcribe_options(
     vad: bool,
     window_length: float,
     encoder_batch: float | None,
-    lm: tuple[str | None, float | None, float | None, float | None] = ("auto", None, None, None),
+    lm_options: dict | None = None,  # DecodeOptions' language-model fields: lm, lm_weight, ...
 ) -> TranscribeOptions:
     from samba_cli.pipeline import TranscribeOptions  # torch
     from samba_cli.windows import WindowOptions
@@ -333,10 +338,7 @@ def _transcribe_options(
             window_seconds=window_length,
             margin_seconds=margin,
             encoder_batch_seconds=encoder_batch,
-            lm=lm[0],
-            lm_weight=lm[1],
-            word_bonus=lm[2],
-            oov_penalty=lm[3],
+            **(lm_options or {}),
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
