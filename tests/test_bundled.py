@@ -47,6 +47,7 @@ def test_bundled_model_recognises_held_out_voices(transcript):
     segments, info = transcript
     assert info.options["decode"]["decoder"] == "ctc", "the bundled model recommends its CTC decoder"
     assert info.options["decode"]["lm"].endswith("samba-tiny-en/lm.arpa.gz"), "and its language model"
+    assert info.options["decode"]["rescore_weight"] == 1.0, "and attention rescoring of the final beams"
     wer, cer = _wer_cer(segments)
     assert wer < WER_BOUND
     assert cer < CER_BOUND

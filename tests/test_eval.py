@@ -154,11 +154,17 @@ def test_eval_uses_the_model_folders_language_model(checkpoint, tmp_path):
         str(manifest),
         "--oov-penalty",
         "1.5",
+        "--rescore-weight",
+        "0.5",
         "--report",
         str(tmp_path / "c.json"),
     ]
-    assert CliRunner().invoke(samba_app, strict).exit_code == 0
+    strict_result = CliRunner().invoke(samba_app, strict)
+    assert strict_result.exit_code == 0, strict_result.output
+    assert "final beams reranked by the attention decoder (weight 0.5)" in strict_result.stdout
     assert json.loads((tmp_path / "c.json").read_text())["oov_penalty"] == 1.5
+    assert json.loads((tmp_path / "c.json").read_text())["rescore_weight"] == 0.5
+    assert report["rescore_weight"] == 0.0  # off unless asked or set by the model
     off = ["eval", str(folder), str(manifest), "--lm", "none", "--report", str(tmp_path / "b.json")]
     assert CliRunner().invoke(samba_app, off).exit_code == 0
     assert json.loads((tmp_path / "b.json").read_text())["lm"] is None

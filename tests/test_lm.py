@@ -17,7 +17,7 @@ from samba_cli.search import (
     ctc_beam_search,
     ctc_greedy,
     ctc_search,
-    resolve_lm,
+    resolve_decoding,
 )
 from tests.model_helpers import TINY_ARPA, write_tiny_lm
 
@@ -177,24 +177,31 @@ def test_the_oov_penalty_is_taken_off_each_word_outside_the_vocabulary(tiny_lm, 
     assert ctc_search(lp, 5, BLANK, strict, PIECES).tokens == (3, 4)
 
 
-def test_resolve_lm_uses_the_model_folder_and_its_tuned_weights(tmp_path):
+def test_resolve_decoding_uses_the_model_folder_and_its_tuned_weights(tmp_path):
     meta = {"lm": {"lm_weight": 0.7, "word_bonus": 1.5, "oov_penalty": 2.5}}
     ctc = DecodeOptions(decoder="ctc")
-    assert resolve_lm(ctc, tmp_path, meta).lm is None  # the folder has no language model
+    assert resolve_decoding(ctc, tmp_path, meta).lm is None  # the folder has no language model
     write_tiny_lm(tmp_path / "lm.arpa.gz")
-    found = resolve_lm(ctc, tmp_path, meta)
+    found = resolve_decoding(ctc, tmp_path, meta)
     assert (found.lm, found.lm_weight, found.word_bonus) == (str(tmp_path / "lm.arpa.gz"), 0.7, 1.5)
     assert found.oov_penalty == 2.5
-    assert resolve_lm(DecodeOptions(decoder="ctc", oov_penalty=0.0), tmp_path, meta).oov_penalty == 0.0
-    assert resolve_lm(DecodeOptions(decoder="ctc", lm_weight=0.2), tmp_path, meta).lm_weight == 0.2
-    assert resolve_lm(DecodeOptions(decoder="attention"), tmp_path, meta).lm is None
-    assert resolve_lm(DecodeOptions(decoder="ctc", lm=None), tmp_path, meta).lm is None
+    assert resolve_decoding(DecodeOptions(decoder="ctc", oov_penalty=0.0), tmp_path, meta).oov_penalty == 0.0
+    assert resolve_decoding(DecodeOptions(decoder="ctc", lm_weight=0.2), tmp_path, meta).lm_weight == 0.2
+    assert resolve_decoding(DecodeOptions(decoder="attention"), tmp_path, meta).lm is None
+    assert resolve_decoding(DecodeOptions(decoder="ctc", lm=None), tmp_path, meta).lm is None
     other_path = tmp_path / "other.arpa.gz"
     write_tiny_lm(other_path)
-    other = resolve_lm(DecodeOptions(decoder="ctc", lm=str(other_path)), tmp_path, meta)
+    other = resolve_decoding(DecodeOptions(decoder="ctc", lm=str(other_path)), tmp_path, meta)
     # the model's weights are for its own LM
     assert (other.lm, other.lm_weight, other.oov_penalty) == (str(other_path), None, None)
+    # attention rescoring: the metadata's weight, else 0; an explicit weight wins
+    assert found.rescore_weight == 0.0
+    assert resolve_decoding(ctc, tmp_path, {"rescore_weight": 0.8}).rescore_weight == 0.8
+    assert (
+        resolve_decoding(DecodeOptions(rescore_weight=0.0), tmp_path, {"rescore_weight": 0.8}).rescore_weight
+        == 0
+    )
     with pytest.raises(SambaError, match="missing.arpa: language model not found"):
-        resolve_lm(DecodeOptions(decoder="ctc", lm=str(tmp_path / "missing.arpa")), tmp_path, meta)
+        resolve_decoding(DecodeOptions(decoder="ctc", lm=str(tmp_path / "missing.arpa")), tmp_path, meta)
     with pytest.raises(ValueError, match="CTC decoding only"):
         DecodeOptions(decoder="attention", lm="/x/other.arpa")

@@ -32,7 +32,14 @@ def _run(tokenizer, samples, **kwargs):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"vad": False}, {"decoder": "ctc"}, {"beam_size": 2}, {"word_timestamps": False, "batch_size": 1}],
+    [
+        {},
+        {"vad": False},
+        {"decoder": "ctc"},
+        {"decoder": "ctc", "beam_size": 4, "rescore_weight": 1.0},
+        {"beam_size": 2},
+        {"word_timestamps": False, "batch_size": 1},
+    ],
 )
 def test_timestamps_monotonic_and_in_range(tiny_tokenizer, speech, kwargs):
     segments = _run(tiny_tokenizer, speech, **kwargs)

@@ -1,6 +1,15 @@
+import pytest
 import torch
 
-from samba_cli.search import DecodeOptions, beam_search, ctc_greedy, greedy_search, repetition_cut
+from samba_cli.search import (
+    DecodeOptions,
+    attention_logprobs,
+    beam_search,
+    ctc_greedy,
+    ctc_search,
+    greedy_search,
+    repetition_cut,
+)
 from tests.model_helpers import TINY, tiny_model
 
 
@@ -90,3 +99,53 @@ def test_static_buffers_match_eager_decoding():
         assert [h.tokens for h in eager] == [h.tokens for h in fixed]
         for a, b in zip(eager, fixed, strict=True):
             assert max(abs(x - y) for x, y in zip(a.token_logprobs, b.token_logprobs, strict=True)) < 1e-4
+
+
+@torch.no_grad()
+def test_a_shared_memory_decodes_like_a_copied_one():
+    model = tiny_model()
+    states, lengths = _encoded(model, batch=1)
+    tokens = torch.randint(4, TINY.vocab_size, (3, 7))
+    shared = model.decode(tokens, states, lengths)
+    copied = model.decode(tokens, states.expand(3, -1, -1).contiguous(), lengths.expand(3))
+    torch.testing.assert_close(shared, copied)
+
+
+@torch.no_grad()
+def test_attention_logprobs_score_each_sequence_as_if_alone():
+    model = _sharpen(tiny_model())
+    states, _ = _encoded(model, batch=1)
+    candidates = [(5, 9, 7), (), (11, 5, 9, 7, 30, 6)]
+    together = attention_logprobs(model, states[0], candidates)
+    for tokens, score in zip(candidates, together, strict=True):
+        # by hand: bos + tokens teacher-forced, each next token (then eos) scored; bos and pad never produced
+        inputs = torch.tensor([[TINY.bos_id, *tokens]])
+        logits = model.decode(inputs, states, torch.tensor([states.shape[1]]))[0].float()
+        logits[:, [TINY.bos_id, TINY.pad_id]] = float("-inf")
+        targets = torch.tensor([*tokens, TINY.eos_id])
+        expected = logits.log_softmax(-1).gather(-1, targets[:, None]).sum()
+        assert score == pytest.approx(float(expected), abs=1e-4)
+        assert attention_logprobs(model, states[0], [tokens]) == pytest.approx([score], abs=1e-4)
+
+
+def test_attention_rescoring_reranks_the_final_ctc_beams():
+    blank = TINY.vocab_size
+    probs = torch.full((4, blank + 1), 1e-6)
+    probs[:, blank] = 1.0
+    probs[1, 5], probs[1, 6], probs[1, blank] = 0.5, 0.4, 0.1  # token 5 slightly ahead of token 6
+    log_probs = (probs / probs.sum(-1, keepdim=True)).log()
+    pieces = [f"\u2581w{i}" for i in range(TINY.vocab_size)]
+
+    def prefers_six(candidates):
+        return [10.0 if 6 in c else 0.0 for c in candidates]
+
+    beam = DecodeOptions(decoder="ctc", beam_size=4, lm=None)
+    assert ctc_search(log_probs, 4, blank, beam, pieces, prefers_six).tokens == (5,)  # weight unset: off
+    on = DecodeOptions(decoder="ctc", beam_size=4, lm=None, rescore_weight=1.0)
+    assert ctc_search(log_probs, 4, blank, on, pieces).tokens == (5,)  # no rescorer
+    assert ctc_search(log_probs, 4, blank, on, pieces, prefers_six).tokens == (6,)
+    assert ctc_search(
+        log_probs, 4, blank, DecodeOptions(decoder="ctc", rescore_weight=1.0), pieces, prefers_six
+    ) == (ctc_greedy(log_probs, 4, blank)), "greedy CTC has no beams to rerank"
+    with pytest.raises(ValueError, match="rescore_weight must be >= 0"):
+        DecodeOptions(rescore_weight=-1.0)

@@ -26,7 +26,7 @@ from samba_cli.pipeline import (
     max_decoder_frames,
 )
 from samba_cli.results import Segment, TranscriptionInfo
-from samba_cli.search import resolve_lm
+from samba_cli.search import resolve_decoding
 from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.windows import Window, iter_windows
@@ -62,7 +62,7 @@ class Transcriber:
         encoder_batch = options.encoder_batch_seconds
         if encoder_batch is None:
             encoder_batch = CUDA_ENCODER_BATCH if self.device.type == "cuda" else 0.0
-        decode = resolve_lm(
+        decode = resolve_decoding(
             dataclasses.replace(options.decode, decoder=decoder), self.resolved.path, self.metadata
         )
         return dataclasses.replace(options, decode=decode, encoder_batch_seconds=encoder_batch)

@@ -11,7 +11,7 @@ import typer
 from samba_cli.errors import SambaError
 from samba_cli.model import load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
-from samba_cli.search import DecodeOptions, resolve_lm
+from samba_cli.search import DecodeOptions, resolve_decoding
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.data import read_manifest, read_manifest_field
 from samba_cli.train.evaluate import evaluate
@@ -46,6 +46,12 @@ def eval_command(
         help="score taken off each word outside the language model's vocabulary",
         show_default="the model's, else 0",
     ),
+    rescore_weight: float | None = typer.Option(
+        None,
+        min=0.0,
+        help="CTC beam search: weight of the attention decoder's score when it reranks the final beams (0: off)",
+        show_default="the model's, else 0",
+    ),
     report: Path | None = typer.Option(
         None, help="per-utterance JSON report", show_default="eval-<manifest name>-<decoder>[-lm].json"
     ),
@@ -74,8 +80,9 @@ def eval_command(
             lm_weight=lm_weight,
             word_bonus=word_bonus,
             oov_penalty=oov_penalty,
+            rescore_weight=rescore_weight,
         )
-        options = resolve_lm(options, model, metadata)
+        options = resolve_decoding(options, model, metadata)
         utterances = read_manifest(manifest)
         labels = read_manifest_field(manifest, group_by) if group_by else None
     except (ValueError, FileNotFoundError) as exc:
@@ -115,6 +122,8 @@ def eval_command(
             f"(weight {summary['lm_weight']}, word bonus {summary['word_bonus']}, "
             f"OOV penalty {summary['oov_penalty']})"
         )
+    if summary.get("rescore_weight"):
+        typer.echo(f"  final beams reranked by the attention decoder (weight {summary['rescore_weight']})")
     for label, group in groups.items():
         typer.echo(
             f"  {group_by}={label or '(none)'}: WER {100 * group['wer']:.2f}% "

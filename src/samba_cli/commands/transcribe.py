@@ -184,6 +184,14 @@ def transcribe_command(
             show_default="the model's, else 0",
         ),
     ] = None,
+    rescore_weight: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="CTC beam search: weight of the attention decoder's score when it reranks the final beams (0: off)",
+            show_default="the model's, else 0",
+        ),
+    ] = None,
     decoder: Annotated[
         Decoder,
         typer.Option(
@@ -286,6 +294,7 @@ def transcribe_command(
                         "lm_weight": lm_weight,
                         "word_bonus": word_bonus,
                         "oov_penalty": oov_penalty,
+                        "rescore_weight": rescore_weight,
                     },
                 )
                 transcriber = load_model(
@@ -322,7 +331,7 @@ def _transcribe_options(
     vad: bool,
     window_length: float,
     encoder_batch: float | None,
-    lm_options: dict | None = None,  # DecodeOptions' language-model fields: lm, lm_weight, ...
+    ctc_options: dict | None = None,  # DecodeOptions' CTC fields: lm, lm_weight, ..., rescore_weight
 ) -> TranscribeOptions:
     from samba_cli.pipeline import TranscribeOptions  # torch
     from samba_cli.windows import WindowOptions
@@ -338,7 +347,7 @@ def _transcribe_options(
             window_seconds=window_length,
             margin_seconds=margin,
             encoder_batch_seconds=encoder_batch,
-            **(lm_options or {}),
+            **(ctc_options or {}),
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None

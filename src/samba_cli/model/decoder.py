@@ -103,10 +103,14 @@ class Decoder(nn.Module):
         return F.linear(x, self.embed.weight) if self.lm_head is None else self.lm_head(x)
 
     def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
-        """tokens: (B, L), memory: (B, S, D), memory_mask: (B, S) -> logits (B, L, vocab)."""
+        """tokens: (B, L), memory: (B, S, D), memory_mask: (B, S) -> logits (B, L, vocab). A memory of batch 1
+        is shared by all B sequences (its keys and values are computed once)."""
         x = self.embed(tokens)
+        batch = tokens.shape[0]
+        memory_mask = memory_mask.expand(batch, -1)
         for block in self.blocks:
             keys, values = block.cross.keys_values(memory)
+            keys, values = keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1)
             x = block(x, keys, values, memory_mask)
         return self._logits(x)
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from samba_cli.errors import SambaError
 from samba_cli.features import FRAMES_PER_SECOND
 from samba_cli.model import SambaASR
-from samba_cli.search import DecodeOptions, ctc_search, ctc_settings, decode_segments
+from samba_cli.search import DecodeOptions, attention_logprobs, ctc_search, ctc_settings, decode_segments
 from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.data import Batch, BatchDataset, Utterance, plan_batches
@@ -116,6 +116,7 @@ class EvalReport:
                 lm_weight=ctc.lm_weight,
                 word_bonus=ctc.word_bonus,
                 oov_penalty=ctc.oov_penalty,
+                rescore_weight=ctc.rescore_weight,
             )
         return {
             "model": self.model,
@@ -184,8 +185,17 @@ def decode_states(
         log_probs = model.ctc_logits(states).float().log_softmax(-1)
         blank = model.config.blank_id
         return [
-            list(ctc_search(lp, int(n), blank, options, pieces or []).tokens)
-            for lp, n in zip(log_probs, lengths, strict=True)
+            list(
+                ctc_search(
+                    lp,
+                    int(n),
+                    blank,
+                    options,
+                    pieces or [],
+                    functools.partial(attention_logprobs, model, seg[: int(n)]),
+                ).tokens
+            )
+            for lp, n, seg in zip(log_probs, lengths, states, strict=True)
         ]
     return [list(h.tokens) for h in decode_segments(model, states, lengths, seconds, options, steppers)]
 
