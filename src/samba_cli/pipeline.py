@@ -230,7 +230,7 @@ class Pipeline:
         start, end = self._seconds(pending.window, span.start), self._seconds(pending.window, span.end)
         words: tuple[Word, ...] = ()
         if self.options.word_timestamps and tokens:
-            starts = [self.tokenizer.starts_word(t) for t in tokens]
+            starts = self.tokenizer.word_starts(tokens)
             spans = word_spans(
                 tokens, list(hyp.token_logprobs), starts, pending.ctc, self.model.config.blank_id
             )

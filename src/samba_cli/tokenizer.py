@@ -10,6 +10,8 @@ import sentencepiece as spm
 
 from samba_cli.errors import CheckpointError
 
+GLUE_PUNCTUATION = ",;:!?"  # after a letter and one of these, a letter begins a new word even without a space
+
 
 class Tokenizer:
     def __init__(self, model_file: str | os.PathLike) -> None:
@@ -42,7 +44,27 @@ class Tokenizer:
         return self.sp.encode(text)
 
     def decode(self, ids: list[int]) -> str:
-        return self.sp.decode([i for i in ids if i not in self.special_ids])
+        """Text of token ids (bos, eos and pad dropped), with a space put back where a word is glued to the
+        punctuation before it (see :meth:`word_starts`)."""
+        ids = [i for i in ids if i not in self.special_ids]
+        glued = [k for k, start in enumerate(self.word_starts(ids)) if start and not self.starts_word(ids[k])]
+        cuts = [0, *glued, len(ids)]
+        return " ".join(self.sp.decode(ids[a:b]) for a, b in zip(cuts, cuts[1:], strict=False))
+
+    def word_starts(self, ids: list[int]) -> list[bool]:
+        """Which tokens begin a word: those whose piece starts with the sentencepiece space mark, and those that
+        start with a letter right after a letter and one of ``, ; : ! ?`` (a model that left out the space after
+        punctuation: "evaluation,optical" is two words)."""
+        starts, tail = [], ""
+        for i in ids:
+            piece = self.pieces[i]
+            text = "" if i in self.special_ids else piece.replace("\u2581", " ")
+            glued = (
+                text[:1].isalpha() and len(tail) == 2 and tail[0].isalpha() and tail[1] in GLUE_PUNCTUATION
+            )
+            starts.append(piece.startswith("\u2581") or glued)
+            tail = (tail + text)[-2:]
+        return starts
 
     @property
     def special_ids(self) -> frozenset[int]:
