@@ -32,6 +32,18 @@ def test_padding_does_not_change_encoder_output(frames):
     torch.testing.assert_close(states[0, : lengths[0]], alone[0], atol=1e-5, rtol=1e-4)
 
 
+@torch.no_grad()
+def test_the_chunk_size_changes_speed_only():
+    model = tiny_model()
+    other = tiny_model(chunk_size=32)
+    other.load_state_dict(model.state_dict())
+    feats, lengths = torch.randn(2, TINY.n_mels, 400), torch.tensor([400, 257])
+    tokens = torch.randint(4, TINY.vocab_size, (2, 50))
+    a, b = model(feats, lengths, tokens), other(feats, lengths, tokens)
+    torch.testing.assert_close(a.ctc_logits, b.ctc_logits, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("tie", [True, False])
 def test_teacher_forced_step_matches_full_decoder(tie):
     model = tiny_model(tie_embeddings=tie)

@@ -16,7 +16,7 @@ def random_inputs(b=2, length=37, h=4, p=3, g=2, n=5, dtype=torch.float32):
     return x, dt, A, B, C, D, dt_bias
 
 
-@pytest.mark.parametrize("chunk_size", [1, 4, 8, 16, 64])
+@pytest.mark.parametrize("chunk_size", [1, 4, 8, 16, 32, 64])
 @pytest.mark.parametrize("length", [1, 13, 37, 64])
 def test_chunked_equals_naive_recurrence(chunk_size, length):
     x, dt, A, B, C, D, dt_bias = random_inputs(length=length)

@@ -29,7 +29,9 @@ class ModelConfig:
     expand: int = 2  # Mamba-2 inner width = expand * d_model
     d_conv: int = 4  # Mamba-2 causal depthwise convolution width
     ngroups: int = 1  # Mamba-2 B/C groups
-    chunk_size: int = 64  # SSD chunk length
+    # SSD chunk length: a speed setting (any length gives the same result up to rounding); on CPU, a short
+    # chunk wastes less on padding and on the quadratic part inside each chunk
+    chunk_size: int = 64
     mlp_ratio: float = 3.0  # gated MLP hidden width / d_model (rounded up to a multiple of 16)
     vocab_size: int = 512  # text tokens (sentencepiece); the CTC head adds one blank at index vocab_size
     cross_attention_heads: int = 4  # heads of the decoder's cross-connection to the encoder
@@ -84,7 +86,10 @@ class ModelConfig:
 
 
 PRESETS: dict[str, ModelConfig] = {
-    "tiny": ModelConfig(d_model=192, encoder_layers=6, decoder_layers=2, d_state=32, headdim=32),
+    # chunk 32: a training step on ~4-s utterances measured about 20 % faster than with 64 on one CPU core
+    "tiny": ModelConfig(
+        d_model=192, encoder_layers=6, decoder_layers=2, d_state=32, headdim=32, chunk_size=32
+    ),
     "small": ModelConfig(
         d_model=384, encoder_layers=10, decoder_layers=4, d_state=64, headdim=64, cross_attention_heads=6
     ),
