@@ -1,6 +1,7 @@
 """Evaluation: error counting, normalisation, and `samba eval` on a manifest whose WER is known."""
 
 import dataclasses
+import gzip
 import json
 import shutil
 
@@ -136,6 +137,7 @@ def test_eval_uses_the_model_folders_language_model(checkpoint, tmp_path):
     folder = tmp_path / "with-lm"
     shutil.copytree(model_dir, folder)
     write_tiny_lm(folder / "lm.arpa.gz")
+    (folder / "lexicon.txt.gz").write_bytes(gzip.compress(b"cats\n"))
     result = CliRunner().invoke(
         samba_app, ["eval", str(folder), str(manifest), "--report", str(tmp_path / "a.json")]
     )
@@ -144,8 +146,10 @@ def test_eval_uses_the_model_folders_language_model(checkpoint, tmp_path):
         f"CTC beam search of 32 with {folder / 'lm.arpa.gz'} (weight 0.5, word bonus 2.0, OOV penalty 0.0)"
         in result.stdout
     )
+    assert f"lexicon {folder / 'lexicon.txt.gz'} (penalty 0.0)" in result.stdout
     report = json.loads((tmp_path / "a.json").read_text())
     assert report["lm"] == str(folder / "lm.arpa.gz")
+    assert report["lexicon"] == str(folder / "lexicon.txt.gz")
     settings = [report[key] for key in ("beam_size", "lm_weight", "word_bonus", "oov_penalty")]
     assert settings == [32, 0.5, 2.0, 0.0]  # the defaults
     strict = [

@@ -1,5 +1,6 @@
 """samba_cli.hub against a loopback fake Hub: downloads, cache, offline use, revisions, errors, push."""
 
+import gzip
 import json
 import os
 import subprocess
@@ -42,9 +43,15 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHu
 
 
 def test_download_then_cache_hit_with_the_hub_stopped(fake_hub, tmp_path):
-    lm = write_tiny_lm(tmp_path / "lm.arpa.gz")  # the optional file is downloaded too
+    lm = write_tiny_lm(tmp_path / "lm.arpa.gz")  # the optional files are downloaded too
     sha = fake_hub.commit(
-        REPO, {**checkpoint_files(tmp_path), "lm.arpa.gz": lm, "extra.bin": b"not downloaded"}
+        REPO,
+        {
+            **checkpoint_files(tmp_path),
+            "lm.arpa.gz": lm,
+            "lexicon.txt.gz": gzip.compress(b"# a notice\nthe\ncat\n"),
+            "extra.bin": b"not downloaded",
+        },
     )
     model, resolved = load_checkpoint_from(REPO)
     assert resolved.source == "hub" and resolved.model_id == REPO and resolved.revision == sha

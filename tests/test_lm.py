@@ -1,6 +1,7 @@
 """The word n-gram language model (ARPA) and CTC prefix beam search with and without it."""
 
 import dataclasses
+import gzip
 import itertools
 import math
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from samba_cli.errors import SambaError
-from samba_cli.lm import LN10, NgramLM, lm_words, split_finished
+from samba_cli.lm import LN10, Lexicon, NgramLM, lm_words, split_finished
 from samba_cli.search import (
     UNK_PREFIX_PENALTY,
     CTCPrefixScorer,
@@ -205,3 +206,62 @@ def test_resolve_decoding_uses_the_model_folder_and_its_tuned_weights(tmp_path):
         resolve_decoding(DecodeOptions(decoder="ctc", lm=str(tmp_path / "missing.arpa")), tmp_path, meta)
     with pytest.raises(ValueError, match="CTC decoding only"):
         DecodeOptions(decoder="attention", lm="/x/other.arpa")
+
+
+def test_a_lexicon_reads_one_word_per_line(tmp_path):
+    plain = tmp_path / "words.txt"
+    plain.write_text("# licence notice: kept out\nCats\ncat's\ntwo words\n\nhandkercher\n", encoding="utf-8")
+    packed = tmp_path / "lexicon.txt.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    for path in (plain, packed):
+        lexicon = Lexicon.from_file(path)
+        assert len(lexicon) == 3 and "cats" in lexicon and "cat's" in lexicon and "licence" not in lexicon
+        assert lexicon.is_prefix("handk") and lexicon.is_prefix("cat") and not lexicon.is_prefix("dog")
+    with pytest.raises(SambaError, match="missing.txt: lexicon not found"):
+        Lexicon.from_file(tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("# only a comment\n")
+    with pytest.raises(SambaError, match="empty.txt: the lexicon holds no word"):
+        Lexicon.from_file(tmp_path / "empty.txt")
+    (tmp_path / "bad.gz").write_bytes(b"\x1f\x8b not gzip")
+    with pytest.raises(SambaError, match="bad.gz: cannot read the lexicon"):
+        Lexicon.from_file(tmp_path / "bad.gz")
+
+
+def test_lexicon_words_are_spellable_and_lose_their_own_penalty(tiny_lm):
+    lexicon = Lexicon(["cats"])
+    the = _Prefix((3,), blank=0.0, lm_state=tiny_lm.start(), partial="the")
+    finals, ranks = {}, {}
+    for name, extra in {"without": {}, "with": {"lexicon": lexicon, "lexicon_penalty": 1.0}}.items():
+        scorer = CTCPrefixScorer(PIECES, tiny_lm, lm_weight=1.0, word_bonus=0.0, oov_penalty=5.0, **extra)
+        cats = scorer.extend(scorer.extend(the, 4), 6)  # "the cats": "cats" is outside the LM's vocabulary
+        cats.blank = 0.0
+        finals[name], ranks[name] = scorer.final(cats), scorer.rank(cats)
+    assert ranks["with"] - ranks["without"] == pytest.approx(-UNK_PREFIX_PENALTY)  # "cats" can be spelled
+    assert finals["with"] - finals["without"] == pytest.approx(4.0)  # penalty 1 instead of 5
+
+
+def test_resolve_decoding_finds_the_folders_lexicon_with_its_language_model(tmp_path):
+    write_tiny_lm(tmp_path / "lm.arpa.gz")
+    meta = {"lm": {"lexicon_penalty": 1.5}}
+    ctc = DecodeOptions(decoder="ctc")
+    assert resolve_decoding(ctc, tmp_path, meta).lexicon is None  # the folder has none
+    (tmp_path / "lexicon.txt.gz").write_bytes(gzip.compress(b"cats\n"))
+    found = resolve_decoding(ctc, tmp_path, meta)
+    assert (found.lexicon, found.lexicon_penalty) == (str(tmp_path / "lexicon.txt.gz"), 1.5)
+    assert resolve_decoding(DecodeOptions(decoder="ctc", lexicon=None), tmp_path, meta).lexicon is None
+    assert resolve_decoding(DecodeOptions(decoder="ctc", lm=None), tmp_path, meta).lexicon is None
+    other = tmp_path / "other"
+    other.mkdir()
+    write_tiny_lm(other / "lm.arpa.gz")
+    # another language model: not the folder's lexicon, unless named
+    assert (
+        resolve_decoding(DecodeOptions(decoder="ctc", lm=str(other / "lm.arpa.gz")), tmp_path, meta).lexicon
+        is None
+    )
+    named = str(tmp_path / "lexicon.txt.gz")
+    with_other = DecodeOptions(decoder="ctc", lm=str(other / "lm.arpa.gz"), lexicon=named)
+    assert resolve_decoding(with_other, tmp_path, meta).lexicon == named
+    with pytest.raises(ValueError, match="a lexicon is used with a language model only"):
+        resolve_decoding(DecodeOptions(decoder="ctc", lm=None, lexicon=named), tmp_path, meta)
+    with pytest.raises(SambaError, match="nope.txt: lexicon not found"):
+        resolve_decoding(DecodeOptions(decoder="ctc", lexicon=str(tmp_path / "nope.txt")), tmp_path, meta)

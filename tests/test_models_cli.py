@@ -1,5 +1,6 @@
 """`samba models` through typer's CliRunner, against the loopback fake Hub."""
 
+import gzip
 import json
 import re
 from collections.abc import Iterator
@@ -94,12 +95,13 @@ def test_export_push_download(fake_hub, tmp_path):
     metadata = {"metrics": {"wer": 0.125}, "dataset": "synthetic-en", "steps": 1000}
     folder = checkpoint_folder(tmp_path / "ckpt", metadata=metadata)
     write_tiny_lm(folder / "lm.arpa.gz")  # optional files are exported along
+    (folder / "lexicon.txt.gz").write_bytes(gzip.compress(b"the\ncat\n"))
     out = tmp_path / "export"
     result = invoke("export", folder, out, "--name", "org/samba-test", "--license", "mit")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == sorted(hub.HUB_FILES)
     card = (out / "README.md").read_text()
-    assert "- `lm.arpa.gz`" in card
+    assert "- `lm.arpa.gz`" in card and "- `lexicon.txt.gz`" in card
     front = card.split("---\n")[1]
     for line in (
         "library_name: samba-asr",

@@ -1,5 +1,6 @@
 """The synthetic-en recipe's synthesis plan: held-out voices stay out of every training split."""
 
+import gzip
 import importlib.util
 from pathlib import Path
 
@@ -75,3 +76,27 @@ def test_plan_is_reproducible_and_appends(prepare, pools):
     longer = prepare.plan(pools, "extra", 80, seed=3)
     assert longer[:50] == short
     assert prepare.plan(pools, "extra", 50, seed=4) != short
+
+
+def test_lexicon_script_writes_a_normalised_list_with_its_notice(tmp_path):
+    import subprocess
+    import sys
+
+    from samba_cli.lm import Lexicon
+
+    source = tmp_path / "words"
+    source.write_text("Apple\napple\nApple's\nice cream\nzebra\n", encoding="utf-8")
+    notice = tmp_path / "copyright"
+    notice.write_text("Copyright 2000 Someone\nPermission granted.\n")
+    out = tmp_path / "lexicon.txt.gz"
+    script = PREPARE.with_name("lexicon.py")
+    command = [sys.executable, str(script), str(source), str(out), "--notice", str(notice)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = gzip.decompress(out.read_bytes()).decode().splitlines()
+    assert "# Copyright 2000 Someone" in lines and "# Permission granted." in lines
+    assert [line for line in lines if not line.startswith("#")] == ["apple", "apple's", "zebra"]
+    assert len(Lexicon.from_file(out)) == 3
+    first = out.read_bytes()
+    subprocess.run(command, capture_output=True, check=True)
+    assert out.read_bytes() == first, "the same input gives the same bytes"

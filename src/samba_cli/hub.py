@@ -36,7 +36,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from samba_cli.errors import CheckpointError, HubError, SambaError
-from samba_cli.lm import LM_FILE
+from samba_cli.lm import LEXICON_FILE, LM_FILE
 from samba_cli.model.checkpoint import (
     CONFIG_FILE,
     MODEL_TYPE,
@@ -49,7 +49,8 @@ from samba_cli.model.samba import SambaASR
 
 CARD_FILE = "README.md"
 REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE)  # what a usable checkpoint must hold
-OPTIONAL_FILES = (LM_FILE,)  # a language model for CTC decoding, when the checkpoint has one
+# a language model for CTC decoding and its lexicon, when the checkpoint has them
+OPTIONAL_FILES = (LM_FILE, LEXICON_FILE)
 # what is downloaded from and uploaded to a Hub repo
 HUB_FILES = (*REQUIRED_FILES, *OPTIONAL_FILES, CARD_FILE)
 DEFAULT_MODEL = "samba-tiny-en"

@@ -7,16 +7,19 @@ inner apostrophes), so the language model never sees case or punctuation, which 
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import math
 import os
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
 from samba_cli.errors import SambaError
 
 LM_FILE = "lm.arpa.gz"  # a model folder's optional language model, used by CTC decoding
+LEXICON_FILE = "lexicon.txt.gz"  # a model folder's optional word list, used with its language model
 LN10 = math.log(10.0)
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
@@ -98,6 +101,58 @@ class NgramLM:
     def is_prefix(self, partial: str) -> bool:
         """True when some word of the vocabulary starts with ``partial`` (an already normalised string)."""
         return partial in self._prefixes
+
+
+class Lexicon:
+    """A word list: spellings that CTC beam search accepts beyond the language model's vocabulary.
+
+    A file holds one word per line (plain or gzip, UTF-8); lines starting with ``#`` are comments (a licence
+    notice travels inside the file). Words go through :func:`lm_words`; a line that is not exactly one word is
+    skipped."""
+
+    def __init__(self, words: Iterable[str]) -> None:
+        kept = set()
+        for line in words:
+            found = lm_words(line)
+            if len(found) == 1:
+                kept.add(found[0])
+        self._sorted = sorted(kept)
+        self._words = frozenset(self._sorted)
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    def __contains__(self, word: str) -> bool:
+        return word in self._words
+
+    def is_prefix(self, partial: str) -> bool:
+        """True when some word of the list starts with ``partial`` (an already normalised string)."""
+        i = bisect.bisect_left(self._sorted, partial)
+        return i < len(self._sorted) and self._sorted[i].startswith(partial)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> Lexicon:
+        """Read a word list; a missing or unreadable file raises a one-line SambaError."""
+        path = Path(path)
+        try:
+            with path.open("rb") as head:
+                compressed = head.read(2) == b"\x1f\x8b"
+            opener = gzip.open if compressed else open
+            with opener(path, "rt", encoding="utf-8") as stream:
+                lexicon = cls(line for line in stream if not line.startswith("#"))
+        except FileNotFoundError:
+            raise SambaError(f"{path}: lexicon not found") from None
+        except (OSError, UnicodeDecodeError, EOFError) as exc:
+            raise SambaError(f"{path}: cannot read the lexicon: {exc}") from None
+        if not lexicon:
+            raise SambaError(f"{path}: the lexicon holds no word")
+        return lexicon
+
+
+@lru_cache(maxsize=4)
+def load_lexicon(path: str) -> Lexicon:
+    """Lexicon.from_file, cached by path."""
+    return Lexicon.from_file(path)
 
 
 def _parse_arpa(stream) -> tuple[dict[tuple[str, ...], tuple[float, float]], int]:

@@ -13,7 +13,17 @@ from pathlib import Path
 import torch
 
 from samba_cli.align import forced_align
-from samba_cli.lm import EOS, LM_FILE, NgramLM, lm_words, load_lm, split_finished
+from samba_cli.lm import (
+    EOS,
+    LEXICON_FILE,
+    LM_FILE,
+    Lexicon,
+    NgramLM,
+    lm_words,
+    load_lexicon,
+    load_lm,
+    split_finished,
+)
 from samba_cli.model import ModelConfig, SambaASR
 from samba_cli.stepper import EagerStepper, Stepper
 
@@ -44,6 +54,12 @@ class DecodeOptions:
     # score taken off each word outside the language model's vocabulary, on top of its <unk> probability;
     # None: the model's value, else 0
     oov_penalty: float | None = None
+    # Word list (one word per line) of spellings accepted beside the LM's vocabulary. "auto": the model folder's
+    # lexicon.txt.gz when its language model is used; None: none.
+    lexicon: str | None = "auto"
+    # score taken off each lexicon word outside the LM's vocabulary, instead of the OOV penalty; None: the
+    # model's value, else 0
+    lexicon_penalty: float | None = None
     # CTC beam search: weight of the attention decoder's log-probability when it reranks the final beams
     # (attention rescoring); None: the model's value, else 0 (off)
     rescore_weight: float | None = None
@@ -58,8 +74,10 @@ class DecodeOptions:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.beam_size < 1:
             raise ValueError("beam_size must be at least 1")
-        if self.lm not in (None, "auto") and self.decoder == "attention":
-            raise ValueError("a language model is used by CTC decoding only: use the ctc decoder")
+        if self.decoder == "attention" and (
+            self.lm not in (None, "auto") or self.lexicon not in (None, "auto")
+        ):
+            raise ValueError("a language model or lexicon is used by CTC decoding only: use the ctc decoder")
         if self.rescore_weight is not None and not self.rescore_weight >= 0:
             raise ValueError(f"rescore_weight must be >= 0, got {self.rescore_weight}")
 
@@ -256,6 +274,8 @@ class CTCPrefixScorer:
         lm_weight: float = DEFAULT_LM_WEIGHT,
         word_bonus: float = DEFAULT_WORD_BONUS,
         oov_penalty: float = DEFAULT_OOV_PENALTY,
+        lexicon: Lexicon | None = None,
+        lexicon_penalty: float = 0.0,
     ) -> None:
         self.starts = [p.startswith("\u2581") for p in pieces]
         self.text = [
@@ -263,6 +283,7 @@ class CTCPrefixScorer:
         ]
         self.lm, self.lm_weight, self.word_bonus = lm, lm_weight, word_bonus
         self.oov_penalty = oov_penalty
+        self.lexicon, self.lexicon_penalty = lexicon, lexicon_penalty
 
     def start(self) -> tuple[str, ...]:
         return self.lm.start() if self.lm is not None else ()
@@ -273,8 +294,13 @@ class CTCPrefixScorer:
             logp, state = self.lm.score(state, w)
             score += self.lm_weight * logp + self.word_bonus
             if w not in self.lm.vocab:
-                score -= self.oov_penalty
+                in_lexicon = self.lexicon is not None and w in self.lexicon
+                score -= self.lexicon_penalty if in_lexicon else self.oov_penalty
         return score, state
+
+    def _spellable(self, word: str) -> bool:
+        """Whether some word of the LM's vocabulary or of the lexicon starts with ``word``."""
+        return self.lm.is_prefix(word) or (self.lexicon is not None and self.lexicon.is_prefix(word))
 
     def extend(self, prefix: _Prefix, token: int) -> _Prefix:
         """The new beam ``prefix`` + ``token`` (with empty path probabilities)."""
@@ -292,7 +318,7 @@ class CTCPrefixScorer:
                 self._finish_word(prefix, finished) if finished else (prefix.lm_score, prefix.lm_state)
             )
         words = lm_words(partial)
-        penalty = UNK_PREFIX_PENALTY if words and not self.lm.is_prefix(words[-1]) else 0.0
+        penalty = UNK_PREFIX_PENALTY if words and not self._spellable(words[-1]) else 0.0
         return _Prefix(tokens, lm_score=score, lm_state=state, partial=partial, penalty=penalty)
 
     def rank(self, prefix: _Prefix) -> float:
@@ -403,7 +429,13 @@ def ctc_search(
         CTCPrefixScorer(pieces)
         if settings.lm is None
         else CTCPrefixScorer(
-            pieces, load_lm(settings.lm), settings.lm_weight, settings.word_bonus, settings.oov_penalty
+            pieces,
+            load_lm(settings.lm),
+            settings.lm_weight,
+            settings.word_bonus,
+            settings.oov_penalty,
+            None if settings.lexicon is None else load_lexicon(settings.lexicon),
+            settings.lexicon_penalty,
         )
     )
     beams = ctc_nbest(log_probs, length, blank_id, settings.beam_size, scorer)
@@ -452,6 +484,8 @@ class CTCSettings:
     lm_weight: float | None = None
     word_bonus: float | None = None
     oov_penalty: float | None = None
+    lexicon: str | None = None
+    lexicon_penalty: float | None = None
     rescore_weight: float = 0.0  # attention rescoring of the final beams (beam search only; 0: off)
 
 
@@ -470,17 +504,26 @@ def ctc_settings(options: DecodeOptions) -> CTCSettings:
         pick(options.lm_weight, DEFAULT_LM_WEIGHT),
         pick(options.word_bonus, DEFAULT_WORD_BONUS),
         pick(options.oov_penalty, DEFAULT_OOV_PENALTY),
+        None if options.lexicon == "auto" else options.lexicon,
+        None if options.lexicon in (None, "auto") else pick(options.lexicon_penalty, 0.0),
         rescore,
     )
 
 
-_TUNED_LM_FIELDS = ("lm_weight", "word_bonus", "oov_penalty")  # what a model's metadata "lm" entry may set
+_TUNED_LM_FIELDS = (
+    "lm_weight",
+    "word_bonus",
+    "oov_penalty",
+    "lexicon_penalty",
+)  # what a model's metadata "lm" entry may set
 
 
 def resolve_decoding(options: DecodeOptions, folder: Path, metadata: dict) -> DecodeOptions:
     """``lm="auto"`` replaced by the model folder's language model (None when it has none, or when decoding
-    is not CTC), unset LM weights by the model's metadata ``lm`` entry, and an unset ``rescore_weight`` by the
-    metadata's ``rescore_weight`` (else 0). The language model is loaded (and cached) here."""
+    is not CTC), ``lexicon="auto"`` by the folder's lexicon when its language model is used, unset LM weights
+    by the model's metadata ``lm`` entry, and an unset ``rescore_weight`` by the metadata's ``rescore_weight``
+    (else 0). The language model and the lexicon are loaded (and cached) here; ValueError for a lexicon
+    without a language model."""
     if options.rescore_weight is None:
         options = dataclasses.replace(options, rescore_weight=float(metadata.get("rescore_weight") or 0.0))
     lm = options.lm
@@ -488,11 +531,20 @@ def resolve_decoding(options: DecodeOptions, folder: Path, metadata: dict) -> De
         found = folder / LM_FILE
         lm = str(found) if options.decoder == "ctc" and found.is_file() else None
     if lm is None:
-        return dataclasses.replace(options, lm=None)
+        if options.lexicon not in (None, "auto"):
+            raise ValueError("a lexicon is used with a language model only")
+        return dataclasses.replace(options, lm=None, lexicon=None)
     load_lm(lm)  # a bad language model fails here (one-line SambaError), before any input is read
-    tuned = (metadata.get("lm") or {}) if lm == str(folder / LM_FILE) else {}
+    own = lm == str(folder / LM_FILE)
+    lexicon = options.lexicon
+    if lexicon == "auto":
+        found = folder / LEXICON_FILE
+        lexicon = str(found) if own and found.is_file() else None
+    if lexicon is not None:
+        load_lexicon(lexicon)  # likewise
+    tuned = (metadata.get("lm") or {}) if own else {}
     unset = {name: tuned.get(name) for name in _TUNED_LM_FIELDS if getattr(options, name) is None}
-    return dataclasses.replace(options, lm=lm, **unset)
+    return dataclasses.replace(options, lm=lm, lexicon=lexicon, **unset)
 
 
 def decode_segments(

@@ -46,6 +46,18 @@ def eval_command(
         help="score taken off each word outside the language model's vocabulary",
         show_default="the model's, else 0",
     ),
+    lexicon: str = typer.Option(
+        "auto",
+        metavar="FILE|auto|none",
+        help="word list accepted beside the language model's vocabulary; auto: the model folder's lexicon.txt.gz "
+        "when its language model is used",
+    ),
+    lexicon_penalty: float | None = typer.Option(
+        None,
+        help="score taken off each lexicon word outside the language model's vocabulary (instead of the OOV "
+        "penalty)",
+        show_default="the model's, else 0",
+    ),
     rescore_weight: float | None = typer.Option(
         None,
         min=0.0,
@@ -80,6 +92,8 @@ def eval_command(
             lm_weight=lm_weight,
             word_bonus=word_bonus,
             oov_penalty=oov_penalty,
+            lexicon=None if lexicon == "none" else lexicon,
+            lexicon_penalty=lexicon_penalty,
             rescore_weight=rescore_weight,
         )
         options = resolve_decoding(options, model, metadata)
@@ -122,6 +136,8 @@ def eval_command(
             f"(weight {summary['lm_weight']}, word bonus {summary['word_bonus']}, "
             f"OOV penalty {summary['oov_penalty']})"
         )
+    if summary.get("lexicon"):
+        typer.echo(f"  lexicon {summary['lexicon']} (penalty {summary['lexicon_penalty']})")
     if summary.get("rescore_weight"):
         typer.echo(f"  final beams reranked by the attention decoder (weight {summary['rescore_weight']})")
     for label, group in groups.items():

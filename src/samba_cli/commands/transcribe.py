@@ -28,7 +28,7 @@ from samba_cli.batch import (
     run_batch,
 )
 from samba_cli.cues import CueOptions
-from samba_cli.lm import LM_FILE
+from samba_cli.lm import LEXICON_FILE, LM_FILE
 from samba_cli.progress import make_reporter, package_logging
 from samba_cli.writers import WRITERS
 
@@ -184,6 +184,21 @@ def transcribe_command(
             show_default="the model's, else 0",
         ),
     ] = None,
+    lexicon: Annotated[
+        str,
+        typer.Option(
+            metavar="FILE|auto|none",
+            help="Word list accepted beside the language model's vocabulary; auto: the model's own "
+            "(lexicon.txt.gz) when its language model is used",
+        ),
+    ] = "auto",
+    lexicon_penalty: Annotated[
+        float | None,
+        typer.Option(
+            help="Score taken off each lexicon word outside the language model's vocabulary",
+            show_default="the model's, else 0",
+        ),
+    ] = None,
     rescore_weight: Annotated[
         float | None,
         typer.Option(
@@ -294,6 +309,8 @@ def transcribe_command(
                         "lm_weight": lm_weight,
                         "word_bonus": word_bonus,
                         "oov_penalty": oov_penalty,
+                        "lexicon": None if lexicon == "none" else lexicon,
+                        "lexicon_penalty": lexicon_penalty,
                         "rescore_weight": rescore_weight,
                     },
                 )
@@ -312,10 +329,17 @@ def transcribe_command(
                     )
                 try:
                     runner = BatchTranscriber(transcriber, options, cue_options)
-                except ValueError as error:  # an option this model cannot run (ctc without a CTC head)
-                    raise typer.BadParameter(str(error), param_hint="'--decoder'") from None
-                if runner.options.decode.lm is not None and lm == "auto":
-                    reporter.note(f"using the model's language model {LM_FILE} (turn it off with --lm none)")
+                except ValueError as error:  # an option this model cannot run (ctc without a CTC head, ...)
+                    hint = "'--lexicon'" if "lexicon" in str(error) else "'--decoder'"
+                    raise typer.BadParameter(str(error), param_hint=hint) from None
+                decode = runner.options.decode
+                if decode.lm is not None and lm == "auto":
+                    own = (
+                        f"{LM_FILE} and lexicon {LEXICON_FILE}"
+                        if decode.lexicon and lexicon == "auto"
+                        else LM_FILE
+                    )
+                    reporter.note(f"using the model's language model {own} (turn it off with --lm none)")
             stdout = sys.stdout.buffer if to_stdout else None
             summary = run_batch(work, reporter, runner, stdout=stdout, estimate_duration=not quiet)
         except KeyboardInterrupt:

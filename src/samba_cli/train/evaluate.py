@@ -116,6 +116,8 @@ class EvalReport:
                 lm_weight=ctc.lm_weight,
                 word_bonus=ctc.word_bonus,
                 oov_penalty=ctc.oov_penalty,
+                lexicon=ctc.lexicon,
+                lexicon_penalty=ctc.lexicon_penalty,
                 rescore_weight=ctc.rescore_weight,
             )
         return {
