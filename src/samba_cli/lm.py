@@ -44,6 +44,13 @@ def split_finished(text: str) -> tuple[str, str]:
     return text[:cut], text[cut:]
 
 
+def _open_text(path: Path):
+    """A text stream of a plain or gzip-compressed UTF-8 file, told apart by the gzip magic number."""
+    with path.open("rb") as head:
+        compressed = head.read(2) == b"\x1f\x8b"
+    return (gzip.open if compressed else open)(path, "rt", encoding="utf-8")
+
+
 class NgramLM:
     """A back-off n-gram model. Log-probabilities are natural logs; a state is the tuple of context words."""
 
@@ -60,10 +67,7 @@ class NgramLM:
         """Read an ARPA file, plain or gzip-compressed; a malformed file raises a one-line SambaError."""
         path = Path(path)
         try:
-            with path.open("rb") as head:
-                compressed = head.read(2) == b"\x1f\x8b"  # the gzip magic number
-            opener = gzip.open if compressed else open
-            with opener(path, "rt", encoding="utf-8") as stream:
+            with _open_text(path) as stream:
                 ngrams, order = _parse_arpa(stream)
         except FileNotFoundError:
             raise SambaError(f"{path}: language model not found") from None
@@ -135,10 +139,7 @@ class Lexicon:
         """Read a word list; a missing or unreadable file raises a one-line SambaError."""
         path = Path(path)
         try:
-            with path.open("rb") as head:
-                compressed = head.read(2) == b"\x1f\x8b"
-            opener = gzip.open if compressed else open
-            with opener(path, "rt", encoding="utf-8") as stream:
+            with _open_text(path) as stream:
                 lexicon = cls(line for line in stream if not line.startswith("#"))
         except FileNotFoundError:
             raise SambaError(f"{path}: lexicon not found") from None
