@@ -3,6 +3,7 @@ and Ctrl-C. A tiny random model writes gibberish: these tests check structure, f
 
 from __future__ import annotations
 
+import gzip
 import inspect
 import io
 import json
@@ -390,3 +391,27 @@ def test_a_models_language_model_is_used_by_ctc_decoding(model, speech, tmp_path
     result = transcribe(folder, speech, "--decoder", "attention", "--lm", bad, "-o", tmp_path / "none")
     assert result.exit_code == 2 and "CTC decoding only" in result.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_a_models_lexicon_comes_with_its_language_model(model, speech, tmp_path):
+    folder = tmp_path / "with-lexicon"
+    shutil.copytree(model, folder)
+    write_tiny_lm(folder / "lm.arpa.gz")
+    (folder / "lexicon.txt.gz").write_bytes(gzip.compress(b"# notice\nhello\nworld\n"))
+    args = ("--decoder", "ctc", "--rescore-weight", "0.5", "-f", "json", "-o", tmp_path)
+    result = transcribe(folder, speech, *args)
+    assert result.exit_code == 0, result.output
+    assert "using the model's language model lm.arpa.gz and lexicon lexicon.txt.gz" in result.stderr
+    decode = json.loads((tmp_path / "speech.json").read_text())["options"]["decode"]
+    assert (decode["lexicon"], decode["rescore_weight"]) == (str(folder / "lexicon.txt.gz"), 0.5)
+    result = transcribe(
+        folder, speech, "--decoder", "ctc", "--lm", "none", "--lexicon", folder / "lexicon.txt.gz"
+    )
+    assert (
+        result.exit_code == 2 and "'--lexicon': a lexicon is used with a language model only" in result.stderr
+    )
+    result = transcribe(
+        folder, speech, "--decoder", "ctc", "--lexicon", tmp_path / "nope.txt", "-o", tmp_path / "x"
+    )
+    assert result.exit_code == 1 and result.stderr.strip().endswith("nope.txt: lexicon not found")
+    assert not (tmp_path / "x").exists()
