@@ -50,6 +50,8 @@ def test_bundled_model_recognises_held_out_voices(transcript):
     assert info.options["decode"]["lm"].endswith("samba-tiny-en/lm.arpa.gz"), "and its language model"
     assert info.options["decode"]["rescore_weight"] == 1.0, "and attention rescoring of the final beams"
     wer, cer = _wer_cer(segments)
+    assert all(w.text for s in segments for w in s.words), "no empty word (the fixture once had one)"
+    assert all("  " not in s.text for s in segments)
     assert wer < WER_BOUND
     assert cer < CER_BOUND
 

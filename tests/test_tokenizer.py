@@ -37,3 +37,11 @@ def test_a_word_glued_to_punctuation_is_split(tokenizer):
     for text in ("e.g.", "well-known", "don't"):
         ids = tokenizer.encode(text)
         assert sum(tokenizer.word_starts(ids)) == 1 and tokenizer.decode(ids) == text
+
+
+def test_a_bare_word_start_before_a_word_adds_no_space(tokenizer):
+    bare = tokenizer.sp.piece_to_id("\u2581")
+    assert tokenizer.piece(bare) == "\u2581"
+    ids = tokenizer.encode("document") + [bare] + tokenizer.encode("scanning")
+    assert "  " in tokenizer.sp.decode(ids)
+    assert tokenizer.decode(ids) == "document scanning"

@@ -234,14 +234,16 @@ class Pipeline:
             spans = word_spans(
                 tokens, list(hyp.token_logprobs), starts, pending.ctc, self.model.config.blank_id
             )
+            texts = [self.tokenizer.decode(list(w.tokens)).strip() for w in spans]
             words = tuple(
                 Word(
-                    text=self.tokenizer.decode(list(w.tokens)).strip(),
+                    text=text,
                     start=self._seconds(pending.window, span.start + w.start),
                     end=self._seconds(pending.window, span.start + w.end),
                     probability=math.exp(w.logprob),
                 )
-                for w in spans
+                for w, text in zip(spans, texts, strict=True)
+                if text  # a bare word-start piece before another word start spells nothing
             )
         avg = sum(hyp.token_logprobs) / len(tokens) if tokens else 0.0
         return Segment(

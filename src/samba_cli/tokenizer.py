@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 
 import sentencepiece as spm
@@ -45,11 +46,12 @@ class Tokenizer:
 
     def decode(self, ids: list[int]) -> str:
         """Text of token ids (bos, eos and pad dropped), with a space put back where a word is glued to the
-        punctuation before it (see :meth:`word_starts`)."""
+        punctuation before it (see :meth:`word_starts`) and runs of spaces made one."""
         ids = [i for i in ids if i not in self.special_ids]
         glued = [k for k, start in enumerate(self.word_starts(ids)) if start and not self.starts_word(ids[k])]
         cuts = [0, *glued, len(ids)]
-        return " ".join(self.sp.decode(ids[a:b]) for a, b in zip(cuts, cuts[1:], strict=False))
+        text = " ".join(self.sp.decode(ids[a:b]) for a, b in zip(cuts, cuts[1:], strict=False))
+        return re.sub(" {2,}", " ", text)  # a bare word-start piece before another word start adds no space
 
     def word_starts(self, ids: list[int]) -> list[bool]:
         """Which tokens begin a word: those whose piece starts with the sentencepiece space mark, and those that
