@@ -17,16 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from samba_cli.lm import Lexicon, lm_words
-
-
-def words(source: Path) -> list[str]:
-    kept = set()
-    for line in source.read_text(encoding="utf-8", errors="strict").splitlines():
-        found = lm_words(line)
-        if len(found) == 1:
-            kept.add(found[0])
-    return sorted(kept)
+from samba_cli.lm import Lexicon
 
 
 def main() -> int:
@@ -37,7 +28,7 @@ def main() -> int:
     parser.add_argument("out", type=Path, help="lexicon to write (.txt.gz)")
     parser.add_argument("--notice", type=Path, help="licence text copied to the top of the file as comments")
     args = parser.parse_args()
-    kept = words(args.words)
+    kept = list(Lexicon(args.words.read_text(encoding="utf-8").splitlines()))  # the decoder's normalisation
     if not kept:
         print(f"{args.words}: no word", file=sys.stderr)
         return 1
@@ -51,7 +42,8 @@ def main() -> int:
         ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     partial = args.out.with_name(args.out.name + ".part")
-    with gzip.GzipFile(partial, "wb", mtime=0) as stream:  # mtime 0: the same input gives the same bytes
+    # no file name and mtime 0 in the gzip header: the same input gives the same bytes, whatever the output path
+    with partial.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as stream:
         stream.write(("\n".join([*header, *kept]) + "\n").encode("utf-8"))
     os.replace(partial, args.out)
     Lexicon.from_file(args.out)  # readable by the decoder

@@ -126,6 +126,10 @@ class Lexicon:
     def __len__(self) -> int:
         return len(self._sorted)
 
+    def __iter__(self):
+        """The normalised words, sorted."""
+        return iter(self._sorted)
+
     def __contains__(self, word: str) -> bool:
         return word in self._words
 

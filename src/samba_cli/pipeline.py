@@ -234,7 +234,6 @@ class Pipeline:
             spans = word_spans(
                 tokens, list(hyp.token_logprobs), starts, pending.ctc, self.model.config.blank_id
             )
-            texts = [self.tokenizer.decode(list(w.tokens)).strip() for w in spans]
             words = tuple(
                 Word(
                     text=text,
@@ -242,8 +241,9 @@ class Pipeline:
                     end=self._seconds(pending.window, span.start + w.end),
                     probability=math.exp(w.logprob),
                 )
-                for w, text in zip(spans, texts, strict=True)
-                if text  # a bare word-start piece before another word start spells nothing
+                for w in spans
+                # a bare word-start piece before another word start spells nothing
+                if (text := self.tokenizer.decode(list(w.tokens)).strip())
             )
         avg = sum(hyp.token_logprobs) / len(tokens) if tokens else 0.0
         return Segment(
