@@ -245,19 +245,39 @@ def _ddp_worker(rank: int, world_size: int, port: int, config: TrainConfig) -> N
 
 
 def test_two_processes_train_with_ddp_on_cpu(corpus, tmp_path):
+    """Two ranks of one batch each make the same steps as one process accumulating two batches: the same
+    batches (with their augmentation), the same averaged gradients, the same logged losses and weights."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     config = config_for(
-        corpus, tmp_path / "ddp", max_batch_seconds=3.0, max_steps=2, dev_manifest=str(corpus[0])
+        corpus,
+        tmp_path / "ddp",
+        max_batch_seconds=2.0,
+        max_steps=3,
+        dev_manifest=str(corpus[0]),
+        speeds=(0.9, 1.0, 1.1),
     )
     torch.multiprocessing.spawn(_ddp_worker, args=(2, port, config), nprocs=2)
     records = [json.loads(line) for line in (tmp_path / "ddp" / METRICS_FILE).read_text().splitlines()]
-    assert [r["step"] for r in records if "loss" in r] == [1, 2]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]
     assert any("val_wer_ctc" in r for r in records)
     assert load_checkpoint(tmp_path / "ddp" / "checkpoint").config.vocab_size == 40
     metadata = read_config_file(tmp_path / "ddp" / "best")["metadata"]
-    assert metadata["default_decoder"] in ("ctc", "attention") and metadata["step"] in (1, 2)
+    assert metadata["default_decoder"] in ("ctc", "attention") and metadata["step"] in (1, 2, 3)
+
+    single = train(config.replace(out_dir=str(tmp_path / "single"), accumulate=2))
+    single_records = [json.loads(line) for line in (single / METRICS_FILE).read_text().splitlines()]
+    for ddp_record, one in zip(
+        [r for r in records if "loss" in r], [r for r in single_records if "loss" in r], strict=True
+    ):
+        assert ddp_record["utterances"] == one["utterances"]
+        assert ddp_record["seconds"] == pytest.approx(one["seconds"])
+        for key in ("loss", "ctc", "attention", "grad_norm"):
+            assert ddp_record[key] == pytest.approx(one[key], rel=1e-4)
+    ddp_weights = load_checkpoint(tmp_path / "ddp" / "checkpoint").state_dict()
+    for name, value in load_checkpoint(single / "checkpoint").state_dict().items():
+        torch.testing.assert_close(ddp_weights[name], value, rtol=1e-4, atol=1e-5)
 
 
 def test_init_from_starts_a_new_run_from_trained_weights(corpus, tmp_path):

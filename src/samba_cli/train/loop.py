@@ -274,12 +274,21 @@ class Trainer:
         else:
             self.reporter.message(f"step {self.position.step}: non-finite gradient norm, update skipped")
         self.optimizer.zero_grad(set_to_none=True)
+        # Under DDP, the step's losses are the mean over ranks and its counts the sum (the whole step's).
+        loss, ctc, attention, utterances, seconds = sum_over_ranks(
+            [*totals.values(), sum(len(b) for b in batches), sum(b.seconds for b in batches)],
+            self.device,
+            self.world,
+        )
+        size = self.world.size
         return {
-            **totals,
+            "loss": loss / size,
+            "ctc": ctc / size,
+            "attention": attention / size,
             "lr": lr,
             "grad_norm": grad_norm,
-            "utterances": sum(len(b) for b in batches),
-            "seconds": sum(b.seconds for b in batches),
+            "utterances": round(utterances),
+            "seconds": seconds,
         }
 
     @torch.no_grad()
