@@ -393,6 +393,14 @@ def test_a_models_language_model_is_used_by_ctc_decoding(model, speech, tmp_path
     assert not (tmp_path / "none").exists()
 
 
+def test_ctc_decoding_of_a_model_without_a_ctc_head_names_the_decoder_option(speech, tmp_path):
+    folder = make_checkpoint(tmp_path / "no-ctc", ctc_head=False)
+    result = transcribe(folder, speech, "--decoder", "ctc", "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "'--decoder': decoder 'ctc' needs a model with a CTC head" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_models_lexicon_comes_with_its_language_model(model, speech, tmp_path):
     folder = tmp_path / "with-lexicon"
     shutil.copytree(model, folder)

@@ -13,7 +13,7 @@ import torch
 
 from samba_cli.audio import SAMPLE_RATE, STDIN, iter_audio
 from samba_cli.device import resolve_device, resolve_dtype
-from samba_cli.errors import CheckpointError
+from samba_cli.errors import CheckpointError, OptionError
 from samba_cli.hub import ResolvedModel, resolve_model
 from samba_cli.model import SambaASR, load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
@@ -55,10 +55,10 @@ class Transcriber:
 
     def resolve_options(self, options: TranscribeOptions) -> TranscribeOptions:
         """``decoder="auto"`` replaced by this model's default and ``encoder_batch_seconds=None`` by this device's;
-        ValueError for options the model cannot run."""
+        OptionError (a ValueError) for options the model cannot run."""
         decoder = self.default_decoder if options.decode.decoder == "auto" else options.decode.decoder
         if decoder == "ctc" and self.model.ctc_head is None:
-            raise ValueError("decoder 'ctc' needs a model with a CTC head")
+            raise OptionError("decoder 'ctc' needs a model with a CTC head", "--decoder")
         encoder_batch = options.encoder_batch_seconds
         if encoder_batch is None:
             encoder_batch = CUDA_ENCODER_BATCH if self.device.type == "cuda" else 0.0

@@ -513,7 +513,8 @@ class _DurationEstimator(threading.Thread):
 class BatchTranscriber:
     """Transcribes planned tasks with one loaded model and writes their outputs.
 
-    Raises ValueError at construction for options the model cannot run (``decoder="ctc"`` without a CTC head).
+    Raises OptionError (a ValueError) at construction for options the model cannot run (``decoder="ctc"``
+    without a CTC head, a lexicon without a language model).
     """
 
     def __init__(

@@ -13,6 +13,15 @@ class SambaError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
+class OptionError(ValueError):
+    """Options a model cannot run with, such as CTC decoding without a CTC head. ``option`` names the
+    command-line option to change (``--decoder``), which the CLI shows with the message."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 class MediaError(SambaError):
     """An input file or stream could not be turned into audio samples."""
 

@@ -21,7 +21,7 @@ from functools import partial
 import torch
 
 from samba_cli.align import word_spans
-from samba_cli.errors import SambaError
+from samba_cli.errors import OptionError, SambaError
 from samba_cli.features import HOP_LENGTH, SAMPLE_RATE, log_mel
 from samba_cli.model import SambaASR
 from samba_cli.results import Segment, Word
@@ -152,7 +152,7 @@ class Pipeline:
         self.samples_per_frame = cfg.subsampling * HOP_LENGTH
         self.param = next(model.parameters())
         if options.decode.decoder == "ctc" and model.ctc_head is None:
-            raise ValueError("decoder='ctc' needs a model with a CTC head")
+            raise OptionError("decoder 'ctc' needs a model with a CTC head", "--decoder")
 
     @torch.inference_mode()
     def encode_windows(self, windows: list[Window], sources: list[int] | None = None) -> list[list[_Pending]]:

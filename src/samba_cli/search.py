@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from samba_cli.align import forced_align
+from samba_cli.errors import OptionError
 from samba_cli.lm import (
     EOS,
     LEXICON_FILE,
@@ -518,8 +519,8 @@ def resolve_decoding(options: DecodeOptions, folder: Path, metadata: dict) -> De
     """``lm="auto"`` replaced by the model folder's language model (None when it has none, or when decoding
     is not CTC), ``lexicon="auto"`` by the folder's lexicon when its language model is used, unset LM weights
     by the model's metadata ``lm`` entry, and an unset ``rescore_weight`` by the metadata's ``rescore_weight``
-    (else 0). The language model and the lexicon are loaded (and cached) here; ValueError for a lexicon
-    without a language model."""
+    (else 0). The language model and the lexicon are loaded (and cached) here; OptionError (a ValueError) for a
+    lexicon without a language model."""
     if options.rescore_weight is None:
         options = dataclasses.replace(options, rescore_weight=float(metadata.get("rescore_weight") or 0.0))
     lm = options.lm
@@ -528,7 +529,7 @@ def resolve_decoding(options: DecodeOptions, folder: Path, metadata: dict) -> De
         lm = str(found) if options.decoder == "ctc" and found.is_file() else None
     if lm is None:
         if options.lexicon not in (None, "auto"):
-            raise ValueError("a lexicon is used with a language model only")
+            raise OptionError("a lexicon is used with a language model only", "--lexicon")
         return dataclasses.replace(options, lm=None, lexicon=None)
     load_lm(lm)  # a bad language model fails here (one-line SambaError), before any input is read
     own = lm == str(folder / LM_FILE)

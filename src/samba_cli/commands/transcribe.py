@@ -28,6 +28,7 @@ from samba_cli.batch import (
     run_batch,
 )
 from samba_cli.cues import CueOptions
+from samba_cli.errors import OptionError
 from samba_cli.lm import LEXICON_FILE, LM_FILE
 from samba_cli.progress import make_reporter, package_logging
 from samba_cli.writers import WRITERS
@@ -329,9 +330,8 @@ def transcribe_command(
                     )
                 try:
                     runner = BatchTranscriber(transcriber, options, cue_options)
-                except ValueError as error:  # an option this model cannot run (ctc without a CTC head, ...)
-                    hint = "'--lexicon'" if "lexicon" in str(error) else "'--decoder'"
-                    raise typer.BadParameter(str(error), param_hint=hint) from None
+                except OptionError as error:  # an option this model cannot run (ctc without a CTC head, ...)
+                    raise typer.BadParameter(str(error), param_hint=f"'{error.option}'") from None
                 decode = runner.options.decode
                 if decode.lm is not None and lm == "auto":
                     own = (
