@@ -414,9 +414,8 @@ def step_text(out: Path, seed: int, n_dev: int, n_test: int) -> None:
 
 STAGE_DIRECTION = re.compile(r"^(enter|exit|exeunt|re-enter|flourish|alarum|sennet|trumpets|manet)\b", re.I)
 HEADING = re.compile(r"^(act|scene)\b", re.I)  # "ACT I. SCENE I. On a ship at sea." and the like
-SPEAKER_LINE = re.compile(
-    r"^[A-Z][A-Za-z'-]*(?: [A-Za-z'-]+){0,3}\.$"
-)  # "Hor.", "KING HENRY.", "First Lord."
+# a speaker line: "Hor.", "KING HENRY.", "First Lord."
+SPEAKER_LINE = re.compile(r"^[A-Z][A-Za-z'-]*(?: [A-Za-z'-]+){0,3}\.$")
 
 
 def play_paragraphs(raw: str) -> list[str]:
