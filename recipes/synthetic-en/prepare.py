@@ -379,6 +379,11 @@ def split_sentences(par: str) -> list[str]:
     return [o.replace("<DOT>", ".") for o in out]
 
 
+def sentence_key(sentence: str) -> str:
+    """What two sentences must share to count as duplicates: their letters and spaces, lower-cased."""
+    return re.sub(r"[^a-z ]", "", sentence.lower())
+
+
 def step_text(out: Path, seed: int, n_dev: int, n_test: int) -> None:
     sents, seen = [], set()
     per_src = {}
@@ -391,7 +396,7 @@ def step_text(out: Path, seed: int, n_dev: int, n_test: int) -> None:
                 s = normalise(s, caps_are_names=name == "lcet10")
                 if s is None:
                     continue
-                key = re.sub(r"[^a-z ]", "", s.lower())
+                key = sentence_key(s)
                 if key in seen:
                     continue
                 seen.add(key)
@@ -438,12 +443,8 @@ def play_paragraphs(raw: str) -> list[str]:
 def step_plays_text(out: Path) -> None:
     """sentences.plays.txt: the plays' sentences, cleaned as the books' are, none equal to a sentence of the
     train, dev or test pools."""
-
-    def key(sentence: str) -> str:
-        return re.sub(r"[^a-z ]", "", sentence.lower())
-
     seen = {
-        key(line.split("\t", 1)[1])
+        sentence_key(line.split("\t", 1)[1])
         for split in ("train", "dev", "test")
         for line in (out / f"sentences.{split}.txt").read_text().splitlines()
     }
@@ -453,9 +454,9 @@ def step_plays_text(out: Path) -> None:
         for par in play_paragraphs(f.read_text(encoding="latin-1")):
             for sent in split_sentences(par):
                 sent = normalise(sent)
-                if sent is None or key(sent) in seen:
+                if sent is None or sentence_key(sent) in seen:
                     continue
-                seen.add(key(sent))
+                seen.add(sentence_key(sent))
                 sents.append((f.stem, sent))
                 cnt += 1
         per_src[f.stem] = cnt

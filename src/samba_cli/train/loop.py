@@ -276,7 +276,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         # Under DDP, the step's losses are the mean over ranks and its counts the sum (the whole step's).
         loss, ctc, attention, utterances, seconds = sum_over_ranks(
-            [*totals.values(), sum(len(b) for b in batches), sum(b.seconds for b in batches)],
+            [
+                totals["loss"],
+                totals["ctc"],
+                totals["attention"],
+                sum(len(b) for b in batches),
+                sum(b.seconds for b in batches),
+            ],
             self.device,
             self.world,
         )
