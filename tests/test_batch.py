@@ -245,7 +245,16 @@ def test_summary_counts():
     assert summary.real_time_factor == 10.0
 
 
-def test_interrupts_deferred_until_the_block_ends():
+@pytest.fixture
+def sigint_handler():
+    """Restores SIGINT's handler after the test (pytest may run with SIGINT ignored, e.g. started with `&`)."""
+    previous = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_interrupts_deferred_until_the_block_ends(sigint_handler):
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     steps = []
     with pytest.raises(KeyboardInterrupt), _interrupts_deferred():
         os.kill(os.getpid(), signal.SIGINT)
@@ -253,6 +262,14 @@ def test_interrupts_deferred_until_the_block_ends():
         steps.append("finished")
     assert steps == ["finished"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_sigint_stays_ignored_in_a_deferred_block(sigint_handler):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with _interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_probe_duration(tmp_path):

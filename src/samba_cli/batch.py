@@ -652,8 +652,15 @@ def _write_outputs(
 
 @contextlib.contextmanager
 def _interrupts_deferred() -> Iterator[None]:
-    """Hold SIGINT back while the block runs, then raise KeyboardInterrupt if one came (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT back while the block runs, then raise KeyboardInterrupt if one came (main thread only).
+
+    A process that ignores SIGINT (started in the background by a non-interactive shell, or under nohup) keeps
+    ignoring it: the block then changes nothing.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    ):
         yield
         return
     received: list[int] = []
