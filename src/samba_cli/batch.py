@@ -654,8 +654,8 @@ def _write_outputs(
 def _interrupts_deferred() -> Iterator[None]:
     """Hold SIGINT back while the block runs, then raise KeyboardInterrupt if one came (main thread only).
 
-    A process that ignores SIGINT (started in the background by a non-interactive shell, or under nohup) keeps
-    ignoring it: the block then changes nothing.
+    A process that ignores SIGINT (started in the background by a non-interactive shell, as ``cmd &`` in a
+    script) keeps ignoring it: the block then changes nothing.
     """
     if (
         threading.current_thread() is not threading.main_thread()
