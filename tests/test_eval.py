@@ -193,3 +193,43 @@ def test_eval_report_that_cannot_be_written_is_a_one_line_error(checkpoint, tmp_
     assert result.stderr.strip().startswith(f"error: {report}: cannot write the report")
     assert "Traceback" not in result.output
     assert blocker.read_text() == "a file where the report's folder should be\n"
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_eval_of_missing_or_unreadable_audio_is_a_one_line_error(checkpoint, tmp_path, workers):
+    from samba_cli.cli import app as samba_app
+
+    model_dir, manifest = checkpoint
+    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for entry in entries:
+        entry["audio"] = str((manifest.parent / entry["audio"]).resolve())
+    broken = tmp_path / "broken.flac"
+    broken.write_bytes(b"not audio at all\n")
+    runs = {
+        "missing": (
+            tmp_path / "missing.flac",
+            f"{tmp_path / 'missing.jsonl'}:2: {tmp_path / 'missing.flac'}: audio file not found",
+        ),
+        "broken": (broken, f"{broken}: cannot read audio: Format not recognised"),
+    }
+    for name, (audio, message) in runs.items():
+        edited = tmp_path / f"{name}.jsonl"
+        lines = [dict(entries[0]), dict(entries[1], audio=str(audio)), dict(entries[2])]
+        edited.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        result = CliRunner().invoke(
+            samba_app,
+            [
+                "eval",
+                str(model_dir),
+                str(edited),
+                "--lm",
+                "none",
+                "--workers",
+                workers,
+                "--report",
+                str(tmp_path / "r.json"),
+            ],
+        )
+        assert result.exit_code == 1, result.output
+        assert result.stderr.strip().splitlines() == [f"error: {message}"]
+        assert not (tmp_path / "r.json").exists()

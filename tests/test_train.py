@@ -92,6 +92,33 @@ def test_manifest_paths_relative_to_manifest(corpus):
     assert all(u.audio.is_file() for u in utterances)
 
 
+def test_train_run_names_a_missing_or_unreadable_audio_file(corpus, tmp_path):
+    from samba_cli.cli import app as samba_app
+
+    manifest, tokenizer = corpus
+    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for entry in entries:
+        entry["audio"] = str((manifest.parent / entry["audio"]).resolve())
+    broken = tmp_path / "broken.flac"
+    broken.write_bytes(b"not audio at all\n")
+    edited = tmp_path / "edited.jsonl"
+    cases = [
+        (tmp_path / "gone.flac", f"error: {edited}:2: {tmp_path / 'gone.flac'}: audio file not found"),
+        (broken, f"error: {broken}: cannot read audio: Format not recognised"),
+    ]
+    for audio, message in cases:
+        lines = [entries[0], dict(entries[1], audio=str(audio)), *entries[2:]]
+        edited.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        run = tmp_path / f"run-{audio.stem}"
+        command = ["train", "run", str(edited), "--tokenizer", str(tokenizer), "--out", str(run)]
+        options = {"--preset": "test", "--max-steps": 2, "--workers": 1, "--threads": 1, "--speeds": "1.0"}
+        options |= {"--accumulate": 1, "--max-batch-utterances": 8, "--max-batch-seconds": 8}
+        command += [str(x) for option in options.items() for x in option]
+        result = CliRunner().invoke(samba_app, command)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.strip().splitlines()[-1] == message
+
+
 def test_tokenizer_command_sets_special_ids(corpus):
     from samba_cli.tokenizer import Tokenizer
 

@@ -6,6 +6,17 @@ The CLI prints ``str(error)`` and never a traceback for a :class:`SambaError`.
 from __future__ import annotations
 
 
+def original_message(error: BaseException) -> str:
+    """The message of ``error``; for an error a DataLoader worker raised, the worker's own message (torch re-raises
+    it with the worker's traceback in the text)."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    prefix = f"{type(error).__name__}: "
+    return last[len(prefix) :] if last.startswith(prefix) else last
+
+
 class SambaError(Exception):
     """Base class: a user-facing failure with a one-line message."""
 

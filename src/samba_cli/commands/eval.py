@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import typer
 
-from samba_cli.errors import SambaError
+from samba_cli.errors import SambaError, original_message
 from samba_cli.model import load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
 from samba_cli.search import DecodeOptions, resolve_decoding
@@ -103,16 +103,19 @@ def eval_command(
         raise SambaError(str(exc)) from exc
     net = load_checkpoint(model, device=device, backend=backend)
     tokenizer = Tokenizer(model / TOKENIZER_FILE)
-    result = evaluate(
-        net,
-        tokenizer,
-        utterances,
-        options,
-        batch_seconds,
-        workers,
-        model_name=str(model),
-        manifest_name=str(manifest),
-    )
+    try:
+        result = evaluate(
+            net,
+            tokenizer,
+            utterances,
+            options,
+            batch_seconds,
+            workers,
+            model_name=str(model),
+            manifest_name=str(manifest),
+        )
+    except ValueError as exc:  # an unreadable audio file (read in a DataLoader worker with --workers)
+        raise SambaError(original_message(exc)) from exc
     report = report or Path(f"eval-{manifest.stem}-{decoder}{'-lm' if options.lm else ''}.json")
     document = result.to_dict()
     groups = {} if labels is None else result.group_summaries(labels)

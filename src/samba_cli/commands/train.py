@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from samba_cli.errors import SambaError
+from samba_cli.errors import SambaError, original_message
 from samba_cli.tokenizer import train_tokenizer
 from samba_cli.train.config import Schedule, TrainConfig, field_help
 
@@ -90,7 +90,7 @@ def run_command(
         config = TrainConfig(train_manifest=str(manifest), tokenizer=str(tokenizer), **given)
         train(config)
     except (ValueError, FileNotFoundError) as exc:
-        raise SambaError(str(exc)) from exc
+        raise SambaError(original_message(exc)) from exc
 
 
 def _texts(paths: list[Path], out) -> int:
@@ -121,6 +121,30 @@ def average_command(
 
     average_checkpoints(models, out, dtype=torch.float16 if float16 else None)
     typer.echo(f"{out}: mean of {len(models)} checkpoints")
+
+
+@app.command("grow")
+def grow_command(
+    model: Path = typer.Argument(..., help="the model folder to grow (config.json, model.safetensors)"),
+    out: Path = typer.Option(..., "--out", help="the model folder to write"),
+    encoder_layers: int = typer.Option(None, "--encoder-layers", help="encoder blocks of the grown model"),
+    decoder_layers: int = typer.Option(None, "--decoder-layers", help="decoder blocks of the grown model"),
+) -> None:
+    """Make a trained model deeper without changing its output: each new block is a copy of the block below it
+    with zeroed output projections. Train on from the result with `samba train run --init-from`."""
+    from samba_cli.errors import OptionError
+    from samba_cli.train.grow import grow_checkpoint
+
+    if encoder_layers is None and decoder_layers is None:
+        raise typer.BadParameter(
+            "give --encoder-layers, --decoder-layers or both", param_hint="'--encoder-layers'"
+        )
+    try:
+        grow_checkpoint(model, out, encoder_layers, decoder_layers)
+    except OptionError as error:
+        raise typer.BadParameter(str(error), param_hint=f"'{error.option}'") from None
+    grown = json.loads((out / "config.json").read_text())["model"]
+    typer.echo(f"{out}: {grown['encoder_layers']} encoder and {grown['decoder_layers']} decoder layers")
 
 
 @app.command("tokenizer")

@@ -36,17 +36,18 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
             try:
                 entry = json.loads(line)
                 audio = Path(entry["audio"])
-                utterances.append(
-                    Utterance(
-                        audio if audio.is_absolute() else path.parent / audio,
-                        str(entry["text"]),
-                        float(entry["duration"]),
-                    )
+                utterance = Utterance(
+                    audio if audio.is_absolute() else path.parent / audio,
+                    str(entry["text"]),
+                    float(entry["duration"]),
                 )
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 raise ValueError(
                     f"{path}:{number}: expected a JSON object with audio, text, duration ({exc})"
                 ) from exc
+            if not utterance.audio.is_file():
+                raise FileNotFoundError(f"{path}:{number}: {utterance.audio}: audio file not found")
+            utterances.append(utterance)
     return utterances
 
 
@@ -63,7 +64,10 @@ def read_manifest_field(path: str | os.PathLike, field: str) -> list[str]:
 
 def read_audio(path: Path) -> torch.Tensor:
     """A 16 kHz mono WAV/FLAC file -> float32 samples (N,)."""
-    samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    try:
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except sf.LibsndfileError as exc:
+        raise ValueError(f"{path}: cannot read audio: {exc.error_string.rstrip('.')}") from None
     if rate != SAMPLE_RATE:
         raise ValueError(f"{path}: sample rate {rate} Hz, training data must be {SAMPLE_RATE} Hz")
     return torch.from_numpy(samples.mean(axis=1))
