@@ -57,6 +57,9 @@ def test_the_grown_model_computes_what_the_original_did():
     assert not grown.encoder.blocks[1].mlp.down.weight.any()
     assert not grown.encoder.blocks[1].mixer.backward_mixer.out_proj.weight.any()
     assert not grown.decoder.blocks[1].cross.out_proj.weight.any()
+    # a copy: training the grown model leaves the original alone
+    grown.encoder.blocks[0].mlp.up.weight.data.add_(1.0)
+    assert not torch.equal(grown.encoder.blocks[0].mlp.up.weight, model.encoder.blocks[0].mlp.up.weight)
 
 
 def test_the_inserted_blocks_get_gradients():

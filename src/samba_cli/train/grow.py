@@ -5,7 +5,7 @@ be made deeper and trained on: each new block is a copy of the block below it wh
 zeroed output projections (the Mamba-2 mixers' ``out_proj``, the decoder's cross-attention ``out_proj`` and the
 MLP's ``down``). Every block adds its branches to the residual stream, so a block whose branches output zero is the
 identity and the grown model computes exactly what the original did. Training then moves the zeroed projections
-first. The new blocks are spread evenly: one after every ``old / new`` original blocks, the last one on top (as in
+first. The new blocks are spread evenly: one after every ``old / added`` original blocks, the last one on top (as in
 LLaMA Pro's block expansion, arXiv 2401.02415).
 """
 
@@ -79,10 +79,10 @@ def grow_model(
     decoder = _expand(model.decoder.blocks, decoder_layers)
     for name, tensor in model.state_dict().items():
         if not name.startswith(("encoder.blocks.", "decoder.blocks.")):
-            state[name] = tensor
+            state[name] = tensor.clone()
     for prefix, blocks in (("encoder.blocks", encoder), ("decoder.blocks", decoder)):
         for name, tensor in blocks.state_dict().items():
-            state[f"{prefix}.{name}"] = tensor
+            state[f"{prefix}.{name}"] = tensor.clone()
     grown.load_state_dict(state, strict=True, assign=True)
     grown.set_backend(model.backend)
     return grown.eval()
