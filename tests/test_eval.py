@@ -17,7 +17,7 @@ from samba_cli.train import evaluate as evaluate_module
 from samba_cli.train.data import read_manifest
 from samba_cli.train.evaluate import ErrorCounts, count_errors, evaluate, normalize
 from tests.model_helpers import TINY, write_tiny_lm
-from tests.train_helpers import SENTENCES, write_corpus
+from tests.train_helpers import SENTENCES, manifests_with_bad_audio, write_corpus
 
 # Hypotheses for the first three utterances of the corpus: exact, one deletion, one insertion and one
 # substitution; 16 reference words, 3 errors.
@@ -200,36 +200,20 @@ def test_eval_of_missing_or_unreadable_audio_is_a_one_line_error(checkpoint, tmp
     from samba_cli.cli import app as samba_app
 
     model_dir, manifest = checkpoint
-    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
-    for entry in entries:
-        entry["audio"] = str((manifest.parent / entry["audio"]).resolve())
-    broken = tmp_path / "broken.flac"
-    broken.write_bytes(b"not audio at all\n")
-    runs = {
-        "missing": (
-            tmp_path / "missing.flac",
-            f"{tmp_path / 'missing.jsonl'}:2: {tmp_path / 'missing.flac'}: audio file not found",
-        ),
-        "broken": (broken, f"{broken}: cannot read audio: Format not recognised"),
-    }
-    for name, (audio, message) in runs.items():
-        edited = tmp_path / f"{name}.jsonl"
-        lines = [dict(entries[0]), dict(entries[1], audio=str(audio)), dict(entries[2])]
-        edited.write_text("".join(json.dumps(line) + "\n" for line in lines))
-        result = CliRunner().invoke(
-            samba_app,
-            [
-                "eval",
-                str(model_dir),
-                str(edited),
-                "--lm",
-                "none",
-                "--workers",
-                workers,
-                "--report",
-                str(tmp_path / "r.json"),
-            ],
-        )
+    report = tmp_path / "r.json"
+    for edited, message in manifests_with_bad_audio(manifest, tmp_path):
+        command = [
+            "eval",
+            str(model_dir),
+            str(edited),
+            "--lm",
+            "none",
+            "--workers",
+            workers,
+            "--report",
+            str(report),
+        ]
+        result = CliRunner().invoke(samba_app, command)
         assert result.exit_code == 1, result.output
-        assert result.stderr.strip().splitlines() == [f"error: {message}"]
-        assert not (tmp_path / "r.json").exists()
+        assert result.stderr.strip().splitlines() == [message]
+        assert not report.exists()

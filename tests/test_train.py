@@ -22,7 +22,7 @@ from samba_cli.train.objective import decoder_io
 from samba_cli.train.optim import learning_rate, parameter_groups
 from samba_cli.train.state import LOCK_FILE
 from tests.model_helpers import TINY
-from tests.train_helpers import SENTENCES, write_corpus
+from tests.train_helpers import SENTENCES, manifests_with_bad_audio, write_corpus
 
 
 @pytest.fixture(scope="module")
@@ -96,23 +96,18 @@ def test_train_run_names_a_missing_or_unreadable_audio_file(corpus, tmp_path):
     from samba_cli.cli import app as samba_app
 
     manifest, tokenizer = corpus
-    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
-    for entry in entries:
-        entry["audio"] = str((manifest.parent / entry["audio"]).resolve())
-    broken = tmp_path / "broken.flac"
-    broken.write_bytes(b"not audio at all\n")
-    edited = tmp_path / "edited.jsonl"
-    cases = [
-        (tmp_path / "gone.flac", f"error: {edited}:2: {tmp_path / 'gone.flac'}: audio file not found"),
-        (broken, f"error: {broken}: cannot read audio: Format not recognised"),
-    ]
-    for audio, message in cases:
-        lines = [entries[0], dict(entries[1], audio=str(audio)), *entries[2:]]
-        edited.write_text("".join(json.dumps(line) + "\n" for line in lines))
-        run = tmp_path / f"run-{audio.stem}"
-        command = ["train", "run", str(edited), "--tokenizer", str(tokenizer), "--out", str(run)]
-        options = {"--preset": "test", "--max-steps": 2, "--workers": 1, "--threads": 1, "--speeds": "1.0"}
-        options |= {"--accumulate": 1, "--max-batch-utterances": 8, "--max-batch-seconds": 8}
+    options = {"--preset": "test", "--max-steps": 2, "--workers": 1, "--threads": 1, "--speeds": "1.0"}
+    options |= {"--accumulate": 1, "--max-batch-utterances": 8, "--max-batch-seconds": 8}
+    for edited, message in manifests_with_bad_audio(manifest, tmp_path):
+        command = [
+            "train",
+            "run",
+            str(edited),
+            "--tokenizer",
+            str(tokenizer),
+            "--out",
+            str(tmp_path / edited.stem),
+        ]
         command += [str(x) for option in options.items() for x in option]
         result = CliRunner().invoke(samba_app, command)
         assert result.exit_code == 1, result.output

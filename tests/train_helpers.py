@@ -31,3 +31,25 @@ def write_corpus(folder, sentences=SENTENCES, seed=0):
                 json.dumps({"audio": f"audio/{i}.flac", "text": text, "duration": n / 16000}) + "\n"
             )
     return folder / "train.jsonl"
+
+
+def manifests_with_bad_audio(manifest, out_dir) -> list[tuple[object, str]]:
+    """Copies of ``manifest`` (absolute audio paths) whose second entry names a missing file, then an undecodable
+    one; returns (manifest path, the one-line error expected for it) for each."""
+    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for entry in entries:
+        entry["audio"] = str((manifest.parent / entry["audio"]).resolve())
+    broken = out_dir / "broken.flac"
+    broken.write_bytes(b"not audio at all\n")
+    missing = out_dir / "missing.flac"
+    cases = []
+    for name, audio in (("missing", missing), ("broken", broken)):
+        edited = out_dir / f"{name}.jsonl"
+        lines = [entries[0], dict(entries[1], audio=str(audio)), *entries[2:]]
+        edited.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        if audio == missing:
+            message = f"error: {edited}:2: {missing}: audio file not found"
+        else:
+            message = f"error: {broken}: cannot read audio: Format not recognised"
+        cases.append((edited, message))
+    return cases
