@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from samba_cli.errors import SambaError, original_message
+from samba_cli.errors import OptionError, SambaError, original_message
 from samba_cli.tokenizer import train_tokenizer
 from samba_cli.train.config import Schedule, TrainConfig, field_help
 
@@ -132,7 +132,7 @@ def grow_command(
 ) -> None:
     """Make a trained model deeper without changing its output: each new block is a copy of the block below it
     with zeroed output projections. Train on from the result with `samba train run --init-from`."""
-    from samba_cli.errors import OptionError
+    from samba_cli.model.checkpoint import read_config
     from samba_cli.train.grow import grow_checkpoint
 
     if encoder_layers is None and decoder_layers is None:
@@ -143,8 +143,8 @@ def grow_command(
         grow_checkpoint(model, out, encoder_layers, decoder_layers)
     except OptionError as error:
         raise typer.BadParameter(str(error), param_hint=f"'{error.option}'") from None
-    grown = json.loads((out / "config.json").read_text())["model"]
-    typer.echo(f"{out}: {grown['encoder_layers']} encoder and {grown['decoder_layers']} decoder layers")
+    grown = read_config(out)
+    typer.echo(f"{out}: {grown.encoder_layers} encoder and {grown.decoder_layers} decoder layers")
 
 
 @app.command("tokenizer")

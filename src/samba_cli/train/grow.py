@@ -71,19 +71,20 @@ def grow_model(
     ):
         if new < old:
             raise OptionError(f"{option} {new}: the model has {old}; growing only adds layers", option)
-    grown_config = config.replace(encoder_layers=encoder_layers, decoder_layers=decoder_layers)
-    with torch.device("meta"):
-        grown = SambaASR(grown_config)
-    state = {}
-    encoder = _expand(model.encoder.blocks, encoder_layers)
-    decoder = _expand(model.decoder.blocks, decoder_layers)
-    for name, tensor in model.state_dict().items():
-        if not name.startswith(("encoder.blocks.", "decoder.blocks.")):
-            state[name] = tensor.clone()
-    for prefix, blocks in (("encoder.blocks", encoder), ("decoder.blocks", decoder)):
-        for name, tensor in blocks.state_dict().items():
-            state[f"{prefix}.{name}"] = tensor.clone()
-    grown.load_state_dict(state, strict=True, assign=True)
+    grown = SambaASR(config.replace(encoder_layers=encoder_layers, decoder_layers=decoder_layers))
+    grown.to(next(model.parameters()).device)
+    state = {
+        k: v
+        for k, v in model.state_dict().items()
+        if not k.startswith(("encoder.blocks.", "decoder.blocks."))
+    }
+    for prefix, blocks, count in (
+        ("encoder.blocks", model.encoder.blocks, encoder_layers),
+        ("decoder.blocks", model.decoder.blocks, decoder_layers),
+    ):
+        for name, tensor in _expand(blocks, count).state_dict().items():
+            state[f"{prefix}.{name}"] = tensor
+    grown.load_state_dict(state, strict=True)  # copies: the grown model shares no tensor with ``model``
     grown.set_backend(model.backend)
     return grown.eval()
 
