@@ -92,6 +92,16 @@ def test_manifest_paths_relative_to_manifest(corpus):
     assert all(u.audio.is_file() for u in utterances)
 
 
+def test_manifest_fields_become_text_labels(corpus, tmp_path):
+    entries = [json.loads(line) for line in corpus[0].read_text().splitlines()]
+    entries[0]["voice"], entries[1]["voice"] = "slt", {"engine": "flite", "rate": 1.1}
+    edited = corpus[0].parent / "labelled.jsonl"
+    edited.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+    utterances = read_manifest(edited, fields=("voice",))
+    assert [u.labels["voice"] for u in utterances[:3]] == ["slt", '{"engine": "flite", "rate": 1.1}', ""]
+    assert read_manifest(edited)[0].labels == {}
+
+
 def test_train_run_names_a_missing_or_unreadable_audio_file(corpus, tmp_path):
     from samba_cli.cli import app as samba_app
 

@@ -13,7 +13,7 @@ from samba_cli.model import load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
 from samba_cli.search import DecodeOptions, resolve_decoding
 from samba_cli.tokenizer import Tokenizer
-from samba_cli.train.data import read_manifest, read_manifest_field
+from samba_cli.train.data import read_manifest
 from samba_cli.train.evaluate import evaluate
 from samba_cli.writers import write_atomically
 
@@ -97,8 +97,8 @@ def eval_command(
             rescore_weight=rescore_weight,
         )
         options = resolve_decoding(options, model, metadata)
-        utterances = read_manifest(manifest)
-        labels = read_manifest_field(manifest, group_by) if group_by else None
+        utterances = read_manifest(manifest, fields=(group_by,) if group_by else ())
+        labels = [u.labels[group_by] for u in utterances] if group_by else None
     except (ValueError, FileNotFoundError) as exc:
         raise SambaError(str(exc)) from exc
     net = load_checkpoint(model, device=device, backend=backend)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import soundfile as sf
@@ -20,11 +21,15 @@ class Utterance:
     audio: Path  # absolute, or relative to the working directory
     text: str  # reference transcript
     duration: float  # seconds
+    labels: dict[str, str] = field(
+        default_factory=dict, hash=False
+    )  # the manifest fields asked for (read_manifest's fields)
 
 
-def read_manifest(path: str | os.PathLike) -> list[Utterance]:
+def read_manifest(path: str | os.PathLike, fields: Sequence[str] = ()) -> list[Utterance]:
     """One JSON object per line with "audio", "text", "duration"; relative audio paths are taken relative to the
-    manifest's folder."""
+    manifest's folder. Each of ``fields`` goes into the utterance's labels as text (JSON for a non-string value;
+    "" where absent)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: manifest not found")
@@ -40,6 +45,7 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
                     audio if audio.is_absolute() else path.parent / audio,
                     str(entry["text"]),
                     float(entry["duration"]),
+                    {name: _label(entry.get(name, "")) for name in fields},
                 )
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 raise ValueError(
@@ -51,15 +57,8 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     return utterances
 
 
-def read_manifest_field(path: str | os.PathLike, field: str) -> list[str]:
-    """The ``field`` of every entry of a manifest (in :func:`read_manifest` order) as text; "" where absent."""
-    values = []
-    with Path(path).open(encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                value = json.loads(line).get(field, "")
-                values.append(value if isinstance(value, str) else json.dumps(value, sort_keys=True))
-    return values
+def _label(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def read_audio(path: Path) -> torch.Tensor:
