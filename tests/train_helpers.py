@@ -43,13 +43,12 @@ def manifests_with_bad_audio(manifest, out_dir) -> list[tuple[object, str]]:
     broken.write_bytes(b"not audio at all\n")
     missing = out_dir / "missing.flac"
     cases = []
-    for name, audio in (("missing", missing), ("broken", broken)):
-        edited = out_dir / f"{name}.jsonl"
+    for audio, error in (
+        (missing, "{manifest}:2: {audio}: audio file not found"),
+        (broken, "{audio}: cannot read audio: Format not recognised"),
+    ):
+        edited = out_dir / f"{audio.stem}.jsonl"
         lines = [entries[0], dict(entries[1], audio=str(audio)), *entries[2:]]
         edited.write_text("".join(json.dumps(line) + "\n" for line in lines))
-        if audio == missing:
-            message = f"error: {edited}:2: {missing}: audio file not found"
-        else:
-            message = f"error: {broken}: cannot read audio: Format not recognised"
-        cases.append((edited, message))
+        cases.append((edited, "error: " + error.format(manifest=edited, audio=audio)))
     return cases

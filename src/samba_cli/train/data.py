@@ -21,9 +21,8 @@ class Utterance:
     audio: Path  # absolute, or relative to the working directory
     text: str  # reference transcript
     duration: float  # seconds
-    labels: dict[str, str] = field(
-        default_factory=dict, hash=False
-    )  # the manifest fields asked for (read_manifest's fields)
+    # the manifest fields asked for through read_manifest's ``fields``, as text
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
 
 
 def read_manifest(path: str | os.PathLike, fields: Sequence[str] = ()) -> list[Utterance]:
