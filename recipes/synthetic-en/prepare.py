@@ -208,7 +208,8 @@ EXTRA_SPLITS = {
         {**EXTRA_TOOLS, **EXTRA2_TOOLS},
     ),
 }
-P_PLAYS2_EXTRA3 = 0.5  # share of plays2's espeak-ng utterances on extra3's variants (the rest on MBROLA voices)
+# share of plays2's espeak-ng utterances on extra3's variants (the rest on the MBROLA voices)
+P_PLAYS2_EXTRA3 = 0.5
 
 P_NOISE = 0.35  # add white/pink noise at SNR U(10, 30) dB
 P_REVERB = 0.20  # convolve with a synthetic exponentially decaying impulse
@@ -483,7 +484,9 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
     # plays2: the plays' sentences in the plays split's order read from its end, so the two splits share no
     # sentence while their counts add up to at most the pool (47,538 sentences); voices of the extra splits
     extra = split in EXTRA_SPLITS
-    pool_name = "plays" if split == "plays2" else "train" if extra else {"dev-heldout": "dev"}.get(split, split)
+    pool_name = (
+        "plays" if split == "plays2" else "train" if extra else {"dev-heldout": "dev"}.get(split, split)
+    )
     lines = (out / f"sentences.{pool_name}.txt").read_text().splitlines()
     pool = [line.split("\t", 1) for line in lines]
     rng = random.Random(f"{seed}-{split}")
