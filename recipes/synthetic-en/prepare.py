@@ -491,7 +491,7 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
     pool = [line.split("\t", 1) for line in lines]
     rng = random.Random(f"{seed}-{split}")
     order = list(range(len(pool)))
-    rng.shuffle(order)
+    rng.shuffle(order)  # plays2 draws it too (its corpus depends on it), then takes the plays split's order
     if split == "plays2":
         order = list(range(len(pool)))
         random.Random(f"{seed}-plays").shuffle(order)
