@@ -484,9 +484,7 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
     # plays2: the plays' sentences in the plays split's order read from its end, so the two splits share no
     # sentence while their counts add up to at most the pool (47,538 sentences); voices of the extra splits
     extra = split in EXTRA_SPLITS
-    pool_name = (
-        "plays" if split == "plays2" else "train" if extra else {"dev-heldout": "dev"}.get(split, split)
-    )
+    pool_name = {"dev-heldout": "dev", "plays2": "plays"}.get(split, "train" if extra else split)
     lines = (out / f"sentences.{pool_name}.txt").read_text().splitlines()
     pool = [line.split("\t", 1) for line in lines]
     rng = random.Random(f"{seed}-{split}")
