@@ -240,7 +240,7 @@ def ctc_greedy(log_probs: torch.Tensor, length: int, blank_id: int) -> Hypothesi
     return Hypothesis(tuple(tokens), tuple(logps), sum(logps))
 
 
-@dataclass
+@dataclass(slots=True)
 class _Prefix:
     """One CTC beam: a token prefix, its blank/non-blank path log-probabilities and its language-model score."""
 
@@ -285,6 +285,8 @@ class CTCPrefixScorer:
         self.lm, self.lm_weight, self.word_bonus = lm, lm_weight, word_bonus
         self.oov_penalty = oov_penalty
         self.lexicon, self.lexicon_penalty = lexicon, lexicon_penalty
+        self._split: dict[str, tuple[str, str]] = {}  # split_finished, memoised: beams share their text
+        self._penalty: dict[str, float] = {}  # an unfinished word's penalty, likewise
 
     def start(self) -> tuple[str, ...]:
         return self.lm.start() if self.lm is not None else ()
@@ -314,12 +316,19 @@ class CTCPrefixScorer:
         else:
             # words that punctuation inside the word piece string has finished ("it," + "vene") are scored now,
             # so that hypotheses cannot glue words together to put off their language-model cost
-            finished, partial = split_finished(prefix.partial + self.text[token])
+            text = prefix.partial + self.text[token]
+            split = self._split.get(text)
+            if split is None:
+                split = self._split[text] = split_finished(text)
+            finished, partial = split
             score, state = (
                 self._finish_word(prefix, finished) if finished else (prefix.lm_score, prefix.lm_state)
             )
-        words = lm_words(partial)
-        penalty = UNK_PREFIX_PENALTY if words and not self._spellable(words[-1]) else 0.0
+        penalty = self._penalty.get(partial)
+        if penalty is None:
+            words = lm_words(partial)
+            penalty = UNK_PREFIX_PENALTY if words and not self._spellable(words[-1]) else 0.0
+            self._penalty[partial] = penalty
         return _Prefix(tokens, lm_score=score, lm_state=state, partial=partial, penalty=penalty)
 
     def rank(self, prefix: _Prefix) -> float:
@@ -344,6 +353,8 @@ def ctc_nbest(
     lp = log_probs[:length].float().cpu()
     top_lp, top_ids = lp.topk(min(CTC_TOKENS_PER_FRAME, lp.shape[-1]), dim=-1)
     beams = {(): _Prefix((), blank=0.0, lm_state=scorer.start())}
+    # each beam's extensions, scored once while it stays a beam (the word-level part depends on tokens only)
+    made: dict[tuple[int, ...], dict[int, _Prefix]] = {}
     for t in range(lp.shape[0]):
         blank_lp = float(lp[t, blank_id])
         cands = [
@@ -357,9 +368,15 @@ def ctc_nbest(
             same = _slot(nxt, beams, prefix.tokens, lambda p=prefix: p)  # always known: beams holds it
             same.blank = _logaddexp(same.blank, total + blank_lp)
             last = prefix.tokens[-1] if prefix.tokens else None
+            children = made.setdefault(prefix.tokens, {})
             for tok, p in cands:
                 ext = _slot(
-                    nxt, beams, (*prefix.tokens, tok), lambda parent=prefix, t=tok: scorer.extend(parent, t)
+                    nxt,
+                    beams,
+                    (*prefix.tokens, tok),
+                    lambda parent=prefix, t=tok, c=children: (
+                        c.get(t) or c.setdefault(t, scorer.extend(parent, t))
+                    ),
                 )
                 if tok == last:  # a repeat collapses unless a blank separates it
                     same.label = _logaddexp(same.label, prefix.label + p)
@@ -368,6 +385,7 @@ def ctc_nbest(
                     ext.label = _logaddexp(ext.label, total + p)
         ranked = sorted(nxt.values(), key=scorer.rank, reverse=True)[:beam_size]
         beams = {b.tokens: b for b in ranked}
+        made = {key: made[key] for key in beams if key in made}
     return sorted(((scorer.final(b), b.tokens) for b in beams.values()), key=lambda st: st[0], reverse=True)
 
 
@@ -395,7 +413,9 @@ def _slot(
     beam = nxt.get(key)
     if beam is None:
         known = beams.get(key) or make()
-        beam = nxt[key] = dataclasses.replace(known, blank=-math.inf, label=-math.inf)
+        beam = nxt[key] = _Prefix(
+            key, -math.inf, -math.inf, known.lm_score, known.lm_state, known.partial, known.penalty
+        )
     return beam
 
 
