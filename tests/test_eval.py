@@ -143,7 +143,7 @@ def test_eval_uses_the_model_folders_language_model(checkpoint, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert (
-        f"CTC beam search of 32 with {folder / 'lm.arpa.gz'} (weight 0.5, word bonus 2.0, OOV penalty 0.0)"
+        f"CTC beam search of 64 with {folder / 'lm.arpa.gz'} (weight 0.5, word bonus 2.0, OOV penalty 0.0)"
         in result.stdout
     )
     assert f"lexicon {folder / 'lexicon.txt.gz'} (penalty 0.0)" in result.stdout
@@ -151,7 +151,7 @@ def test_eval_uses_the_model_folders_language_model(checkpoint, tmp_path):
     assert report["lm"] == str(folder / "lm.arpa.gz")
     assert report["lexicon"] == str(folder / "lexicon.txt.gz")
     settings = [report[key] for key in ("beam_size", "lm_weight", "word_bonus", "oov_penalty")]
-    assert settings == [32, 0.5, 2.0, 0.0]  # the defaults
+    assert settings == [64, 0.5, 2.0, 0.0]  # the defaults
     strict = [
         "eval",
         str(folder),
