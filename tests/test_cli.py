@@ -406,12 +406,24 @@ def test_a_models_lexicon_comes_with_its_language_model(model, speech, tmp_path)
     shutil.copytree(model, folder)
     write_tiny_lm(folder / "lm.arpa.gz")
     (folder / "lexicon.txt.gz").write_bytes(gzip.compress(b"# notice\nhello\nworld\n"))
-    args = ("--decoder", "ctc", "--rescore-weight", "0.5", "-f", "json", "-o", tmp_path)
+    args = (
+        "--decoder",
+        "ctc",
+        "--rescore-weight",
+        "0.5",
+        "--attention-beam",
+        "2",
+        "-f",
+        "json",
+        "-o",
+        tmp_path,
+    )
     result = transcribe(folder, speech, *args)
     assert result.exit_code == 0, result.output
     assert "using the model's language model lm.arpa.gz and lexicon lexicon.txt.gz" in result.stderr
     decode = json.loads((tmp_path / "speech.json").read_text())["options"]["decode"]
     assert (decode["lexicon"], decode["rescore_weight"]) == (str(folder / "lexicon.txt.gz"), 0.5)
+    assert decode["attention_beam"] == 2
     result = transcribe(
         folder, speech, "--decoder", "ctc", "--lm", "none", "--lexicon", folder / "lexicon.txt.gz"
     )

@@ -160,6 +160,8 @@ def test_eval_uses_the_model_folders_language_model(checkpoint, tmp_path):
         "1.5",
         "--rescore-weight",
         "0.5",
+        "--attention-beam",
+        "2",
         "--report",
         str(tmp_path / "c.json"),
     ]
@@ -168,6 +170,9 @@ def test_eval_uses_the_model_folders_language_model(checkpoint, tmp_path):
     assert "final beams reranked by the attention decoder (weight 0.5)" in strict_result.stdout
     assert json.loads((tmp_path / "c.json").read_text())["oov_penalty"] == 1.5
     assert json.loads((tmp_path / "c.json").read_text())["rescore_weight"] == 0.5
+    assert "with the hypotheses of an attention beam search of 2" in strict_result.stdout
+    assert json.loads((tmp_path / "c.json").read_text())["attention_beam"] == 2
+    assert report["attention_beam"] == 0
     assert report["rescore_weight"] == 0.0  # off unless asked or set by the model
     off = ["eval", str(folder), str(manifest), "--lm", "none", "--report", str(tmp_path / "b.json")]
     assert CliRunner().invoke(samba_app, off).exit_code == 0

@@ -17,8 +17,10 @@ from samba_cli.search import (
     _Prefix,
     ctc_beam_search,
     ctc_greedy,
+    ctc_nbest,
     ctc_search,
     resolve_decoding,
+    sequence_score,
 )
 from tests.model_helpers import TINY_ARPA, write_tiny_lm
 
@@ -202,6 +204,12 @@ def test_resolve_decoding_uses_the_model_folder_and_its_tuned_weights(tmp_path):
         resolve_decoding(DecodeOptions(rescore_weight=0.0), tmp_path, {"rescore_weight": 0.8}).rescore_weight
         == 0
     )
+    # its attention beam likewise
+    assert found.attention_beam == 0
+    assert resolve_decoding(ctc, tmp_path, {"attention_beam": 2}).attention_beam == 2
+    assert (
+        resolve_decoding(DecodeOptions(attention_beam=0), tmp_path, {"attention_beam": 2}).attention_beam == 0
+    )
     with pytest.raises(SambaError, match="missing.arpa: language model not found"):
         resolve_decoding(DecodeOptions(decoder="ctc", lm=str(tmp_path / "missing.arpa")), tmp_path, meta)
     with pytest.raises(ValueError, match="CTC decoding only"):
@@ -265,3 +273,30 @@ def test_resolve_decoding_finds_the_folders_lexicon_with_its_language_model(tmp_
         resolve_decoding(DecodeOptions(decoder="ctc", lm=None, lexicon=named), tmp_path, meta)
     with pytest.raises(SambaError, match="nope.txt: lexicon not found"):
         resolve_decoding(DecodeOptions(decoder="ctc", lexicon=str(tmp_path / "nope.txt")), tmp_path, meta)
+
+
+def test_sequence_score_is_the_prefix_search_score_of_a_final_beam(tiny_lm):
+    torch.manual_seed(0)
+    lp = torch.randn(4, BLANK + 1).mul(0.5).log_softmax(-1)  # every token above CTC_TOKEN_MIN_LOGPROB
+    for scorer in (CTCPrefixScorer(PIECES), CTCPrefixScorer(PIECES, tiny_lm, 0.5, 1.0, 2.0)):
+        beams = ctc_nbest(lp, 4, BLANK, 100_000, scorer)  # a beam this wide prunes nothing: exact sums
+        assert len(beams) > 1000
+        for score, tokens in beams[:50] + beams[-50:]:
+            assert sequence_score(lp, 4, BLANK, tokens, scorer) == pytest.approx(score, abs=1e-4)
+    assert sequence_score(lp, 2, BLANK, (3, 3, 3), CTCPrefixScorer(PIECES)) == -math.inf  # 5 frames needed
+
+
+def test_extra_candidates_join_the_rescored_beams(tmp_path):
+    lp = _posteriors([{3: 0.95}, {}, {5: 0.52, 4: 0.46}, {}])  # "the hat" slightly ahead of "the cat"
+    write_tiny_lm(tmp_path / "lm.arpa.gz")
+    options = DecodeOptions(decoder="ctc", beam_size=8, lm=None, rescore_weight=1.0)
+
+    def likes_commas(candidates):  # an attention decoder that loves ", ,": worth any CTC cost
+        return [100.0 * c.count(8) for c in candidates]
+
+    assert 8 not in ctc_search(lp, 4, BLANK, options, PIECES, likes_commas).tokens  # no beam holds one
+    assert ctc_search(lp, 4, BLANK, options, PIECES, likes_commas, [(8,)]).tokens == (8,)
+    # a candidate CTC cannot align in the frames is dropped, whatever the rescorer thinks of it
+    assert ctc_search(lp, 4, BLANK, options, PIECES, likes_commas, [(8, 8, 8)]).tokens != (8, 8, 8)
+    off = dataclasses.replace(options, rescore_weight=0.0)
+    assert ctc_search(lp, 4, BLANK, off, PIECES, likes_commas, [(8,)]).tokens == (3, 5)  # no rescoring

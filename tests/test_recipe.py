@@ -2,6 +2,7 @@
 
 import gzip
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,72 @@ def test_lexicon_script_writes_a_normalised_list_with_its_notice(tmp_path):
     first = out.read_bytes()
     subprocess.run(command, capture_output=True, check=True)
     assert out.read_bytes() == first, "the same input gives the same bytes"
+
+
+def _load(name: str):
+    path = PREPARE.parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"synthetic_en_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _bigram_model(unigrams: dict[str, float], bigrams: dict[str, dict[str, float]]) -> dict:
+    """A normalised back-off bigram model (log10 ARPA entries) from probabilities: each context's explicit
+    words keep their probability, the rest of its mass backs off to the unigrams."""
+    ngrams = {(w,): (math.log10(p), 0.0) for w, p in unigrams.items()}
+    ngrams[("<s>",)] = (-99.0, 0.0)
+    for ctx, nxt in bigrams.items():
+        left = 1 - sum(nxt.values())
+        ngrams[(ctx,)] = (ngrams[(ctx,)][0], math.log10(left / (1 - sum(unigrams[w] for w in nxt))))
+        ngrams.update({(ctx, w): (math.log10(p), 0.0) for w, p in nxt.items()})
+    return ngrams
+
+
+def test_interpolated_language_model_is_the_linear_mix_and_stays_normalised(tmp_path):
+    lm = _load("lm")
+    from samba_cli.lm import NgramLM
+
+    a = _bigram_model(
+        {"the": 0.4, "cat": 0.3, "</s>": 0.2, "<unk>": 0.1},
+        {"<s>": {"the": 0.8}, "the": {"cat": 0.7, "</s>": 0.1}, "cat": {"</s>": 0.6}},
+    )
+    b = _bigram_model(
+        {"the": 0.3, "dog": 0.4, "</s>": 0.25, "<unk>": 0.05},
+        {"<s>": {"the": 0.5, "dog": 0.2}, "the": {"dog": 0.9}},
+    )
+    mixed, order = lm.interpolate(a, 2, b, 2, 0.25)
+    lm.write_arpa(mixed, order, tmp_path / "mix.arpa")
+    model = NgramLM.from_arpa(tmp_path / "mix.arpa")
+    assert model.vocab == {"the", "cat", "dog"}
+    words = ["the", "cat", "dog", "</s>", "<unk>"]
+    for ctx in ("<s>", "the", "cat", "dog"):
+        probs = {w: math.exp(model.score((ctx,), w)[0]) for w in words}
+        assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5), ctx
+    # an explicit n-gram of either model: 0.75 P_a + 0.25 P_b (P_a = 0 for a word a lacks; ARPA keeps 6 digits)
+    mix = {("the", "cat"): 0.75 * 0.7, ("the", "dog"): 0.25 * 0.9, ("<s>", "the"): 0.75 * 0.8 + 0.25 * 0.5}
+    mix[("cat", "</s>")] = 0.75 * 0.6 + 0.25 * 0.25  # b has no "cat": its unigram P(</s>)
+    for (ctx, word), p in mix.items():
+        assert math.exp(model.score((ctx,), word)[0]) == pytest.approx(p, rel=1e-5)
+    # EM picks a weight for b near 1 on text only b knows, and a small one on text a predicts better
+    assert lm.tune_weight(a, 2, b, 2, [["the", "dog"]] * 5) > 0.9
+    assert lm.tune_weight(a, 2, b, 2, [["the", "cat"]] * 5) < 0.2
+
+
+def test_general_text_drops_repeats_and_sentences_holding_an_evaluation_sentence():
+    lm_text = _load("lm_text")
+    assert lm_text.sentences(["Who is there? Nay, answer me. Stand."]) == ["who is there", "nay answer me"]
+    seen = {"old line here"}
+    kept, dropped = lm_text.without_held_out(
+        [
+            "so he said come to our flock my friend",
+            "come to our flockmaster now",
+            "old line here",
+            "a b c",
+            "a b c",
+        ],
+        ["come to our flock"],
+        seen,
+    )
+    assert (kept, dropped) == (["come to our flockmaster now", "a b c"], 1)
+    assert "a b c" in seen

@@ -1,3 +1,6 @@
+import dataclasses
+import math
+
 import pytest
 import torch
 
@@ -5,8 +8,11 @@ from samba_cli.search import (
     DecodeOptions,
     attention_logprobs,
     beam_search,
+    beam_search_nbest,
+    ctc_decode,
     ctc_greedy,
     ctc_search,
+    ctc_settings,
     greedy_search,
     repetition_cut,
 )
@@ -149,3 +155,33 @@ def test_attention_rescoring_reranks_the_final_ctc_beams():
     ) == (ctc_greedy(log_probs, 4, blank)), "greedy CTC has no beams to rerank"
     with pytest.raises(ValueError, match="rescore_weight must be >= 0"):
         DecodeOptions(rescore_weight=-1.0)
+
+
+def test_ctc_decode_reranks_the_attention_beam_hypotheses_too():
+    model = _sharpen(tiny_model())
+    states, lengths = _encoded(model)
+    # flat CTC posteriors: any hypothesis of up to half the frames aligns, and the CTC beams are arbitrary
+    log_probs = torch.full((3, states.shape[1], TINY.vocab_size + 1), -math.log(TINY.vocab_size + 1))
+    pieces = [f"\u2581w{i}" for i in range(TINY.vocab_size)]
+    segments = [(log_probs[i], int(n), states[i, : int(n)]) for i, n in enumerate(lengths)]
+    # a huge rescoring weight: the candidate the attention decoder likes best wins
+    rescore = DecodeOptions(
+        decoder="ctc", beam_size=4, lm=None, rescore_weight=1e4, max_repeats=100, max_tokens_per_second=6.0
+    )
+    joint = dataclasses.replace(rescore, attention_beam=3)
+    without = ctc_decode(model, segments, rescore, pieces)
+    with_beam = ctc_decode(model, segments, joint, pieces)
+    max_tokens = [math.ceil(int(n) * TINY.frame_seconds * joint.max_tokens_per_second) for n in lengths]
+    found = beam_search_nbest(model, states, lengths, max_tokens, dataclasses.replace(joint, beam_size=3))
+    gained = False
+    for (*_, seg), a, b, hyps in zip(segments, without, with_beam, found, strict=True):
+        score_a, score_b, *beam_scores = attention_logprobs(
+            model, seg, [a.tokens, b.tokens, *(h.tokens for h in hyps)]
+        )
+        assert score_b >= max(beam_scores) - 1e-4  # every attention hypothesis was a candidate
+        assert score_b >= score_a - 1e-4  # ... beside the CTC beams
+        gained |= score_b > score_a + 1e-3
+    assert gained, "the CTC beams alone miss what the attention beam search finds"
+    assert ctc_settings(dataclasses.replace(joint, rescore_weight=0.0)).attention_beam == 0  # needs rescoring
+    with pytest.raises(ValueError, match="attention_beam must be >= 0"):
+        DecodeOptions(attention_beam=-1)

@@ -3,7 +3,7 @@
 # KenLM has no binary wheel and no Debian package; its PyPI source distribution holds the whole C++ tree.
 # Needs: a C++ compiler, cmake, Boost (program_options, system, thread) and zlib, e.g. on Debian:
 #   apt-get install -y build-essential cmake libboost-program-options-dev libboost-system-dev \
-#     libboost-thread-dev zlib1g-dev
+#     libboost-thread-dev libboost-test-dev zlib1g-dev
 set -euo pipefail
 
 VERSION=${KENLM_VERSION:-0.3.0}

@@ -77,6 +77,11 @@ class NgramLM:
             raise SambaError(f"{path}: not an ARPA language model: {exc}") from None
         return cls(ngrams, order)
 
+    @property
+    def ngrams(self) -> dict[tuple[str, ...], tuple[float, float]]:
+        """Every n-gram of the file -> (log10 probability, log10 back-off weight); read-only by convention."""
+        return self._ngrams
+
     def start(self) -> tuple[str, ...]:
         """The state at the beginning of a sentence."""
         return (BOS,)

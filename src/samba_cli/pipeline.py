@@ -16,7 +16,6 @@ import math
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 
 import torch
 
@@ -25,7 +24,7 @@ from samba_cli.errors import OptionError, SambaError
 from samba_cli.features import HOP_LENGTH, SAMPLE_RATE, log_mel
 from samba_cli.model import SambaASR
 from samba_cli.results import Segment, Word
-from samba_cli.search import DecodeOptions, Hypothesis, attention_logprobs, ctc_search, decode_segments
+from samba_cli.search import DecodeOptions, Hypothesis, ctc_decode, decode_segments
 from samba_cli.segments import FrameSpan, SegmentOptions, split_segments
 from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
@@ -200,20 +199,9 @@ class Pipeline:
         return out
 
     def decode_batch(self, batch: list[_Pending]) -> list[Hypothesis]:
-        cfg = self.model.config
         if self.options.decode.decoder == "ctc":
-            pieces = self.tokenizer.pieces
-            return [
-                ctc_search(
-                    p.ctc,
-                    p.span.length,
-                    cfg.blank_id,
-                    self.options.decode,
-                    pieces,
-                    partial(attention_logprobs, self.model, p.states),
-                )
-                for p in batch
-            ]
+            segments = [(p.ctc, p.span.length, p.states) for p in batch]
+            return ctc_decode(self.model, segments, self.options.decode, self.tokenizer.pieces, self.steppers)
         lengths = torch.tensor([p.states.shape[0] for p in batch], device=self.param.device)
         padded = torch.nn.utils.rnn.pad_sequence([p.states for p in batch], batch_first=True)
         seconds = [p.span.length * self.frame_seconds for p in batch]

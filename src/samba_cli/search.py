@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from samba_cli.align import forced_align
 from samba_cli.errors import OptionError
@@ -66,6 +67,10 @@ class DecodeOptions:
     # CTC beam search: weight of the attention decoder's log-probability when it reranks the final beams
     # (attention rescoring); None: the model's value, else 0 (off)
     rescore_weight: float | None = None
+    # CTC beam search with attention rescoring: beam width of an attention-decoder beam search whose finished
+    # hypotheses join the final CTC beams as rescoring candidates (scored by CTC, the language model and the
+    # attention decoder alike); None: the model's value, else 0 (off)
+    attention_beam: int | None = None
     length_penalty: float = 1.0  # beam scores are divided by (length ** length_penalty)
     max_tokens_per_second: float = 15.0  # cap on hypothesis length relative to the segment's audio
     max_repeats: int = 4  # an n-gram (n <= 4) repeated this many times in a row ends the hypothesis
@@ -83,6 +88,8 @@ class DecodeOptions:
             raise ValueError("a language model or lexicon is used by CTC decoding only: use the ctc decoder")
         if self.rescore_weight is not None and not self.rescore_weight >= 0:
             raise ValueError(f"rescore_weight must be >= 0, got {self.rescore_weight}")
+        if self.attention_beam is not None and self.attention_beam < 0:
+            raise ValueError(f"attention_beam must be >= 0, got {self.attention_beam}")
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,6 @@ def greedy_search(
     return [Hypothesis(tuple(t), tuple(lp), sum(lp)) for t, lp in zip(out, logps, strict=True)]
 
 
-@torch.inference_mode()
 def beam_search(
     model: SambaASR,
     states: torch.Tensor,
@@ -160,6 +166,19 @@ def beam_search(
     make_stepper: Callable[[torch.Tensor, torch.Tensor], Stepper] | None = None,
 ) -> list[Hypothesis]:
     """Batched beam search: B segments x beam_size hypotheses share one decoder state of batch B * beam."""
+    return [hyps[0] for hyps in beam_search_nbest(model, states, lengths, max_tokens, options, make_stepper)]
+
+
+@torch.inference_mode()
+def beam_search_nbest(
+    model: SambaASR,
+    states: torch.Tensor,
+    lengths: torch.Tensor,
+    max_tokens: list[int],
+    options: DecodeOptions,
+    make_stepper: Callable[[torch.Tensor, torch.Tensor], Stepper] | None = None,
+) -> list[list[Hypothesis]]:
+    """:func:`beam_search`, returning each segment's finished hypotheses, best first."""
     cfg = model.config
     batch, beam = states.shape[0], options.beam_size
     device = states.device
@@ -225,7 +244,7 @@ def beam_search(
         if not finished[i]:
             for toks, lps in seqs[i]:
                 finish(i, toks, lps)
-        results.append(max(finished[i], key=lambda h: h.score))
+        results.append(sorted(finished[i], key=lambda h: h.score, reverse=True))
     return results
 
 
@@ -433,6 +452,34 @@ def _token_logprobs(log_probs: torch.Tensor, tokens: list[int], blank_id: int) -
 Rescorer = Callable[[list[tuple[int, ...]]], list[float]]
 
 
+def sequence_score(
+    log_probs: torch.Tensor, length: int, blank_id: int, tokens: tuple[int, ...], scorer: CTCPrefixScorer
+) -> float:
+    """The score CTC prefix beam search gives ``tokens`` as a final beam: the CTC log-likelihood over the first
+    ``length`` frames (all alignments) plus the scorer's word-level scores; -inf when no alignment fits."""
+    lp = log_probs[:length].float().cpu()
+    if tokens:
+        likelihood = -float(
+            F.ctc_loss(
+                lp.unsqueeze(1),
+                torch.tensor([tokens]),
+                torch.tensor([lp.shape[0]]),
+                torch.tensor([len(tokens)]),
+                blank=blank_id,
+                reduction="sum",
+            )
+        )
+    else:
+        likelihood = float(lp[:, blank_id].sum())
+    if likelihood == -math.inf or math.isnan(likelihood):
+        return -math.inf
+    prefix = _Prefix((), lm_state=scorer.start())
+    for token in tokens:
+        prefix = scorer.extend(prefix, token)
+    prefix.blank = likelihood
+    return scorer.final(prefix)
+
+
 def ctc_search(
     log_probs: torch.Tensor,
     length: int,
@@ -440,11 +487,13 @@ def ctc_search(
     options: DecodeOptions,
     pieces: list[str],
     rescorer: Rescorer | None = None,
+    candidates: Sequence[tuple[int, ...]] = (),
 ) -> Hypothesis:
     """CTC decoding of one segment as ``options`` ask: greedy, or prefix beam search with or without a language
     model (``lm="auto"`` here means none: see :func:`resolve_decoding`). ``pieces``: the tokenizer's pieces by id.
     With a ``rescorer`` and a ``rescore_weight`` above 0, beam search returns the one of its RESCORE_BEAMS best
-    final beams with the best score + rescore_weight x its attention log-probability."""
+    final beams, and of the extra ``candidates`` (token sequences, e.g. attention beam search hypotheses, scored
+    by :func:`sequence_score`), with the best score + rescore_weight x its attention log-probability."""
     settings = ctc_settings(options)
     if settings.lm is None and settings.beam_size == 1:
         return ctc_greedy(log_probs, length, blank_id)
@@ -463,8 +512,16 @@ def ctc_search(
     )
     beams = ctc_nbest(log_probs, length, blank_id, settings.beam_size, scorer)
     score, tokens = beams[0]
-    if rescorer is not None and settings.rescore_weight > 0 and len(beams) > 1:
+    if rescorer is not None and settings.rescore_weight > 0:
         beams = beams[:RESCORE_BEAMS]
+        known = {t for _, t in beams}
+        for extra in candidates:
+            if extra not in known:
+                known.add(extra)
+                extra_score = sequence_score(log_probs, length, blank_id, extra, scorer)
+                if extra_score > -math.inf:
+                    beams.append((extra_score, extra))
+    if rescorer is not None and settings.rescore_weight > 0 and len(beams) > 1:
         attention = rescorer([t for _, t in beams])
         score, tokens = max(
             ((s + settings.rescore_weight * a, t) for (s, t), a in zip(beams, attention, strict=True)),
@@ -510,13 +567,19 @@ class CTCSettings:
     lexicon: str | None = None
     lexicon_penalty: float | None = None
     rescore_weight: float = 0.0  # attention rescoring of the final beams (beam search only; 0: off)
+    attention_beam: int = 0  # attention beam search adding rescoring candidates (with rescoring only; 0: off)
 
 
 def ctc_settings(options: DecodeOptions) -> CTCSettings:
     """The settings CTC decoding uses with ``options``: the defaults fill what the options leave unset."""
     rescore = options.rescore_weight or 0.0
     if options.lm in (None, "auto"):
-        return CTCSettings(options.beam_size, rescore_weight=rescore if options.beam_size > 1 else 0.0)
+        rescore = rescore if options.beam_size > 1 else 0.0
+        return CTCSettings(
+            options.beam_size,
+            rescore_weight=rescore,
+            attention_beam=(options.attention_beam or 0) if rescore else 0,
+        )
 
     def pick(value: float | None, default: float) -> float:
         return default if value is None else value
@@ -530,6 +593,7 @@ def ctc_settings(options: DecodeOptions) -> CTCSettings:
         None if options.lexicon == "auto" else options.lexicon,
         None if options.lexicon in (None, "auto") else pick(options.lexicon_penalty, 0.0),
         rescore,
+        (options.attention_beam or 0) if rescore else 0,
     )
 
 
@@ -541,10 +605,12 @@ def resolve_decoding(options: DecodeOptions, folder: Path, metadata: dict) -> De
     """``lm="auto"`` replaced by the model folder's language model (None when it has none, or when decoding
     is not CTC), ``lexicon="auto"`` by the folder's lexicon when its language model is used, unset LM weights
     by the model's metadata ``lm`` entry, and an unset ``rescore_weight`` by the metadata's ``rescore_weight``
-    (else 0). The language model and the lexicon are loaded (and cached) here; OptionError (a ValueError) for a
+    (else 0), and an unset ``attention_beam`` likewise by the metadata's ``attention_beam``. The language model and the lexicon are loaded (and cached) here; OptionError (a ValueError) for a
     lexicon without a language model."""
     if options.rescore_weight is None:
         options = dataclasses.replace(options, rescore_weight=float(metadata.get("rescore_weight") or 0.0))
+    if options.attention_beam is None:
+        options = dataclasses.replace(options, attention_beam=int(metadata.get("attention_beam") or 0))
     lm = options.lm
     if lm == "auto":
         found = folder / LM_FILE
@@ -578,3 +644,30 @@ def decode_segments(
     max_tokens = [max(1, math.ceil(s * options.max_tokens_per_second)) for s in seconds]
     search = greedy_search if options.beam_size == 1 else beam_search
     return search(model, states, lengths, max_tokens, options, make_stepper)
+
+
+def ctc_decode(
+    model: SambaASR,
+    segments: list[tuple[torch.Tensor, int, torch.Tensor]],
+    options: DecodeOptions,
+    pieces: list[str],
+    make_stepper: Callable[[torch.Tensor, torch.Tensor], Stepper] | None = None,
+) -> list[Hypothesis]:
+    """CTC decoding of a batch of segments, each (CTC log-posteriors (S, V + 1), frames to search, encoder states
+    (T, D) the attention decoder reads), with attention rescoring and its attention beam search as ``options``
+    ask (the beam search runs on all segments at once)."""
+    settings = ctc_settings(options)
+    candidates: list[list[tuple[int, ...]]] = [[] for _ in segments]
+    if settings.rescore_weight > 0 and settings.attention_beam > 0 and segments:
+        states = torch.nn.utils.rnn.pad_sequence([s for _, _, s in segments], batch_first=True)
+        lengths = torch.tensor([s.shape[0] for _, _, s in segments], device=states.device)
+        seconds = [n * model.config.frame_seconds for _, n, _ in segments]
+        max_tokens = [max(1, math.ceil(s * options.max_tokens_per_second)) for s in seconds]
+        beam = dataclasses.replace(options, beam_size=settings.attention_beam)
+        found = beam_search_nbest(model, states, lengths, max_tokens, beam, make_stepper)
+        candidates = [[h.tokens for h in hyps] for hyps in found]
+    blank = model.config.blank_id
+    return [
+        ctc_search(lp, n, blank, options, pieces, partial(attention_logprobs, model, states), extra)
+        for (lp, n, states), extra in zip(segments, candidates, strict=True)
+    ]

@@ -64,6 +64,13 @@ def eval_command(
         help="CTC beam search: weight of the attention decoder's score when it reranks the final beams (0: off)",
         show_default="the model's, else 0",
     ),
+    attention_beam: int | None = typer.Option(
+        None,
+        min=0,
+        help="CTC beam search with rescoring: width of an attention beam search whose hypotheses join the final "
+        "beams as rescoring candidates (0: off)",
+        show_default="the model's, else 0",
+    ),
     report: Path | None = typer.Option(
         None, help="per-utterance JSON report", show_default="eval-<manifest name>-<decoder>[-lm].json"
     ),
@@ -95,6 +102,7 @@ def eval_command(
             lexicon=None if lexicon == "none" else lexicon,
             lexicon_penalty=lexicon_penalty,
             rescore_weight=rescore_weight,
+            attention_beam=attention_beam,
         )
         options = resolve_decoding(options, model, metadata)
         utterances = read_manifest(manifest, fields=(group_by,) if group_by else ())
@@ -143,6 +151,8 @@ def eval_command(
         typer.echo(f"  lexicon {summary['lexicon']} (penalty {summary['lexicon_penalty']})")
     if summary.get("rescore_weight"):
         typer.echo(f"  final beams reranked by the attention decoder (weight {summary['rescore_weight']})")
+    if summary.get("attention_beam"):
+        typer.echo(f"  with the hypotheses of an attention beam search of {summary['attention_beam']}")
     for label, group in groups.items():
         typer.echo(
             f"  {group_by}={label or '(none)'}: WER {100 * group['wer']:.2f}% "

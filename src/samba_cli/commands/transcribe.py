@@ -208,6 +208,15 @@ def transcribe_command(
             show_default="the model's, else 0",
         ),
     ] = None,
+    attention_beam: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="CTC beam search with rescoring: width of an attention beam search whose hypotheses join the "
+            "final beams as rescoring candidates (0: off)",
+            show_default="the model's, else 0",
+        ),
+    ] = None,
     decoder: Annotated[
         Decoder,
         typer.Option(
@@ -313,6 +322,7 @@ def transcribe_command(
                         "lexicon": None if lexicon == "none" else lexicon,
                         "lexicon_penalty": lexicon_penalty,
                         "rescore_weight": rescore_weight,
+                        "attention_beam": attention_beam,
                     },
                 )
                 transcriber = load_model(
@@ -355,7 +365,7 @@ def _transcribe_options(
     vad: bool,
     window_length: float,
     encoder_batch: float | None,
-    ctc_options: dict | None = None,  # DecodeOptions' CTC fields: lm, lm_weight, ..., rescore_weight
+    ctc_options: dict | None = None,  # DecodeOptions' CTC fields: lm, lm_weight, ..., attention_beam
 ) -> TranscribeOptions:
     from samba_cli.pipeline import TranscribeOptions  # torch
     from samba_cli.windows import WindowOptions

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from samba_cli.errors import SambaError
 from samba_cli.features import FRAMES_PER_SECOND
 from samba_cli.model import SambaASR
-from samba_cli.search import DecodeOptions, attention_logprobs, ctc_search, ctc_settings, decode_segments
+from samba_cli.search import DecodeOptions, ctc_decode, ctc_settings, decode_segments
 from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.data import Batch, BatchDataset, Utterance, plan_batches
@@ -119,6 +119,7 @@ class EvalReport:
                 lexicon=ctc.lexicon,
                 lexicon_penalty=ctc.lexicon_penalty,
                 rescore_weight=ctc.rescore_weight,
+                attention_beam=ctc.attention_beam,
             )
         return {
             "model": self.model,
@@ -185,20 +186,10 @@ def decode_states(
     ``pieces`` (the tokenizer's, by id) are needed by CTC beam search only."""
     if options.decoder == "ctc":
         log_probs = model.ctc_logits(states).float().log_softmax(-1)
-        blank = model.config.blank_id
-        return [
-            list(
-                ctc_search(
-                    lp,
-                    int(n),
-                    blank,
-                    options,
-                    pieces or [],
-                    functools.partial(attention_logprobs, model, seg[: int(n)]),
-                ).tokens
-            )
-            for lp, n, seg in zip(log_probs, lengths, states, strict=True)
+        segments = [
+            (lp, int(n), seg[: int(n)]) for lp, n, seg in zip(log_probs, lengths, states, strict=True)
         ]
+        return [list(h.tokens) for h in ctc_decode(model, segments, options, pieces or [], steppers)]
     return [list(h.tokens) for h in decode_segments(model, states, lengths, seconds, options, steppers)]
 
 
