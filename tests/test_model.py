@@ -71,6 +71,23 @@ def test_state_reorder_follows_beams():
     torch.testing.assert_close(logits, full[[1, 1, 0]], atol=1e-4, rtol=1e-4)
 
 
+def test_reorder_within_a_segment_moves_only_the_recurrent_state():
+    model = tiny_model()
+    states, lengths = model.encode(torch.randn(2, TINY.n_mels, 40), torch.tensor([40, 28]))
+    rows = torch.tensor([0, 0, 1, 1])  # two hypotheses per segment, as beam search keeps them
+    tokens = torch.randint(0, TINY.vocab_size, (4, 5))
+    state = model.allocate_state(states[rows], lengths[rows])
+    for t in range(4):
+        model.step(tokens[:, t], state)
+    keys = state.keys
+    order = torch.tensor([1, 1, 2, 2])  # each row takes a hypothesis of its own segment
+    state.reorder(order, memory=False)
+    assert state.keys is keys
+    logits = model.step(tokens[order, 4], state)
+    full = model.decode(tokens[order], states[rows], lengths[rows])[:, 4]
+    torch.testing.assert_close(logits, full, atol=1e-4, rtol=1e-4)
+
+
 def test_bfloat16_forward_runs_close_to_float32():
     model = tiny_model()
     feats = torch.randn(1, TINY.n_mels, 64)

@@ -237,7 +237,7 @@ def beam_search_nbest(
             break
         seqs = new_seqs
         scores = new_scores
-        stepper.reorder(origin.view(-1))
+        stepper.reorder(origin.view(-1), memory=False)  # beams move within their segment
         tokens = new_tokens.view(-1)
     results = []
     for i in range(batch):

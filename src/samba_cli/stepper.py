@@ -23,8 +23,10 @@ class Stepper(Protocol):
         """tokens (B,) -> next-token logits (B, V)."""
         ...
 
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep hypotheses ``index`` (B,) (rows may repeat); the batch size stays B."""
+    def reorder(self, index: torch.Tensor, memory: bool = True) -> None:
+        """Keep hypotheses ``index`` (B,) (rows may repeat); the batch size stays B. ``memory=False``: each row
+        keeps its own encoder memory (index moves rows among hypotheses of the same segment only), so only the
+        recurrent state moves."""
         ...
 
 
@@ -36,8 +38,8 @@ class EagerStepper:
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.model.step(tokens, self.state)
 
-    def reorder(self, index: torch.Tensor) -> None:
-        self.state.reorder(index)
+    def reorder(self, index: torch.Tensor, memory: bool = True) -> None:
+        self.state.reorder(index, memory)
 
 
 def bucket(n: int) -> int:
@@ -119,10 +121,11 @@ class StaticStepper:
         return self.model.step(self.tokens, self.state)[: self.batch]
 
     @torch.inference_mode()
-    def reorder(self, index: torch.Tensor) -> None:
+    def reorder(self, index: torch.Tensor, memory: bool = True) -> None:
         full = torch.arange(self.rows, device=index.device)
         full[: self.batch] = index
-        for t in self._buffers():
+        recurrent = [t for m in self.state.mixers for t in (m.conv, m.ssm)]
+        for t in self._buffers() if memory else recurrent:
             t.copy_(t.index_select(0, full))
 
 

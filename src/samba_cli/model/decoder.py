@@ -78,10 +78,14 @@ class DecoderState:
     def batch_size(self) -> int:
         return self.mask.shape[0]
 
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep the hypotheses at ``index`` (B',), e.g. the surviving beams; rows may repeat."""
+    def reorder(self, index: torch.Tensor, memory: bool = True) -> None:
+        """Keep the hypotheses at ``index`` (B',), e.g. the surviving beams; rows may repeat. ``memory=False``
+        when every row keeps its own encoder memory (beams of one segment trading places): only the recurrent
+        states move, the cross-attention keys, values and mask stay."""
         for mixer in self.mixers:
             mixer.reorder(index)
+        if not memory:
+            return
         self.keys = [k.index_select(0, index) for k in self.keys]
         self.values = [v.index_select(0, index) for v in self.values]
         self.mask = self.mask.index_select(0, index)
