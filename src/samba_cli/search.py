@@ -605,8 +605,9 @@ def resolve_decoding(options: DecodeOptions, folder: Path, metadata: dict) -> De
     """``lm="auto"`` replaced by the model folder's language model (None when it has none, or when decoding
     is not CTC), ``lexicon="auto"`` by the folder's lexicon when its language model is used, unset LM weights
     by the model's metadata ``lm`` entry, and an unset ``rescore_weight`` by the metadata's ``rescore_weight``
-    (else 0), and an unset ``attention_beam`` likewise by the metadata's ``attention_beam``. The language model and the lexicon are loaded (and cached) here; OptionError (a ValueError) for a
-    lexicon without a language model."""
+    (else 0), and an unset ``attention_beam`` likewise by the metadata's ``attention_beam``. The language model
+    and the lexicon are loaded (and cached) here; OptionError (a ValueError) for a lexicon without a language
+    model."""
     if options.rescore_weight is None:
         options = dataclasses.replace(options, rescore_weight=float(metadata.get("rescore_weight") or 0.0))
     if options.attention_beam is None:
@@ -668,6 +669,6 @@ def ctc_decode(
         candidates = [[h.tokens for h in hyps] for hyps in found]
     blank = model.config.blank_id
     return [
-        ctc_search(lp, n, blank, options, pieces, partial(attention_logprobs, model, states), extra)
-        for (lp, n, states), extra in zip(segments, candidates, strict=True)
+        ctc_search(lp, n, blank, options, pieces, partial(attention_logprobs, model, memory), extra)
+        for (lp, n, memory), extra in zip(segments, candidates, strict=True)
     ]
