@@ -413,6 +413,8 @@ def test_a_models_lexicon_comes_with_its_language_model(model, speech, tmp_path)
         "0.5",
         "--attention-beam",
         "2",
+        "--search-workers",
+        "2",
         "-f",
         "json",
         "-o",
@@ -424,6 +426,7 @@ def test_a_models_lexicon_comes_with_its_language_model(model, speech, tmp_path)
     decode = json.loads((tmp_path / "speech.json").read_text())["options"]["decode"]
     assert (decode["lexicon"], decode["rescore_weight"]) == (str(folder / "lexicon.txt.gz"), 0.5)
     assert decode["attention_beam"] == 2
+    assert decode["search_workers"] == 2
     result = transcribe(
         folder, speech, "--decoder", "ctc", "--lm", "none", "--lexicon", folder / "lexicon.txt.gz"
     )

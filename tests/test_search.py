@@ -15,6 +15,7 @@ from samba_cli.search import (
     ctc_settings,
     greedy_search,
     repetition_cut,
+    search_pool,
 )
 from tests.model_helpers import TINY, tiny_model
 
@@ -185,3 +186,25 @@ def test_ctc_decode_reranks_the_attention_beam_hypotheses_too():
     assert ctc_settings(dataclasses.replace(joint, rescore_weight=0.0)).attention_beam == 0  # needs rescoring
     with pytest.raises(ValueError, match="attention_beam must be >= 0"):
         DecodeOptions(attention_beam=-1)
+
+
+def test_search_workers_give_the_same_hypotheses(tmp_path):
+    from tests.model_helpers import write_tiny_lm
+
+    write_tiny_lm(tmp_path / "lm.arpa.gz")
+    model = _sharpen(tiny_model())
+    states, lengths = _encoded(model)
+    with torch.no_grad():
+        log_probs = model.ctc_logits(states).float().log_softmax(-1)
+    pieces = [f"\u2581w{i}" for i in range(TINY.vocab_size)]
+    segments = [(log_probs[i], int(n), states[i, : int(n)]) for i, n in enumerate(lengths)]
+    serial = DecodeOptions(
+        decoder="ctc", lm=str(tmp_path / "lm.arpa.gz"), rescore_weight=1.0, attention_beam=2, max_repeats=100
+    )
+    parallel = dataclasses.replace(serial, search_workers=2)
+    alone = ctc_decode(model, segments, serial, pieces)
+    pooled = ctc_decode(model, segments, parallel, pieces)
+    assert [(h.tokens, h.score) for h in pooled] == [(h.tokens, h.score) for h in alone]
+    assert search_pool(2) is search_pool(2), "the workers are started once and kept"
+    with pytest.raises(ValueError, match="search_workers must be at least 1"):
+        DecodeOptions(search_workers=0)

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
+import os
+import signal
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -75,6 +80,8 @@ class DecodeOptions:
     max_tokens_per_second: float = 15.0  # cap on hypothesis length relative to the segment's audio
     max_repeats: int = 4  # an n-gram (n <= 4) repeated this many times in a row ends the hypothesis
     batch_size: int = 16  # segments decoded together
+    # processes that run the CTC prefix searches of a batch (spawned once, kept; see search_pool); 1: this one
+    search_workers: int = 1
     cuda_graphs: bool = True  # on CUDA, replay the decode step from CUDA graphs (one per batch-size bucket)
 
     def __post_init__(self) -> None:
@@ -88,6 +95,8 @@ class DecodeOptions:
             raise ValueError("a language model or lexicon is used by CTC decoding only: use the ctc decoder")
         if self.rescore_weight is not None and not self.rescore_weight >= 0:
             raise ValueError(f"rescore_weight must be >= 0, got {self.rescore_weight}")
+        if self.search_workers < 1:
+            raise ValueError(f"search_workers must be at least 1, got {self.search_workers}")
         if self.attention_beam is not None and self.attention_beam < 0:
             raise ValueError(f"attention_beam must be >= 0, got {self.attention_beam}")
 
@@ -497,6 +506,26 @@ def ctc_search(
     settings = ctc_settings(options)
     if settings.lm is None and settings.beam_size == 1:
         return ctc_greedy(log_probs, length, blank_id)
+    rescoring = rescorer is not None and settings.rescore_weight > 0
+    beams = ctc_candidates(log_probs, length, blank_id, options, pieces, rescoring, candidates)
+    return _choose(log_probs, length, blank_id, settings, beams, rescorer if rescoring else None)
+
+
+def ctc_candidates(
+    log_probs: torch.Tensor | np.ndarray,
+    length: int,
+    blank_id: int,
+    options: DecodeOptions,
+    pieces: list[str],
+    rescoring: bool = False,
+    candidates: Sequence[tuple[int, ...]] = (),
+) -> list[tuple[float, tuple[int, ...]]]:
+    """The model-free half of CTC beam search, as (score, tokens), best first: the prefix search's final beams;
+    with ``rescoring``, its RESCORE_BEAMS best and the extra ``candidates`` CTC can align (scored by
+    :func:`sequence_score`). It runs in search worker processes too, so it takes a NumPy array as well."""
+    if isinstance(log_probs, np.ndarray):
+        log_probs = torch.from_numpy(log_probs)
+    settings = ctc_settings(options)
     scorer = (
         CTCPrefixScorer(pieces)
         if settings.lm is None
@@ -511,17 +540,30 @@ def ctc_search(
         )
     )
     beams = ctc_nbest(log_probs, length, blank_id, settings.beam_size, scorer)
+    if not rescoring:
+        return beams
+    beams = beams[:RESCORE_BEAMS]
+    known = {t for _, t in beams}
+    for extra in candidates:
+        if extra not in known:
+            known.add(extra)
+            extra_score = sequence_score(log_probs, length, blank_id, extra, scorer)
+            if extra_score > -math.inf:
+                beams.append((extra_score, extra))
+    return beams
+
+
+def _choose(
+    log_probs: torch.Tensor,
+    length: int,
+    blank_id: int,
+    settings: CTCSettings,
+    beams: list[tuple[float, tuple[int, ...]]],
+    rescorer: Rescorer | None,
+) -> Hypothesis:
+    """The best of ``beams`` (best first), reranked by the ``rescorer`` when there is one and a choice."""
     score, tokens = beams[0]
-    if rescorer is not None and settings.rescore_weight > 0:
-        beams = beams[:RESCORE_BEAMS]
-        known = {t for _, t in beams}
-        for extra in candidates:
-            if extra not in known:
-                known.add(extra)
-                extra_score = sequence_score(log_probs, length, blank_id, extra, scorer)
-                if extra_score > -math.inf:
-                    beams.append((extra_score, extra))
-    if rescorer is not None and settings.rescore_weight > 0 and len(beams) > 1:
+    if rescorer is not None and len(beams) > 1:
         attention = rescorer([t for _, t in beams])
         score, tokens = max(
             ((s + settings.rescore_weight * a, t) for (s, t), a in zip(beams, attention, strict=True)),
@@ -668,7 +710,64 @@ def ctc_decode(
         found = beam_search_nbest(model, states, lengths, max_tokens, beam, make_stepper)
         candidates = [[h.tokens for h in hyps] for hyps in found]
     blank = model.config.blank_id
-    return [
-        ctc_search(lp, n, blank, options, pieces, partial(attention_logprobs, model, memory), extra)
-        for (lp, n, memory), extra in zip(segments, candidates, strict=True)
+    searching = not (settings.lm is None and settings.beam_size == 1)
+    if not (searching and options.search_workers > 1 and len(segments) >= PARALLEL_SEARCH_MIN_SEGMENTS):
+        return [
+            ctc_search(lp, n, blank, options, pieces, partial(attention_logprobs, model, memory), extra)
+            for (lp, n, memory), extra in zip(segments, candidates, strict=True)
+        ]
+    rescoring = settings.rescore_weight > 0
+    pool = search_pool(options.search_workers)
+    jobs = [
+        pool.submit(ctc_candidates, lp[:n].float().cpu().numpy(), n, blank, options, pieces, rescoring, extra)
+        for (lp, n, _), extra in zip(segments, candidates, strict=True)
     ]
+    try:
+        return [
+            _choose(
+                lp,
+                n,
+                blank,
+                settings,
+                job.result(),
+                partial(attention_logprobs, model, memory) if rescoring else None,
+            )
+            for (lp, n, memory), job in zip(segments, jobs, strict=True)
+        ]
+    except BaseException:  # Ctrl-C or a failed search: the batch's other searches are not waited for
+        for job in jobs:
+            job.cancel()
+        raise
+
+
+# a batch of fewer segments is searched in this process: not worth a round trip to the workers
+PARALLEL_SEARCH_MIN_SEGMENTS = 2
+MAX_AUTO_SEARCH_WORKERS = 4  # what --search-workers 0 (auto) starts at most
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def auto_search_workers() -> int:
+    """One search worker per CPU core this process may use, at most MAX_AUTO_SEARCH_WORKERS (1: no pool)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_AUTO_SEARCH_WORKERS, cores))
+
+
+def _search_worker_init() -> None:
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+
+
+def search_pool(workers: int) -> ProcessPoolExecutor:
+    """The process pool of ``workers`` CTC search workers, created on first use and kept for the process's life.
+
+    Workers are spawned, not forked (a fork of a process holding torch's thread pools or other threads can
+    hang), so they import ``__main__`` again: a script that decodes with ``search_workers`` above 1 must guard its
+    top-level code with ``if __name__ == "__main__":``, as any multiprocessing program does. Each worker loads the
+    language model and lexicon once, on its first search."""
+    pool = _POOLS.get(workers)
+    if pool is None:
+        context = multiprocessing.get_context("spawn")
+        pool = _POOLS[workers] = ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_search_worker_init
+        )
+    return pool

@@ -11,7 +11,7 @@ import typer
 from samba_cli.errors import SambaError, original_message
 from samba_cli.model import load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
-from samba_cli.search import DecodeOptions, resolve_decoding
+from samba_cli.search import DecodeOptions, auto_search_workers, resolve_decoding
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.data import read_manifest
 from samba_cli.train.evaluate import evaluate
@@ -79,6 +79,11 @@ def eval_command(
     batch_seconds: float = typer.Option(300.0, help="padded audio seconds decoded together"),
     workers: int = typer.Option(0, help="processes reading audio and computing features"),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)"),
+    search_workers: int = typer.Option(
+        0,
+        min=0,
+        help="processes running the CTC beam searches of a batch (1: none; 0: one per CPU core, at most 4)",
+    ),
     group_by: str | None = typer.Option(
         None, metavar="FIELD", help="also score each value of this manifest field apart (e.g. voice, engine)"
     ),
@@ -103,6 +108,7 @@ def eval_command(
             lexicon_penalty=lexicon_penalty,
             rescore_weight=rescore_weight,
             attention_beam=attention_beam,
+            search_workers=search_workers or auto_search_workers(),
         )
         options = resolve_decoding(options, model, metadata)
         utterances = read_manifest(manifest, fields=(group_by,) if group_by else ())

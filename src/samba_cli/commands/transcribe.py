@@ -252,6 +252,13 @@ def transcribe_command(
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads for torch", show_default="torch's choice")
     ] = None,
+    search_workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Processes running the CTC beam searches of a batch (1: none; 0: one per CPU core, at most 4)",
+        ),
+    ] = 0,
     local_files_only: Annotated[
         bool, typer.Option("--local-files-only", help="Never download; use the Hugging Face cache only")
     ] = False,
@@ -305,6 +312,7 @@ def transcribe_command(
             runner = None
             if work.tasks:  # no model is loaded when every input is settled (missing, refused, skipped)
                 from samba_cli.api import load_model  # torch
+                from samba_cli.search import auto_search_workers
 
                 options = _transcribe_options(
                     word_timestamps,
@@ -323,6 +331,7 @@ def transcribe_command(
                         "lexicon_penalty": lexicon_penalty,
                         "rescore_weight": rescore_weight,
                         "attention_beam": attention_beam,
+                        "search_workers": search_workers or auto_search_workers(),
                     },
                 )
                 transcriber = load_model(
