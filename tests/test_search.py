@@ -1,5 +1,9 @@
 import dataclasses
 import math
+import os
+import signal
+import time
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 import torch
@@ -206,5 +210,12 @@ def test_search_workers_give_the_same_hypotheses(tmp_path):
     pooled = ctc_decode(model, segments, parallel, pieces)
     assert [(h.tokens, h.score) for h in pooled] == [(h.tokens, h.score) for h in alone]
     assert search_pool(2) is search_pool(2), "the workers are started once and kept"
+    # a worker that dies breaks that batch (an error, not a hang), and the next batch gets a new pool
+    os.kill(search_pool(2).submit(os.getpid).result(), signal.SIGKILL)
+    time.sleep(0.5)  # the pool notices the death
+    with pytest.raises(BrokenProcessPool):
+        ctc_decode(model, segments, parallel, pieces)
+    again = ctc_decode(model, segments, parallel, pieces)
+    assert [(h.tokens, h.score) for h in again] == [(h.tokens, h.score) for h in alone]
     with pytest.raises(ValueError, match="search_workers must be at least 1"):
         DecodeOptions(search_workers=0)

@@ -10,6 +10,7 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -718,11 +719,11 @@ def ctc_decode(
         ]
     rescoring = settings.rescore_weight > 0
     pool = search_pool(options.search_workers)
-    jobs = [
-        pool.submit(ctc_candidates, lp[:n].float().cpu().numpy(), n, blank, options, pieces, rescoring, extra)
-        for (lp, n, _), extra in zip(segments, candidates, strict=True)
-    ]
+    jobs = []
     try:
+        for (lp, n, _), extra in zip(segments, candidates, strict=True):
+            args = (lp[:n].float().cpu().numpy(), n, blank, options, pieces, rescoring, extra)
+            jobs.append(pool.submit(ctc_candidates, *args))
         return [
             _choose(
                 lp,
@@ -734,9 +735,11 @@ def ctc_decode(
             )
             for (lp, n, memory), job in zip(segments, jobs, strict=True)
         ]
-    except BaseException:  # Ctrl-C or a failed search: the batch's other searches are not waited for
+    except BaseException as error:  # Ctrl-C or a failed search: the batch's other searches are not waited for
         for job in jobs:
             job.cancel()
+        if isinstance(error, BrokenProcessPool):  # a worker died: the next batch starts a new pool
+            _POOLS.pop(options.search_workers, None)
         raise
 
 
