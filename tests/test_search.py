@@ -219,3 +219,27 @@ def test_search_workers_give_the_same_hypotheses(tmp_path):
     assert [(h.tokens, h.score) for h in again] == [(h.tokens, h.score) for h in alone]
     with pytest.raises(ValueError, match="search_workers must be at least 1"):
         DecodeOptions(search_workers=0)
+
+
+def test_without_a_process_pool_the_search_runs_here(monkeypatch, caplog):
+    import samba_cli.search as search
+
+    def no_semaphores(*args, **kwargs):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(search, "_POOLS", {})
+    monkeypatch.setattr(search, "_NO_POOL", False)
+    monkeypatch.setattr(search, "ProcessPoolExecutor", no_semaphores)
+    model = tiny_model()
+    states, lengths = _encoded(model)
+    with torch.no_grad():
+        log_probs = model.ctc_logits(states).float().log_softmax(-1)
+    pieces = [f"\u2581w{i}" for i in range(TINY.vocab_size)]
+    segments = [(log_probs[i], int(n), states[i, : int(n)]) for i, n in enumerate(lengths)]
+    serial = DecodeOptions(decoder="ctc", beam_size=4, lm=None)
+    alone = ctc_decode(model, segments, serial, pieces)
+    with caplog.at_level("WARNING", logger="samba_cli.search"):
+        fallback = ctc_decode(model, segments, dataclasses.replace(serial, search_workers=3), pieces)
+        ctc_decode(model, segments, dataclasses.replace(serial, search_workers=3), pieces)
+    assert [h.tokens for h in fallback] == [h.tokens for h in alone]
+    assert caplog.text.count("no search workers on this system") == 1

@@ -4,6 +4,7 @@ with an optional word n-gram language model."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import multiprocessing
 import os
@@ -34,6 +35,8 @@ from samba_cli.lm import (
 )
 from samba_cli.model import ModelConfig, SambaASR
 from samba_cli.stepper import EagerStepper, Stepper
+
+logger = logging.getLogger(__name__)
 
 DECODERS = ("auto", "attention", "ctc")
 # ln penalty of a CTC beam whose unfinished word starts no word of the language model's vocabulary
@@ -712,13 +715,14 @@ def ctc_decode(
         candidates = [[h.tokens for h in hyps] for hyps in found]
     blank = model.config.blank_id
     searching = not (settings.lm is None and settings.beam_size == 1)
-    if not (searching and options.search_workers > 1 and len(segments) >= PARALLEL_SEARCH_MIN_SEGMENTS):
+    parallel = searching and options.search_workers > 1 and len(segments) >= PARALLEL_SEARCH_MIN_SEGMENTS
+    pool = search_pool(options.search_workers) if parallel else None
+    if pool is None:
         return [
             ctc_search(lp, n, blank, options, pieces, partial(attention_logprobs, model, memory), extra)
             for (lp, n, memory), extra in zip(segments, candidates, strict=True)
         ]
     rescoring = settings.rescore_weight > 0
-    pool = search_pool(options.search_workers)
     jobs = []
     try:
         for (lp, n, _), extra in zip(segments, candidates, strict=True):
@@ -747,6 +751,7 @@ def ctc_decode(
 PARALLEL_SEARCH_MIN_SEGMENTS = 2
 MAX_AUTO_SEARCH_WORKERS = 4  # what --search-workers 0 (auto) starts at most
 _POOLS: dict[int, ProcessPoolExecutor] = {}
+_NO_POOL = False  # set once making a pool has failed
 
 
 def auto_search_workers() -> int:
@@ -760,17 +765,23 @@ def _search_worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
 
 
-def search_pool(workers: int) -> ProcessPoolExecutor:
+def search_pool(workers: int) -> ProcessPoolExecutor | None:
     """The process pool of ``workers`` CTC search workers, created on first use and kept for the process's life.
 
     Workers are spawned, not forked (a fork of a process holding torch's thread pools or other threads can
     hang), so they import ``__main__`` again: a script that decodes with ``search_workers`` above 1 must guard its
     top-level code with ``if __name__ == "__main__":``, as any multiprocessing program does. Each worker loads the
-    language model and lexicon once, on its first search."""
+    language model and lexicon once, on its first search. None (and a warning, once) where the system cannot make
+    one (no /dev/shm for its semaphores, for instance): the searches then run in the calling process."""
+    global _NO_POOL
     pool = _POOLS.get(workers)
-    if pool is None:
+    if pool is None and not _NO_POOL:
         context = multiprocessing.get_context("spawn")
-        pool = _POOLS[workers] = ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_search_worker_init
-        )
+        try:
+            pool = _POOLS[workers] = ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_search_worker_init
+            )
+        except (OSError, NotImplementedError, ImportError) as error:
+            _NO_POOL = True
+            logger.warning("no search workers on this system (%s): CTC searches run in this process", error)
     return pool
