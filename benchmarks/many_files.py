@@ -33,14 +33,22 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--search-workers", type=int, default=1, help="CTC search processes (1: none)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = [json.loads(line) for line in args.manifest.read_text().splitlines() if line.strip()][: args.count]
     clips = [sf.read(args.manifest.parent / row["audio"], dtype="float32")[0] for row in rows]
     audio = sum(len(clip) for clip in clips) / 16000
     model = load_model(args.model, device=args.device)
-    options = {"vad": False, "encoder_batch_seconds": args.encoder_batch}
-    print(f"{len(clips)} inputs, {audio:.0f} s of audio, {args.device}, {args.threads} thread(s)")
+    options = {
+        "vad": False,
+        "encoder_batch_seconds": args.encoder_batch,
+        "search_workers": args.search_workers,
+    }
+    print(
+        f"{len(clips)} inputs, {audio:.0f} s of audio, {args.device}, {args.threads} thread(s), "
+        f"{args.search_workers} search worker(s)"
+    )
     for decoder in args.decoders.split(","):
         one_by_one, shared = float("inf"), float("inf")
         for _ in range(args.repeats):
