@@ -3,7 +3,6 @@ import math
 import os
 import signal
 import time
-from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 import torch
@@ -192,8 +191,12 @@ def test_ctc_decode_reranks_the_attention_beam_hypotheses_too():
         DecodeOptions(attention_beam=-1)
 
 
-def test_search_workers_give_the_same_hypotheses(tmp_path):
+def test_search_workers_give_the_same_hypotheses(tmp_path, monkeypatch, caplog):
+    import samba_cli.search as search
     from tests.model_helpers import write_tiny_lm
+
+    monkeypatch.setattr(search, "_POOLS", {})  # pools of its own: this test breaks one
+    monkeypatch.setattr(search, "_NO_POOL", False)
 
     write_tiny_lm(tmp_path / "lm.arpa.gz")
     model = _sharpen(tiny_model())
@@ -210,13 +213,13 @@ def test_search_workers_give_the_same_hypotheses(tmp_path):
     pooled = ctc_decode(model, segments, parallel, pieces)
     assert [(h.tokens, h.score) for h in pooled] == [(h.tokens, h.score) for h in alone]
     assert search_pool(2) is search_pool(2), "the workers are started once and kept"
-    # a worker that dies breaks that batch (an error, not a hang), and the next batch gets a new pool
+    # a worker that dies (or cannot start) costs no text: that batch and the next ones are searched here
     os.kill(search_pool(2).submit(os.getpid).result(), signal.SIGKILL)
     time.sleep(0.5)  # the pool notices the death
-    with pytest.raises(BrokenProcessPool):
-        ctc_decode(model, segments, parallel, pieces)
-    again = ctc_decode(model, segments, parallel, pieces)
+    with caplog.at_level("WARNING", logger="samba_cli.search"):
+        again = ctc_decode(model, segments, parallel, pieces)
     assert [(h.tokens, h.score) for h in again] == [(h.tokens, h.score) for h in alone]
+    assert "no search workers" in caplog.text and search_pool(2) is None
     with pytest.raises(ValueError, match="search_workers must be at least 1"):
         DecodeOptions(search_workers=0)
 
@@ -242,4 +245,4 @@ def test_without_a_process_pool_the_search_runs_here(monkeypatch, caplog):
         fallback = ctc_decode(model, segments, dataclasses.replace(serial, search_workers=3), pieces)
         ctc_decode(model, segments, dataclasses.replace(serial, search_workers=3), pieces)
     assert [h.tokens for h in fallback] == [h.tokens for h in alone]
-    assert caplog.text.count("no search workers on this system") == 1
+    assert caplog.text.count("no search workers") == 1

@@ -717,11 +717,15 @@ def ctc_decode(
     searching = not (settings.lm is None and settings.beam_size == 1)
     parallel = searching and options.search_workers > 1 and len(segments) >= PARALLEL_SEARCH_MIN_SEGMENTS
     pool = search_pool(options.search_workers) if parallel else None
-    if pool is None:
+
+    def here() -> list[Hypothesis]:
         return [
             ctc_search(lp, n, blank, options, pieces, partial(attention_logprobs, model, memory), extra)
             for (lp, n, memory), extra in zip(segments, candidates, strict=True)
         ]
+
+    if pool is None:
+        return here()
     rescoring = settings.rescore_weight > 0
     jobs = []
     try:
@@ -739,11 +743,12 @@ def ctc_decode(
             )
             for (lp, n, memory), job in zip(segments, jobs, strict=True)
         ]
-    except BaseException as error:  # Ctrl-C or a failed search: the batch's other searches are not waited for
+    except BrokenProcessPool as error:  # a worker died or could not start: search here from now on
+        _give_up_pools(error)
+        return here()
+    except BaseException:  # Ctrl-C or a failed search: the batch's other searches are not waited for
         for job in jobs:
             job.cancel()
-        if isinstance(error, BrokenProcessPool):  # a worker died: the next batch starts a new pool
-            _POOLS.pop(options.search_workers, None)
         raise
 
 
@@ -752,6 +757,17 @@ PARALLEL_SEARCH_MIN_SEGMENTS = 2
 MAX_AUTO_SEARCH_WORKERS = 4  # what --search-workers 0 (auto) starts at most
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 _NO_POOL = False  # set once making a pool has failed
+
+
+def _give_up_pools(error: BaseException) -> None:
+    """No search workers for the rest of the process (once a pool could not be made, or broke)."""
+    global _NO_POOL
+    if not _NO_POOL:
+        logger.warning("no search workers (%s): CTC searches run in this process", error)
+    _NO_POOL = True
+    for pool in _POOLS.values():
+        pool.shutdown(wait=False, cancel_futures=True)
+    _POOLS.clear()
 
 
 def auto_search_workers() -> int:
@@ -772,8 +788,8 @@ def search_pool(workers: int) -> ProcessPoolExecutor | None:
     hang), so they import ``__main__`` again: a script that decodes with ``search_workers`` above 1 must guard its
     top-level code with ``if __name__ == "__main__":``, as any multiprocessing program does. Each worker loads the
     language model and lexicon once, on its first search. None (and a warning, once) where the system cannot make
-    one (no /dev/shm for its semaphores, for instance): the searches then run in the calling process."""
-    global _NO_POOL
+    one (no /dev/shm for its semaphores, for instance) or a pool broke before (a worker died, or could not
+    start): the searches then run in the calling process."""
     pool = _POOLS.get(workers)
     if pool is None and not _NO_POOL:
         context = multiprocessing.get_context("spawn")
@@ -782,6 +798,5 @@ def search_pool(workers: int) -> ProcessPoolExecutor | None:
                 workers, mp_context=context, initializer=_search_worker_init
             )
         except (OSError, NotImplementedError, ImportError) as error:
-            _NO_POOL = True
-            logger.warning("no search workers on this system (%s): CTC searches run in this process", error)
+            _give_up_pools(error)
     return pool
