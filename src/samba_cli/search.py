@@ -702,7 +702,9 @@ def ctc_decode(
 ) -> list[Hypothesis]:
     """CTC decoding of a batch of segments, each (CTC log-posteriors (S, V + 1), frames to search, encoder states
     (T, D) the attention decoder reads), with attention rescoring and its attention beam search as ``options``
-    ask (the beam search runs on all segments at once)."""
+    ask (the beam search runs on all segments at once). With ``search_workers`` above 1 the CTC prefix searches
+    (:func:`ctc_candidates`) run in worker processes (:func:`search_pool`) and the rescoring here; the result is
+    the same."""
     settings = ctc_settings(options)
     candidates: list[list[tuple[int, ...]]] = [[] for _ in segments]
     if settings.rescore_weight > 0 and settings.attention_beam > 0 and segments:
