@@ -8,20 +8,19 @@ import math
 import pytest
 import torch
 
-from samba_cli.errors import SambaError
-from samba_cli.lm import LN10, Lexicon, NgramLM, lm_words, split_finished
-from samba_cli.search import (
+from samba_cli.ctc import (
     UNK_PREFIX_PENALTY,
     CTCPrefixScorer,
-    DecodeOptions,
     _Prefix,
     ctc_beam_search,
     ctc_greedy,
     ctc_nbest,
     ctc_search,
-    resolve_decoding,
     sequence_score,
 )
+from samba_cli.errors import SambaError
+from samba_cli.lm import LN10, Lexicon, NgramLM, lm_words, split_finished
+from samba_cli.search import DecodeOptions, resolve_decoding
 from tests.model_helpers import TINY_ARPA, write_tiny_lm
 
 PIECES = ["<unk>", "<s>", "</s>", "\u2581the", "\u2581cat", "\u2581hat", "s", "\u2581", ","]

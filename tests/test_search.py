@@ -7,18 +7,14 @@ import time
 import pytest
 import torch
 
+from samba_cli.ctc import ctc_decode, ctc_greedy, ctc_search, ctc_settings, search_pool
 from samba_cli.search import (
     DecodeOptions,
     attention_logprobs,
     beam_search,
     beam_search_nbest,
-    ctc_decode,
-    ctc_greedy,
-    ctc_search,
-    ctc_settings,
     greedy_search,
     repetition_cut,
-    search_pool,
 )
 from tests.model_helpers import TINY, tiny_model
 
@@ -192,7 +188,7 @@ def test_ctc_decode_reranks_the_attention_beam_hypotheses_too():
 
 
 def test_search_workers_give_the_same_hypotheses(tmp_path, monkeypatch, caplog):
-    import samba_cli.search as search
+    import samba_cli.ctc as search
     from tests.model_helpers import write_tiny_lm
 
     monkeypatch.setattr(search, "_POOLS", {})  # pools of its own: this test breaks one
@@ -216,7 +212,7 @@ def test_search_workers_give_the_same_hypotheses(tmp_path, monkeypatch, caplog):
     # a worker that dies (or cannot start) costs no text: that batch and the next ones are searched here
     os.kill(search_pool(2).submit(os.getpid).result(), signal.SIGKILL)
     time.sleep(0.5)  # the pool notices the death
-    with caplog.at_level("WARNING", logger="samba_cli.search"):
+    with caplog.at_level("WARNING", logger="samba_cli.ctc"):
         again = ctc_decode(model, segments, parallel, pieces)
     assert [(h.tokens, h.score) for h in again] == [(h.tokens, h.score) for h in alone]
     assert "no search workers" in caplog.text and search_pool(2) is None
@@ -225,7 +221,7 @@ def test_search_workers_give_the_same_hypotheses(tmp_path, monkeypatch, caplog):
 
 
 def test_without_a_process_pool_the_search_runs_here(monkeypatch, caplog):
-    import samba_cli.search as search
+    import samba_cli.ctc as search
 
     def no_semaphores(*args, **kwargs):
         raise OSError(38, "Function not implemented")
@@ -241,7 +237,7 @@ def test_without_a_process_pool_the_search_runs_here(monkeypatch, caplog):
     segments = [(log_probs[i], int(n), states[i, : int(n)]) for i, n in enumerate(lengths)]
     serial = DecodeOptions(decoder="ctc", beam_size=4, lm=None)
     alone = ctc_decode(model, segments, serial, pieces)
-    with caplog.at_level("WARNING", logger="samba_cli.search"):
+    with caplog.at_level("WARNING", logger="samba_cli.ctc"):
         fallback = ctc_decode(model, segments, dataclasses.replace(serial, search_workers=3), pieces)
         ctc_decode(model, segments, dataclasses.replace(serial, search_workers=3), pieces)
     assert [h.tokens for h in fallback] == [h.tokens for h in alone]

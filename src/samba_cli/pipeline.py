@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 import torch
 
 from samba_cli.align import word_spans
+from samba_cli.ctc import ctc_decode
 from samba_cli.errors import OptionError, SambaError
 from samba_cli.features import HOP_LENGTH, SAMPLE_RATE, log_mel
 from samba_cli.model import SambaASR
 from samba_cli.results import Segment, Word
-from samba_cli.search import DecodeOptions, Hypothesis, ctc_decode, decode_segments
+from samba_cli.search import DecodeOptions, Hypothesis, decode_segments
 from samba_cli.segments import FrameSpan, SegmentOptions, split_segments
 from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer

@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 import typer
 
+from samba_cli.ctc import auto_search_workers
 from samba_cli.errors import SambaError, original_message
 from samba_cli.model import load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
-from samba_cli.search import DecodeOptions, auto_search_workers, resolve_decoding
+from samba_cli.search import DecodeOptions, resolve_decoding
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.data import read_manifest
 from samba_cli.train.evaluate import evaluate

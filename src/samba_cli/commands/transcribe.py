@@ -312,7 +312,7 @@ def transcribe_command(
             runner = None
             if work.tasks:  # no model is loaded when every input is settled (missing, refused, skipped)
                 from samba_cli.api import load_model  # torch
-                from samba_cli.search import auto_search_workers
+                from samba_cli.ctc import auto_search_workers
 
                 options = _transcribe_options(
                     word_timestamps,
