@@ -10,12 +10,17 @@ import pytest
 PREPARE = Path(__file__).resolve().parents[1] / "recipes" / "synthetic-en" / "prepare.py"
 
 
-@pytest.fixture(scope="module")
-def prepare():
-    spec = importlib.util.spec_from_file_location("synthetic_en_prepare", PREPARE)
+def _load(name: str):
+    path = PREPARE.parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"synthetic_en_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def prepare():
+    return _load("prepare")
 
 
 @pytest.fixture()
@@ -180,14 +185,6 @@ def test_lexicon_script_writes_a_normalised_list_with_its_notice(tmp_path):
     assert out.read_bytes() == first, "the same input gives the same bytes"
 
 
-def _load(name: str):
-    path = PREPARE.parent / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"synthetic_en_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _bigram_model(unigrams: dict[str, float], bigrams: dict[str, dict[str, float]]) -> dict:
     """A normalised back-off bigram model (log10 ARPA entries) from probabilities: each context's explicit
     words keep their probability, the rest of its mass backs off to the unigrams."""
@@ -212,7 +209,8 @@ def test_interpolated_language_model_is_the_linear_mix_and_stays_normalised(tmp_
         {"the": 0.3, "dog": 0.4, "</s>": 0.25, "<unk>": 0.05},
         {"<s>": {"the": 0.5, "dog": 0.2}, "the": {"dog": 0.9}},
     )
-    mixed, order = lm.interpolate(a, 2, b, 2, 0.25)
+    a, b = NgramLM(a, 2), NgramLM(b, 2)
+    mixed, order = lm.interpolate(a, b, 0.25)
     lm.write_arpa(mixed, order, tmp_path / "mix.arpa")
     model = NgramLM.from_arpa(tmp_path / "mix.arpa")
     assert model.vocab == {"the", "cat", "dog"}
@@ -226,8 +224,8 @@ def test_interpolated_language_model_is_the_linear_mix_and_stays_normalised(tmp_
     for (ctx, word), p in mix.items():
         assert math.exp(model.score((ctx,), word)[0]) == pytest.approx(p, rel=1e-5)
     # EM picks a weight for b near 1 on text only b knows, and a small one on text a predicts better
-    assert lm.tune_weight(a, 2, b, 2, [["the", "dog"]] * 5) > 0.9
-    assert lm.tune_weight(a, 2, b, 2, [["the", "cat"]] * 5) < 0.2
+    assert lm.tune_weight(a, b, [["the", "dog"]] * 5) > 0.9
+    assert lm.tune_weight(a, b, [["the", "cat"]] * 5) < 0.2
 
 
 def test_general_text_drops_repeats_and_sentences_holding_an_evaluation_sentence():

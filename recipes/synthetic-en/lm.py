@@ -32,7 +32,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from samba_cli.lm import BOS, EOS, UNK, Lexicon, NgramLM, lm_words
+from samba_cli.lm import BOS, EOS, LN10, UNK, Lexicon, NgramLM, lm_words
 
 Ngrams = dict[tuple[str, ...], tuple[float, float]]
 
@@ -55,20 +55,11 @@ def estimate(lmplz: str, corpus: str, order: int, out: Path, extra: list[str] = 
         subprocess.run(cmd, input=corpus, stdout=stream, text=True, check=True, stderr=subprocess.DEVNULL)
 
 
-def _log10_prob(ngrams: Ngrams, order: int, context: tuple[str, ...], word: str) -> float:
-    """log10 P(word | context) of a back-off model; -inf for a word outside its vocabulary."""
-    if (word,) not in ngrams:
+def _log10_prob(lm: NgramLM, context: tuple[str, ...], word: str) -> float:
+    """log10 P(word | context) under ``lm`` (its back-off rule); -inf for a word outside its vocabulary."""
+    if (word,) not in lm.ngrams:
         return -math.inf
-    context = context[len(context) - (order - 1) :] if order > 1 else ()
-    backoff = 0.0
-    for start in range(len(context) + 1):
-        entry = ngrams.get((*context[start:], word))
-        if entry is not None:
-            return entry[0] + backoff
-        ctx = ngrams.get(context[start:])
-        if ctx is not None:
-            backoff += ctx[1]
-    raise AssertionError("unreachable: the unigram exists")
+    return lm.score(context, word)[0] / LN10
 
 
 def _mix_prob(pa: float, pb: float, weight: float) -> float:
@@ -76,18 +67,18 @@ def _mix_prob(pa: float, pb: float, weight: float) -> float:
     return math.log10((1 - weight) * 10**pa + weight * 10**pb)
 
 
-def interpolate(a: Ngrams, order_a: int, b: Ngrams, order_b: int, weight: float) -> tuple[Ngrams, int]:
-    """Static linear interpolation (1 - weight) a + weight b of two back-off models (log10 ARPA entries)."""
-    order = max(order_a, order_b)
+def interpolate(a: NgramLM, b: NgramLM, weight: float) -> tuple[Ngrams, int]:
+    """Static linear interpolation (1 - weight) a + weight b of two back-off models, as log10 ARPA entries."""
+    order = max(a.order, b.order)
     mixed: Ngrams = {}
-    keys = sorted(set(a) | set(b), key=len)
+    keys = sorted(set(a.ngrams) | set(b.ngrams), key=len)
     for key in keys:
         *context, word = key
         if word == BOS:
             mixed[key] = (-99.0, 0.0)
             continue
-        pa = _log10_prob(a, order_a, tuple(context), word)
-        pb = _log10_prob(b, order_b, tuple(context), word)
+        pa = _log10_prob(a, tuple(context), word)
+        pb = _log10_prob(b, tuple(context), word)
         mixed[key] = (_mix_prob(pa, pb, weight), 0.0)
     # back-off weights: what the explicit words of a context leave, over what its shorter context gives them
     explicit: dict[tuple[str, ...], list[str]] = {}
@@ -104,22 +95,22 @@ def interpolate(a: Ngrams, order_a: int, b: Ngrams, order_b: int, weight: float)
     return mixed, order
 
 
-def _sentence_probs(ngrams: Ngrams, order: int, words: list[str]) -> list[float]:
+def _sentence_probs(lm: NgramLM, words: list[str]) -> list[float]:
     state: tuple[str, ...] = (BOS,)
     out = []
     for word in [*words, EOS]:
-        out.append(_log10_prob(ngrams, order, state, word if (word,) in ngrams else UNK))
+        out.append(_log10_prob(lm, state, word if (word,) in lm.ngrams else UNK))
         state = (*state, word)
     return out
 
 
-def tune_weight(a: Ngrams, order_a: int, b: Ngrams, order_b: int, sentences: list[list[str]]) -> float:
+def tune_weight(a: NgramLM, b: NgramLM, sentences: list[list[str]]) -> float:
     """The interpolation weight of ``b`` that maximises the likelihood of ``sentences`` (EM)."""
     pairs = []
     for words in sentences:
         # a word neither model knows is <unk> in both; one only b knows has no probability under a
-        known = [w if (w,) in a or (w,) in b else UNK for w in words]
-        pairs += zip(_sentence_probs(a, order_a, known), _sentence_probs(b, order_b, known), strict=True)
+        known = [w if (w,) in a.ngrams or (w,) in b.ngrams else UNK for w in words]
+        pairs += zip(_sentence_probs(a, known), _sentence_probs(b, known), strict=True)
     weight = 0.5
     for _ in range(100):
         share = [weight * 10**pb / ((1 - weight) * 10**pa + weight * 10**pb) for pa, pb in pairs]
@@ -191,8 +182,8 @@ def main() -> None:
             weight = args.general_weight
             if weight is None:
                 tune = [lm_words(line.split("\t")[-1]) for line in args.tune.read_text().splitlines()]
-                weight = tune_weight(a.ngrams, a.order, b.ngrams, b.order, [t for t in tune if t])
-            mixed, order = interpolate(a.ngrams, a.order, b.ngrams, b.order, weight)
+                weight = tune_weight(a, b, [t for t in tune if t])
+            mixed, order = interpolate(a, b, weight)
             write_arpa(mixed, order, arpa)
             print(f"mixed with {args.general} at weight {weight:.3f}: {len(b.ngrams)} general n-grams")
         partial = args.out.with_name(args.out.name + ".part")
