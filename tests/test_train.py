@@ -14,7 +14,15 @@ from typer.testing import CliRunner
 from samba_cli.commands.train import app
 from samba_cli.model import PRESETS, SambaASR, load_checkpoint
 from samba_cli.model.checkpoint import read_config_file
-from samba_cli.train.augment import SpecAugment, speed_perturb, warp_frequency
+from samba_cli.train.augment import (
+    NoiseAugment,
+    SpecAugment,
+    colored_noise,
+    convolve,
+    room_impulse,
+    speed_perturb,
+    warp_frequency,
+)
 from samba_cli.train.config import TrainConfig
 from samba_cli.train.data import plan_batches, read_manifest, shard_batches
 from samba_cli.train.loop import METRICS_FILE, train
@@ -188,6 +196,74 @@ def test_spec_augment_warp_is_drawn_from_the_generator():
         TrainConfig(train_manifest="m.jsonl", tokenizer="t.model", freq_warp=0.6)
 
 
+def _speech_like(seconds: float = 1.0) -> torch.Tensor:
+    t = torch.arange(int(16000 * seconds)) / 16000
+    envelope = 0.5 + 0.5 * torch.sin(2 * math.pi * 3 * t)  # syllable-rate amplitude modulation
+    return 0.6 * envelope * (torch.sin(2 * math.pi * 220 * t) + 0.5 * torch.sin(2 * math.pi * 1100 * t))
+
+
+def test_noise_is_added_at_the_drawn_snr_and_keeps_the_peak():
+    clean = _speech_like()
+    for snr in (5.0, 20.0):
+        augment = NoiseAugment(noise_prob=1.0, snr=(snr, snr))
+        noisy = augment(clean, torch.Generator().manual_seed(3))
+        assert noisy.shape == clean.shape
+        assert float(noisy.abs().max()) == pytest.approx(float(clean.abs().max()), rel=1e-5)
+        gain = float(noisy @ clean / (clean @ clean))  # the peak rescaling; the noise is nearly orthogonal
+        noise = noisy / gain - clean
+        measured = 10 * math.log10(float(clean.square().mean() / noise.square().mean()))
+        assert measured == pytest.approx(snr, abs=0.3)
+    a = NoiseAugment(noise_prob=1.0)(clean, torch.Generator().manual_seed(1))
+    assert torch.equal(a, NoiseAugment(noise_prob=1.0)(clean, torch.Generator().manual_seed(1)))
+    assert not torch.equal(a, NoiseAugment(noise_prob=1.0)(clean, torch.Generator().manual_seed(2)))
+    assert NoiseAugment()(clean, torch.Generator()) is clean  # both shares 0: untouched
+    assert not NoiseAugment().enabled and NoiseAugment(reverb_prob=0.1).enabled
+
+
+def test_noise_colors_have_their_spectral_slopes():
+    def low_to_high(color):  # power below 500 Hz over power in 4-8 kHz (bins of 1 Hz at 16 kHz over 1 s)
+        power = torch.fft.rfft(colored_noise(16000, color, torch.Generator().manual_seed(0))).abs().square()
+        return float(power[20:500].mean() / power[4000:8000].mean())
+
+    white, pink, brown = (low_to_high(c) for c in ("white", "pink", "brown"))
+    assert 0.7 < white < 1.4
+    assert 5 < pink < 60  # power ~ 1/f: about 8000 / 500 = 16 at the bands' far ends
+    assert brown > 10 * pink
+    for color in ("white", "pink", "brown"):
+        assert float(colored_noise(8000, color, torch.Generator()).square().mean()) == pytest.approx(
+            1.0, rel=1e-4
+        )
+
+
+def test_reverberation_decays_by_its_rt60_and_convolves_linearly():
+    impulse = room_impulse(0.5, 16000, torch.Generator().manual_seed(0))
+    assert impulse.shape == (8000,) and float(impulse.norm()) == pytest.approx(1.0)
+    energy = impulse[1:].square()
+    early, late = float(energy[:800].mean()), float(energy[-800:].mean())  # first and last 50 ms
+    assert 10 * math.log10(early / late) == pytest.approx(60 * 0.9, abs=6)  # 0.45 s apart: 54 dB
+    x, h = torch.randn(300, dtype=torch.float64), torch.randn(50, dtype=torch.float64)
+    direct = torch.tensor([sum(float(x[i - k] * h[k]) for k in range(50) if i - k >= 0) for i in range(300)])
+    assert torch.allclose(convolve(x, h), direct.to(x.dtype), atol=1e-9)
+    clean = _speech_like()
+    wet = NoiseAugment(reverb_prob=1.0, wet=(1.0, 1.0))(clean, torch.Generator().manual_seed(4))
+    assert wet.shape == clean.shape and not torch.allclose(wet, clean, atol=1e-2)
+    assert float(wet.abs().max()) == pytest.approx(float(clean.abs().max()), rel=1e-5)
+
+
+def test_noise_options_are_checked():
+    for bad in (
+        {"noise_prob": 1.5},
+        {"reverb_prob": -0.1},
+        {"noise_snr": (20, 10)},
+        {"reverb_rt60": (0, 0.5)},
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TrainConfig(train_manifest="m.jsonl", tokenizer="t.model", **bad)
+    config = TrainConfig(train_manifest="m.jsonl", tokenizer="t.model", noise_snr=[0, 10])
+    assert config.noise_snr == (0.0, 10.0)
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
 def test_decoder_io_adds_bos_and_eos():
     config = TINY
     tokens = torch.tensor([[7, 8, 9], [5, 3, 3]])
@@ -236,7 +312,9 @@ def test_resume_reproduces_the_losses(corpus, tmp_path):
     config = config_for(
         corpus, tmp_path / "full", accumulate=2, max_batch_seconds=3.0, max_steps=4, speeds=(0.9, 1.0, 1.1)
     )
-    config = config.replace(freq_masks=1, freq_mask_width=4, time_masks=1, time_mask_width=10)
+    config = config.replace(
+        freq_masks=1, freq_mask_width=4, time_masks=1, time_mask_width=10, noise_prob=0.5, reverb_prob=0.5
+    )
     expected = losses(train(config))
     assert len(expected) == 4
     interrupted = config.replace(out_dir=str(tmp_path / "cut"))

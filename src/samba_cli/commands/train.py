@@ -55,6 +55,10 @@ def run_command(
     time_mask_width: int = _option("time_mask_width"),
     time_mask_ratio: float = _option("time_mask_ratio"),
     freq_warp: float = _option("freq_warp"),
+    noise_prob: float = _option("noise_prob"),
+    noise_snr: str = _option("noise_snr", "--noise-snr"),
+    reverb_prob: float = _option("reverb_prob"),
+    reverb_rt60: str = _option("reverb_rt60", "--reverb-rt60"),
     lr: float = _option("lr"),
     weight_decay: float = _option("weight_decay"),
     betas: str = _option("betas", "--betas"),
@@ -82,7 +86,12 @@ def run_command(
     Under torchrun (WORLD_SIZE > 1) every process trains on its share of each epoch's batches (DDP).
     """
     given = {k: v for k, v in locals().items() if k not in ("manifest", "tokenizer") and v is not None}
-    given.update(speeds=_floats(speeds), betas=_floats(betas))
+    given.update(
+        speeds=_floats(speeds),
+        betas=_floats(betas),
+        noise_snr=_floats(noise_snr),
+        reverb_rt60=_floats(reverb_rt60),
+    )
     given = {k: v for k, v in given.items() if v is not None}
     from samba_cli.train.loop import train
 

@@ -1,4 +1,5 @@
-"""Augmentation: speed perturbation of the waveform; frequency warping and SpecAugment masks on the log-mel features.
+"""Augmentation: speed perturbation, added noise and reverberation of the waveform; frequency warping and
+SpecAugment masks on the log-mel features.
 
 Every function draws from an explicit ``torch.Generator`` so a batch is augmented the same way whenever it is
 rebuilt (DataLoader workers, exact resume).
@@ -22,6 +23,89 @@ def speed_perturb(samples: torch.Tensor, factor: float) -> torch.Tensor:
         return samples
     length = max(1, round(samples.shape[0] / factor))
     return F.interpolate(samples.view(1, 1, -1), size=length, mode="linear", align_corners=False).view(-1)
+
+
+@dataclass(frozen=True)
+class NoiseAugment:
+    """Noise and reverberation drawn afresh for every utterance each time it is loaded.
+
+    Noise is white, pink or brown (one of the three, equally likely), added at an SNR drawn uniformly in
+    ``snr`` dB against the utterance's mean power. Reverberation convolves the utterance with a synthetic room
+    impulse: Gaussian noise under an exponential decay that loses 60 dB in RT60 seconds (drawn uniformly in
+    ``rt60``), mixed with the dry signal at a wet share drawn uniformly in ``wet``. Reverberation comes first, as
+    in a room with a noisy microphone. The result keeps the input's peak level, so the features' level range does
+    not change.
+    """
+
+    noise_prob: float = 0.0  # share of utterances that get noise
+    snr: tuple[float, float] = (5.0, 25.0)  # dB, drawn uniformly
+    reverb_prob: float = 0.0  # share of utterances that get reverberation
+    rt60: tuple[float, float] = (0.15, 0.8)  # seconds, drawn uniformly
+    wet: tuple[float, float] = (0.2, 0.7)  # share of the reverberant signal in the mix
+
+    @property
+    def enabled(self) -> bool:
+        return self.noise_prob > 0 or self.reverb_prob > 0
+
+    def __call__(
+        self, samples: torch.Tensor, generator: torch.Generator, sample_rate: int = 16000
+    ) -> torch.Tensor:
+        """samples: (N,) float32 -> an augmented copy of the same length (or ``samples`` itself, untouched)."""
+        peak = samples.abs().max()
+        out = samples
+        # every draw happens whether or not it is used, so one option does not shift the other's random numbers
+        draws = torch.rand(5, generator=generator, dtype=torch.float64).tolist()
+        if draws[0] < self.reverb_prob:
+            rt60 = _uniform(self.rt60, draws[1])
+            impulse = room_impulse(rt60, sample_rate, generator)
+            wet = _uniform(self.wet, draws[2])
+            reverberant = convolve(out, impulse)
+            scale = out.square().mean().sqrt() / reverberant.square().mean().sqrt().clamp(min=1e-12)
+            out = (1.0 - wet) * out + wet * scale * reverberant
+        if draws[3] < self.noise_prob:
+            color = ("white", "pink", "brown")[min(2, int(3 * draws[4]))]
+            snr = _uniform(self.snr, float(torch.rand((), generator=generator, dtype=torch.float64)))
+            noise = colored_noise(out.shape[0], color, generator)
+            power = out.square().mean()
+            out = out + noise * (power / 10 ** (snr / 10)).sqrt()
+        if out is samples:
+            return samples
+        return out * (peak / out.abs().max().clamp(min=1e-12))
+
+
+def _uniform(bounds: tuple[float, float], draw: float) -> float:
+    low, high = bounds
+    return low + (high - low) * draw
+
+
+def colored_noise(length: int, color: str, generator: torch.Generator) -> torch.Tensor:
+    """(length,) float32 noise of unit power: ``white`` (flat), ``pink`` (power ~ 1/f) or ``brown`` (1/f^2)."""
+    white = torch.randn(length, generator=generator)
+    if color != "white":
+        exponent = {"pink": 0.5, "brown": 1.0}[color]  # amplitude ~ f^-exponent
+        spectrum = torch.fft.rfft(white)
+        freqs = torch.arange(spectrum.shape[0], dtype=torch.float32).clamp(min=1.0)
+        white = torch.fft.irfft(spectrum / freqs.pow(exponent), n=length)
+        white = white - white.mean()
+    return white / white.square().mean().sqrt().clamp(min=1e-12)
+
+
+def room_impulse(rt60: float, sample_rate: int, generator: torch.Generator) -> torch.Tensor:
+    """A synthetic room impulse response of ``rt60`` seconds: a unit direct path, then decaying Gaussian noise."""
+    length = max(2, int(rt60 * sample_rate))
+    t = torch.arange(length, dtype=torch.float32) / sample_rate
+    decay = torch.exp(-6.9078 * t / rt60)  # amplitude: -60 dB (ln 1000) at t = rt60
+    impulse = torch.randn(length, generator=generator) * decay
+    impulse[0] = 1.0
+    return impulse / impulse.norm()
+
+
+def convolve(samples: torch.Tensor, impulse: torch.Tensor) -> torch.Tensor:
+    """Linear convolution by FFT, cut to the length of ``samples`` (the tail past the end is dropped)."""
+    n = samples.shape[0] + impulse.shape[0] - 1
+    size = 1 << (n - 1).bit_length()
+    product = torch.fft.rfft(samples, n=size) * torch.fft.rfft(impulse, n=size)
+    return torch.fft.irfft(product, n=size)[: samples.shape[0]]
 
 
 @dataclass(frozen=True)

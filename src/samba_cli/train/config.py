@@ -42,6 +42,10 @@ class TrainConfig:
     time_mask_width: int = 40  # widest time mask, in 10 ms frames
     time_mask_ratio: float = 0.2  # a time mask covers at most this fraction of the utterance
     freq_warp: float = 0.0  # vocal-tract-length warp of the mel axis by a factor in 1 +- freq_warp (0: off)
+    noise_prob: float = 0.0  # share of utterances given white, pink or brown noise, drawn afresh each time
+    noise_snr: tuple[float, float] = (5.0, 25.0)  # SNR range of that noise, dB
+    reverb_prob: float = 0.0  # share of utterances given synthetic room reverberation, drawn afresh each time
+    reverb_rt60: tuple[float, float] = (0.15, 0.8)  # RT60 range of that reverberation, seconds
     # optimisation
     lr: float = 1e-4  # peak learning rate (AdamW)
     weight_decay: float = 0.01  # AdamW decoupled weight decay (not on norms, biases, _no_weight_decay)
@@ -77,6 +81,14 @@ class TrainConfig:
             raise ValueError(f"speeds must be positive factors, got {self.speeds}")
         if not 0.0 <= self.freq_warp < 0.5:
             raise ValueError(f"freq_warp must be in [0, 0.5), got {self.freq_warp}")
+        for name in ("noise_prob", "reverb_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name, low in (("noise_snr", -float("inf")), ("reverb_rt60", 0.0)):
+            pair = tuple(float(v) for v in getattr(self, name))
+            if len(pair) != 2 or pair[0] > pair[1] or pair[0] <= low:
+                raise ValueError(f"{name} must be two ascending values (LOW,HIGH), got {getattr(self, name)}")
+            object.__setattr__(self, name, pair)
         object.__setattr__(self, "schedule", Schedule(self.schedule))
         object.__setattr__(self, "speeds", tuple(float(s) for s in self.speeds))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from samba_cli.features import SAMPLE_RATE, log_mel
-from samba_cli.train.augment import SpecAugment, speed_perturb
+from samba_cli.train.augment import NoiseAugment, SpecAugment, speed_perturb
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,7 @@ class Batch:
 class Augmentation:
     speeds: tuple[float, ...] = (0.9, 1.0, 1.1)  # speed factors, one drawn uniformly per utterance
     spec_augment: SpecAugment | None = SpecAugment()  # masks on the features (None: off)
+    noise: NoiseAugment | None = None  # noise and reverberation of the waveform (None: off)
 
 
 class BatchDataset(Dataset):
@@ -183,6 +184,9 @@ class BatchDataset(Dataset):
                 speeds = self.augmentation.speeds
                 factor = speeds[int(torch.randint(0, len(speeds), (1,), generator=generator))]
                 samples = speed_perturb(samples, factor)
+                noise = self.augmentation.noise
+                if noise is not None and noise.enabled:
+                    samples = noise(samples, generator)
             samples_total += samples.shape[0]
             feats = log_mel(samples, self.n_mels)
             if generator is not None and self.augmentation.spec_augment is not None:

@@ -41,7 +41,7 @@ from samba_cli.model import (
 )
 from samba_cli.search import DecodeOptions
 from samba_cli.tokenizer import Tokenizer
-from samba_cli.train.augment import SpecAugment
+from samba_cli.train.augment import NoiseAugment, SpecAugment
 from samba_cli.train.config import RUNTIME_FIELDS, TrainConfig
 from samba_cli.train.data import (
     Augmentation,
@@ -135,6 +135,7 @@ class Trainer:
                 config.time_mask_ratio,
                 config.freq_warp,
             ),
+            NoiseAugment(config.noise_prob, config.noise_snr, config.reverb_prob, config.reverb_rt60),
         )
         self.position = Position()
         self.reporter = Reporter(config.max_steps, enabled=world.is_main)
