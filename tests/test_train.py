@@ -24,7 +24,7 @@ from samba_cli.train.augment import (
     warp_frequency,
 )
 from samba_cli.train.config import TrainConfig
-from samba_cli.train.data import plan_batches, read_manifest, shard_batches
+from samba_cli.train.data import Augmentation, BatchDataset, plan_batches, read_manifest, shard_batches
 from samba_cli.train.loop import METRICS_FILE, train
 from samba_cli.train.objective import decoder_io
 from samba_cli.train.optim import learning_rate, parameter_groups
@@ -248,6 +248,23 @@ def test_reverberation_decays_by_its_rt60_and_convolves_linearly():
     wet = NoiseAugment(reverb_prob=1.0, wet=(1.0, 1.0))(clean, torch.Generator().manual_seed(4))
     assert wet.shape == clean.shape and not torch.allclose(wet, clean, atol=1e-2)
     assert float(wet.abs().max()) == pytest.approx(float(clean.abs().max()), rel=1e-5)
+
+
+def test_batches_get_fresh_noise_from_their_seed(corpus):
+    manifest, _ = corpus
+    utterances = read_manifest(manifest)[:4]
+    tokens = [[5, 6]] * len(utterances)
+
+    def batch(noise, seed):
+        augmentation = Augmentation(speeds=(1.0,), spec_augment=None, noise=noise)
+        return BatchDataset(utterances, tokens, [[0, 1, 2, 3]], 80, 0, augmentation, [seed])[0].features
+
+    plain = batch(None, 0)
+    noisy = NoiseAugment(noise_prob=1.0, snr=(5.0, 5.0), reverb_prob=1.0)
+    assert torch.equal(batch(NoiseAugment(), 0), plain)  # both shares 0: off
+    assert torch.equal(batch(noisy, 0), batch(noisy, 0))
+    assert not torch.equal(batch(noisy, 0), plain) and not torch.equal(batch(noisy, 0), batch(noisy, 1))
+    assert batch(noisy, 0).shape == plain.shape
 
 
 def test_noise_options_are_checked():
