@@ -53,8 +53,8 @@ class NoiseAugment:
         """samples: (N,) float32 -> an augmented copy of the same length (or ``samples`` itself, untouched)."""
         peak = samples.abs().max()
         out = samples
-        # every draw happens whether or not it is used, so one option does not shift the other's random numbers
-        draws = torch.rand(5, generator=generator, dtype=torch.float64).tolist()
+        # the choices are drawn up front, so whether reverberation happens does not change the noise's choices
+        draws = torch.rand(6, generator=generator, dtype=torch.float64).tolist()
         if draws[0] < self.reverb_prob:
             rt60 = _uniform(self.rt60, draws[1])
             impulse = room_impulse(rt60, sample_rate, generator)
@@ -64,7 +64,7 @@ class NoiseAugment:
             out = (1.0 - wet) * out + wet * scale * reverberant
         if draws[3] < self.noise_prob:
             color = ("white", "pink", "brown")[min(2, int(3 * draws[4]))]
-            snr = _uniform(self.snr, float(torch.rand((), generator=generator, dtype=torch.float64)))
+            snr = _uniform(self.snr, draws[5])
             noise = colored_noise(out.shape[0], color, generator)
             power = out.square().mean()
             out = out + noise * (power / 10 ** (snr / 10)).sqrt()
