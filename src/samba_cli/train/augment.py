@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from samba_cli.features import SAMPLE_RATE
+
 
 def speed_perturb(samples: torch.Tensor, factor: float) -> torch.Tensor:
     """Play ``samples`` (N,) ``factor`` times faster (tempo and pitch, like sox ``speed``): (round(N / factor),).
@@ -48,7 +50,7 @@ class NoiseAugment:
         return self.noise_prob > 0 or self.reverb_prob > 0
 
     def __call__(
-        self, samples: torch.Tensor, generator: torch.Generator, sample_rate: int = 16000
+        self, samples: torch.Tensor, generator: torch.Generator, sample_rate: int = SAMPLE_RATE
     ) -> torch.Tensor:
         """samples: (N,) float32 -> an augmented copy of the same length (or ``samples`` itself, untouched)."""
         peak = samples.abs().max()
