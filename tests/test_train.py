@@ -15,10 +15,12 @@ from samba_cli.commands.train import app
 from samba_cli.model import PRESETS, SambaASR, load_checkpoint
 from samba_cli.model.checkpoint import read_config_file
 from samba_cli.train.augment import (
+    FEATURE_UNITS_PER_DB,
     NoiseAugment,
     SpecAugment,
     colored_noise,
     convolve,
+    random_envelope,
     room_impulse,
     speed_perturb,
     warp_frequency,
@@ -194,6 +196,29 @@ def test_spec_augment_warp_is_drawn_from_the_generator():
     assert torch.equal(plain(features, torch.Generator().manual_seed(1)), features)
     with pytest.raises(ValueError, match="freq_warp"):
         TrainConfig(train_manifest="m.jsonl", tokenizer="t.model", freq_warp=0.6)
+
+
+def test_random_envelope_is_smooth_bounded_and_drawn_from_the_generator():
+    envelopes = [random_envelope(80, 10.0, torch.Generator().manual_seed(seed)) for seed in range(20)]
+    assert torch.equal(envelopes[0], random_envelope(80, 10.0, torch.Generator().manual_seed(0)))
+    peaks = torch.stack([e.abs().max() for e in envelopes])
+    assert float(peaks.max()) <= 10.0 * FEATURE_UNITS_PER_DB + 1e-6  # at most 10 dB
+    assert float(peaks.max()) > 5.0 * FEATURE_UNITS_PER_DB  # and the level is drawn, not always tiny
+    assert len({round(float(p), 6) for p in peaks}) == 20
+    for envelope in envelopes:  # smooth: four cosines over 80 bins move little from one bin to the next
+        assert float(envelope.diff().abs().max()) <= float(envelope.abs().max()) * 0.25 + 1e-6
+
+
+def test_spec_augment_envelope_adds_one_curve_to_every_frame():
+    features = torch.randn(80, 50)
+    coloured = SpecAugment(freq_masks=0, time_masks=0, envelope_db=10.0)(
+        features, torch.Generator().manual_seed(3)
+    )
+    added = coloured - features
+    expected = random_envelope(80, 10.0, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(added, expected.unsqueeze(1).expand(80, 50))
+    with pytest.raises(ValueError, match="envelope_db"):
+        TrainConfig(train_manifest="m.jsonl", tokenizer="t.model", envelope_db=-1.0)
 
 
 def _speech_like(seconds: float = 1.0) -> torch.Tensor:

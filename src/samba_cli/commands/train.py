@@ -55,6 +55,7 @@ def run_command(
     time_mask_width: int = _option("time_mask_width"),
     time_mask_ratio: float = _option("time_mask_ratio"),
     freq_warp: float = _option("freq_warp"),
+    envelope_db: float = _option("envelope_db"),
     noise_prob: float = _option("noise_prob"),
     noise_snr: str = _option("noise_snr", "--noise-snr"),
     reverb_prob: float = _option("reverb_prob"),

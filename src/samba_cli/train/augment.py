@@ -1,5 +1,5 @@
-"""Augmentation: speed perturbation, added noise and reverberation of the waveform; frequency warping and
-SpecAugment masks on the log-mel features.
+"""Augmentation: speed perturbation, added noise and reverberation of the waveform; frequency warping, a random
+spectral envelope and SpecAugment masks on the log-mel features.
 
 Every function draws from an explicit ``torch.Generator`` so a batch is augmented the same way whenever it is
 rebuilt (DataLoader workers, exact resume).
@@ -118,13 +118,16 @@ class SpecAugment:
     time_mask_width: int = 40  # widest time mask, in frames
     time_mask_ratio: float = 0.2  # a time mask covers at most this fraction of the frames
     freq_warp: float = 0.0  # vocal-tract-length warp: factor drawn uniformly in 1 +- freq_warp (0: off)
+    envelope_db: float = 0.0  # random smooth spectral envelope of up to +- this many dB (0: off)
 
     def __call__(self, features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """features: (n_mels, T) -> a warped and masked copy; masked cells take the utterance's mean value."""
+        """features: (n_mels, T) -> a warped, coloured and masked copy; masked cells take the utterance's mean."""
         n_mels, frames = features.shape
         if self.freq_warp > 0:
             draw = float(torch.rand((), generator=generator))
             features = warp_frequency(features, 1.0 + self.freq_warp * (2.0 * draw - 1.0))
+        if self.envelope_db > 0:
+            features = features + random_envelope(n_mels, self.envelope_db, generator).unsqueeze(1)
         out = features.clone()
         fill = features.mean()
         for _ in range(self.freq_masks):
@@ -159,6 +162,24 @@ def warp_frequency(features: torch.Tensor, alpha: float, boundary: float = 0.8) 
     low = source.floor().long().clamp(max=top - 1)
     weight = (source - low).to(features.dtype).unsqueeze(1)
     return features[low] * (1 - weight) + features[low + 1] * weight
+
+
+# log-mel features are (log10(power) + 4) / 4, so one dB of power is 0.1 / 4 feature units
+FEATURE_UNITS_PER_DB = 0.025
+ENVELOPE_TERMS = 4  # cosines of the mel axis in a random envelope: broad tilts and bumps, no fine detail
+
+
+def random_envelope(n_mels: int, max_db: float, generator: torch.Generator) -> torch.Tensor:
+    """A smooth random gain over the mel bins, (n_mels,) in feature units, peaking at a level drawn uniformly in
+    [0, max_db] dB: the sum of the first ENVELOPE_TERMS cosines of the mel axis with uniform random weights in
+    [-1, 1], scaled to that peak. Added to every frame, it recolours the voice (tilt, formant-region emphasis), as
+    another vocoder, microphone or channel would."""
+    draws = torch.rand(ENVELOPE_TERMS + 1, generator=generator, dtype=torch.float64)
+    position = torch.linspace(0.0, torch.pi, n_mels, dtype=torch.float64)
+    terms = torch.stack([torch.cos(k * position) for k in range(1, ENVELOPE_TERMS + 1)])
+    curve = ((2.0 * draws[1:] - 1.0) @ terms).float()
+    peak = curve.abs().max().clamp(min=1e-6)
+    return curve / peak * (float(draws[0]) * max_db * FEATURE_UNITS_PER_DB)
 
 
 def _draw_span(size: int, widest: int, generator: torch.Generator) -> tuple[int, int]:

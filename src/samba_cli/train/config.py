@@ -42,6 +42,7 @@ class TrainConfig:
     time_mask_width: int = 40  # widest time mask, in 10 ms frames
     time_mask_ratio: float = 0.2  # a time mask covers at most this fraction of the utterance
     freq_warp: float = 0.0  # vocal-tract-length warp of the mel axis by a factor in 1 +- freq_warp (0: off)
+    envelope_db: float = 0.0  # random smooth spectral envelope (tilt, broad bumps) of up to +- this many dB
     noise_prob: float = 0.0  # share of utterances given white, pink or brown noise, drawn afresh each time
     noise_snr: tuple[float, float] = (5.0, 25.0)  # SNR range of that noise, dB
     reverb_prob: float = 0.0  # share of utterances given synthetic room reverberation, drawn afresh each time
@@ -81,6 +82,8 @@ class TrainConfig:
             raise ValueError(f"speeds must be positive factors, got {self.speeds}")
         if not 0.0 <= self.freq_warp < 0.5:
             raise ValueError(f"freq_warp must be in [0, 0.5), got {self.freq_warp}")
+        if not 0.0 <= self.envelope_db <= 40.0:
+            raise ValueError(f"envelope_db must be in [0, 40], got {self.envelope_db}")
         for name in ("noise_prob", "reverb_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")

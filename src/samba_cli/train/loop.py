@@ -134,6 +134,7 @@ class Trainer:
                 config.time_mask_width,
                 config.time_mask_ratio,
                 config.freq_warp,
+                config.envelope_db,
             ),
             NoiseAugment(config.noise_prob, config.noise_snr, config.reverb_prob, config.reverb_rt60),
         )
