@@ -13,6 +13,9 @@ SAMPLE_RATE = 16000
 N_FFT = 400  # 25 ms window
 HOP_LENGTH = 160  # 10 ms hop
 FRAMES_PER_SECOND = exact_div(SAMPLE_RATE, HOP_LENGTH)  # 100
+LOG_MEL_OFFSET = 4.0  # features are (log10(mel power) + LOG_MEL_OFFSET) / LOG_MEL_SCALE
+LOG_MEL_SCALE = 4.0
+FEATURE_UNITS_PER_DB = 0.1 / LOG_MEL_SCALE  # one dB of power, in feature units
 
 
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:
@@ -55,4 +58,4 @@ def log_mel(samples: torch.Tensor | np.ndarray, n_mels: int = 80) -> torch.Tenso
     )
     power = spec.real.square() + spec.imag.square()  # (..., n_fft // 2 + 1, T)
     mel = mel_filterbank(n_mels).to(x.device) @ power
-    return (torch.log10(mel.clamp(min=1e-8)) + 4.0) / 4.0
+    return (torch.log10(mel.clamp(min=1e-8)) + LOG_MEL_OFFSET) / LOG_MEL_SCALE

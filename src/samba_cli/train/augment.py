@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from samba_cli.features import SAMPLE_RATE
+from samba_cli.features import FEATURE_UNITS_PER_DB, SAMPLE_RATE
 
 
 def speed_perturb(samples: torch.Tensor, factor: float) -> torch.Tensor:
@@ -164,8 +164,6 @@ def warp_frequency(features: torch.Tensor, alpha: float, boundary: float = 0.8) 
     return features[low] * (1 - weight) + features[low + 1] * weight
 
 
-# log-mel features are (log10(power) + 4) / 4, so one dB of power is 0.1 / 4 feature units
-FEATURE_UNITS_PER_DB = 0.025
 ENVELOPE_TERMS = 4  # cosines of the mel axis in a random envelope: broad tilts and bumps, no fine detail
 
 
