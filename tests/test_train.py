@@ -349,6 +349,27 @@ def test_training_lowers_the_loss_on_a_fixed_batch(corpus, tmp_path):
     assert TrainConfig.load(run / "train_config.json") == config
 
 
+def test_cpu_bf16_autocast_trains_and_stays_close_to_float32(corpus, tmp_path):
+    """--cpu-bf16 runs the forward pass under bfloat16 autocast on CPU: the same start (seeded weights, batch) gives
+    a first loss a little different from float32's, and the loss falls as in float32."""
+    runs = {}
+    for name, cpu_bf16 in (("fp32", False), ("bf16", True)):
+        config = config_for(
+            corpus,
+            tmp_path / name,
+            max_batch_seconds=100.0,
+            max_batch_utterances=100,
+            lr=1e-2,
+            max_steps=6,
+            cpu_bf16=cpu_bf16,
+        )
+        runs[name] = losses(train(config))
+    fp32, bf16 = runs["fp32"], runs["bf16"]
+    assert bf16[0] != fp32[0], "the bfloat16 forward pass ran in float32"
+    assert abs(bf16[0] - fp32[0]) < 0.02 * fp32[0]
+    assert bf16[-1] < 0.7 * bf16[0]
+
+
 def test_resume_reproduces_the_losses(corpus, tmp_path):
     # augmentation on, two batches per step, an epoch per step: everything a resume has to restore.
     config = config_for(

@@ -74,6 +74,7 @@ def run_command(
     device: str = _option("device"),
     backend: str = _option("backend"),
     bf16: bool = _option("bf16", "--bf16/--no-bf16"),
+    cpu_bf16: bool = _option("cpu_bf16", "--cpu-bf16/--no-cpu-bf16"),
     threads: int = _option("threads"),
     seed: int = _option("seed"),
     log_every: int = _option("log_every"),

@@ -62,7 +62,8 @@ class TrainConfig:
     # runtime
     device: str = "auto"  # auto, cpu, cuda, cuda:N (under torchrun: the local GPU)
     backend: str = "auto"  # SSD backend: auto, torch, fused (mamba-ssm kernels, CUDA)
-    bf16: bool = True  # bfloat16 autocast on CUDA (CPU always trains in float32)
+    bf16: bool = True  # bfloat16 autocast on CUDA
+    cpu_bf16: bool = False  # bfloat16 autocast on CPU too (off: CPU trains in float32)
     threads: int = 0  # CPU threads for torch (0: torch's default)
     seed: int = 0  # seeds model init, batch order and augmentation
     log_every: int = 10  # steps between progress lines

@@ -23,6 +23,7 @@ import json
 import math
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -246,7 +247,13 @@ class Trainer:
     # ----------------------------------------------------------------- steps
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        enabled = self.device.type == "cuda" and self.config.bf16
+        config = self.config
+        enabled = config.bf16 if self.device.type == "cuda" else config.cpu_bf16
+        if enabled:
+            # nn.RMSNorm on bfloat16 input with float32 weights takes torch's unfused path, and warns about it
+            warnings.filterwarnings(
+                "ignore", message="Mismatch dtype between input and weight", module="torch"
+            )
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _train_step(self, batches: list[Batch]) -> dict:
