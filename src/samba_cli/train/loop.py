@@ -100,6 +100,12 @@ class Trainer:
         if config.threads > 0:
             torch.set_num_threads(config.threads)
         self.device = resolve_device(config.device, world)
+        self.bf16 = config.bf16 if self.device.type == "cuda" else config.cpu_bf16  # autocast to bfloat16
+        if self.bf16:
+            # nn.RMSNorm on bfloat16 input with float32 weights takes torch's unfused path, and warns about it
+            warnings.filterwarnings(
+                "ignore", message="Mismatch dtype between input and weight", module="torch"
+            )
         self.tokenizer = Tokenizer(config.tokenizer)
         self.model_config = model_config_for(config, self.tokenizer)
         torch.manual_seed(config.seed)
@@ -247,14 +253,7 @@ class Trainer:
     # ----------------------------------------------------------------- steps
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        config = self.config
-        enabled = config.bf16 if self.device.type == "cuda" else config.cpu_bf16
-        if enabled:
-            # nn.RMSNorm on bfloat16 input with float32 weights takes torch's unfused path, and warns about it
-            warnings.filterwarnings(
-                "ignore", message="Mismatch dtype between input and weight", module="torch"
-            )
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _train_step(self, batches: list[Batch]) -> dict:
         """One optimizer step over ``accumulate`` batches; returns the step's record."""
