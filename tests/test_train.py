@@ -12,10 +12,10 @@ import typer
 from typer.testing import CliRunner
 
 from samba_cli.commands.train import app
+from samba_cli.features import FEATURE_UNITS_PER_DB
 from samba_cli.model import PRESETS, SambaASR, load_checkpoint
 from samba_cli.model.checkpoint import read_config_file
 from samba_cli.train.augment import (
-    FEATURE_UNITS_PER_DB,
     NoiseAugment,
     SpecAugment,
     colored_noise,
