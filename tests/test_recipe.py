@@ -3,9 +3,12 @@
 import gzip
 import importlib.util
 import math
+import os
+import shutil
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 PREPARE = Path(__file__).resolve().parents[1] / "recipes" / "synthetic-en" / "prepare.py"
 
@@ -65,6 +68,52 @@ def test_extra3_split_uses_other_espeak_variants_half_female(prepare, pools):
     # none is a held-out variant or one the train split already has
     assert not set(variants) & {"f4", "m4", *prepare.ESPEAK_TRAIN_VARIANTS}
     assert all(it["text"].startswith("train sentence") for it in items)
+
+
+def test_extra4_split_reads_training_sentences_with_other_languages_mbrola_voices(prepare, pools):
+    items = prepare.plan(pools, "extra4", 600, seed=0)
+    assert {it["engine"] for it in items} == {"mbrola-x"}
+    assert {it["voice"] for it in items} == set(prepare.mbrola_cross.VOICES)  # 600 draws reach all 25
+    assert not {it["voice"] for it in items} & {"us1", "us2", "us3", "en1"}  # the English ones are extra's
+    assert all(it["text"].startswith("train sentence") for it in items)
+    assert all(130 <= it["params"]["speed"] <= 185 and 30 <= it["params"]["pitch"] <= 70 for it in items)
+    assert not any("timbre" in it["params"] for it in items)
+
+
+def test_mbrola_cross_rewrites_english_phones_with_the_voices_own(prepare):
+    cross = prepare.mbrola_cross
+    table = {"T": ["s"], "AI": ["a", "i"], "h": [], "t": ["t"]}
+    lines = [
+        ["_", "50"],
+        ["h", "40", "0", "120"],
+        ["AI", "100", "0", "180", "100", "160"],
+        ["T", "80"],
+        ["x", "30"],
+    ]
+    assert cross.convert(lines, table) == (
+        "_ 50\n"  # not in the table: kept
+        "a 40 0 180 100 160\n"  # a diphthong becomes two vowels, 40/60, each with the pitch targets
+        "i 60 0 180 100 160\n"
+        "s 80\n"
+        "x 30\n"
+    )  # h, which the voice lacks, is dropped
+
+
+def _has_mbrola_voice(voice: str) -> bool:
+    return shutil.which("mbrola") is not None and os.path.exists(f"/usr/share/mbrola/{voice}/{voice}")
+
+
+@pytest.mark.skipif(not _has_mbrola_voice("de2"), reason="needs mbrola and mbrola-de2 (Debian non-free)")
+def test_mbrola_cross_maps_english_phones_onto_a_german_voice(prepare, tmp_path):
+    cross = prepare.mbrola_cross
+    table = cross.phone_map("de2")
+    assert table["t"] == ["t"] and table["S"] == ["S"]  # phones German has stay
+    assert table["T"] == ["s"] and table["w"] == ["U"]  # /T/ and /w/ become the nearest German phones
+    assert table["OI"] == ["OY"]
+    wav = tmp_path / "x.wav"
+    cross.synthesize("The weather is rather good.", "de2", 160, 50, str(wav))
+    audio, rate = sf.read(wav)
+    assert rate == 16000 and 1.0 < len(audio) / rate < 3.0
 
 
 PLAY = """THE TEMPEST
@@ -146,7 +195,7 @@ def test_plays2_split_reads_other_plays_sentences_with_the_extra_voices(prepare,
 def test_held_out_voices_never_in_training_splits(prepare, pools):
     test_voices = set(prepare.ESPEAK_TEST_VOICES + prepare.FLITE_TEST + prepare.FESTIVAL_TEST)
     (pools / "sentences.plays.txt").write_text("hamlet\tplay sentence.\n")
-    for split in ("train", "dev", "extra", "extra2", "extra3", "plays", "plays2"):
+    for split in ("train", "dev", "extra", "extra2", "extra3", "extra4", "plays", "plays2"):
         assert not {it["voice"] for it in prepare.plan(pools, split, 300, seed=0)} & test_voices
     assert {it["voice"] for it in prepare.plan(pools, "test", 300, seed=0)} == test_voices
     train = {it["voice"] for it in prepare.plan(pools, "train", 300, seed=0)}
