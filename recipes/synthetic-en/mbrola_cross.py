@@ -21,10 +21,10 @@ from functools import cache
 MBROLA_DIR = "/usr/share/mbrola"
 
 # voice (Debian package mbrola-<voice>) -> female; the gender from each database's own description where it
-# states one. it1, it2 and nl1 name their phones otherwise (nearly no English phone maps) and de8 lacks /p/ in
-# the probe's contexts. The Spanish and Brazilian Portuguese voices (es1-es4, br1, br3, br4; five vowels for
-# English's twelve) and af1 came out hardest to understand: the bundled stage-13 model read a 300-utterance sample of them at
-# 91-102% WER against 54-90% for the others. All left out.
+# states one. Left out: it1, it2 and nl1 name their phones otherwise (nearly no English phone maps); de8 lacks
+# /p/ in the probe's contexts; the Spanish and Brazilian Portuguese voices (es1-es4, br1, br3, br4; five vowels
+# for English's twelve) and af1 came out hardest to understand (the bundled stage-13 model read a 300-utterance
+# sample of them at 91-102% greedy WER, of the others at 54-90%).
 VOICES = {
     "cz2": False,
     "de1": True,

@@ -9,7 +9,7 @@ Steps (each leaves a marker file in --out so a rerun skips it):
                                sentences of 3-20 words, dedupe, split into
                                train / dev / test sentence pools.
   3. train, dev, test, dev-heldout, and the optional extra, extra2, extra3,
-     plays and plays2 splits (.done-<split>)  synthesize each utterance with
+     extra4, plays and plays2 splits (.done-<split>)  synthesize each utterance with
                                espeak-ng / flite / festival, vary speed and
                                pitch, give half of the (male) flite/festival
                                train+dev utterances a female-like timbre,
