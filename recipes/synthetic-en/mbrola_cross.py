@@ -52,7 +52,6 @@ VOICES = {
     "sw1": False,
     "sw2": True,
 }
-PACKAGES = " ".join(f"mbrola-{v}" for v in VOICES)
 
 # English MBROLA phone (espeak-ng's mb-us1 / mb-us2 output) -> candidates in order of preference; a candidate
 # of several phones (space-separated) is used when the voice has each of them; "" drops the phone
