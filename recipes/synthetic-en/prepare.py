@@ -9,7 +9,8 @@ Steps (each leaves a marker file in --out so a rerun skips it):
                                sentences of 3-20 words, dedupe, split into
                                train / dev / test sentence pools.
   3. train, dev, test, dev-heldout, and the optional extra, extra2, extra3,
-     extra4, plays and plays2 splits (.done-<split>)  synthesize each utterance with
+     extra4, plays and plays2 splits (.done-<split>)
+                               synthesize each utterance with
                                espeak-ng / flite / festival, vary speed and
                                pitch, give half of the (male) flite/festival
                                train+dev utterances a female-like timbre,
@@ -214,6 +215,7 @@ EXTRA_SPLITS = {
 # The `extra4` split: the training sentences read by the MBROLA voices of other languages, English phones mapped
 # to each voice's own (mbrola_cross.py): 25 more speakers, with a foreign accent.
 EXTRA_SPLITS["extra4"] = ({"mbrola-x": 1.0}, [], {"mbrola": "mbrola"})
+MBROLA_X_VOICES = sorted(mbrola_cross.VOICES)
 
 # share of plays2's espeak-ng utterances on extra3's variants (the rest on the MBROLA voices)
 P_PLAYS2_EXTRA3 = 0.5
@@ -521,7 +523,7 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
             voice = rng.choice(RHVOICE_VOICES)
             params = {"rate": rng.randint(80, 125), "pitch_level": rng.randint(80, 120)}
         elif engine == "mbrola-x":
-            voice = rng.choice(sorted(mbrola_cross.VOICES))
+            voice = rng.choice(MBROLA_X_VOICES)
             params = {"speed": rng.randint(130, 185), "pitch": rng.randint(30, 70)}
         elif engine == "espeak-ng":
             if test:
@@ -906,12 +908,13 @@ def main() -> None:
                 f"the {name} voices need Debian's contrib and non-free sections and: apt-get install "
                 + " ".join(sorted(missing))
             )
-    missing_db = [v for v in mbrola_cross.VOICES if not os.path.exists(mbrola_cross.database(v))]
-    if "extra4" in splits and not done("extra4") and missing_db:
-        sys.exit(
-            "the extra4 voices need Debian's non-free section and: apt-get install "
-            + " ".join(f"mbrola-{v}" for v in missing_db)
-        )
+    if "extra4" in splits and not done("extra4"):
+        missing_db = [v for v in MBROLA_X_VOICES if not os.path.exists(mbrola_cross.database(v))]
+        if missing_db:
+            sys.exit(
+                "the extra4 voices need Debian's non-free section and: apt-get install "
+                + " ".join(f"mbrola-{v}" for v in missing_db)
+            )
     for split in splits:
         if not done(split):
             step_split(out, split, counts[split], args.seed, args.jobs, args.timbre_share)
