@@ -103,7 +103,10 @@ def _has_mbrola_voice(voice: str) -> bool:
     return shutil.which("mbrola") is not None and os.path.exists(f"/usr/share/mbrola/{voice}/{voice}")
 
 
-@pytest.mark.skipif(not _has_mbrola_voice("de2"), reason="needs mbrola and mbrola-de2 (Debian non-free)")
+@pytest.mark.skipif(
+    not (_has_mbrola_voice("de2") and _has_mbrola_voice("us2")),
+    reason="needs mbrola, mbrola-de2 and mbrola-us2 (Debian non-free)",
+)
 def test_mbrola_cross_maps_english_phones_onto_a_german_voice(prepare, tmp_path):
     cross = prepare.mbrola_cross
     table = cross.phone_map("de2")

@@ -53,6 +53,9 @@ VOICES = {
     "sw2": True,
 }
 
+# the English MBROLA voice whose phones espeak-ng writes, by the target voice's gender: us1 is female, us2 male
+SOURCE = {True: "us1", False: "us2"}
+
 # English MBROLA phone (espeak-ng's mb-us1 / mb-us2 output) -> candidates in order of preference; a candidate
 # of several phones (space-separated) is used when the voice has each of them; "" drops the phone
 CANDIDATES: dict[str, list[str]] = {
@@ -115,6 +118,11 @@ def database(voice: str) -> str:
     return os.path.join(MBROLA_DIR, voice, voice)
 
 
+def databases() -> list[str]:
+    """Every MBROLA voice the split reads: the target voices and the English ones espeak-ng's phones come from."""
+    return sorted({*VOICES, *SOURCE.values()})
+
+
 @cache
 def phone_map(voice: str) -> dict[str, list[str]]:
     """English phone -> the voice's phones (possibly none), the first candidate the voice renders."""
@@ -140,9 +148,8 @@ def phone_map(voice: str) -> dict[str, list[str]]:
 
 def english_pho(text: str, female: bool, speed: int, pitch: int) -> list[list[str]]:
     """espeak-ng's MBROLA phones for ``text`` (mb-us1, a female voice, or mb-us2): lines split into fields."""
-    voice = "mb-us1" if female else "mb-us2"
     out = subprocess.run(
-        ["espeak-ng", "-v", voice, "-q", "--pho", "-s", str(speed), "-p", str(pitch), text],
+        ["espeak-ng", "-v", f"mb-{SOURCE[female]}", "-q", "--pho", "-s", str(speed), "-p", str(pitch), text],
         capture_output=True,
         text=True,
         check=True,

@@ -909,7 +909,7 @@ def main() -> None:
                 + " ".join(sorted(missing))
             )
     if "extra4" in splits and not done("extra4"):
-        missing_db = [v for v in MBROLA_X_VOICES if not os.path.exists(mbrola_cross.database(v))]
+        missing_db = [v for v in mbrola_cross.databases() if not os.path.exists(mbrola_cross.database(v))]
         if missing_db:
             sys.exit(
                 "the extra4 voices need Debian's non-free section and: apt-get install "
