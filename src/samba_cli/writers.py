@@ -57,6 +57,11 @@ def _score(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _duration(info: TranscriptionInfo) -> float | None:
+    """The source's length for the cues to end by; None when unknown (0)."""
+    return info.duration if info.duration > 0 else None
+
+
 def _timing(cue: Cue, decimal_marker: str) -> str:
     return f"{format_timestamp(cue.start, decimal_marker)} --> {format_timestamp(cue.end, decimal_marker)}"
 
@@ -86,7 +91,7 @@ class SrtWriter:
     cue_options: CueOptions = field(default_factory=CueOptions)  # how words become cues and lines
 
     def write(self, segments: Sequence[Segment], info: TranscriptionInfo, stream: TextIO) -> None:
-        for number, cue in enumerate(build_cues(segments, self.cue_options), start=1):
+        for number, cue in enumerate(build_cues(segments, self.cue_options, _duration(info)), start=1):
             stream.write(f"{number}\n{_timing(cue, ',')}\n{cue.text}\n\n")
 
 
@@ -99,7 +104,7 @@ class VttWriter:
 
     def write(self, segments: Sequence[Segment], info: TranscriptionInfo, stream: TextIO) -> None:
         stream.write("WEBVTT\n\n")
-        for cue in build_cues(segments, self.cue_options):
+        for cue in build_cues(segments, self.cue_options, _duration(info)):
             stream.write(f"{_timing(cue, '.')}\n{_vtt_escape(cue.text)}\n\n")
 
 
