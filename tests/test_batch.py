@@ -353,6 +353,21 @@ def test_outputs_are_all_or_none(tmp_path, runner):
     assert sorted(p.name for p in out.iterdir()) == ["good.srt"]  # the txt written before it was removed
 
 
+@requires_espeak
+def test_a_failed_overwrite_keeps_the_previous_transcripts(tmp_path, runner):
+    """main wrote the new txt, failed on the srt (a folder), then removed the txt: the old one was lost."""
+    good = make_speech(tmp_path / "good.wav")
+    out = tmp_path / "out"
+    (out / "good.srt").mkdir(parents=True)
+    (out / "good.txt").write_text("OLD\n")
+    work = plan(discover([str(good)]), ("txt", "srt"), out, Existing.OVERWRITE)
+    summary = run_batch(work, RecordingReporter(), runner, estimate_duration=False)
+    assert summary.outcomes[0].status is Status.FAILED
+    assert summary.outcomes[0].message.startswith(f"{good}: cannot write {out / 'good.srt'}: ")
+    assert (out / "good.txt").read_text() == "OLD\n"
+    assert sorted(p.name for p in out.iterdir()) == ["good.srt", "good.txt"]
+
+
 def test_run_batch_without_tasks_needs_no_model(tmp_path):
     work = plan(discover([str(tmp_path / "missing.wav")]), ("txt",), tmp_path)
     summary = run_batch(work, RecordingReporter(), None)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import enum
+import functools
 import glob
 import io
 import os
@@ -41,7 +42,7 @@ from samba_cli.audio import SAMPLE_RATE, STDIN, ffmpeg_path, iter_audio
 from samba_cli.cues import CueOptions
 from samba_cli.errors import SambaError
 from samba_cli.results import Segment, TranscriptionInfo
-from samba_cli.writers import Writer, get_writer, write_file
+from samba_cli.writers import Writer, get_writer, write_all_atomically
 
 if TYPE_CHECKING:
     from samba_cli.api import Transcriber
@@ -625,29 +626,27 @@ def _write_outputs(
     writers: Mapping[str, Writer],
     stdout: BinaryIO | None,
 ) -> tuple[Path, ...]:
-    """Write every output of a task, or none: files written before a failure are removed again."""
-    written: list[Path] = []
+    """Write every output of a task, or none: all the files are staged first and then swapped in, so after any
+    failure (a full disk, a target that is a folder) the previous files are as they were."""
+    files = [
+        (output.path, functools.partial(writers[output.format].write, segments, info))
+        for output in task.outputs
+        if output.path is not None
+    ]
     try:
-        for output in task.outputs:
-            writer = writers[output.format]
-            if output.path is None:
-                if stdout is None:
-                    raise ValueError("a task writes to standard output but no stdout stream was given")
-                text = io.StringIO()
-                writer.write(segments, info, text)
-                stdout.write(text.getvalue().encode("utf-8"))
-                stdout.flush()
-                continue
-            try:
-                write_file(writer, segments, info, output.path)
-            except OSError as error:
-                raise _WriteError(output.path, error.strerror or str(error)) from error
-            written.append(output.path)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    return tuple(written)
+        write_all_atomically(files)
+    except OSError as error:
+        where = Path(error.filename) if error.filename else files[0][0]
+        raise _WriteError(where, error.strerror or str(error)) from error
+    for output in task.outputs:
+        if output.path is None:
+            if stdout is None:
+                raise ValueError("a task writes to standard output but no stdout stream was given")
+            text = io.StringIO()
+            writers[output.format].write(segments, info, text)
+            stdout.write(text.getvalue().encode("utf-8"))
+            stdout.flush()
+    return tuple(path for path, _ in files)
 
 
 @contextlib.contextmanager
