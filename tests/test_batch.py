@@ -130,6 +130,45 @@ def test_plan_outputs_and_collisions(tmp_path):
         plan(clash, ("txt",), tmp_path)
 
 
+def test_plan_suggests_ext_only_for_files_found_in_folders(tmp_path):
+    named = Discovery(
+        (Job("Talk.mp3", Path("Talk"), named=True), Job("talk.wav", Path("talk"), named=True)), ()
+    )
+    with pytest.raises(PlanError, match="rename one, or write them in two runs with different -o") as caught:
+        plan(named, ("txt",), tmp_path)
+    assert "--ext" not in str(caught.value)
+    found = Discovery((Job("x/Talk.mp3", Path("Talk")), Job("x/talk.wav", Path("talk"))), ())
+    with pytest.raises(PlanError, match="choose one type with --ext"):
+        plan(found, ("txt",), tmp_path)
+    assert all(job.named for job in discover([str(touch(tmp_path / "a.wav")), "-"]).jobs)
+    assert not any(job.named for job in discover([str(tmp_path)]).jobs)
+
+
+def test_plan_checks_the_output_folder_before_any_work(tmp_path):
+    afile = touch(tmp_path / "afile.txt")
+    with pytest.raises(PlanError, match=f"-o {afile} is a file"):
+        plan(_discovery("a"), ("txt",), afile)
+    with pytest.raises(PlanError, match=f"{afile} is a file"):
+        plan(_discovery("a"), ("txt",), afile / "sub")
+    assert plan(_discovery("a"), ("txt",), tmp_path / "new" / "folder").tasks  # made when written
+    assert not (tmp_path / "new").exists() and sorted(tmp_path.iterdir()) == [afile]
+    assert not plan(Discovery((), ()), ("txt",), afile).tasks  # nothing to write, nothing to check
+
+
+def test_plan_refuses_a_read_only_output_folder(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)  # a chmod means nothing to root
+    with pytest.raises(
+        PlanError, match=f"-o {tmp_path / 'sub'}: cannot write in {tmp_path}: Read-only file system"
+    ):
+        plan(_discovery("a"), ("txt",), tmp_path / "sub")
+
+
 def test_plan_existing_outputs(tmp_path):
     touch(tmp_path / "a.txt")
     touch(tmp_path / "b.txt")

@@ -200,7 +200,18 @@ def test_usage_errors_about_inputs(model, speech, tmp_path):
     (tmp_path / "speech.wav").write_bytes(speech.read_bytes())
     clash = transcribe(model, tmp_path / "speech.wav", tmp_path / "speech.mp3", "-o", tmp_path / "out")
     assert clash.exit_code == 2 and "would both be written to" in clash.stderr
+    assert "--ext" not in clash.stderr  # --ext does not apply to files named explicitly
     assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_an_output_path_that_is_a_file_is_refused_before_decoding(model, speech, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    afile = tmp_path / "afile.txt"
+    afile.write_text("keep me\n")
+    result = transcribe(model, speech, "-o", "afile.txt")
+    assert result.exit_code == 2, result.output  # main decoded first, then failed with "File exists", exit 1
+    assert "-o afile.txt is a file" in result.stderr and "Traceback" not in result.stderr
+    assert afile.read_text() == "keep me\n"
 
 
 def test_model_errors_are_one_line(speech, tmp_path):

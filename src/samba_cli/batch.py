@@ -28,6 +28,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -90,6 +91,7 @@ class Status(enum.Enum):
 class Job:
     source: str  # a media path as found, or "-" for standard input
     name: Path  # relative output path without the format extension, e.g. talks/day1/intro
+    named: bool = False  # the file was named as an input (not found in a folder or by a glob pattern)
 
     def output(self, directory: Path, extension: str) -> Path:
         """The output file of this job for one format."""
@@ -197,16 +199,16 @@ def discover(
     failures: list[Outcome] = []
     seen: set[str] = set()
 
-    def add(source: str, name: Path) -> None:
+    def add(source: str, name: Path, named: bool = False) -> None:
         key = source if source == STDIN else os.path.realpath(source)
         if key not in seen:
             seen.add(key)
-            jobs.append(Job(source, name))
+            jobs.append(Job(source, name, named))
 
     for item in inputs:
         path = Path(item)
         if item == STDIN:
-            add(STDIN, Path(STDIN_STEM))
+            add(STDIN, Path(STDIN_STEM), named=True)
         elif path.is_dir():
             found = _media_in(path, recursive, extensions)
             if not found:
@@ -219,7 +221,7 @@ def discover(
             for file in found:
                 add(str(file), _stem_path(file.relative_to(path)))
         elif path.exists():
-            add(item, Path(path.stem))
+            add(item, Path(path.stem), named=True)
         elif _GLOB_CHARS.search(item):
             base = _glob_base(item)
             found = [
@@ -305,11 +307,18 @@ def plan(
     for job in jobs:
         key = job.name.as_posix().casefold()
         if key in owners:
+            how = (
+                "write them in two runs with different -o folders"
+                if job.named or owners[key].named
+                else "choose one type with --ext"
+            )
             raise PlanError(
                 f"{owners[key].source} and {job.source} would both be written to "
-                f"{job.output(output_dir, formats[0])}; rename one, or choose one with --ext"
+                f"{job.output(output_dir, formats[0])}; rename one, or {how}"
             )
         owners[key] = job
+    if jobs:
+        check_output_dir(output_dir)
     tasks: list[Task] = []
     settled = list(discovery.failures)
     for job in jobs:
@@ -331,6 +340,22 @@ def plan(
                 )
             )
     return Plan(tuple(tasks), tuple(settled))
+
+
+def check_output_dir(folder: Path) -> None:
+    """Raise PlanError unless transcripts can be written under ``folder`` (made later if missing): it must be a
+    folder, or its nearest existing parent must be one, and a file must be creatable there. Leaves nothing."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == folder else f"cannot be made: {existing} is a file"
+        raise PlanError(f"-o {folder} {where}; give a folder for the transcripts (or - for standard output)")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".samba-probe-"):
+            pass
+    except OSError as error:
+        raise PlanError(f"-o {folder}: cannot write in {existing}: {error.strerror or error}") from None
 
 
 # -- decoding ahead ------------------------------------------------------------------------------------------------
