@@ -449,3 +449,30 @@ def test_a_models_lexicon_comes_with_its_language_model(model, speech, tmp_path)
     )
     assert result.exit_code == 1 and result.stderr.strip().endswith("nope.txt: lexicon not found")
     assert not (tmp_path / "x").exists()
+
+
+def test_time_left_follows_the_audio_left_at_the_average_speed():
+    """On 22 files with 20 minutes of audio main showed 0:00:03 left at file 7, and sat at 0:00:01 while a
+    10-minute file was decoding: rich's estimate took a burst of short files for the speed, and froze."""
+    from rich.console import Console
+
+    from samba_cli.batch import Job, Outcome, Status, Summary, Task
+    from samba_cli.progress import RichReporter, _RemainingColumn, remaining_seconds
+
+    now = [0.0]
+    reporter = RichReporter(
+        Console(file=io.StringIO(), force_terminal=True, width=120), get_time=lambda: now[0]
+    )
+    reporter.begin(22)
+    reporter.expect(1200.0)
+    for k in range(7):  # seven short files, 60 s of audio, done in a burst at 20 s
+        now[0] = 20.0
+        reporter.started(Task(Job(f"{k}.mp3", Path(str(k))), ()))
+        reporter.finished(Outcome(f"{k}.mp3", Status.DONE, duration=60.0 / 7))
+    task = reporter.bar.tasks[0]
+    assert str(_RemainingColumn().render(task)) == "0:06:20 left"  # 1140 s of audio left at 3 s per second
+    now[0] = 120.0  # then a long file gives no progress for 100 s: the estimate grows, it does not freeze
+    assert str(_RemainingColumn().render(task)) == "0:38:00 left"
+    reporter.end(Summary((), 120.0))
+    assert remaining_seconds(None, 10.0, 5.0) is None and remaining_seconds(100.0, 0.0, 5.0) is None
+    assert remaining_seconds(100.0, 150.0, 5.0) == 0.0
