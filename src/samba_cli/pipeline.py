@@ -47,10 +47,16 @@ class TranscribeOptions:
     # seconds; 0: one window at a time; None: auto (0 on CPU, where batching measured no faster; CUDA_ENCODER_BATCH
     # on CUDA, where encoder calls are launch-bound), resolved by Transcriber.resolve_options.
     encoder_batch_seconds: float | None = None
+    # A source that has ended waits for its decoder batch to fill with the next sources' segments while they
+    # hold less than this many seconds of speech; then its segments are decoded in a partial batch, so that
+    # it can be written long before the batch would be full.
+    end_wait_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if self.encoder_batch_seconds is not None and not self.encoder_batch_seconds >= 0:
             raise ValueError(f"encoder_batch_seconds must be >= 0, got {self.encoder_batch_seconds}")
+        if not self.end_wait_seconds >= 0:
+            raise ValueError(f"end_wait_seconds must be >= 0, got {self.end_wait_seconds}")
 
     @classmethod
     def from_kwargs(cls, base: TranscribeOptions | None = None, **kwargs) -> TranscribeOptions:
@@ -65,7 +71,7 @@ class TranscribeOptions:
             )
             if owner is not None:
                 changes[owner][key] = value
-            elif key in ("word_timestamps", "encoder_batch_seconds"):
+            elif key in ("word_timestamps", "encoder_batch_seconds", "end_wait_seconds"):
                 top[key] = value
             else:
                 raise TypeError(f"unknown transcription option {key!r}")
@@ -340,6 +346,20 @@ class Pipeline:
             out.extend([item] if isinstance(item, _End) else next(encoded))
         return out
 
+    def _overdue(self, queue: deque[_Pending | _End]) -> int:
+        """How many segments at the queue's front end with sources that have ended and waited long enough
+        (``end_wait_seconds`` of later speech queued behind them); 0 when none has."""
+        count, seconds = 0, 0.0
+        ends: list[tuple[int, float]] = []  # (segments, seconds of speech) queued before each source end
+        for item in queue:
+            if isinstance(item, _End):
+                ends.append((count, seconds))
+            else:
+                count += 1
+                seconds += item.span.length * self.frame_seconds
+        waited = [before for before, at in ends if seconds - at >= self.options.end_wait_seconds]
+        return max(waited, default=0)
+
     def _drain(
         self, queue: deque[_Pending | _End], counts: dict[int, int], final: bool
     ) -> Iterator[SourceEvent]:
@@ -350,7 +370,9 @@ class Pipeline:
                 end = queue.popleft()
                 yield SourceEvent(end.source, error=end.error)
             batch = [p for p in queue if isinstance(p, _Pending)][:batch_size]
-            if not batch or (len(batch) < batch_size and not final):
+            if len(batch) < batch_size and not final:
+                batch = batch[: self._overdue(queue)]
+            if not batch:
                 return
             hyps = dict(zip(map(id, batch), self.decode_batch(batch), strict=True))
             while hyps:
