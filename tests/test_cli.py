@@ -476,3 +476,24 @@ def test_time_left_follows_the_audio_left_at_the_average_speed():
     reporter.end(Summary((), 120.0))
     assert remaining_seconds(None, 10.0, 5.0) is None and remaining_seconds(100.0, 0.0, 5.0) is None
     assert remaining_seconds(100.0, 150.0, 5.0) == 0.0
+
+
+@pytest.mark.parametrize("command", [["transcribe"], ["eval"], ["models", "info"], ["bench"]])
+def test_help_at_80_columns_shows_every_option_name_in_full(command):
+    """main's rich help table cut names at 80 columns: --word-timestam…, --lexicon-penal…, --local-files-o…"""
+    import click
+    import typer
+
+    result = runner.invoke(app, [*command, "-h"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    group = typer.main.get_command(app)
+    ctx = click.Context(group)
+    cmd = group.get_command(ctx, command[0])
+    for name in command[1:]:
+        cmd = cmd.get_command(ctx, name)
+    names = [o for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
+    assert names and all(name in result.stdout for name in names), [
+        n for n in names if n not in result.stdout
+    ]
+    assert "…" not in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80

@@ -270,6 +270,7 @@ def transcribe_command(
     """Transcribe media files, folders, globs or standard input to txt, srt, vtt, json or tsv.
 
     Writes OUTPUT_DIR/NAME.FORMAT for each input; folder inputs are mirrored under OUTPUT_DIR.
+
     Progress and the summary go to stderr; stdout carries transcripts only (with -o -).
 
     Examples:
