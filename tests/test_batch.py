@@ -407,6 +407,30 @@ def test_a_failed_overwrite_keeps_the_previous_transcripts(tmp_path, runner):
     assert sorted(p.name for p in out.iterdir()) == ["good.srt", "good.txt"]
 
 
+class _ClosedPipe(io.BytesIO):
+    def write(self, data):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@requires_espeak
+def test_a_closed_stdout_is_named_and_ends_the_batch(tmp_path, runner):
+    """main exited 1 without a word when the reader of stdout went away (``samba ... -o - | head -1``)."""
+    first = make_speech(tmp_path / "a.wav")
+    for name in ("b.wav", "c.wav"):
+        (tmp_path / name).write_bytes(first.read_bytes())
+    work = plan(discover([str(tmp_path / n) for n in ("a.wav", "b.wav", "c.wav")]), ("txt",), None)
+    reporter = RecordingReporter()
+    summary = run_batch(work, reporter, runner, _ClosedPipe(), estimate_duration=False)
+    assert summary.stdout_closed and not summary.interrupted
+    (outcome,) = summary.outcomes
+    assert outcome.status is Status.FAILED
+    assert (
+        outcome.message
+        == f"{first}: cannot write to standard output: its reader closed it; 2 more inputs not transcribed"
+    )
+    assert ("finished", str(first), Status.FAILED) in reporter.calls
+
+
 def test_run_batch_without_tasks_needs_no_model(tmp_path):
     work = plan(discover([str(tmp_path / "missing.wav")]), ("txt",), tmp_path)
     summary = run_batch(work, RecordingReporter(), None)

@@ -136,6 +136,9 @@ class Summary:
     outcomes: tuple[Outcome, ...]  # one per input file (or input that named none), in processing order
     wall_seconds: float  # time spent transcribing and writing, model loading excluded
     interrupted: bool = False  # KeyboardInterrupt stopped the run; the remaining inputs have no outcome
+    stdout_closed: bool = (
+        False  # the reader of standard output closed it; the remaining inputs have no outcome
+    )
 
     def count(self, status: Status) -> int:
         return sum(outcome.status is status for outcome in self.outcomes)
@@ -621,20 +624,41 @@ def run_batch(
     if estimate_duration and sources:
         estimator.start()
     interrupted = False
+    closed = None
+    finished = 0  # tasks with an outcome
     try:
         with Prefetcher(sources, transcriber.prefetch_seconds if transcriber else 0.0) as prefetcher:
             if transcriber is not None and plan.tasks:
                 blocks = (prefetcher.blocks(index) for index in range(len(plan.tasks)))
                 for outcome in transcriber.run_tasks(plan.tasks, blocks, reporter, stdout):
+                    finished += 1
                     outcomes.append(outcome)
                     reporter.finished(outcome)
     except KeyboardInterrupt:
         interrupted = True
+    except _StdoutClosed as error:
+        closed = error.source
     finally:
         estimator.stopped.set()
-    summary = Summary(tuple(outcomes), time.monotonic() - start, interrupted)
+    if closed is not None:
+        left = len(plan.tasks) - finished - 1
+        rest = f"; {left} more input{'s' if left != 1 else ''} not transcribed" if left else ""
+        outcome = _failed(closed, f"{closed}: cannot write to standard output: its reader closed it{rest}")
+        outcomes.append(outcome)
+        reporter.finished(outcome)
+    summary = Summary(
+        tuple(outcomes), time.monotonic() - start, interrupted, stdout_closed=closed is not None
+    )
     reporter.end(summary)
     return summary
+
+
+class _StdoutClosed(Exception):
+    """Standard output was closed by its reader (a broken pipe) while ``source``'s transcript was written."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(source)
+        self.source = source
 
 
 class _WriteError(Exception):
@@ -669,8 +693,11 @@ def _write_outputs(
                 raise ValueError("a task writes to standard output but no stdout stream was given")
             text = io.StringIO()
             writers[output.format].write(segments, info, text)
-            stdout.write(text.getvalue().encode("utf-8"))
-            stdout.flush()
+            try:
+                stdout.write(text.getvalue().encode("utf-8"))
+                stdout.flush()
+            except BrokenPipeError as error:
+                raise _StdoutClosed(task.job.source) from error
     return tuple(path for path, _ in files)
 
 
