@@ -49,3 +49,23 @@ def test_unalignable_words_are_spread_in_order():
 
 def test_group_words():
     assert group_words([9, 8, 7], [False, False, True]) == [([9, 8], [0, 1]), ([7], [2])]
+
+
+def test_punctuation_emitted_after_a_pause_joins_the_word_but_not_its_time():
+    """CTC models emit a word's punctuation at the end of the pause after it, just before the next word."""
+    b = 5
+    # "dog" at 2-3, a long pause, ":" at 16, "yes" at 18
+    path = [b, b, 1, 1] + [b] * 12 + [2, b, 3, 3, b, b]
+    tokens, starts, spoken = [1, 2, 3], [True, False, True], [True, False, True]
+    words = word_spans(tokens, [-0.1, -0.2, -0.3], starts, posteriors(path), b, tail_frames=3, spoken=spoken)
+    assert [w.tokens for w in words] == [(1, 2), (3,)]
+    assert (words[0].start, words[0].end) == (2, 7)  # speech ends at 4, plus 3 blank frames; not 17
+    assert words[1].start == 18
+    # a word of punctuation alone (its own word-start piece) joins the word before it
+    words = word_spans(tokens, [-0.1, -0.2, -0.3], [True, True, True], posteriors(path), b, 3, spoken)
+    assert [w.tokens for w in words] == [(1, 2), (3,)] and words[0].end == 7
+    # and a leading one the word after it, whose time starts with its speech
+    words = word_spans(
+        [2, 1], [-0.1, -0.1], [True, True], posteriors([b, 2, b, b, b, 1, b]), b, 1, [False, True]
+    )
+    assert [(w.tokens, w.start) for w in words] == [((2, 1), 5)]

@@ -139,6 +139,18 @@ def test_undecodable_stdin(monkeypatch):
     assert "standard input" in str(caught.value)
 
 
+def test_mp4_with_its_index_at_the_end_on_stdin_names_the_cause(tmp_path, monkeypatch):
+    """main said "standard input contains no audio samples" where ffmpeg said the input was partial."""
+    m4a = tmp_path / "tone.m4a"  # ffmpeg writes the moov atom after the audio unless asked for +faststart
+    run_ffmpeg("-f", "lavfi", "-i", "sine=f=300:d=60", "-ar", "16000", "-c:a", "aac", m4a)
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(m4a.read_bytes())))
+    with pytest.raises(DecodeError) as caught:
+        load_audio("-")
+    assert_one_line(caught.value, "-")
+    assert "moov atom" in str(caught.value) and "give the file's path instead" in str(caught.value)
+    assert load_audio(str(m4a)).size > 0  # the same file by path decodes
+
+
 def test_empty_stdin(monkeypatch):
     monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(b"")))
     with pytest.raises(EmptyAudioError) as caught:

@@ -130,6 +130,45 @@ def test_plan_outputs_and_collisions(tmp_path):
         plan(clash, ("txt",), tmp_path)
 
 
+def test_plan_suggests_ext_only_for_files_found_in_folders(tmp_path):
+    named = Discovery(
+        (Job("Talk.mp3", Path("Talk"), named=True), Job("talk.wav", Path("talk"), named=True)), ()
+    )
+    with pytest.raises(PlanError, match="rename one, or write them in two runs with different -o") as caught:
+        plan(named, ("txt",), tmp_path)
+    assert "--ext" not in str(caught.value)
+    found = Discovery((Job("x/Talk.mp3", Path("Talk")), Job("x/talk.wav", Path("talk"))), ())
+    with pytest.raises(PlanError, match="choose one type with --ext"):
+        plan(found, ("txt",), tmp_path)
+    assert all(job.named for job in discover([str(touch(tmp_path / "a.wav")), "-"]).jobs)
+    assert not any(job.named for job in discover([str(tmp_path)]).jobs)
+
+
+def test_plan_checks_the_output_folder_before_any_work(tmp_path):
+    afile = touch(tmp_path / "afile.txt")
+    with pytest.raises(PlanError, match=f"-o {afile} is a file"):
+        plan(_discovery("a"), ("txt",), afile)
+    with pytest.raises(PlanError, match=f"{afile} is a file"):
+        plan(_discovery("a"), ("txt",), afile / "sub")
+    assert plan(_discovery("a"), ("txt",), tmp_path / "new" / "folder").tasks  # made when written
+    assert not (tmp_path / "new").exists() and sorted(tmp_path.iterdir()) == [afile]
+    assert not plan(Discovery((), ()), ("txt",), afile).tasks  # nothing to write, nothing to check
+
+
+def test_plan_refuses_a_read_only_output_folder(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)  # a chmod means nothing to root
+    with pytest.raises(
+        PlanError, match=f"-o {tmp_path / 'sub'}: cannot write in {tmp_path}: Read-only file system"
+    ):
+        plan(_discovery("a"), ("txt",), tmp_path / "sub")
+
+
 def test_plan_existing_outputs(tmp_path):
     touch(tmp_path / "a.txt")
     touch(tmp_path / "b.txt")
@@ -351,6 +390,45 @@ def test_outputs_are_all_or_none(tmp_path, runner):
     assert outcome.status is Status.FAILED
     assert outcome.message.startswith(f"{good}: cannot write {out / 'good.srt'}: ")
     assert sorted(p.name for p in out.iterdir()) == ["good.srt"]  # the txt written before it was removed
+
+
+@requires_espeak
+def test_a_failed_overwrite_keeps_the_previous_transcripts(tmp_path, runner):
+    """main wrote the new txt, failed on the srt (a folder), then removed the txt: the old one was lost."""
+    good = make_speech(tmp_path / "good.wav")
+    out = tmp_path / "out"
+    (out / "good.srt").mkdir(parents=True)
+    (out / "good.txt").write_text("OLD\n")
+    work = plan(discover([str(good)]), ("txt", "srt"), out, Existing.OVERWRITE)
+    summary = run_batch(work, RecordingReporter(), runner, estimate_duration=False)
+    assert summary.outcomes[0].status is Status.FAILED
+    assert summary.outcomes[0].message.startswith(f"{good}: cannot write {out / 'good.srt'}: ")
+    assert (out / "good.txt").read_text() == "OLD\n"
+    assert sorted(p.name for p in out.iterdir()) == ["good.srt", "good.txt"]
+
+
+class _ClosedPipe(io.BytesIO):
+    def write(self, data):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@requires_espeak
+def test_a_closed_stdout_is_named_and_ends_the_batch(tmp_path, runner):
+    """main exited 1 without a word when the reader of stdout went away (``samba ... -o - | head -1``)."""
+    first = make_speech(tmp_path / "a.wav")
+    for name in ("b.wav", "c.wav"):
+        (tmp_path / name).write_bytes(first.read_bytes())
+    work = plan(discover([str(tmp_path / n) for n in ("a.wav", "b.wav", "c.wav")]), ("txt",), None)
+    reporter = RecordingReporter()
+    summary = run_batch(work, reporter, runner, _ClosedPipe(), estimate_duration=False)
+    assert summary.stdout_closed and not summary.interrupted
+    (outcome,) = summary.outcomes
+    assert outcome.status is Status.FAILED
+    assert (
+        outcome.message
+        == f"{first}: cannot write to standard output: its reader closed it; 2 more inputs not transcribed"
+    )
+    assert ("finished", str(first), Status.FAILED) in reporter.calls
 
 
 def test_run_batch_without_tasks_needs_no_model(tmp_path):

@@ -13,6 +13,7 @@ below leave room for float differences, and still fail for a broken model, a bro
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import samba_cli
@@ -87,3 +88,48 @@ def test_bundled_model_timestamps_follow_the_speech(transcript):
     words = [w for s in segments for w in s.words]
     assert words and all(a.start <= b.start for a, b in zip(words, words[1:], strict=False))
     assert all(0 <= w.start < w.end <= info.duration for w in words)
+
+
+def _utterance_spans(info) -> list[tuple[float, float]]:
+    """Source-time (start, end) of the fixture's utterances: 0.8 s of silence before, between and after them."""
+    spans, position = [], 0.8
+    for utterance in json.loads((SAMPLES / "heldout-voices.json").read_text()):
+        spans.append((position, position + utterance["duration"]))
+        position += utterance["duration"] + 0.8
+    return spans
+
+
+def test_segments_words_and_cues_break_at_the_pauses_between_voices(transcript):
+    from samba_cli.cues import build_cues
+
+    segments, info = transcript
+    utterances = _utterance_spans(info)
+    gaps = [(a[1], b[0]) for a, b in zip(utterances, utterances[1:], strict=False)]
+    # each segment holds one utterance (main once gave one segment 0.76-22.69 for all four)
+    assert len(segments) == len(utterances)
+    for segment, (start, end) in zip(segments, utterances, strict=True):
+        assert start - 0.3 < segment.start and segment.end < end + 0.3
+    # no word runs into the pause after it (main timed "off;" 4.72-6.08 although its utterance ends at 5.13)
+    for word in (w for s in segments for w in s.words):
+        assert not any(word.start < (a + b) / 2 < word.end for a, b in gaps), word
+    for cue in build_cues(segments, duration=info.duration):
+        assert not any(cue.start < (a + b) / 2 < cue.end for a, b in gaps), cue
+
+
+def test_punctuation_after_a_long_pause_is_not_timed_into_the_word(model, tmp_path):
+    """The model emits a word's punctuation at the end of the pause after it; the word must still end where
+    the speech does (main timed "dog:" 2.16-6.74 across a 2.78-6.78 gap, in one segment)."""
+    from tests.media_helpers import skip_without, speech_16k
+
+    skip_without("espeak-ng", "sox")
+    sentence = speech_16k("The quick brown fox jumps over the lazy dog.", tmp_path)
+    answer = speech_16k("yes.", tmp_path)
+    gap = np.zeros(4 * 16000, dtype=np.float32)
+    segments, info = model.transcribe(np.concatenate([sentence, gap, answer]))
+    segments = list(segments)
+    gap_start, gap_end = sentence.size / 16000, (sentence.size + gap.size) / 16000
+    words = [w for s in segments for w in s.words]
+    assert words
+    assert all(w.end <= gap_start + 0.25 or w.start >= gap_end - 0.25 for w in words), words
+    assert all(s.end <= gap_start + 0.25 or s.start >= gap_end - 0.25 for s in segments), segments
+    assert len(segments) >= 2

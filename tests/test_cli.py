@@ -200,7 +200,18 @@ def test_usage_errors_about_inputs(model, speech, tmp_path):
     (tmp_path / "speech.wav").write_bytes(speech.read_bytes())
     clash = transcribe(model, tmp_path / "speech.wav", tmp_path / "speech.mp3", "-o", tmp_path / "out")
     assert clash.exit_code == 2 and "would both be written to" in clash.stderr
+    assert "--ext" not in clash.stderr  # --ext does not apply to files named explicitly
     assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_an_output_path_that_is_a_file_is_refused_before_decoding(model, speech, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    afile = tmp_path / "afile.txt"
+    afile.write_text("keep me\n")
+    result = transcribe(model, speech, "-o", "afile.txt")
+    assert result.exit_code == 2, result.output  # main decoded first, then failed with "File exists", exit 1
+    assert "-o afile.txt is a file" in result.stderr and "Traceback" not in result.stderr
+    assert afile.read_text() == "keep me\n"
 
 
 def test_model_errors_are_one_line(speech, tmp_path):
@@ -438,3 +449,51 @@ def test_a_models_lexicon_comes_with_its_language_model(model, speech, tmp_path)
     )
     assert result.exit_code == 1 and result.stderr.strip().endswith("nope.txt: lexicon not found")
     assert not (tmp_path / "x").exists()
+
+
+def test_time_left_follows_the_audio_left_at_the_average_speed():
+    """On 22 files with 20 minutes of audio main showed 0:00:03 left at file 7, and sat at 0:00:01 while a
+    10-minute file was decoding: rich's estimate took a burst of short files for the speed, and froze."""
+    from rich.console import Console
+
+    from samba_cli.batch import Job, Outcome, Status, Summary, Task
+    from samba_cli.progress import RichReporter, _RemainingColumn, remaining_seconds
+
+    now = [0.0]
+    reporter = RichReporter(
+        Console(file=io.StringIO(), force_terminal=True, width=120), get_time=lambda: now[0]
+    )
+    reporter.begin(22)
+    reporter.expect(1200.0)
+    for k in range(7):  # seven short files, 60 s of audio, done in a burst at 20 s
+        now[0] = 20.0
+        reporter.started(Task(Job(f"{k}.mp3", Path(str(k))), ()))
+        reporter.finished(Outcome(f"{k}.mp3", Status.DONE, duration=60.0 / 7))
+    task = reporter.bar.tasks[0]
+    assert str(_RemainingColumn().render(task)) == "0:06:20 left"  # 1140 s of audio left at 3 s per second
+    now[0] = 120.0  # then a long file gives no progress for 100 s: the estimate grows, it does not freeze
+    assert str(_RemainingColumn().render(task)) == "0:38:00 left"
+    reporter.end(Summary((), 120.0))
+    assert remaining_seconds(None, 10.0, 5.0) is None and remaining_seconds(100.0, 0.0, 5.0) is None
+    assert remaining_seconds(100.0, 150.0, 5.0) == 0.0
+
+
+@pytest.mark.parametrize("command", [["transcribe"], ["eval"], ["models", "info"], ["bench"]])
+def test_help_at_80_columns_shows_every_option_name_in_full(command):
+    """main's rich help table cut names at 80 columns: --word-timestam…, --lexicon-penal…, --local-files-o…"""
+    import click
+    import typer
+
+    result = runner.invoke(app, [*command, "-h"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    group = typer.main.get_command(app)
+    ctx = click.Context(group)
+    cmd = group.get_command(ctx, command[0])
+    for name in command[1:]:
+        cmd = cmd.get_command(ctx, name)
+    names = [o for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
+    assert names and all(name in result.stdout for name in names), [
+        n for n in names if n not in result.stdout
+    ]
+    assert "…" not in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80

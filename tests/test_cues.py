@@ -187,3 +187,25 @@ def test_milliseconds_round_halves_up():
         1235,
         60000,
     ]
+
+
+def test_the_last_cue_ends_by_the_end_of_the_source():
+    """A 7.10 s file once got a last cue 6.74-7.24: min_duration stretched it past the end."""
+    words = [Word("yes.", 6.74, 6.90, 0.9)]
+    cues = build_cues([_segment(words)], CueOptions(min_duration=0.5), duration=7.10)
+    assert [(c.start, c.end) for c in cues] == [(6.74, 7.10)]
+    # without a known duration the short cue still gets its minimum length
+    assert build_cues([_segment(words)], CueOptions(min_duration=0.5))[0].end == 7.24
+
+
+def test_punctuation_alone_never_makes_a_cue():
+    """`--no-vad` on 60 s of silence once gave a cue "." at 60.000-60.500."""
+    assert build_cues([Segment(0, 59.9, 60.0, ".", (Word(".", 60.0, 60.0, 0.2),))], duration=60.0) == []
+    assert build_cues([Segment(0, 59.9, 60.0, ". ;")], duration=60.0) == []
+    # punctuation after a long pause stays with the word before it, and takes none of the pause
+    words = (Word("dog", 2.0, 2.4, 0.9), Word(":", 6.6, 6.7, 0.5), Word("yes.", 6.8, 7.2, 0.9))
+    cues = build_cues([Segment(0, 2.0, 7.2, "dog : yes.", words)])
+    assert [(c.text, c.start, c.end) for c in cues] == [("dog :", 2.0, 2.5), ("yes.", 6.8, 7.3)]
+    # and leading punctuation goes with the word after it
+    cues = build_cues([Segment(0, 0.0, 1.0, "— yes")])
+    assert [c.text for c in cues] == ["— yes"]

@@ -206,6 +206,18 @@ def test_local_folders_and_bad_names(tmp_path):
         resolve_model(folder)
 
 
+def test_a_typo_of_the_bundled_name_suggests_it_without_asking_the_hub(monkeypatch):
+    """main took -m samba-tiny for a Hub repo and said it could not reach huggingface.co."""
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the Hub was asked")
+
+    monkeypatch.setattr(hub, "snapshot_download", no_hub)
+    for typo in ("samba-tiny", "samba-tiny-em", "Samba-Tiny-EN"):
+        with pytest.raises(hub.ModelNotFoundError, match=f"{typo}: .*did you mean the bundled samba-tiny-en"):
+            resolve_model(typo)
+
+
 def test_bundled_model_is_the_default(tmp_path, monkeypatch):
     folder = checkpoint_folder(tmp_path / "bundled")
     monkeypatch.setattr(hub, "BUNDLED_MODELS", {"samba-tiny-en": folder})

@@ -91,6 +91,26 @@ def test_info_of_the_bundled_model_and_a_folder(fake_hub, tmp_path):
     assert "(no model card)" in result.stdout
 
 
+def test_info_is_a_summary_and_json_has_everything(tmp_path):
+    """main printed 613 lines for the bundled model: every training note and the whole model card."""
+    folder = checkpoint_folder(
+        tmp_path / "ckpt", metadata={"name": "t", "training": {"stages": list(range(50))}}
+    )
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n# tiny card\n" + "line\n" * 200)
+    summary = invoke("info", folder)
+    assert summary.exit_code == 0, summary.output
+    assert len(summary.stdout.splitlines()) < 40
+    assert "# tiny card (204 lines" in summary.stdout and "metadata.training" in summary.stdout
+    assert "line\nline" not in summary.stdout and "49" not in summary.stdout
+    full = invoke("info", folder, "--json")
+    assert full.exit_code == 0, full.output
+    document = json.loads(full.stdout)
+    assert document["config"]["metadata"]["training"]["stages"] == list(range(50))
+    assert document["card"].count("line\n") == 200 and document["source"] == "local"
+    bundled = invoke("info", "samba-tiny-en")
+    assert bundled.exit_code == 0 and len(bundled.stdout.splitlines()) < 40
+
+
 def test_export_push_download(fake_hub, tmp_path):
     metadata = {"metrics": {"wer": 0.125}, "dataset": "synthetic-en", "steps": 1000}
     folder = checkpoint_folder(tmp_path / "ckpt", metadata=metadata)

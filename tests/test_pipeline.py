@@ -171,3 +171,21 @@ def test_flush_finishes_earlier_sources_before_reading_the_next(tiny_tokenizer, 
         events_of_0 = [i for i, entry in enumerate(log) if entry == ("event", 0)]
         # without a flush source 0 waits for source 1 to fill the batches; with one it is finished first
         assert (max(events_of_0) < first_read_of_1) is flush
+
+
+def test_an_ended_source_is_decoded_without_waiting_for_a_full_batch(tiny_tokenizer, speech):
+    """main decoded a short file's segments only once a batch was full: with long files after it, all were
+    written at the same moment, and an interrupt lost the short one finished long before."""
+    log = []
+
+    def windows(k, samples):
+        log.append(("read", k))
+        yield from iter_windows([samples], pipeline.options.window)
+
+    for wait, expected in ((60.0, False), (5.0, True)):
+        log.clear()
+        pipeline = _pipeline(tiny_tokenizer, batch_size=64, encoder_batch_seconds=1.0, end_wait_seconds=wait)
+        for event in pipeline.run_sources(windows(k, speech) for k in range(4)):
+            log.append(("event", event.source, event.done))
+        # source 0 (17 s) ends: with 5 s to wait it is done before the third source is read
+        assert (log.index(("event", 0, True)) < log.index(("read", 2))) is expected

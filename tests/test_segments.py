@@ -33,3 +33,12 @@ def test_silence_gives_no_segments():
 def test_no_speech_prob_is_mean_blank():
     spans = split_segments(blanks("s" * 10), FRAME, SegmentOptions())
     assert abs(spans[0].no_speech_prob - 0.1) < 1e-6
+
+
+def test_split_at_gaps_breaks_runs_at_long_gaps_only():
+    from samba_cli.segments import split_at_gaps
+
+    times = [(0.0, 0.4), (0.5, 0.9), (1.8, 2.0), (2.1, 2.3), (9.0, 9.5)]
+    assert split_at_gaps(times, 0.8) == [(0, 2), (2, 4), (4, 5)]
+    assert split_at_gaps(times, 10.0) == [(0, 5)]
+    assert split_at_gaps([], 0.8) == []

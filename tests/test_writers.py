@@ -243,3 +243,49 @@ def test_write_file_removes_the_temporary_file_when_the_rename_fails(tmp_path, m
     with pytest.raises(PermissionError):
         write_file(WRITERS["json"], SEGMENTS, INFO, tmp_path / "out.json")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_all_atomically_keeps_every_old_file_when_one_fails(tmp_path):
+    """Staged first, swapped after: a full disk while writing the second file leaves the first one old too."""
+    import errno
+
+    from samba_cli.writers import write_all_atomically
+
+    def full(stream):
+        stream.write("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    old_txt, old_srt = tmp_path / "a.txt", tmp_path / "a.srt"
+    old_txt.write_text("OLD txt\n")
+    old_srt.write_text("OLD srt\n")
+    with pytest.raises(OSError, match="No space") as caught:
+        write_all_atomically([(old_txt, lambda s: s.write("new txt\n")), (old_srt, full)])
+    assert caught.value.filename == str(old_srt)
+    assert (old_txt.read_text(), old_srt.read_text()) == ("OLD txt\n", "OLD srt\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.srt", "a.txt"]
+
+    write_all_atomically(
+        [(old_txt, lambda s: s.write("new txt\n")), (tmp_path / "new.json", lambda s: s.write("{}"))]
+    )
+    assert old_txt.read_text() == "new txt\n" and (tmp_path / "new.json").read_text() == "{}"
+
+
+def test_write_all_atomically_puts_back_files_already_replaced_when_a_rename_fails(tmp_path, monkeypatch):
+    replace = writers.os.replace
+    calls = []
+
+    def second_fails(source, target):
+        calls.append(target)
+        if len(calls) == 2:
+            raise PermissionError(13, "Permission denied")
+        replace(source, target)
+
+    old = tmp_path / "a.txt"
+    old.write_text("OLD\n")
+    monkeypatch.setattr(writers.os, "replace", second_fails)
+    with pytest.raises(PermissionError):
+        writers.write_all_atomically(
+            [(old, lambda s: s.write("new\n")), (tmp_path / "b.txt", lambda s: s.write("b"))]
+        )
+    assert old.read_text() == "OLD\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]

@@ -74,15 +74,32 @@ def forced_align(log_probs: torch.Tensor, tokens: list[int], blank_id: int) -> l
     return [TokenSpan(tok, spans[i][0], spans[i][-1] + 1) for i, tok in enumerate(tokens)]
 
 
-def group_words(tokens: list[int], starts_word: list[bool]) -> list[tuple[list[int], list[int]]]:
-    """Split token positions into words: a word starts at a token whose piece begins with the space mark."""
+def group_words(
+    tokens: list[int], starts_word: list[bool], spoken: list[bool] | None = None
+) -> list[tuple[list[int], list[int]]]:
+    """Split token positions into words: a word starts at a token whose piece begins with the space mark.
+
+    ``spoken`` marks the tokens that carry sound (not punctuation only). A word of punctuation only is not a
+    word of its own: it joins the word before it (or, at the start, the word after it).
+    """
     words: list[tuple[list[int], list[int]]] = []
     for i, tok in enumerate(tokens):
         if starts_word[i] or not words:
             words.append(([], []))
         words[-1][0].append(tok)
         words[-1][1].append(i)
-    return words
+    if spoken is None:
+        return words
+    merged: list[tuple[list[int], list[int]]] = []
+    for toks, pos in words:
+        if merged and not any(spoken[p] for p in pos):
+            merged[-1][0].extend(toks)
+            merged[-1][1].extend(pos)
+        elif merged and not any(spoken[p] for p in merged[-1][1]):
+            merged[-1] = (merged[-1][0] + toks, merged[-1][1] + pos)
+        else:
+            merged.append((list(toks), list(pos)))
+    return merged
 
 
 def word_spans(
@@ -92,15 +109,18 @@ def word_spans(
     log_probs: torch.Tensor | None,
     blank_id: int,
     tail_frames: int = 5,
+    spoken: list[bool] | None = None,
 ) -> list[WordSpan]:
     """Word timings in frames of the segment, from the CTC alignment when possible.
 
-    A word runs from its first token's first frame to its last token's last frame, extended by up to
+    A word runs from its first token's first frame to its last spoken token's last frame, extended by up to
     ``tail_frames`` into the following blank frames (CTC emissions are spiky) but never into the next word.
-    Without posteriors, or when they are too short to align, words are spread over the segment in proportion
-    to their token counts.
+    ``spoken`` (default: every token) marks the tokens that carry sound: punctuation is often emitted after
+    the pause that follows a word, just before the next one, so it is part of the word's text but not of its
+    time. Without posteriors, or when they are too short to align, words are spread over the segment in
+    proportion to their token counts.
     """
-    groups = group_words(tokens, starts_word)
+    groups = group_words(tokens, starts_word, spoken)
     if not groups:
         return []
     aligned = forced_align(log_probs, tokens, blank_id) if log_probs is not None else None
@@ -112,10 +132,11 @@ def word_spans(
             lp = sum(logprobs[p] for p in pos) / len(pos)
             spans.append(WordSpan(tuple(toks), pos[0] * per_token, (pos[-1] + 1) * per_token, lp))
         return spans
+    sounding = [[p for p in pos if spoken is None or spoken[p]] or pos for _, pos in groups]
     for k, (toks, pos) in enumerate(groups):
-        start = aligned[pos[0]].start
-        end = aligned[pos[-1]].end
-        limit = aligned[groups[k + 1][1][0]].start if k + 1 < len(groups) else log_probs.shape[0]
+        start = aligned[sounding[k][0]].start
+        end = aligned[sounding[k][-1]].end
+        limit = aligned[sounding[k + 1][0]].start if k + 1 < len(groups) else log_probs.shape[0]
         end = max(end, min(end + tail_frames, limit))
         lp = sum(logprobs[p] for p in pos) / len(pos)
         spans.append(WordSpan(tuple(toks), float(start), float(end), lp))

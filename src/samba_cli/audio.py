@@ -47,6 +47,7 @@ _STDERR_LINES = 50  # ffmpeg stderr lines kept for error messages
 _SOUNDFILE_SUFFIXES = frozenset({".wav", ".wave", ".flac"})  # probed for the fast path; others go to ffmpeg
 _SOUNDFILE_FORMATS = frozenset({"WAV", "WAVEX", "FLAC"})
 _NO_STREAM = re.compile(r"does not contain any stream|matches no streams|no audio stream", re.IGNORECASE)
+_PARTIAL = re.compile(r"partial file|moov atom not found")  # an MP4 read through a pipe, index at its end
 _LOG_PREFIX = re.compile(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*")
 
 
@@ -247,6 +248,13 @@ def _check_result(name: str, returncode: int, stderr: list[str], total: int) -> 
         return
     if any(_NO_STREAM.search(line) for line in stderr):
         raise NoAudioStreamError(name, f"{what} has no audio stream (video or data only)")
+    if name == STDIN and not total and any(_PARTIAL.search(line) for line in stderr):
+        raise DecodeError(
+            name,
+            "standard input is an MP4/M4A whose index (moov atom) is at its end, which ffmpeg cannot reach "
+            "through a pipe; give the file's path instead (or remux it: ffmpeg -i IN -c copy -movflags "
+            "+faststart OUT)",
+        )
     if returncode == 0:
         raise EmptyAudioError(name, f"{what} contains no audio samples")
     reason = _reason(stderr)

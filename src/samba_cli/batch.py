@@ -21,12 +21,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import enum
+import functools
 import glob
 import io
 import os
 import re
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -41,7 +43,7 @@ from samba_cli.audio import SAMPLE_RATE, STDIN, ffmpeg_path, iter_audio
 from samba_cli.cues import CueOptions
 from samba_cli.errors import SambaError
 from samba_cli.results import Segment, TranscriptionInfo
-from samba_cli.writers import Writer, get_writer, write_file
+from samba_cli.writers import Writer, get_writer, write_all_atomically
 
 if TYPE_CHECKING:
     from samba_cli.api import Transcriber
@@ -89,6 +91,7 @@ class Status(enum.Enum):
 class Job:
     source: str  # a media path as found, or "-" for standard input
     name: Path  # relative output path without the format extension, e.g. talks/day1/intro
+    named: bool = False  # the file was named as an input (not found in a folder or by a glob pattern)
 
     def output(self, directory: Path, extension: str) -> Path:
         """The output file of this job for one format."""
@@ -133,6 +136,9 @@ class Summary:
     outcomes: tuple[Outcome, ...]  # one per input file (or input that named none), in processing order
     wall_seconds: float  # time spent transcribing and writing, model loading excluded
     interrupted: bool = False  # KeyboardInterrupt stopped the run; the remaining inputs have no outcome
+    stdout_closed: bool = (
+        False  # the reader of standard output closed it; the remaining inputs have no outcome
+    )
 
     def count(self, status: Status) -> int:
         return sum(outcome.status is status for outcome in self.outcomes)
@@ -196,16 +202,16 @@ def discover(
     failures: list[Outcome] = []
     seen: set[str] = set()
 
-    def add(source: str, name: Path) -> None:
+    def add(source: str, name: Path, named: bool = False) -> None:
         key = source if source == STDIN else os.path.realpath(source)
         if key not in seen:
             seen.add(key)
-            jobs.append(Job(source, name))
+            jobs.append(Job(source, name, named))
 
     for item in inputs:
         path = Path(item)
         if item == STDIN:
-            add(STDIN, Path(STDIN_STEM))
+            add(STDIN, Path(STDIN_STEM), named=True)
         elif path.is_dir():
             found = _media_in(path, recursive, extensions)
             if not found:
@@ -218,7 +224,7 @@ def discover(
             for file in found:
                 add(str(file), _stem_path(file.relative_to(path)))
         elif path.exists():
-            add(item, Path(path.stem))
+            add(item, Path(path.stem), named=True)
         elif _GLOB_CHARS.search(item):
             base = _glob_base(item)
             found = [
@@ -304,11 +310,18 @@ def plan(
     for job in jobs:
         key = job.name.as_posix().casefold()
         if key in owners:
+            how = (
+                "write them in two runs with different -o folders"
+                if job.named or owners[key].named
+                else "choose one type with --ext"
+            )
             raise PlanError(
                 f"{owners[key].source} and {job.source} would both be written to "
-                f"{job.output(output_dir, formats[0])}; rename one, or choose one with --ext"
+                f"{job.output(output_dir, formats[0])}; rename one, or {how}"
             )
         owners[key] = job
+    if jobs:
+        check_output_dir(output_dir)
     tasks: list[Task] = []
     settled = list(discovery.failures)
     for job in jobs:
@@ -330,6 +343,22 @@ def plan(
                 )
             )
     return Plan(tuple(tasks), tuple(settled))
+
+
+def check_output_dir(folder: Path) -> None:
+    """Raise PlanError unless transcripts can be written under ``folder`` (made later if missing): it must be a
+    folder, or its nearest existing parent must be one, and a file must be creatable there. Leaves nothing."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == folder else f"cannot be made: {existing} is a file"
+        raise PlanError(f"-o {folder} {where}; give a folder for the transcripts (or - for standard output)")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".samba-probe-"):
+            pass
+    except OSError as error:
+        raise PlanError(f"-o {folder}: cannot write in {existing}: {error.strerror or error}") from None
 
 
 # -- decoding ahead ------------------------------------------------------------------------------------------------
@@ -595,20 +624,41 @@ def run_batch(
     if estimate_duration and sources:
         estimator.start()
     interrupted = False
+    closed = None
+    finished = 0  # tasks with an outcome
     try:
         with Prefetcher(sources, transcriber.prefetch_seconds if transcriber else 0.0) as prefetcher:
             if transcriber is not None and plan.tasks:
                 blocks = (prefetcher.blocks(index) for index in range(len(plan.tasks)))
                 for outcome in transcriber.run_tasks(plan.tasks, blocks, reporter, stdout):
+                    finished += 1
                     outcomes.append(outcome)
                     reporter.finished(outcome)
     except KeyboardInterrupt:
         interrupted = True
+    except _StdoutClosed as error:
+        closed = error.source
     finally:
         estimator.stopped.set()
-    summary = Summary(tuple(outcomes), time.monotonic() - start, interrupted)
+    if closed is not None:
+        left = len(plan.tasks) - finished - 1
+        rest = f"; {left} more input{'s' if left != 1 else ''} not transcribed" if left else ""
+        outcome = _failed(closed, f"{closed}: cannot write to standard output: its reader closed it{rest}")
+        outcomes.append(outcome)
+        reporter.finished(outcome)
+    summary = Summary(
+        tuple(outcomes), time.monotonic() - start, interrupted, stdout_closed=closed is not None
+    )
     reporter.end(summary)
     return summary
+
+
+class _StdoutClosed(Exception):
+    """Standard output was closed by its reader (a broken pipe) while ``source``'s transcript was written."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(source)
+        self.source = source
 
 
 class _WriteError(Exception):
@@ -625,29 +675,30 @@ def _write_outputs(
     writers: Mapping[str, Writer],
     stdout: BinaryIO | None,
 ) -> tuple[Path, ...]:
-    """Write every output of a task, or none: files written before a failure are removed again."""
-    written: list[Path] = []
+    """Write every output of a task, or none: all the files are staged first and then swapped in, so after any
+    failure (a full disk, a target that is a folder) the previous files are as they were."""
+    files = [
+        (output.path, functools.partial(writers[output.format].write, segments, info))
+        for output in task.outputs
+        if output.path is not None
+    ]
     try:
-        for output in task.outputs:
-            writer = writers[output.format]
-            if output.path is None:
-                if stdout is None:
-                    raise ValueError("a task writes to standard output but no stdout stream was given")
-                text = io.StringIO()
-                writer.write(segments, info, text)
+        write_all_atomically(files)
+    except OSError as error:
+        where = Path(error.filename) if error.filename else files[0][0]
+        raise _WriteError(where, error.strerror or str(error)) from error
+    for output in task.outputs:
+        if output.path is None:
+            if stdout is None:
+                raise ValueError("a task writes to standard output but no stdout stream was given")
+            text = io.StringIO()
+            writers[output.format].write(segments, info, text)
+            try:
                 stdout.write(text.getvalue().encode("utf-8"))
                 stdout.flush()
-                continue
-            try:
-                write_file(writer, segments, info, output.path)
-            except OSError as error:
-                raise _WriteError(output.path, error.strerror or str(error)) from error
-            written.append(output.path)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    return tuple(written)
+            except BrokenPipeError as error:
+                raise _StdoutClosed(task.job.source) from error
+    return tuple(path for path, _ in files)
 
 
 @contextlib.contextmanager

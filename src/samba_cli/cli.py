@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
+import shutil
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -36,18 +38,37 @@ COMMANDS: dict[str, LazyCommand] = {
 }
 
 
+# Rich help tables cut long option names (--word-timestam…) in terminals narrower than this; there the plain
+# click help is shown instead, which wraps and never cuts (measured: `samba transcribe -h` is cut at 90 columns).
+RICH_HELP_MIN_COLUMNS = 100
+
+
 def _load(name: str, spec: LazyCommand) -> Any | None:
     """The click command behind ``spec``, or None when its module is not installed."""
     if importlib.util.find_spec(spec.module) is None:
         return None
     target = getattr(importlib.import_module(spec.module), spec.attribute)
     if isinstance(target, typer.Typer):
-        group = typer.main.get_group(target)
-        group.name = name
-        return group
-    single = typer.Typer(add_completion=False)
-    single.command(name)(target)
-    return typer.main.get_command(single)
+        command = typer.main.get_group(target)
+        command.name = name
+    else:
+        single = typer.Typer(add_completion=False)
+        single.command(name)(target)
+        command = typer.main.get_command(single)
+    if shutil.get_terminal_size().columns < RICH_HELP_MIN_COLUMNS:
+        _plain_help(command)
+    return command
+
+
+def _plain_help(command: Any) -> None:
+    """Make ``command`` (and its subcommands) print click's plain help, keeping the line breaks of the help text
+    as the rich help does (click rewraps a paragraph unless it starts with a \\b line)."""
+    command.rich_markup_mode = None
+    if command.help:
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(f"\b\n{p}" if "\n" in p else p for p in paragraphs)
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
 
 
 class SambaGroup(TyperGroup):

@@ -81,15 +81,42 @@ def to_milliseconds(seconds: float) -> int:
     return math.floor(seconds * 1000 + 0.5)
 
 
-def build_cues(segments: Iterable[Segment], options: CueOptions = CueOptions()) -> list[Cue]:
-    """Subtitle cues for the segments, sorted, non-overlapping, each with end > start."""
+def build_cues(
+    segments: Iterable[Segment], options: CueOptions = CueOptions(), duration: float | None = None
+) -> list[Cue]:
+    """Subtitle cues for the segments, sorted, non-overlapping, each with end > start.
+
+    ``duration`` (seconds of the source, when known) is the latest time a cue may end. A word of punctuation
+    alone joins the word before it (or after it), so no cue is punctuation only.
+    """
     pause = to_milliseconds(options.pause_seconds)
     timed: list[tuple[int, int, tuple[str, ...]]] = []  # (start ms, end ms, lines)
     for segment in segments:
-        for run in _split_at_pauses(_tokens(segment), pause):
+        for run in _split_at_pauses(_joined(_tokens(segment)), pause):
             for cue in _split_run(run, options, pause):
                 timed.append((cue[0].start, max(t.end for t in cue), _wrap(cue, options, pause)))
-    return _retime(timed, options)
+    return _retime(timed, options, None if duration is None else to_milliseconds(duration))
+
+
+def _spells(text: str) -> bool:
+    """True when the text has a letter or a digit (is more than punctuation)."""
+    return any(c.isalnum() for c in text)
+
+
+def _joined(tokens: list[_Token]) -> list[_Token]:
+    """Punctuation-only words attached to the word before them (the first ones to the word after them), keeping
+    that word's times; a segment of punctuation only has no words."""
+    out: list[_Token] = []
+    leading = ""
+    for token in tokens:
+        if _spells(token.text):
+            out.append(_Token(f"{leading} {token.text}" if leading else token.text, token.start, token.end))
+            leading = ""
+        elif out:
+            out[-1] = _Token(f"{out[-1].text} {token.text}", out[-1].start, out[-1].end)
+        else:
+            leading = f"{leading} {token.text}" if leading else token.text
+    return out
 
 
 def _tokens(segment: Segment) -> list[_Token]:
@@ -206,8 +233,11 @@ def _wrap(tokens: list[_Token], options: CueOptions, pause: int) -> tuple[str, .
     return tuple(lines[::-1])
 
 
-def _retime(timed: list[tuple[int, int, tuple[str, ...]]], options: CueOptions) -> list[Cue]:
-    """Sort, remove overlaps, keep min_gap where possible and extend short cues into free time."""
+def _retime(
+    timed: list[tuple[int, int, tuple[str, ...]]], options: CueOptions, duration: int | None = None
+) -> list[Cue]:
+    """Sort, remove overlaps, keep min_gap where possible, extend short cues into free time, and end no cue
+    after ``duration`` (milliseconds) unless it starts there."""
     timed.sort(key=lambda cue: cue[0])
     starts = [cue[0] for cue in timed]
     ends = [cue[1] for cue in timed]
@@ -220,8 +250,13 @@ def _retime(timed: list[tuple[int, int, tuple[str, ...]]], options: CueOptions) 
         ends[k] = max(ends[k], starts[k] + 1)
     gap, shortest = to_milliseconds(options.min_gap), to_milliseconds(options.min_duration)
     for k in range(len(timed)):
-        # the latest end that keeps the gap to the next cue; the last cue has all the time after it
-        limit = starts[k + 1] - gap if k + 1 < len(timed) else max(ends[k], starts[k] + shortest)
+        # the latest end that keeps the gap to the next cue; the last cue has the time up to the end of the source
+        if k + 1 < len(timed):
+            limit = starts[k + 1] - gap
+        else:
+            limit = max(ends[k], starts[k] + shortest)
+            if duration is not None:
+                limit = min(limit, duration)
         if limit > starts[k]:
             ends[k] = min(ends[k], limit)
         if ends[k] - starts[k] < shortest:

@@ -9,6 +9,7 @@ cause and what to do.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -169,6 +170,11 @@ def resolve_model(
             f"{name_or_path}: no such checkpoint folder, and not a Hub repo id (owner/name); "
             f"bundled models: {', '.join(BUNDLED_MODELS)}"
         ) from exc
+    near = difflib.get_close_matches(str(name_or_path), BUNDLED_MODELS, n=1, cutoff=0.6)
+    if near and "/" not in str(name_or_path):  # a typo of a bundled name, not an owner/name repo id
+        raise ModelNotFoundError(
+            f"{name_or_path}: no such bundled model or checkpoint folder; did you mean the bundled {near[0]}?"
+        )
     return download_model(
         str(name_or_path),
         revision=revision,

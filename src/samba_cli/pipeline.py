@@ -26,7 +26,7 @@ from samba_cli.features import HOP_LENGTH, SAMPLE_RATE, log_mel
 from samba_cli.model import SambaASR
 from samba_cli.results import Segment, Word
 from samba_cli.search import DecodeOptions, Hypothesis, decode_segments
-from samba_cli.segments import FrameSpan, SegmentOptions, split_segments
+from samba_cli.segments import FrameSpan, SegmentOptions, split_at_gaps, split_segments
 from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.windows import Window, WindowOptions
@@ -47,10 +47,16 @@ class TranscribeOptions:
     # seconds; 0: one window at a time; None: auto (0 on CPU, where batching measured no faster; CUDA_ENCODER_BATCH
     # on CUDA, where encoder calls are launch-bound), resolved by Transcriber.resolve_options.
     encoder_batch_seconds: float | None = None
+    # A source that has ended waits for its decoder batch to fill with the next sources' segments while they
+    # hold less than this many seconds of speech; then its segments are decoded in a partial batch, so that
+    # it can be written long before the batch would be full.
+    end_wait_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if self.encoder_batch_seconds is not None and not self.encoder_batch_seconds >= 0:
             raise ValueError(f"encoder_batch_seconds must be >= 0, got {self.encoder_batch_seconds}")
+        if not self.end_wait_seconds >= 0:
+            raise ValueError(f"end_wait_seconds must be >= 0, got {self.end_wait_seconds}")
 
     @classmethod
     def from_kwargs(cls, base: TranscribeOptions | None = None, **kwargs) -> TranscribeOptions:
@@ -65,7 +71,7 @@ class TranscribeOptions:
             )
             if owner is not None:
                 changes[owner][key] = value
-            elif key in ("word_timestamps", "encoder_batch_seconds"):
+            elif key in ("word_timestamps", "encoder_batch_seconds", "end_wait_seconds"):
                 top[key] = value
             else:
                 raise TypeError(f"unknown transcription option {key!r}")
@@ -213,37 +219,74 @@ class Pipeline:
         sample = min(frame * self.samples_per_frame, window.time_map.num_samples)
         return window.time_map.to_source_seconds(sample / SAMPLE_RATE)
 
-    def to_segment(self, index: int, pending: _Pending, hyp: Hypothesis) -> Segment:
+    def to_segments(self, index: int, pending: _Pending, hyp: Hypothesis) -> list[Segment]:
+        """The hypothesis of one decoded span as Segments numbered from ``index``: one, or several when the
+        aligned words leave a pause of ``break_pause_seconds`` or more. Segments without a letter or digit
+        (punctuation alone) are left out."""
         tokens = list(hyp.tokens)
         span = pending.span
-        start, end = self._seconds(pending.window, span.start), self._seconds(pending.window, span.end)
-        words: tuple[Word, ...] = ()
-        if self.options.word_timestamps and tokens:
+        if not tokens:
+            return []
+        pieces = self.tokenizer.pieces
+        spoken = [any(c.isalnum() for c in pieces[t]) for t in tokens]
+        spans = []
+        if self.options.word_timestamps or pending.ctc is not None:
             starts = self.tokenizer.word_starts(tokens)
-            spans = word_spans(
-                tokens, list(hyp.token_logprobs), starts, pending.ctc, self.model.config.blank_id
+            blank = self.model.config.blank_id
+            spans = word_spans(tokens, list(hyp.token_logprobs), starts, pending.ctc, blank, spoken=spoken)
+            # a bare word-start piece before another word start spells nothing
+            spans = [w for w in spans if self.tokenizer.decode(list(w.tokens)).strip()]
+        # word times in source seconds: VAD may have cut most of a pause out of the window
+        times = [
+            (
+                self._seconds(pending.window, span.start + w.start),
+                self._seconds(pending.window, span.start + w.end),
             )
-            words = tuple(
-                Word(
-                    text=text,
-                    start=self._seconds(pending.window, span.start + w.start),
-                    end=self._seconds(pending.window, span.start + w.end),
-                    probability=math.exp(w.logprob),
+            for w in spans
+        ]
+        runs = [(0, len(spans))]
+        if pending.ctc is not None and spans:
+            runs = split_at_gaps(times, self.options.segments.break_pause_seconds)
+        segments = []
+        for k, (a, b) in enumerate(runs):
+            first = span.start if k == 0 else span.start + round(spans[a].start)
+            last = span.end if k + 1 == len(runs) else span.start + math.ceil(spans[b - 1].end)
+            part_tokens = [t for w in spans[a:b] for t in w.tokens] if len(runs) > 1 else tokens
+            part_logprobs = (
+                [w.logprob for w in spans[a:b] for _ in w.tokens]
+                if len(runs) > 1
+                else list(hyp.token_logprobs)
+            )
+            text = self.tokenizer.decode(part_tokens).strip()
+            if not any(c.isalnum() for c in text):
+                continue
+            words: tuple[Word, ...] = ()
+            if self.options.word_timestamps:
+                words = tuple(
+                    Word(
+                        text=self.tokenizer.decode(list(w.tokens)).strip(),
+                        start=start,
+                        end=end,
+                        probability=math.exp(w.logprob),
+                    )
+                    for w, (start, end) in zip(spans[a:b], times[a:b], strict=True)
                 )
-                for w in spans
-                # a bare word-start piece before another word start spells nothing
-                if (text := self.tokenizer.decode(list(w.tokens)).strip())
+            no_speech = span.no_speech_prob
+            if len(runs) > 1:
+                blank = pending.ctc[first - span.start : last - span.start, self.model.config.blank_id]
+                no_speech = float(blank.exp().mean())
+            segments.append(
+                Segment(
+                    id=index + len(segments),
+                    start=self._seconds(pending.window, first),
+                    end=self._seconds(pending.window, last),
+                    text=text,
+                    words=words,
+                    avg_logprob=sum(part_logprobs) / len(part_logprobs),
+                    no_speech_prob=no_speech,
+                )
             )
-        avg = sum(hyp.token_logprobs) / len(tokens) if tokens else 0.0
-        return Segment(
-            id=index,
-            start=start,
-            end=end,
-            text=self.tokenizer.decode(tokens).strip(),
-            words=words,
-            avg_logprob=avg,
-            no_speech_prob=span.no_speech_prob,
-        )
+        return segments
 
     def run(self, windows: Iterable[Window]) -> Iterator[Segment]:
         """Windows of one source in order -> its non-empty Segments in order. A SambaError raised while the
@@ -303,6 +346,20 @@ class Pipeline:
             out.extend([item] if isinstance(item, _End) else next(encoded))
         return out
 
+    def _overdue(self, queue: deque[_Pending | _End]) -> int:
+        """How many segments at the queue's front end with sources that have ended and waited long enough
+        (``end_wait_seconds`` of later speech queued behind them); 0 when none has."""
+        count, seconds = 0, 0.0
+        ends: list[tuple[int, float]] = []  # (segments, seconds of speech) queued before each source end
+        for item in queue:
+            if isinstance(item, _End):
+                ends.append((count, seconds))
+            else:
+                count += 1
+                seconds += item.span.length * self.frame_seconds
+        waited = [before for before, at in ends if seconds - at >= self.options.end_wait_seconds]
+        return max(waited, default=0)
+
     def _drain(
         self, queue: deque[_Pending | _End], counts: dict[int, int], final: bool
     ) -> Iterator[SourceEvent]:
@@ -313,7 +370,9 @@ class Pipeline:
                 end = queue.popleft()
                 yield SourceEvent(end.source, error=end.error)
             batch = [p for p in queue if isinstance(p, _Pending)][:batch_size]
-            if not batch or (len(batch) < batch_size and not final):
+            if len(batch) < batch_size and not final:
+                batch = batch[: self._overdue(queue)]
+            if not batch:
                 return
             hyps = dict(zip(map(id, batch), self.decode_batch(batch), strict=True))
             while hyps:
@@ -321,8 +380,7 @@ class Pipeline:
                 if isinstance(item, _End):
                     yield SourceEvent(item.source, error=item.error)
                     continue
-                index = counts.get(item.source, 0)
-                segment = self.to_segment(index, item, hyps.pop(id(item)))
-                if segment.text:
-                    counts[item.source] = index + 1
+                segments = self.to_segments(counts.get(item.source, 0), item, hyps.pop(id(item)))
+                counts[item.source] = counts.get(item.source, 0) + len(segments)
+                for segment in segments:
                     yield SourceEvent(item.source, segment)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.text import Text
 
 from samba_cli import batch
@@ -125,10 +125,31 @@ class _SpeedColumn(ProgressColumn):
         return Text(f"{task.completed / elapsed:.1f}x" if elapsed > 0 else "-x", style="progress.data.speed")
 
 
-class RichReporter(LogReporter):
-    """A live bar on stderr: files done/total, audio done, x real time and ETA (once durations are known)."""
+def remaining_seconds(total: float | None, done: float, elapsed: float) -> float | None:
+    """Wall seconds left to transcribe ``total`` seconds of audio, ``done`` of them in ``elapsed`` wall seconds:
+    the audio left at the average speed so far. None until something is done or while the total is unknown."""
+    if total is None or done <= 0 or elapsed <= 0:
+        return None
+    return max(total - done, 0.0) * elapsed / done
 
-    def __init__(self, console: Console, verbose: bool = False) -> None:
+
+class _RemainingColumn(ProgressColumn):
+    """Time left, from the audio seconds left and the average speed since the start. It is worked out at every
+    refresh, so it grows while a long file gives no progress instead of sitting at a stale estimate."""
+
+    def render(self, task: Task) -> Text:
+        left = remaining_seconds(task.total, task.completed, task.elapsed or 0.0)
+        return Text(
+            f"{'-:--:--' if left is None else format_duration(left)} left", style="progress.remaining"
+        )
+
+
+class RichReporter(LogReporter):
+    """A live bar on stderr: files done/total, audio done, x real time and time left (once durations are known)."""
+
+    def __init__(
+        self, console: Console, verbose: bool = False, get_time: Callable[[], float] | None = None
+    ) -> None:
         super().__init__(console, verbose)
         self.bar = Progress(
             TextColumn("{task.description}", style="bold"),
@@ -136,9 +157,10 @@ class RichReporter(LogReporter):
             TextColumn("{task.fields[files]} files"),
             _AudioColumn(),
             _SpeedColumn(),
-            TimeRemainingColumn(),
+            _RemainingColumn(),
             console=console,
             transient=True,
+            get_time=get_time,
         )
         self.task = self.bar.add_task("", total=None, files="0/0", start=False)
         self.done_seconds = 0.0  # audio of the finished files

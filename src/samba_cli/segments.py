@@ -14,6 +14,9 @@ class SegmentOptions:
     blank_threshold: float = 0.9  # a frame whose blank probability exceeds this counts as silence
     min_speech_seconds: float = 0.12  # drop segments with less speech than this (all blank noise)
     attention_margin_seconds: float = 0.24  # extra encoder frames on each side that cross-attention may see
+    # A decoded span holds speech runs packed across pauses (for context and batching); its transcript is given
+    # as several segments, split where two aligned words are at least this far apart.
+    break_pause_seconds: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -82,3 +85,14 @@ def _cut_long(blank: torch.Tensor, start: int, end: int, max_len: int) -> list[t
     hi = end - (end - start) // 4
     cut = lo + int(torch.argmax(blank[lo:hi]))
     return _cut_long(blank, start, cut, max_len) + _cut_long(blank, cut, end, max_len)
+
+
+def split_at_gaps(spans: list[tuple[float, float]], min_gap: float) -> list[tuple[int, int]]:
+    """Timed items (start, end), in order -> index ranges [a, b) of the runs separated by gaps >= min_gap."""
+    runs: list[tuple[int, int]] = []
+    for k, (start, _) in enumerate(spans):
+        if not runs or start - spans[k - 1][1] >= min_gap:
+            runs.append((k, k + 1))
+        else:
+            runs[-1] = (runs[-1][0], k + 1)
+    return runs

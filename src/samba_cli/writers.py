@@ -8,11 +8,13 @@ docs/output-formats.md.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TextIO
@@ -57,6 +59,11 @@ def _score(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _duration(info: TranscriptionInfo) -> float | None:
+    """The source's length for the cues to end by; None when unknown (0)."""
+    return info.duration if info.duration > 0 else None
+
+
 def _timing(cue: Cue, decimal_marker: str) -> str:
     return f"{format_timestamp(cue.start, decimal_marker)} --> {format_timestamp(cue.end, decimal_marker)}"
 
@@ -86,7 +93,7 @@ class SrtWriter:
     cue_options: CueOptions = field(default_factory=CueOptions)  # how words become cues and lines
 
     def write(self, segments: Sequence[Segment], info: TranscriptionInfo, stream: TextIO) -> None:
-        for number, cue in enumerate(build_cues(segments, self.cue_options), start=1):
+        for number, cue in enumerate(build_cues(segments, self.cue_options, _duration(info)), start=1):
             stream.write(f"{number}\n{_timing(cue, ',')}\n{cue.text}\n\n")
 
 
@@ -99,7 +106,7 @@ class VttWriter:
 
     def write(self, segments: Sequence[Segment], info: TranscriptionInfo, stream: TextIO) -> None:
         stream.write("WEBVTT\n\n")
-        for cue in build_cues(segments, self.cue_options):
+        for cue in build_cues(segments, self.cue_options, _duration(info)):
             stream.write(f"{_timing(cue, '.')}\n{_vtt_escape(cue.text)}\n\n")
 
 
@@ -190,17 +197,80 @@ def write_atomically(path: str | os.PathLike, write: Callable[[TextIO], object])
     Readers see either the old file or the whole new one. If anything fails (``write`` included) the
     temporary file is removed, the old file is left untouched, and the error propagates. A missing folder is made.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    # exclusive creation: never truncates a file that is not ours; the mode follows the umask
-    stream = temporary.open("x", encoding="utf-8", newline="\n")
+    write_all_atomically([(path, write)])
+
+
+def write_all_atomically(files: Sequence[tuple[str | os.PathLike, Callable[[TextIO], object]]]) -> None:
+    """Write several files all or none: every file is staged first (a UTF-8 temporary file next to its target,
+    written by its callable and fsynced), and only once all are staged are they renamed over their targets.
+
+    If anything fails (a callable, a full disk, a target that is a folder, a rename), every temporary file is
+    removed and every old file is as it was: targets already replaced get their old file back, new ones are
+    removed. An OSError names the target in its ``filename``. Missing folders are made.
+    """
+    staged: list[tuple[Path, Path]] = []  # (temporary, target)
+    # (target, a hard link to its old file or None, whether it had one) for the targets being replaced
+    backups: list[tuple[Path, Path | None, bool]] = []
     try:
-        with stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
+        for target, write in files:
+            target = Path(target)
+            with _naming(target):
+                if target.is_dir():
+                    raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                staged.append((_temporary(target), target))
+                # exclusive creation: never truncates a file that is not ours; the mode follows the umask
+                with staged[-1][0].open("x", encoding="utf-8", newline="\n") as stream:
+                    write(stream)
+                    stream.flush()
+                    os.fsync(stream.fileno())
+        for temporary, target in staged:
+            with _naming(target):
+                backups.append((target, _keep(target), target.exists()))
+                os.replace(temporary, target)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        for target, backup, existed in reversed(backups):
+            with contextlib.suppress(OSError):
+                if backup is not None:
+                    os.replace(backup, target)
+                elif not existed and _replaced(target, staged):
+                    target.unlink(missing_ok=True)
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+        raise
+    finally:
+        for _, backup, _ in backups:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+
+
+def _temporary(target: Path, kind: str = "tmp") -> Path:
+    return target.with_name(f".{target.name}.{secrets.token_hex(6)}.{kind}")
+
+
+def _keep(target: Path) -> Path | None:
+    """A hard link to ``target``'s current file, to put back if a later rename fails; None when there is none
+    (or the file system has no hard links: the old file then cannot be put back after its own rename)."""
+    if not target.exists():
+        return None
+    backup = _temporary(target, "old")
+    try:
+        os.link(target, backup)
+    except OSError:
+        return None
+    return backup
+
+
+def _replaced(target: Path, staged: list[tuple[Path, Path]]) -> bool:
+    """True when ``target`` now holds its staged file (its temporary file is gone)."""
+    return any(t == target and not temporary.exists() for temporary, t in staged)
+
+
+@contextlib.contextmanager
+def _naming(target: Path) -> Iterator[None]:
+    """OSErrors raised in the block name ``target`` (not a temporary file next to it)."""
+    try:
+        yield
+    except OSError as error:
+        error.filename = str(target)
         raise

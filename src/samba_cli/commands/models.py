@@ -5,6 +5,7 @@ samba_cli.hub (torch, huggingface_hub) is imported inside each command, so that 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,15 +107,34 @@ def info(
     offline: OfflineOption = False,
     token: TokenOption = None,
     cache_dir: CacheDirOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print everything (full config, metadata, model card) as JSON.")
+    ] = False,
 ) -> None:
-    """Show a model's config, parameter count (from the safetensors header) and model card."""
+    """Summarise a model: config, parameter count (from the safetensors header), metadata and model card."""
     from samba_cli.hub import checkpoint_info, format_size, resolve_model  # torch
 
     with _user_errors():
         details = checkpoint_info(resolve_model(model, revision, cache_dir, offline, token))
     resolved, weights = details.model, details.weights
+    if as_json:
+        document = {
+            "model": resolved.model_id,
+            "source": resolved.source,
+            "revision": resolved.revision,
+            "path": str(resolved.path),
+            "parameters": weights.n_parameters,
+            "tensors": weights.n_tensors,
+            "dtypes": list(weights.dtypes),
+            "size_bytes": weights.size_bytes,
+            "config": details.config,
+            "card": details.card,
+        }
+        typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        return
     table = Table("Field", "Value", show_header=False)
     table.columns[1].overflow = "fold"
+    architecture = details.config.get("model", {})
     rows = {
         "model": resolved.model_id,
         "source": resolved.source,
@@ -123,14 +143,29 @@ def info(
         "parameters": f"{weights.n_parameters:,}",
         "tensors": f"{weights.n_tensors} ({', '.join(weights.dtypes)}, {format_size(weights.size_bytes)})",
         "format_version": str(details.config.get("format_version")),
+        "architecture": ", ".join(f"{key} {value}" for key, value in architecture.items() if _scalar(value)),
     }
-    rows |= {key: str(value) for key, value in details.config.get("model", {}).items()}
-    rows |= {f"metadata.{key}": str(value) for key, value in (details.config.get("metadata") or {}).items()}
+    for key, value in (details.config.get("metadata") or {}).items():
+        rows[f"metadata.{key}"] = str(value) if _scalar(value) else f"{len(value)} entries (--json)"
+    card = details.card
+    if card is None:
+        rows["model card"] = "(no model card)"
+    else:
+        lines = card.splitlines()
+        body = lines
+        if lines and lines[0].strip() == "---" and "---" in (line.strip() for line in lines[1:]):
+            body = lines[
+                [line.strip() for line in lines].index("---", 1) + 1 :
+            ]  # after the YAML front matter
+        title = next((line.strip() for line in body if line.strip()), "")
+        rows["model card"] = f"{title} ({len(lines)} lines, README.md; --json)"
     for key, value in rows.items():
         table.add_row(key, value)
     console.print(table)
-    console.rule("README.md")
-    _say(details.card if details.card is not None else "(no model card)")
+
+
+def _scalar(value: object) -> bool:
+    return not isinstance(value, dict | list)
 
 
 @app.command("rm")

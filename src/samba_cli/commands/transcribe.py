@@ -7,6 +7,7 @@ completion stay fast. Exit status: 0 all inputs done or skipped, 1 any failed, 2
 from __future__ import annotations
 
 import enum
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -270,6 +271,7 @@ def transcribe_command(
     """Transcribe media files, folders, globs or standard input to txt, srt, vtt, json or tsv.
 
     Writes OUTPUT_DIR/NAME.FORMAT for each input; folder inputs are mirrored under OUTPUT_DIR.
+
     Progress and the summary go to stderr; stdout carries transcripts only (with -o -).
 
     Examples:
@@ -363,6 +365,8 @@ def transcribe_command(
             summary = run_batch(work, reporter, runner, stdout=stdout, estimate_duration=not quiet)
         except KeyboardInterrupt:
             raise typer.Exit(EXIT_INTERRUPTED) from None
+    if summary.stdout_closed:  # what is left in stdout's buffer cannot be written: drop it quietly at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     raise typer.Exit(exit_code(summary))
 
 
