@@ -4,12 +4,17 @@ worker processes that run the prefix searches of a batch."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import logging
 import math
 import multiprocessing
 import os
 import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -33,6 +38,7 @@ from samba_cli.lm import (
 from samba_cli.model import SambaASR
 from samba_cli.search import DecodeOptions, Hypothesis, attention_logprobs, beam_search_nbest
 from samba_cli.stepper import Stepper
+from samba_cli.threads import usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -412,6 +418,8 @@ def ctc_settings(options: DecodeOptions) -> CTCSettings:
 # a batch of fewer segments is searched in this process: not worth a round trip to the workers
 PARALLEL_SEARCH_MIN_SEGMENTS = 2
 MAX_AUTO_SEARCH_WORKERS = 4  # what --search-workers 0 (auto) starts at most
+WORKER_PARENT_CHECK_SECONDS = 1.0  # how often a search worker checks that its parent still runs
+_PR_SET_PDEATHSIG = 1  # Linux prctl option: the signal a process gets when its parent dies
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 _NO_POOL = False  # set once making a pool has failed
 
@@ -490,13 +498,31 @@ def _give_up_pools(error: BaseException) -> None:
 
 def auto_search_workers() -> int:
     """One search worker per CPU core this process may use, at most MAX_AUTO_SEARCH_WORKERS (1: no pool)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(MAX_AUTO_SEARCH_WORKERS, cores))
+    return max(1, min(MAX_AUTO_SEARCH_WORKERS, usable_cores()))
 
 
-def _search_worker_init() -> None:
+def _search_worker_init(parent: int, from_main_thread: bool) -> None:
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _die_with(parent, from_main_thread)
+
+
+def _die_with(parent: int, from_main_thread: bool) -> None:
+    """End this worker as soon as process ``parent`` is gone, however it ended (``kill -9``, the out-of-memory
+    killer). On Linux the kernel kills it at once (PR_SET_PDEATHSIG), when the worker was started from the
+    parent's main thread (the signal follows the thread that started it); in every case a daemon thread checks
+    the parent every WORKER_PARENT_CHECK_SECONDS."""
+    if from_main_thread and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WORKER_PARENT_CHECK_SECONDS)
+        os._exit(1)  # the parent is gone: nobody waits for this worker's results
+
+    threading.Thread(target=watch, name="samba-parent-watch", daemon=True).start()
 
 
 def search_pool(workers: int) -> ProcessPoolExecutor | None:
@@ -513,7 +539,10 @@ def search_pool(workers: int) -> ProcessPoolExecutor | None:
         context = multiprocessing.get_context("spawn")
         try:
             pool = _POOLS[workers] = ProcessPoolExecutor(
-                workers, mp_context=context, initializer=_search_worker_init
+                workers,
+                mp_context=context,
+                initializer=_search_worker_init,
+                initargs=(os.getpid(), threading.current_thread() is threading.main_thread()),
             )
         except (OSError, NotImplementedError, ImportError) as error:
             _give_up_pools(error)
