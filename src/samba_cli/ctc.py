@@ -4,15 +4,12 @@ worker processes that run the prefix searches of a batch."""
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import dataclasses
 import logging
 import math
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -419,7 +416,6 @@ def ctc_settings(options: DecodeOptions) -> CTCSettings:
 PARALLEL_SEARCH_MIN_SEGMENTS = 2
 MAX_AUTO_SEARCH_WORKERS = 4  # what --search-workers 0 (auto) starts at most
 WORKER_PARENT_CHECK_SECONDS = 1.0  # how often a search worker checks that its parent still runs
-_PR_SET_PDEATHSIG = 1  # Linux prctl option: the signal a process gets when its parent dies
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 _NO_POOL = False  # set once making a pool has failed
 
@@ -501,28 +497,19 @@ def auto_search_workers() -> int:
     return max(1, min(MAX_AUTO_SEARCH_WORKERS, usable_cores()))
 
 
-def _search_worker_init(parent: int, from_main_thread: bool) -> None:
+def _search_worker_init(parent: int) -> None:
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _die_with(parent, from_main_thread)
+    threading.Thread(target=_exit_without, args=(parent,), name="samba-parent-watch", daemon=True).start()
 
 
-def _die_with(parent: int, from_main_thread: bool) -> None:
-    """End this worker as soon as process ``parent`` is gone, however it ended (``kill -9``, the out-of-memory
-    killer). On Linux the kernel kills it at once (PR_SET_PDEATHSIG), when the worker was started from the
-    parent's main thread (the signal follows the thread that started it); in every case a daemon thread checks
-    the parent every WORKER_PARENT_CHECK_SECONDS."""
-    if from_main_thread and sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(WORKER_PARENT_CHECK_SECONDS)
-        os._exit(1)  # the parent is gone: nobody waits for this worker's results
-
-    threading.Thread(target=watch, name="samba-parent-watch", daemon=True).start()
+def _exit_without(parent: int) -> None:
+    """End this worker within WORKER_PARENT_CHECK_SECONDS of process ``parent`` ending, however it ended
+    (``kill -9``, the out-of-memory killer): the worker is then someone else's child, and nobody waits for
+    its results. (Linux's PR_SET_PDEATHSIG would follow the thread that started the worker, not the process.)"""
+    while os.getppid() == parent:
+        time.sleep(WORKER_PARENT_CHECK_SECONDS)
+    os._exit(1)
 
 
 def search_pool(workers: int) -> ProcessPoolExecutor | None:
@@ -542,7 +529,7 @@ def search_pool(workers: int) -> ProcessPoolExecutor | None:
                 workers,
                 mp_context=context,
                 initializer=_search_worker_init,
-                initargs=(os.getpid(), threading.current_thread() is threading.main_thread()),
+                initargs=(os.getpid(),),
             )
         except (OSError, NotImplementedError, ImportError) as error:
             _give_up_pools(error)
