@@ -518,7 +518,8 @@ def search_pool(workers: int) -> ProcessPoolExecutor | None:
     Workers are spawned, not forked (a fork of a process holding torch's thread pools or other threads can
     hang), so they import ``__main__`` again: a script that decodes with ``search_workers`` above 1 must guard its
     top-level code with ``if __name__ == "__main__":``, as any multiprocessing program does. Each worker loads the
-    language model and lexicon once, on its first search. None (and a warning, once) where the system cannot make
+    language model and lexicon once, on its first search, and ends within a second of the calling process
+    ending, however it ends. None (and a warning, once) where the system cannot make
     one (no /dev/shm for its semaphores, for instance) or a pool broke before (a worker died, or could not
     start): the searches then run in the calling process."""
     pool = _POOLS.get(workers)
