@@ -12,6 +12,10 @@ Usage::
 
 from importlib.metadata import PackageNotFoundError, version
 
+from samba_cli.threads import prefer_passive_waits
+
+prefer_passive_waits()  # before anything imports torch: idle OpenMP threads must not spin on shared cores
+
 try:
     __version__ = version("samba-asr")
 except PackageNotFoundError:  # running from a source tree without an install

@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import inspect
 import shutil
+import signal
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -120,4 +121,11 @@ def root(
 
 
 def main() -> None:
+    # SIGTERM (kill, a service manager, a job scheduler) stops a run the way Ctrl-C does: finished files are
+    # kept, the summary is printed and search workers are shut down, instead of dying mid-write
+    signal.signal(signal.SIGTERM, _interrupt)
     app()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -10,6 +10,8 @@ import math
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -33,6 +35,7 @@ from samba_cli.lm import (
 from samba_cli.model import SambaASR
 from samba_cli.search import DecodeOptions, Hypothesis, attention_logprobs, beam_search_nbest
 from samba_cli.stepper import Stepper
+from samba_cli.threads import usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -412,6 +415,7 @@ def ctc_settings(options: DecodeOptions) -> CTCSettings:
 # a batch of fewer segments is searched in this process: not worth a round trip to the workers
 PARALLEL_SEARCH_MIN_SEGMENTS = 2
 MAX_AUTO_SEARCH_WORKERS = 4  # what --search-workers 0 (auto) starts at most
+WORKER_PARENT_CHECK_SECONDS = 1.0  # how often a search worker checks that its parent still runs
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 _NO_POOL = False  # set once making a pool has failed
 
@@ -490,13 +494,22 @@ def _give_up_pools(error: BaseException) -> None:
 
 def auto_search_workers() -> int:
     """One search worker per CPU core this process may use, at most MAX_AUTO_SEARCH_WORKERS (1: no pool)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(MAX_AUTO_SEARCH_WORKERS, cores))
+    return max(1, min(MAX_AUTO_SEARCH_WORKERS, usable_cores()))
 
 
-def _search_worker_init() -> None:
+def _search_worker_init(parent: int) -> None:
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    threading.Thread(target=_exit_without, args=(parent,), name="samba-parent-watch", daemon=True).start()
+
+
+def _exit_without(parent: int) -> None:
+    """End this worker within WORKER_PARENT_CHECK_SECONDS of process ``parent`` ending, however it ended
+    (``kill -9``, the out-of-memory killer): the worker is then someone else's child, and nobody waits for
+    its results. (Linux's PR_SET_PDEATHSIG would follow the thread that started the worker, not the process.)"""
+    while os.getppid() == parent:
+        time.sleep(WORKER_PARENT_CHECK_SECONDS)
+    os._exit(1)
 
 
 def search_pool(workers: int) -> ProcessPoolExecutor | None:
@@ -505,7 +518,8 @@ def search_pool(workers: int) -> ProcessPoolExecutor | None:
     Workers are spawned, not forked (a fork of a process holding torch's thread pools or other threads can
     hang), so they import ``__main__`` again: a script that decodes with ``search_workers`` above 1 must guard its
     top-level code with ``if __name__ == "__main__":``, as any multiprocessing program does. Each worker loads the
-    language model and lexicon once, on its first search. None (and a warning, once) where the system cannot make
+    language model and lexicon once, on its first search, and ends within a second of the calling process
+    ending, however it ends. None (and a warning, once) where the system cannot make
     one (no /dev/shm for its semaphores, for instance) or a pool broke before (a worker died, or could not
     start): the searches then run in the calling process."""
     pool = _POOLS.get(workers)
@@ -513,7 +527,10 @@ def search_pool(workers: int) -> ProcessPoolExecutor | None:
         context = multiprocessing.get_context("spawn")
         try:
             pool = _POOLS[workers] = ProcessPoolExecutor(
-                workers, mp_context=context, initializer=_search_worker_init
+                workers,
+                mp_context=context,
+                initializer=_search_worker_init,
+                initargs=(os.getpid(),),
             )
         except (OSError, NotImplementedError, ImportError) as error:
             _give_up_pools(error)

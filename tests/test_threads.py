@@ -1,0 +1,98 @@
+"""CPU threads on a shared machine, and search workers that must not outlive their parent (issue 39, items 3, 8)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+
+def _python(code: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_importing_the_package_makes_openmp_threads_wait_passively():
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = "import os, sys, samba_cli; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["PASSIVE", "False"]  # set before torch loads, so OpenMP reads it
+    chosen = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True
+    )
+    assert chosen.stdout.split()[0] == "ACTIVE"  # the user's own choice is kept
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie (dead, not yet reaped by its new parent) counts as gone
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("from_thread", [False, True])
+def test_search_workers_die_with_a_killed_parent(from_thread):
+    """kill -9 of the main process (what the out-of-memory killer does) leaves no search worker behind, also
+    when the workers were started from another thread than the main one."""
+    parent = _python(
+        f"""
+        import multiprocessing, os, threading, time
+        from samba_cli.ctc import search_pool
+
+        def start():
+            pool = search_pool(2)
+            pool.submit(os.getpid).result()
+        if {from_thread}:
+            thread = threading.Thread(target=start)
+            thread.start()
+            thread.join()
+        else:
+            start()
+        print(*[p.pid for p in multiprocessing.active_children()], flush=True)
+        time.sleep(600)
+        """
+    )
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert workers, parent.stderr.read()
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while not all(_gone(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(_gone(pid) for pid in workers)
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def test_sigterm_stops_the_cli_like_ctrl_c():
+    """SIGTERM becomes KeyboardInterrupt in the CLI, so a run stops the way Ctrl-C stops it (summary printed,
+    finished files kept, workers shut down) instead of dying where it stands."""
+    out = _python(
+        """
+        import os, signal
+        from samba_cli import cli
+
+        cli.app = lambda: os.kill(os.getpid(), signal.SIGTERM)
+        try:
+            cli.main()
+        except KeyboardInterrupt:
+            print("interrupted")
+        """
+    )
+    stdout, stderr = out.communicate(timeout=60)
+    assert stdout.strip() == "interrupted", stderr
