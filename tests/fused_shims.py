@@ -1,9 +1,9 @@
 """CPU shims that let mamba-ssm's Triton kernels run under Triton's interpreter, for the ``fused`` test tier.
 
-The tier runs with ``TRITON_INTERPRET=1`` in the environment (set before triton is imported; see
-docs/architecture.md, "The fused test tier"). mamba-ssm assumes CUDA tensors in a few places around its kernels;
-:func:`install` answers those assumptions for CPU tensors. None of it is in the library, none of it edits mamba-ssm,
-and none of it is needed on a GPU:
+The tier runs with ``TRITON_INTERPRET=1`` in the environment, set before triton is imported (docs/architecture.md,
+"Testing the fused backend without a GPU"). mamba-ssm assumes CUDA tensors in a few places around its kernels;
+:func:`install` answers those assumptions for CPU tensors. None of it is in the library, none of it edits
+mamba-ssm, and none of it is needed on a GPU:
 
 - an empty ``selective_scan_cuda`` module (mamba-ssm imports its Mamba-1 extension unconditionally);
 - ``torch.cuda.device(None)`` (the index of a CPU tensor) is a null context;

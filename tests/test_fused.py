@@ -1,9 +1,9 @@
 """The fused tier: mamba-ssm's Triton kernels (the ``fused`` backend) against the pure-PyTorch backend, on the CPU.
 
-Runs under Triton's interpreter: ``TRITON_INTERPRET=1 python -m pytest -m fused tests/test_fused.py`` with triton,
-einops and the pure-Python mamba-ssm wheel installed (tools/fused-tier.sh installs them; docs/architecture.md,
-"The fused test tier"). Without TRITON_INTERPRET=1 these tests are skipped (tests/conftest.py). The shims that the
-interpreter needs are in tests/fused_shims.py.
+Runs under Triton's interpreter: ``pip install -e '.[dev,fused-tier]'`` then ``tools/fused-tier.sh``, which builds
+and installs the pure-Python mamba-ssm wheel and runs ``python -m pytest -m fused tests/test_fused.py`` with
+TRITON_INTERPRET=1 (docs/architecture.md, "Testing the fused backend without a GPU"). Without TRITON_INTERPRET=1
+these tests are skipped (tests/conftest.py). The shims the interpreter needs are in tests/fused_shims.py.
 
 float32 and float16 only: bfloat16 ``tl.dot`` is wrong in the interpreter (triton-lang/triton#11584);
 tests/test_cuda.py covers bfloat16 on a GPU. Shapes stay tiny (the interpreter runs each kernel program in Python).
