@@ -4,9 +4,8 @@
 # and the project's own dependencies that are not in that image, except the ffmpeg binary (imageio-ffmpeg alone is 68 MB,
 # over the 64 MiB a call carries: the checks read FLAC through soundfile). Then carry .whl with benchmarks/gpu/run.sh.
 set -euo pipefail
-tool=${MAMBA_WHEEL_TOOL:-../shared/tools/build-mamba-wheel.sh}
 rm -rf .whl && mkdir -p .whl
-"$tool" .whl
+tools/mamba-wheel.sh .whl
 # the versions this project is tested with on the CPU (pip freeze of .venv, 2026-11-26)
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \

@@ -35,6 +35,12 @@ def fused_available() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("mamba_ssm") is not None
 
 
+def fused_runs_on(device: torch.device) -> bool:
+    """True where the Triton kernels can run: a usable CUDA device. (The fused test tier adds the CPU, under
+    Triton's interpreter, in tests/fused_shims.py.)"""
+    return device.type == "cuda" and torch.cuda.is_available()
+
+
 def resolve_backend(requested: str, device: torch.device | str) -> str:
     """Turn ``auto`` into a concrete backend for ``device``; reject ``fused`` where it cannot run."""
     device = torch.device(device)
@@ -43,7 +49,7 @@ def resolve_backend(requested: str, device: torch.device | str) -> str:
     if requested == "auto":
         return "fused" if device.type == "cuda" and fused_available() else "torch"
     if requested == "fused":
-        if device.type != "cuda" or not torch.cuda.is_available():
+        if not fused_runs_on(device):
             raise BackendError(
                 "the fused backend needs a CUDA device; use --device cuda or the torch backend"
             )
