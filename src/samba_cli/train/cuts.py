@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,6 +30,9 @@ from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.data import Augmentation, Batch, make_batch
 
 URL_SCHEMES = ("http://", "https://", "s3://", "gs://", "az://", "pipe:")
+# lhotse's suffix for a cut it repeats when fewer cuts than processes are left at an epoch's end (each process
+# then gets a batch of one cut); such batches are trained with weight 0, so every cut counts once per epoch.
+DUPLICATE = re.compile(r"_dup\d+$")
 
 
 def is_cutset(source: str) -> bool:
@@ -199,7 +203,7 @@ class CutBatchDataset(Dataset):
         seed, cuts = item
         cuts = list(cuts)
         generator = torch.Generator().manual_seed(seed) if self.augmentation is not None else None
-        return make_batch(
+        batch = make_batch(
             [cut_samples(cut) for cut in cuts],
             [self.tokenizer.encode(cut_text(cut)) for cut in cuts],
             self.n_mels,
@@ -209,3 +213,5 @@ class CutBatchDataset(Dataset):
             indices=[],
             ids=[cut.id for cut in cuts],
         )
+        batch.repeated = all(DUPLICATE.search(cut.id) for cut in cuts)
+        return batch

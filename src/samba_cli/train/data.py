@@ -124,6 +124,8 @@ class Batch:
     indices: list[int]  # utterance indices in the manifest or list ([] for batches of a lhotse sampler)
     seconds: float  # audio seconds in the batch (after speed perturbation)
     ids: list[str] = field(default_factory=list)  # utterance ids (lhotse cut ids; manifest line numbers)
+    # lhotse repeated these utterances so that every process gets a batch at an epoch's end: trained with weight 0
+    repeated: bool = False
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -137,6 +139,7 @@ class Batch:
             self.indices,
             self.seconds,
             self.ids,
+            self.repeated,
         )
 
 

@@ -315,7 +315,9 @@ class Trainer:
                     inputs, targets = decoder_io(batch.tokens, batch.token_lengths, self.model_config)
                     out = self.net(batch.features, batch.lengths, inputs)
                     losses = self._losses(out, batch, targets)
-                (losses.total / len(batches)).backward()
+                # a batch lhotse repeated (see cuts.DUPLICATE) still runs, for DDP's gradient sync, with weight 0
+                weight = 0.0 if batch.repeated else 1.0
+                (losses.total * weight / len(batches)).backward()
             totals["loss"] += float(losses.total.detach()) / len(batches)
             totals["ctc"] += float(losses.ctc) / len(batches)
             totals["attention"] += float(losses.attention) / len(batches)
@@ -332,8 +334,8 @@ class Trainer:
                 totals["loss"],
                 totals["ctc"],
                 totals["attention"],
-                sum(len(b) for b in batches),
-                sum(b.seconds for b in batches),
+                sum(len(b) for b in batches if not b.repeated),
+                sum(b.seconds for b in batches if not b.repeated),
             ],
             self.device,
             self.world,
