@@ -458,7 +458,8 @@ class Trainer:
         self.reporter.message(
             f"model {config.init_from or config.preset}: {self.model.num_parameters() / 1e6:.2f}M parameters, vocab "
             f"{self.model_config.vocab_size}, device {self.device}, {self.world.size} process(es); "
-            f"{len(self.train_set) or 'lhotse'} training utterances, {len(self.dev_set)} dev"
+            f"{f'{len(self.train_set)} training utterances' if self.train_set else config.train_manifest}, "
+            f"{len(self.dev_set)} dev"
         )
         done_at_start = self.position.step
         audio_seconds = 0.0
