@@ -245,3 +245,14 @@ def test_killed_then_resumed_run_continues_with_the_same_batches_and_losses(ddp_
         assert [s["ids"] for s in resumed[rank]] == [s["ids"] for s in whole[rank][2:]]
     expected = [r["loss"] for r in records(config.out_dir) if "loss" in r]
     assert [r["loss"] for r in records(crashed.out_dir) if "loss" in r] == pytest.approx(expected, rel=1e-6)
+
+
+def test_resume_with_another_number_of_processes_starts_the_next_epoch(cuts, tmp_path):
+    config = config_for(cuts, tmp_path / "run", max_steps=3)
+    train(config, on_step=lambda record: record["step"] == 2)
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    assert state["position"]["epoch"] == 0 and state["position"]["batch"] == 2
+    state["position"]["world_size"] = 2  # as if two processes had trained epoch 0 so far
+    torch.save(state, tmp_path / "run" / "state.pt")
+    train(config)
+    assert [(r["step"], r["epoch"]) for r in records(tmp_path / "run")] == [(1, 0), (2, 0), (3, 1)]
