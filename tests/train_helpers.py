@@ -52,3 +52,22 @@ def manifests_with_bad_audio(manifest, out_dir) -> list[tuple[object, str]]:
         edited.write_text("".join(json.dumps(line) + "\n" for line in lines))
         cases.append((edited, "error: " + error.format(manifest=edited, audio=audio)))
     return cases
+
+
+def write_cuts(manifest, out):
+    """The utterances of a JSONL ``manifest`` as a lhotse CutSet written to ``out`` (.jsonl.gz); cut ids u0-0, u1-1..."""
+    from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+    recordings, supervisions = [], []
+    for i, line in enumerate(manifest.read_text().splitlines()):
+        entry = json.loads(line)
+        recording = Recording.from_file(manifest.parent / entry["audio"], recording_id=f"u{i}")
+        recordings.append(recording)
+        supervisions.append(
+            SupervisionSegment(f"u{i}", f"u{i}", 0.0, recording.duration, text=entry["text"], language="en")
+        )
+    cuts = CutSet.from_manifests(
+        RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions)
+    )
+    cuts.to_file(out)
+    return out

@@ -36,7 +36,11 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
 
 @app.command("run")
 def run_command(
-    manifest: Path = typer.Argument(..., help="training manifest (JSONL: audio, text, duration per line)"),
+    manifest: str = typer.Argument(
+        ...,
+        help="training manifest (JSONL: audio, text, duration per line) or lhotse CutSet "
+        "(cuts .jsonl.gz, Shar folder, Shar fields .json; path or URL)",
+    ),
     tokenizer: Path = typer.Option(..., "--tokenizer", help=_HELP["tokenizer"]),
     out_dir: str = _option("out_dir", "--out"),
     dev_manifest: str = _option("dev_manifest", "--dev"),
@@ -46,6 +50,7 @@ def run_command(
     max_duration: float = _option("max_duration"),
     max_batch_seconds: float = _option("max_batch_seconds"),
     max_batch_utterances: int = _option("max_batch_utterances"),
+    buckets: int = _option("buckets"),
     accumulate: int = _option("accumulate"),
     workers: int = _option("workers"),
     speeds: str = _option("speeds", "--speeds"),
@@ -83,9 +88,11 @@ def run_command(
     val_every: int = _option("val_every"),
     val_attention: bool = _option("val_attention", "--val-attention/--no-val-attention"),
 ) -> None:
-    """Train a model on a JSONL manifest; rerunning the same command resumes from the run folder.
+    """Train a model on a JSONL manifest or lhotse CutSet; rerunning the same command resumes from the run folder.
 
-    Under torchrun (WORLD_SIZE > 1) every process trains on its share of each epoch's batches (DDP).
+    Under torchrun (WORLD_SIZE > 1, e.g. `torchrun --nnodes 1:4 --nproc-per-node 8 --rdzv-backend c10d
+    --rdzv-endpoint HOST:29400 --max-restarts 3 $(which samba) train run ...`) every process trains on its share
+    of each epoch's batches (DDP); a restarted job resumes from the run folder's state.pt.
     """
     given = {k: v for k, v in locals().items() if k not in ("manifest", "tokenizer") and v is not None}
     given.update(
@@ -98,16 +105,25 @@ def run_command(
     from samba_cli.train.loop import train
 
     try:
-        config = TrainConfig(train_manifest=str(manifest), tokenizer=str(tokenizer), **given)
+        config = TrainConfig(train_manifest=manifest, tokenizer=str(tokenizer), **given)
         train(config)
     except (ValueError, FileNotFoundError) as exc:
         raise SambaError(original_message(exc)) from exc
 
 
 def _texts(paths: list[Path], out) -> int:
-    """Write the transcripts of JSONL manifests (their "text" fields) and plain text files to ``out``."""
+    """Write the transcripts of JSONL manifests (their "text" fields), lhotse CutSets (their supervisions' texts)
+    and plain text files to ``out``."""
+    from samba_cli.train.cuts import cut_text, is_cutset, open_cuts
+
     lines = 0
     for path in paths:
+        if is_cutset(str(path)):
+            for cut in open_cuts(str(path)):
+                if cut_text(cut):
+                    out.write(cut_text(cut) + "\n")
+                    lines += 1
+            continue
         with path.open(encoding="utf-8") as source:
             for line in source:
                 text = json.loads(line)["text"] if path.suffix == ".jsonl" and line.strip() else line.strip()
@@ -161,7 +177,7 @@ def grow_command(
 @app.command("tokenizer")
 def tokenizer_command(
     inputs: list[Path] = typer.Argument(
-        ..., help="JSONL manifests (their text fields) or text files, one line each"
+        ..., help="JSONL manifests (their text fields), lhotse CutSets or text files, one line each"
     ),
     out: Path = typer.Option(Path("tokenizer.model"), "--out", help="the sentencepiece model to write"),
     vocab_size: int = typer.Option(256, help="pieces, including unk, bos, eos, pad (the model's vocab_size)"),
@@ -169,13 +185,16 @@ def tokenizer_command(
 ) -> None:
     """Train a sentencepiece tokenizer (unk 0, bos 1, eos 2, pad 3) on transcripts."""
     for path in inputs:
-        if not path.is_file():
+        if not path.exists():
             raise SambaError(f"{path}: file not found")
     if out.suffix != ".model":
         raise SambaError(f"{out}: the tokenizer file name must end in .model")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as text:
-        lines = _texts(inputs, text)
+        try:
+            lines = _texts(inputs, text)
+        except (ValueError, FileNotFoundError) as exc:
+            raise SambaError(original_message(exc)) from exc
         text.flush()
         try:
             model = train_tokenizer(text.name, out.with_suffix(""), vocab_size, model_type)

@@ -21,17 +21,18 @@ class Schedule(str, Enum):
 @dataclass(frozen=True)
 class TrainConfig:
     # data and model
-    train_manifest: str  # JSONL manifest of training utterances: {"audio", "text", "duration"} per line
+    train_manifest: str  # JSONL manifest ({"audio", "text", "duration"} per line) or lhotse CutSet
     tokenizer: str  # sentencepiece model (`samba train tokenizer`); the model's vocab_size follows it
     out_dir: str = "runs/samba"  # run folder: config, training state, checkpoints, metrics
-    dev_manifest: str | None = None  # JSONL manifest for validation loss and WER (None: no validation)
+    dev_manifest: str | None = None  # JSONL manifest or CutSet for validation loss and WER (None: none)
     preset: str = "tiny"  # model preset (tiny, small, base)
     init_from: str | None = None  # checkpoint folder to start a new run from (its config and weights)
     min_duration: float = 0.3  # seconds: shorter utterances are skipped
     max_duration: float = 30.0  # seconds: longer utterances are skipped
     # batches
-    max_batch_seconds: float = 600.0  # padded audio per batch: utterances x longest duration in the batch
+    max_batch_seconds: float = 600.0  # audio per batch: utterances x longest (JSONL), summed (CutSets)
     max_batch_utterances: int = 64  # utterances per batch at most
+    buckets: int = 30  # duration buckets of lhotse's DynamicBucketingSampler (CutSets only)
     accumulate: int = 4  # batches per optimizer step (effective batch = accumulate x GPUs x batch)
     workers: int = 2  # DataLoader processes that read audio and compute features (0: in the main process)
     # augmentation
@@ -77,6 +78,8 @@ class TrainConfig:
             raise ValueError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
         if self.accumulate < 1 or self.max_steps < 1 or self.save_every < 1 or self.log_every < 1:
             raise ValueError("accumulate, max_steps, save_every and log_every must be positive")
+        if self.buckets < 1:
+            raise ValueError(f"buckets must be positive, got {self.buckets}")
         if self.keep_every < 0:
             raise ValueError(f"keep_every must be 0 (off) or positive, got {self.keep_every}")
         if not self.speeds or min(self.speeds) <= 0:

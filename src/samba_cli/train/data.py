@@ -24,6 +24,10 @@ class Utterance:
     # the manifest fields asked for through read_manifest's ``fields``, as text
     labels: dict[str, str] = field(default_factory=dict, hash=False)
 
+    def samples(self) -> torch.Tensor:
+        """The audio as float32 samples (N,) at 16 kHz."""
+        return read_audio(self.audio)
+
 
 def read_manifest(path: str | os.PathLike, fields: Sequence[str] = ()) -> list[Utterance]:
     """One JSON object per line with "audio", "text", "duration"; relative audio paths are taken relative to the
@@ -117,11 +121,14 @@ class Batch:
     lengths: torch.Tensor  # (B,) valid feature frames
     tokens: torch.Tensor  # (B, L) transcript token ids, padded with pad_id (no bos/eos)
     token_lengths: torch.Tensor  # (B,)
-    indices: list[int]  # utterance indices in the manifest
+    indices: list[int]  # utterance indices in the manifest or list ([] for batches of a lhotse sampler)
     seconds: float  # audio seconds in the batch (after speed perturbation)
+    ids: list[str] = field(default_factory=list)  # utterance ids (lhotse cut ids; manifest line numbers)
+    # lhotse repeated these utterances so that every process gets a batch at an epoch's end: trained with weight 0
+    repeated: bool = False
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.lengths)
 
     def to(self, device: torch.device) -> Batch:
         return Batch(
@@ -131,6 +138,8 @@ class Batch:
             self.token_lengths.to(device),
             self.indices,
             self.seconds,
+            self.ids,
+            self.repeated,
         )
 
 
@@ -176,28 +185,51 @@ class BatchDataset(Dataset):
         generator = None
         if self.augmentation is not None:
             generator = torch.Generator().manual_seed(self.seeds[i])
-        features = []
-        samples_total = 0
-        for index in indices:
-            samples = read_audio(self.utterances[index].audio)
-            if generator is not None:
-                speeds = self.augmentation.speeds
-                factor = speeds[int(torch.randint(0, len(speeds), (1,), generator=generator))]
-                samples = speed_perturb(samples, factor)
-                noise = self.augmentation.noise
-                if noise is not None and noise.enabled:
-                    samples = noise(samples, generator)
-            samples_total += samples.shape[0]
-            feats = log_mel(samples, self.n_mels)
-            if generator is not None and self.augmentation.spec_augment is not None:
-                feats = self.augmentation.spec_augment(feats, generator)
-            features.append(feats)
-        lengths = torch.tensor([f.shape[1] for f in features])
-        padded = torch.zeros(len(indices), self.n_mels, int(lengths.max()))
-        for row, feats in enumerate(features):
-            padded[row, :, : feats.shape[1]] = feats
-        token_lengths = torch.tensor([len(self.token_ids[index]) for index in indices])
-        tokens = torch.full((len(indices), max(1, int(token_lengths.max()))), self.pad_id, dtype=torch.long)
-        for row, index in enumerate(indices):
-            tokens[row, : token_lengths[row]] = torch.tensor(self.token_ids[index], dtype=torch.long)
-        return Batch(padded, lengths, tokens, token_lengths, list(indices), samples_total / SAMPLE_RATE)
+        return make_batch(
+            [self.utterances[index].samples() for index in indices],
+            [self.token_ids[index] for index in indices],
+            self.n_mels,
+            self.pad_id,
+            self.augmentation if generator is not None else None,
+            generator,
+            indices=list(indices),
+            ids=[str(index + 1) for index in indices],
+        )
+
+
+def make_batch(
+    waveforms: list[torch.Tensor],
+    token_ids: list[list[int]],
+    n_mels: int,
+    pad_id: int,
+    augmentation: Augmentation | None,
+    generator: torch.Generator | None,
+    indices: list[int],
+    ids: list[str],
+) -> Batch:
+    """Augment (when ``augmentation`` is given, drawing from ``generator``), featurise with the model's own log-mel
+    front end and pad utterances (N,) into one batch."""
+    features = []
+    samples_total = 0
+    for samples in waveforms:
+        if augmentation is not None:
+            speeds = augmentation.speeds
+            factor = speeds[int(torch.randint(0, len(speeds), (1,), generator=generator))]
+            samples = speed_perturb(samples, factor)
+            noise = augmentation.noise
+            if noise is not None and noise.enabled:
+                samples = noise(samples, generator)
+        samples_total += samples.shape[0]
+        feats = log_mel(samples, n_mels)
+        if augmentation is not None and augmentation.spec_augment is not None:
+            feats = augmentation.spec_augment(feats, generator)
+        features.append(feats)
+    lengths = torch.tensor([f.shape[1] for f in features])
+    padded = torch.zeros(len(features), n_mels, int(lengths.max()))
+    for row, feats in enumerate(features):
+        padded[row, :, : feats.shape[1]] = feats
+    token_lengths = torch.tensor([len(row_ids) for row_ids in token_ids])
+    tokens = torch.full((len(features), max(1, int(token_lengths.max()))), pad_id, dtype=torch.long)
+    for row, row_ids in enumerate(token_ids):
+        tokens[row, : token_lengths[row]] = torch.tensor(row_ids, dtype=torch.long)
+    return Batch(padded, lengths, tokens, token_lengths, indices, samples_total / SAMPLE_RATE, ids)

@@ -10,9 +10,12 @@ Run folder (``TrainConfig.out_dir``)::
     snapshots/step-N/   copies of the weights every keep_every steps (for checkpoint averaging)
     metrics.jsonl       one record per step and per validation
 
-Exact resume: the batch plan of an epoch and every batch's augmentation are functions of (seed, epoch, batch
-index) only, the learning rate is a function of the step, and the state is saved at optimizer-step boundaries.
-Resuming from state.pt therefore reproduces the losses of an uninterrupted run.
+Exact resume: the batch plan of an epoch (ours for JSONL manifests, lhotse's DynamicBucketingSampler for CutSets)
+and every batch's augmentation are functions of (seed, epoch, world size, batch index) only, the learning rate is a
+function of the step, and the state is saved at optimizer-step boundaries with the batches consumed. Resuming from
+state.pt therefore reproduces the losses of an uninterrupted run. When torchrun restarts the job with another
+number of processes (elastic ``--nnodes MIN:MAX``), the interrupted epoch's remaining batches cannot be shared
+out as before: training continues with the next epoch.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import math
 import signal
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -44,6 +47,14 @@ from samba_cli.search import DecodeOptions
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.augment import NoiseAugment, SpecAugment
 from samba_cli.train.config import RUNTIME_FIELDS, TrainConfig
+from samba_cli.train.cuts import (
+    CutBatchDataset,
+    EpochBatches,
+    SamplerOptions,
+    is_cutset,
+    open_cuts,
+    read_cut_utterances,
+)
 from samba_cli.train.data import (
     Augmentation,
     Batch,
@@ -122,15 +133,24 @@ class Trainer:
         if world.size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
-        self.train_set = [
-            u
-            for u in read_manifest(config.train_manifest)
-            if config.min_duration <= u.duration <= config.max_duration
-        ]
-        if not self.train_set:
-            raise ValueError(f"{config.train_manifest}: no utterances between min and max duration")
+        # A lhotse CutSet is read lazily, batch by batch; a JSONL manifest into memory.
+        self.train_cuts = None
+        self.train_set: list[Utterance] = []
+        if is_cutset(config.train_manifest):
+            self.train_cuts = open_cuts(config.train_manifest, config.min_duration, config.max_duration)
+        else:
+            self.train_set = [
+                u
+                for u in read_manifest(config.train_manifest)
+                if config.min_duration <= u.duration <= config.max_duration
+            ]
+            if not self.train_set:
+                raise ValueError(f"{config.train_manifest}: no utterances between min and max duration")
         self.train_tokens = [self.tokenizer.encode(u.text) for u in self.train_set]
-        self.dev_set: list[Utterance] = read_manifest(config.dev_manifest) if config.dev_manifest else []
+        self.dev_set: list = []
+        if config.dev_manifest:
+            dev = config.dev_manifest
+            self.dev_set = read_cut_utterances(dev) if is_cutset(dev) else read_manifest(dev)
         self.dev_tokens = [self.tokenizer.encode(u.text) for u in self.dev_set]
         self.augmentation = Augmentation(
             config.speeds,
@@ -172,6 +192,14 @@ class Trainer:
                 f"resumed {state_path} at step {self.position.step}, "
                 f"epoch {self.position.epoch}, batch {self.position.batch}"
             )
+            if self.position.world_size != self.world.size and self.position.batch > 0:
+                self.reporter.message(
+                    f"{self.position.world_size} process(es) trained epoch {self.position.epoch}, "
+                    f"{self.world.size} now: continuing with epoch {self.position.epoch + 1}"
+                )
+                self.position.epoch += 1
+                self.position.batch = 0
+        self.position.world_size = self.world.size
         if self.world.is_main:
             self._truncate_metrics(self.position.step)
 
@@ -237,8 +265,24 @@ class Trainer:
             list(zip(plan, seeds, strict=True)), self.world.rank, self.world.size, self.config.accumulate
         )
 
-    def _loader(self, shard: list[tuple[list[int], int]], start: int) -> DataLoader:
-        rest = shard[start:]
+    def _epoch_batches(self, epoch: int, start: int) -> DataLoader:
+        """This rank's batches of ``epoch`` from batch ``start`` on, loaded and featurised by DataLoader workers."""
+        if self.train_cuts is not None:
+            options = SamplerOptions(
+                self.config.max_batch_seconds,
+                self.config.max_batch_utterances,
+                self.config.buckets,
+                self.config.seed,
+            )
+            sampler = EpochBatches(self.train_cuts, options, epoch, self.world.rank, self.world.size, start)
+            dataset = CutBatchDataset(
+                self.config.tokenizer,
+                self.model_config.n_mels,
+                self.model_config.pad_id,
+                self.augmentation,
+            )
+            return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.config.workers)
+        rest = self._epoch_shard(epoch)[start:]
         dataset = BatchDataset(
             self.train_set,
             self.train_tokens,
@@ -271,7 +315,9 @@ class Trainer:
                     inputs, targets = decoder_io(batch.tokens, batch.token_lengths, self.model_config)
                     out = self.net(batch.features, batch.lengths, inputs)
                     losses = self._losses(out, batch, targets)
-                (losses.total / len(batches)).backward()
+                # a batch lhotse repeated (see cuts.DUPLICATE) still runs, for DDP's gradient sync, with weight 0
+                weight = 0.0 if batch.repeated else 1.0
+                (losses.total * weight / len(batches)).backward()
             totals["loss"] += float(losses.total.detach()) / len(batches)
             totals["ctc"] += float(losses.ctc) / len(batches)
             totals["attention"] += float(losses.attention) / len(batches)
@@ -288,8 +334,8 @@ class Trainer:
                 totals["loss"],
                 totals["ctc"],
                 totals["attention"],
-                sum(len(b) for b in batches),
-                sum(b.seconds for b in batches),
+                sum(len(b) for b in batches if not b.repeated),
+                sum(b.seconds for b in batches if not b.repeated),
             ],
             self.device,
             self.world,
@@ -412,32 +458,24 @@ class Trainer:
         self.reporter.message(
             f"model {config.init_from or config.preset}: {self.model.num_parameters() / 1e6:.2f}M parameters, vocab "
             f"{self.model_config.vocab_size}, device {self.device}, {self.world.size} process(es); "
-            f"{len(self.train_set)} training utterances, {len(self.dev_set)} dev"
+            f"{f'{len(self.train_set)} training utterances' if self.train_set else config.train_manifest}, "
+            f"{len(self.dev_set)} dev"
         )
         done_at_start = self.position.step
         audio_seconds = 0.0
         started = time.perf_counter()
         while self.position.step < config.max_steps:
-            shard = self._epoch_shard(self.position.epoch)
-            if not shard:
-                raise ValueError(
-                    "an epoch holds fewer batches than accumulate x processes; lower --accumulate or "
-                    "--max-batch-seconds"
-                )
-            group: list[Batch] = []
-            for batch in self._loader(shard, self.position.batch):
-                group.append(batch)
-                if len(group) < config.accumulate:
-                    continue
+            trained = False
+            batches = self._epoch_batches(self.position.epoch, self.position.batch)
+            for group, epoch_done in groups(batches, config.accumulate):
+                trained = True
                 record = self._train_step(group)
-                group = []
                 self.position.step += 1
-                self.position.batch += config.accumulate
+                self.position.batch += len(group)
                 audio_seconds += record["seconds"]
                 record = {"step": self.position.step, "epoch": self.position.epoch, **record}
                 self._record(record)
                 self._report(record, self.position.step - done_at_start, audio_seconds, started)
-                epoch_done = self.position.batch >= len(shard)
                 finished = self.position.step >= config.max_steps
                 if (
                     epoch_done
@@ -463,9 +501,28 @@ class Trainer:
                     return self.run_dir
                 if finished or epoch_done:
                     break
+            if not trained:
+                raise ValueError(
+                    "an epoch holds no batches for this process: too little data between --min-duration and "
+                    "--max-duration, or fewer batches than accumulate x processes; lower --accumulate or "
+                    "--max-batch-seconds"
+                )
         self.reporter.message(f"done: {self.position.step} steps; weights in {self.run_dir / 'checkpoint'}")
         self.reporter.close()
         return self.run_dir
+
+
+def groups(batches: Iterable[Batch], size: int) -> Iterator[tuple[list[Batch], bool]]:
+    """Consecutive groups of ``size`` batches (an epoch's last group may be smaller), each with whether it is the
+    last; one batch is looked ahead to know."""
+    iterator = iter(batches)
+    upcoming = next(iterator, None)
+    while upcoming is not None:
+        group: list[Batch] = []
+        while upcoming is not None and len(group) < size:
+            group.append(upcoming)
+            upcoming = next(iterator, None)
+        yield group, upcoming is None
 
 
 def train(config: TrainConfig, on_step: StepHook | None = None) -> Path:

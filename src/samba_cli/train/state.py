@@ -22,7 +22,8 @@ LOCK_FILE = "LOCK"  # holds the process id of the trainer using the run folder
 class Position:
     step: int = 0  # optimizer steps done
     epoch: int = 0  # current epoch (0-based)
-    batch: int = 0  # batches of this rank's epoch shard already consumed (a multiple of accumulate)
+    batch: int = 0  # batches of this rank's share of the epoch already trained on
+    world_size: int = 1  # processes that trained the epoch so far (their shares depend on it)
     best_wer: float = math.inf  # best validation WER so far (selects the best/ checkpoint)
     default_decoder: str = "attention"  # the decoder with the lower WER at the last validation
 
