@@ -69,3 +69,24 @@ def test_punctuation_emitted_after_a_pause_joins_the_word_but_not_its_time():
         [2, 1], [-0.1, -0.1], [True, True], posteriors([b, 2, b, b, b, 1, b]), b, 1, [False, True]
     )
     assert [(w.tokens, w.start) for w in words] == [((2, 1), 5)]
+
+
+def test_a_word_glued_across_a_pause_is_split_at_the_pause():
+    """A model may write the last word before a pause and the first after it as one word ("of ac" + "uis")."""
+    b = 5
+    path = (
+        [b, 1, 1, b] + [b] * 20 + [2, 2, b, 3, b]
+    )  # token 1, a 20-frame pause, tokens 2 and 3 of the same word
+    tokens, starts = [1, 2, 3], [True, False, False]
+    words = word_spans(tokens, [-0.1, -0.2, -0.3], starts, posteriors(path), b, tail_frames=1)
+    assert [w.tokens for w in words] == [(1, 2, 3)]  # without a time map nothing is split
+    at_40ms = lambda frame: frame * 0.04  # noqa: E731
+    words = word_spans(
+        tokens, [-0.1, -0.2, -0.3], starts, posteriors(path), b, 1, seconds=at_40ms, split_seconds=0.8
+    )
+    assert [w.tokens for w in words] == [(1,), (2, 3)]
+    assert words[0].end <= 4 and words[1].start == 24
+    words = word_spans(
+        tokens, [-0.1, -0.2, -0.3], starts, posteriors(path), b, 1, seconds=at_40ms, split_seconds=0.9
+    )
+    assert [w.tokens for w in words] == [(1, 2, 3)]  # a pause shorter than the threshold keeps the word

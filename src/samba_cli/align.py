@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -110,6 +111,8 @@ def word_spans(
     blank_id: int,
     tail_frames: int = 5,
     spoken: list[bool] | None = None,
+    seconds: Callable[[float], float] | None = None,
+    split_seconds: float = math.inf,
 ) -> list[WordSpan]:
     """Word timings in frames of the segment, from the CTC alignment when possible.
 
@@ -117,8 +120,10 @@ def word_spans(
     ``tail_frames`` into the following blank frames (CTC emissions are spiky) but never into the next word.
     ``spoken`` (default: every token) marks the tokens that carry sound: punctuation is often emitted after
     the pause that follows a word, just before the next one, so it is part of the word's text but not of its
-    time. Without posteriors, or when they are too short to align, words are spread over the segment in
-    proportion to their token counts.
+    time. ``seconds`` maps a frame to source seconds: a word whose sounding tokens are ``split_seconds`` or
+    more apart there (a model may glue the last word before a pause to the first one after it) becomes two
+    words at that pause. Without posteriors, or when they are too short to align, words are spread over the
+    segment in proportion to their token counts.
     """
     groups = group_words(tokens, starts_word, spoken)
     if not groups:
@@ -132,6 +137,8 @@ def word_spans(
             lp = sum(logprobs[p] for p in pos) / len(pos)
             spans.append(WordSpan(tuple(toks), pos[0] * per_token, (pos[-1] + 1) * per_token, lp))
         return spans
+    if seconds is not None:
+        groups = _split_at_silences(groups, aligned, spoken, seconds, split_seconds)
     sounding = [[p for p in pos if spoken is None or spoken[p]] or pos for _, pos in groups]
     for k, (toks, pos) in enumerate(groups):
         start = aligned[sounding[k][0]].start
@@ -141,3 +148,29 @@ def word_spans(
         lp = sum(logprobs[p] for p in pos) / len(pos)
         spans.append(WordSpan(tuple(toks), float(start), float(end), lp))
     return spans
+
+
+def _split_at_silences(
+    groups: list[tuple[list[int], list[int]]],
+    aligned: list[TokenSpan],
+    spoken: list[bool] | None,
+    seconds: Callable[[float], float],
+    split_seconds: float,
+) -> list[tuple[list[int], list[int]]]:
+    """Words split where two consecutive sounding tokens are ``split_seconds`` or more apart in source time."""
+    out: list[tuple[list[int], list[int]]] = []
+    for toks, pos in groups:
+        part: tuple[list[int], list[int]] = ([], [])
+        last_end: int | None = None
+        for tok, p in zip(toks, pos, strict=True):
+            sounds = spoken is None or spoken[p]
+            gap = seconds(aligned[p].start) - seconds(last_end) if sounds and last_end is not None else 0.0
+            if part[1] and gap >= split_seconds:
+                out.append(part)
+                part = ([], [])
+            part[0].append(tok)
+            part[1].append(p)
+            if sounds:
+                last_end = aligned[p].end
+        out.append(part)
+    return out

@@ -233,7 +233,16 @@ class Pipeline:
         if self.options.word_timestamps or pending.ctc is not None:
             starts = self.tokenizer.word_starts(tokens)
             blank = self.model.config.blank_id
-            spans = word_spans(tokens, list(hyp.token_logprobs), starts, pending.ctc, blank, spoken=spoken)
+            spans = word_spans(
+                tokens,
+                list(hyp.token_logprobs),
+                starts,
+                pending.ctc,
+                blank,
+                spoken=spoken,
+                seconds=lambda frame: self._seconds(pending.window, span.start + frame),
+                split_seconds=self.options.segments.break_pause_seconds,
+            )
             # a bare word-start piece before another word start spells nothing
             spans = [w for w in spans if self.tokenizer.decode(list(w.tokens)).strip()]
         # word times in source seconds: VAD may have cut most of a pause out of the window
