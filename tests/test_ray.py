@@ -252,3 +252,14 @@ def test_s3_inputs_and_outputs(ray_cluster, model_dir, tmp_path):
         sorted(r["status"] for r in read_index("s3://text/run1/index.parquet"))
         == ["failed"] + ["skipped"] * CLIPS
     )
+
+
+def test_a_model_the_actors_cannot_load_is_one_line(ray_cluster, tmp_path):
+    clips = make_clips(tmp_path / "in", 2)
+    result = cluster(tmp_path / "in", "-o", tmp_path / "out", "-m", tmp_path / "no-such-model")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("error: the Ray job failed: ") and "no-such-model" in lines[-1], result.output
+    rows = read_index(str(tmp_path / "out" / "index.parquet"))
+    assert sorted(r["path"] for r in rows) == sorted(map(str, [*clips, tmp_path / "in" / "broken.wav"]))
+    assert {r["status"] for r in rows} == {"failed"}

@@ -8,6 +8,7 @@ Exit status as `samba transcribe`: 0 all inputs done or skipped, 1 any failed, 2
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -162,13 +163,19 @@ def transcribe_command(
         options=options,
         cue_options=CueOptions(),
     )
-    cluster = ClusterOptions(address, actors, cpus_per_actor, gpus_per_actor, files_per_batch)
+    cluster = ClusterOptions(
+        address,
+        actors,
+        cpus_per_actor,
+        gpus_per_actor,
+        files_per_batch,
+        log_level=logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING,
+    )
     console = Console(stderr=True)
     reporter = make_reporter(console, quiet=quiet, verbose=verbose > 0)
-    if verbose == 0:
-        import ray.data
+    import ray.data
 
-        ray.data.DataContext.get_current().enable_progress_bars = False
+    ray.data.DataContext.get_current().enable_progress_bars = verbose > 0  # else samba's own progress only
     with package_logging(console, quiet=quiet, verbosity=verbose):
         summary = run(work, spec, cluster, reporter, index or target.child(storage.INDEX_NAME), target)
     raise typer.Exit(exit_code(summary))

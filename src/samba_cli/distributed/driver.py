@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,8 +24,13 @@ import ray
 from samba_cli.batch import Outcome, Plan, Reporter, Status, Summary
 from samba_cli.distributed.storage import Target, is_url, write_index
 from samba_cli.distributed.worker import TranscribeBatch, WorkerSpec
+from samba_cli.errors import SambaError
 
 logger = logging.getLogger(__name__)
+
+
+class ClusterError(SambaError):
+    """The Ray job itself failed (the actors could not load the model, the cluster went away, ...)."""
 
 
 @dataclass(frozen=True)
@@ -38,13 +44,23 @@ class ClusterOptions:
     cpus_per_actor: float = 1.0  # CPUs reserved per actor (and torch threads when on CPU)
     gpus_per_actor: float = 0.0  # GPUs per actor; 0.5 puts two actors on each GPU
     batch_size: int = 16  # input files per map_batches call, transcribed together by one actor
+    log_level: int = (
+        logging.WARNING
+    )  # Ray's own log lines on the driver (start-up, Ray Data's plan and progress)
 
 
-def connect(address: str | None) -> bool:
+def connect(cluster: ClusterOptions) -> bool:
     """Join (or start) a Ray cluster unless this process already has one; True when this call started it."""
+    logging.getLogger("ray.data").setLevel(cluster.log_level)
+    # the one warning that says Ray's progress bars are off, when samba shows its own
+    logging.getLogger("ray.data._internal.progress").setLevel(max(cluster.log_level, logging.ERROR))
     if ray.is_initialized():
         return False
-    ray.init(address=address, logging_level=logging.WARNING, configure_logging=True)
+    if cluster.address is None and not os.environ.get("RAY_ADDRESS"):
+        # A local cluster: its workers run at this process's priority, as samba transcribe does. Ray's default
+        # (nice 15, to keep its own daemons responsive) starves them on a machine busy with anything else.
+        os.environ.setdefault("RAY_worker_niceness", "0")
+    ray.init(address=cluster.address, logging_level=cluster.log_level, configure_logging=True)
     return True
 
 
@@ -94,16 +110,18 @@ def run(
 ) -> Summary:
     """Report the settled inputs, transcribe ``work.tasks`` on the cluster, then write the index (every input
     once: done, skipped or failed) to ``index`` (None: none). KeyboardInterrupt ends the run early: the summary
-    says so and the index lists the inputs not finished as failed."""
+    says so and the index lists the inputs not finished as failed. A failure of the Ray job itself (the actors
+    cannot load the model, ...) raises ClusterError once the index is written, with the unfinished inputs failed
+    with its cause."""
     start = time.monotonic()
     outcomes = list(work.settled)
     rows = {outcome.source: _settled_row(outcome) for outcome in work.settled}
     reporter.begin(len(work.settled) + len(work.tasks))
     for outcome in work.settled:
         reporter.finished(outcome)
-    interrupted = False
+    interrupted, fatal = False, ""
     if work.tasks:
-        started = connect(cluster.address)
+        started = connect(cluster)
         try:
             for row in _results(work, spec, cluster, target, worker):
                 if row["path"] in rows:  # Ray retried a batch whose rows had already come back
@@ -114,12 +132,15 @@ def run(
                 reporter.finished(outcome)
         except KeyboardInterrupt:
             interrupted = True
+        except ray.exceptions.RayError as error:  # not one input's failure: the job cannot go on
+            fatal = f"the Ray job failed: {_reason(error)}"
         finally:
             if started:
                 ray.shutdown()
     for task in work.tasks:
         if task.job.source not in rows:
-            message = f"{task.job.source}: not transcribed, the run was interrupted"
+            cause = fatal or "the run was interrupted (a rerun skips it if its outputs were written)"
+            message = f"{task.job.source}: no result came back, {cause}"
             rows[task.job.source] = _settled_row(Outcome(task.job.source, Status.FAILED, message))
     if index is not None:
         for task in work.tasks:
@@ -127,6 +148,8 @@ def run(
         write_index(list(rows.values()), index)
     summary = Summary(tuple(outcomes), time.monotonic() - start, interrupted)
     reporter.end(summary)
+    if fatal:
+        raise ClusterError(fatal)
     return summary
 
 
@@ -146,6 +169,14 @@ def _results(
     dataset = ray.data.from_items(items, override_num_blocks=batches)
     for row in transcribe_dataset(dataset, spec, cluster, actors, worker).iter_rows():
         yield {key: value.item() if hasattr(value, "item") else value for key, value in row.items()}
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause of a Ray error (Ray wraps an actor's exception, with its traceback, in its own)."""
+    while getattr(error, "cause", None) is not None and error.cause is not error:
+        error = error.cause
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(error).__name__
 
 
 def _outcome(row: dict[str, Any]) -> Outcome:
