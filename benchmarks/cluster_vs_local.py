@@ -1,9 +1,9 @@
 """Throughput of `samba cluster transcribe` on a local Ray cluster against the plain batch mode, same files.
 
-Generates ``--count`` short espeak-ng clips (2 to 5 s, once, in ``--data``), then runs both commands back to back
-as separate processes (model loading, Ray start-up and actor start-up included: what a user waits for), ``--repeats``
-times in alternating order, and prints files per second for each, the ratio, the load average, and whether both
-wrote the same transcripts.
+Generates ``--count`` short espeak-ng clips (about 2 to 6 s, made once, in ``--data``), then runs both commands
+back to back as separate processes (model loading, Ray start-up and actor start-up included: what a user waits
+for), ``--repeats`` times in alternating order, and prints files per second for each, the ratio, the load
+average, and whether both wrote the same transcripts.
 
     python benchmarks/cluster_vs_local.py --count 200 --data /tmp/cluster-bench --local-args "--threads 1"
 """
