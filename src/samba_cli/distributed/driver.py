@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,15 +53,26 @@ class ClusterOptions:
 def connect(cluster: ClusterOptions) -> bool:
     """Join (or start) a Ray cluster unless this process already has one; True when this call started it."""
     logging.getLogger("ray.data").setLevel(cluster.log_level)
-    # the one warning that says Ray's progress bars are off, when samba shows its own
+    # the one warning that says Ray's progress bars are off, when samba shows its own; and the stack trace Ray Data
+    # logs for a failed job, which samba reports in one line (ClusterError) unless verbose
     logging.getLogger("ray.data._internal.progress").setLevel(max(cluster.log_level, logging.ERROR))
+    quiet_failure = logging.CRITICAL if cluster.log_level > logging.INFO else cluster.log_level
+    logging.getLogger("ray.data.exceptions").setLevel(quiet_failure)
     if ray.is_initialized():
         return False
     if cluster.address is None and not os.environ.get("RAY_ADDRESS"):
         # A local cluster: its workers run at this process's priority, as samba transcribe does. Ray's default
         # (nice 15, to keep its own daemons responsive) starves them on a machine busy with anything else.
         os.environ.setdefault("RAY_worker_niceness", "0")
-    ray.init(address=cluster.address, logging_level=cluster.log_level, configure_logging=True)
+    # the actors' own output (a traceback when the model cannot load) stays in Ray's logs unless verbose: the
+    # driver reports each input's error from its row, and a failed job in one line
+    verbose = cluster.log_level <= logging.INFO
+    ray.init(
+        address=cluster.address,
+        logging_level=cluster.log_level,
+        configure_logging=True,
+        log_to_driver=verbose,
+    )
     return True
 
 
@@ -176,7 +188,11 @@ def _reason(error: BaseException) -> str:
     while getattr(error, "cause", None) is not None and error.cause is not error:
         error = error.cause
     lines = [line for line in str(error).splitlines() if line.strip()]
-    return lines[-1].strip() if lines else type(error).__name__
+    if not lines:
+        return type(error).__name__
+    return re.sub(
+        r"^samba_cli\.errors\.\w+: ", "", lines[-1].strip()
+    )  # samba's own errors are one line already
 
 
 def _outcome(row: dict[str, Any]) -> Outcome:
