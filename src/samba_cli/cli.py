@@ -35,6 +35,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "train": LazyCommand("samba_cli.commands.train", "app"),
     "eval": LazyCommand("samba_cli.commands.eval", "eval_command"),
     "bench": LazyCommand("samba_cli.commands.bench", "bench_command"),
+    "cluster": LazyCommand("samba_cli.commands.cluster", "app"),
     # New subcommands are added here (nowhere else): name -> module and its typer app or command function.
 }
 
