@@ -311,8 +311,13 @@ def test_stdin_pipe_to_srt_on_stdout(model, speech, tmp_path):
 
 def _start_after_first_file(command: list[object], first_output: Path, **popen) -> subprocess.Popen:
     """Start ``samba`` and return once ``first_output`` is written (the next input is then in progress)."""
+    # a harness that runs pytest in the background ignores SIGINT, and children inherit that: restore it
     process = subprocess.Popen(
-        [*SAMBA, *map(str, command)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen
+        [*SAMBA, *map(str, command)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **popen,
     )
     deadline = time.monotonic() + 60
     while not first_output.exists():
