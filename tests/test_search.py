@@ -206,7 +206,20 @@ def test_search_workers_give_the_same_hypotheses(tmp_path, monkeypatch, caplog):
     )
     parallel = dataclasses.replace(serial, search_workers=2)
     alone = ctc_decode(model, segments, serial, pieces)
-    pooled = ctc_decode(model, segments, parallel, pieces)
+    # the rescoring in this process runs while the 2 workers search: on 2 cores it gets 1 torch thread
+    seen_threads = []
+    choose = search._choose
+    monkeypatch.setattr(search, "usable_cores", lambda: 2)
+    monkeypatch.setattr(
+        search, "_choose", lambda *a: seen_threads.append(torch.get_num_threads()) or choose(*a)
+    )
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        pooled = ctc_decode(model, segments, parallel, pieces)
+        assert seen_threads and set(seen_threads) == {1} and torch.get_num_threads() == 2  # and restored
+    finally:
+        torch.set_num_threads(torch_threads)
     assert [(h.tokens, h.score) for h in pooled] == [(h.tokens, h.score) for h in alone]
     assert search_pool(2) is search_pool(2), "the workers are started once and kept"
     # a worker that dies (or cannot start) costs no text: that batch and the next ones are searched here

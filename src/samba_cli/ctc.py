@@ -4,6 +4,7 @@ worker processes that run the prefix searches of a batch."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -12,7 +13,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -461,17 +462,19 @@ def ctc_decode(
         for (lp, n, _), extra in zip(segments, candidates, strict=True):
             args = (lp[:n].float().cpu().numpy(), n, blank, options, pieces, rescoring, extra)
             jobs.append(pool.submit(ctc_candidates, *args))
-        return [
-            _choose(
-                lp,
-                n,
-                blank,
-                settings,
-                job.result(),
-                partial(attention_logprobs, model, memory) if rescoring else None,
-            )
-            for (lp, n, memory), job in zip(segments, jobs, strict=True)
-        ]
+        # the rescoring here runs while the workers search: together never more busy threads than cores
+        with torch_threads_at_most(max(1, usable_cores() - options.search_workers)):
+            return [
+                _choose(
+                    lp,
+                    n,
+                    blank,
+                    settings,
+                    job.result(),
+                    partial(attention_logprobs, model, memory) if rescoring else None,
+                )
+                for (lp, n, memory), job in zip(segments, jobs, strict=True)
+            ]
     except BrokenProcessPool as error:  # a worker died or could not start: search here from now on
         _give_up_pools(error)
         return here()
@@ -479,6 +482,17 @@ def ctc_decode(
         for job in jobs:
             job.cancel()
         raise
+
+
+@contextlib.contextmanager
+def torch_threads_at_most(threads: int) -> Iterator[None]:
+    """Within the block torch uses at most ``threads`` CPU threads; its previous count is restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(before, threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _give_up_pools(error: BaseException) -> None:
