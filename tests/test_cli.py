@@ -75,7 +75,9 @@ def test_shell_completion():
 
 
 def test_missing_subcommand_modules_are_left_out(monkeypatch):
-    monkeypatch.setitem(cli.COMMANDS, "someday", cli.LazyCommand("samba_cli.commands.no_such_module", "app"))
+    monkeypatch.setitem(
+        cli.COMMANDS, "someday", cli.LazyCommand("samba_cli.commands.no_such_module", "app", "Not yet.")
+    )
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0 and "someday" not in result.stdout
     assert runner.invoke(app, ["someday"]).exit_code == 2
@@ -502,3 +504,24 @@ def test_help_at_80_columns_shows_every_option_name_in_full(command):
     ]
     assert "…" not in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
+
+
+def test_root_help_lists_every_command_without_importing_torch():
+    script = (
+        "import sys\nfrom samba_cli.cli import main\nsys.argv = ['samba', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\nprint('torch imported:', 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "torch imported: False" in done.stdout, done.stdout + done.stderr
+    for name in cli.COMMANDS:
+        assert name in done.stdout
+
+
+@pytest.mark.parametrize("name", list(cli.COMMANDS))
+def test_each_command_summary_is_the_first_line_of_its_help(name):
+    spec = cli.COMMANDS[name]
+    command = cli._load(name, spec)
+    assert command is not None
+    lines = [line.replace("\b", "").strip() for line in inspect.cleandoc(command.help or "").splitlines()]
+    first_line = next(line for line in lines if line)
+    assert spec.summary == first_line

@@ -15,6 +15,7 @@ import signal
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import click
 import typer
 from typer.core import TyperGroup
 
@@ -26,17 +27,40 @@ from samba_cli.errors import SambaError
 class LazyCommand:
     module: str  # module that defines the command
     attribute: str  # a typer.Typer app (a command group) or a command function in that module
+    summary: str  # the first line of its help, shown by `samba --help` without importing the module (tested)
 
 
 # Subcommands in help order. A module that does not exist (yet) is left out of the CLI.
 COMMANDS: dict[str, LazyCommand] = {
-    "transcribe": LazyCommand("samba_cli.commands.transcribe", "transcribe_command"),
-    "models": LazyCommand("samba_cli.commands.models", "app"),
-    "train": LazyCommand("samba_cli.commands.train", "app"),
-    "eval": LazyCommand("samba_cli.commands.eval", "eval_command"),
-    "bench": LazyCommand("samba_cli.commands.bench", "bench_command"),
-    "cluster": LazyCommand("samba_cli.commands.cluster", "app"),
-    # New subcommands are added here (nowhere else): name -> module and its typer app or command function.
+    "transcribe": LazyCommand(
+        "samba_cli.commands.transcribe",
+        "transcribe_command",
+        "Transcribe media files, folders, globs or standard input to txt, srt, vtt, json or tsv.",
+    ),
+    "models": LazyCommand(
+        "samba_cli.commands.models",
+        "app",
+        "Find, download, inspect, delete, export and publish samba-asr models.",
+    ),
+    "train": LazyCommand(
+        "samba_cli.commands.train", "app", "Train Samba-ASR models and their sentencepiece tokenizers."
+    ),
+    "eval": LazyCommand(
+        "samba_cli.commands.eval",
+        "eval_command",
+        "Transcribe a manifest and score it: WER and CER after Whisper's English normaliser, and speed.",
+    ),
+    "bench": LazyCommand(
+        "samba_cli.commands.bench",
+        "bench_command",
+        "Measure end-to-end RTFx and peak memory on generated long audio, encoder time and decoder step latency.",
+    ),
+    "cluster": LazyCommand(
+        "samba_cli.commands.cluster",
+        "app",
+        "Transcribe on a Ray cluster, from and to local folders or object storage.",
+    ),
+    # New subcommands are added here (nowhere else): name -> module, its typer app or command function, summary.
 }
 
 
@@ -80,7 +104,18 @@ class SambaGroup(TyperGroup):
         names = [name for name, spec in COMMANDS.items() if importlib.util.find_spec(spec.module) is not None]
         return names + [name for name in super().list_commands(ctx) if name not in COMMANDS]
 
+    listing = False  # True while `samba --help` lists the subcommands: their summaries need no import
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        self.listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.listing = False
+
     def get_command(self, ctx: typer.Context, cmd_name: str) -> Any | None:
+        if self.listing and cmd_name not in self.commands and cmd_name in COMMANDS:
+            return click.Command(cmd_name, help=COMMANDS[cmd_name].summary)
         if cmd_name not in self.commands and cmd_name in COMMANDS:
             command = _load(cmd_name, COMMANDS[cmd_name])
             if command is None:
