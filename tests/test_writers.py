@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import json
 import math
@@ -109,9 +110,11 @@ _cue_words = st.lists(st.text("ab&<>-é!.,", min_size=1, max_size=12), min_size=
 @given(texts=_cue_words, start=st.floats(0.0, 400_000.0), step=st.floats(0.0011, 2.0))
 def test_subtitles_round_trip_any_text_and_time(texts, start, step):
     segments = [_segment(0, texts, start, step=step)]
-    cues = build_cues(segments)
-    subs = list(srt.parse(_render(SrtWriter(), segments)))
-    captions = webvtt.from_buffer(io.StringIO(_render(VttWriter(), segments)), strict=True).captions
+    # a source that ends a second after the segment: the writers end the last cue by the source's end
+    info = dataclasses.replace(INFO, duration=segments[-1].end + 1.0)
+    cues = build_cues(segments, duration=info.duration)
+    subs = list(srt.parse(_render(SrtWriter(), segments, info)))
+    captions = webvtt.from_buffer(io.StringIO(_render(VttWriter(), segments, info)), strict=True).captions
     for sub, caption, cue in zip(subs, captions, cues, strict=True):
         assert sub.content == cue.text
         assert _delta_ms(sub.start) == caption.start_time.in_milliseconds() == _ms(cue.start)
