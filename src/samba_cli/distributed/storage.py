@@ -30,7 +30,7 @@ from samba_cli import batch
 from samba_cli.batch import Discovery, Existing, Job, Outcome, Output, Plan, PlanError, Status, Task
 from samba_cli.cues import CueOptions
 from samba_cli.results import Segment, TranscriptionInfo
-from samba_cli.writers import get_writer, write_file
+from samba_cli.writers import get_writer, write_all_atomically
 
 INDEX_NAME = "index.parquet"  # the index's name in the output folder unless one is chosen
 _PROTOCOL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
@@ -186,26 +186,33 @@ def write_transcripts(
     info: TranscriptionInfo,
     cue_options: CueOptions | None = None,
 ) -> list[str]:
-    """Write one transcript in each ``(format, location)``, all or none: the ones written before a failure are
-    removed again. Returns the locations."""
+    """Write one transcript in each ``(format, location)``. Local files go through
+    :func:`~samba_cli.writers.write_all_atomically` first (all staged, then swapped: old files survive a failure);
+    then objects, one PUT each (an object appears whole; ones written before a failure are removed). Returns
+    the locations."""
+    writers = [(get_writer(fmt, cue_options), location) for fmt, location in outputs]
+    write_all_atomically(
+        [
+            (Path(_local(location)), lambda stream, w=writer: w.write(segments, info, stream))
+            for writer, location in writers
+            if not is_url(location)
+        ]
+    )
     written: list[str] = []
     try:
-        for fmt, location in outputs:
-            writer = get_writer(fmt, cue_options)
-            if not is_url(location):
-                write_file(writer, segments, info, Path(_local(location)))
-            else:
+        for writer, location in writers:
+            if is_url(location):
                 text = io.StringIO()
                 writer.write(segments, info, text)
                 fs, path = fsspec.core.url_to_fs(location)
-                fs.pipe_file(path, text.getvalue().encode("utf-8"))  # one PUT: the object appears whole
-            written.append(location)
+                fs.pipe_file(path, text.getvalue().encode("utf-8"))
+                written.append(location)
     except BaseException:
         for location in written:
-            fs, path = fsspec.core.url_to_fs(_local(location))
+            fs, path = fsspec.core.url_to_fs(location)
             fs.rm_file(path)
         raise
-    return written
+    return [location for _, location in outputs]
 
 
 def write_index(rows: Sequence[Mapping[str, Any]], location: str) -> None:
