@@ -225,3 +225,30 @@ def test_malformed_clip_and_data_file_are_one_line_errors(prepare, mp3, tmp_path
     assert err.count("\n") == 0 and "b.1c" in err and "QTBL" in err
     assert prepare.main(["--deb", str(tmp_path / "none.deb"), "--out", str(out)]) == 1
     assert "none.deb" in capsys.readouterr().err
+
+
+def test_codec_passes_clips_through_the_games_channel(tmp_path, capsys):
+    codec = _load("codec")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(3):
+        sf.write(tmp_path / f"w{i}.flac", (0.3 * rng.standard_normal(16000)).astype(np.float32), 16000)
+        rows.append({"audio": f"w{i}.flac", "text": f"clip {i}", "duration": 1.0})
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert codec.main([str(manifest), str(tmp_path / "out"), "--share", "0.67", "--jobs", "2"]) == 0
+    out = [json.loads(line) for line in (tmp_path / "out" / "train.jsonl").read_text().splitlines()]
+    assert len(out) == 2 and {r["text"] for r in out} < {r["text"] for r in rows}
+    for row in out:
+        samples, rate = sf.read(row["audio"])
+        assert rate == 16000 and row["channel"] == codec.CHANNEL and abs(row["duration"] - 1.0) < 0.25
+        power = np.abs(np.fft.rfft(samples)) ** 2
+        freqs = np.fft.rfftfreq(len(samples), 1 / rate)
+        # white noise had a third of its power above 5.6 kHz; the 11,025 Hz channel keeps none of it
+        assert power[freqs > 5600].sum() / power.sum() < 1e-3
+    # a clip ffmpeg cannot read: one line naming it, and no manifest
+    (tmp_path / "w0.flac").write_bytes(b"not audio")
+    assert codec.main([str(manifest), str(tmp_path / "bad")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "w0.flac" in err[0]
+    assert not (tmp_path / "bad" / "train.jsonl").exists()

@@ -80,3 +80,18 @@ def test_saved_files_follow_the_umask_and_leave_no_temporaries(tmp_path, tiny_to
     assert names == ["config.json", "model.safetensors", "tokenizer.model"]
     for name in names:
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_loading_does_not_import_torch_dynamo(tmp_path):
+    """Cold-start cost: building the model on the meta device ran torch's Python decompositions, which import
+    torch._dynamo (about 2 s of every `samba transcribe`)."""
+    import subprocess
+    import sys
+
+    save_checkpoint(tiny_model(), tmp_path)
+    code = (
+        "import sys; from samba_cli.model import load_checkpoint; "
+        f"load_checkpoint({str(tmp_path)!r}); print('torch._dynamo' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

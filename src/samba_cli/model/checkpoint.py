@@ -148,8 +148,9 @@ def load_checkpoint(
     directory = Path(directory)
     config = read_config(directory)
     tensors = _load_tensors(directory / WEIGHTS_FILE)
-    with torch.device("meta"):
-        model = SambaASR(config)
+    # built on the CPU, not on the meta device: meta tensors run torch's Python decompositions, whose first use
+    # imports torch._dynamo (about 2 s of a cold start); a CPU init of the weights costs well under 0.1 s
+    model = SambaASR(config)
     check_state_dict(model, tensors, str(directory / WEIGHTS_FILE))
     model.load_state_dict(tensors, strict=True, assign=True)
     model = model.to(device=device, dtype=dtype).eval()

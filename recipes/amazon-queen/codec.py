@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Pass a manifest's clips through the game's audio channel: 11,025 Hz mono MP3 at 16 kbit/s, back to 16 kHz FLAC.
+
+    python recipes/amazon-queen/codec.py data/synthetic-en/train.jsonl data/synthetic-en-codec --jobs 2
+
+The game's voice clips are narrowband (nothing above 5.5 kHz) with MP3 artefacts; wideband synthetic speech
+passed through the same channel teaches a model that sound. Writes OUT/audio/<name>.flac for every clip and
+OUT/<manifest name> with the same rows (audio made absolute; ``channel`` set). ``--share 0.5`` converts a seeded
+half of the rows. Clips already converted are kept, so a rerun resumes; the manifest is written last, through a
+temporary file, and not at all when a clip fails (one line naming it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from prepare import RecipeError, duration, ffmpeg_exe  # noqa: E402
+
+CHANNEL = "mp3-11025hz-16kbps"
+
+
+def through_channel(ffmpeg: str, source: Path, target: Path, bitrate: str = "16k") -> None:
+    """source (any audio) -> 11,025 Hz mono MP3 at ``bitrate`` -> target (16 kHz mono 16-bit FLAC), atomically."""
+    encode = [ffmpeg, "-nostdin", "-v", "error", "-i", str(source), "-ac", "1", "-ar", "11025"]
+    encode += ["-c:a", "libmp3lame", "-b:a", bitrate, "-f", "mp3", "pipe:1"]
+    tmp = target.with_name(f".{target.name}.part")
+    decode = [ffmpeg, "-nostdin", "-v", "error", "-f", "mp3", "-i", "pipe:0", "-ac", "1", "-ar", "16000"]
+    decode += ["-sample_fmt", "s16", "-f", "flac", "-y", str(tmp)]
+    mp3 = subprocess.run(encode, capture_output=True)
+    if mp3.returncode != 0 or not mp3.stdout:
+        cause = mp3.stderr.decode(errors="replace").strip().splitlines()
+        raise RecipeError(f"{source}: ffmpeg cannot encode it: {cause[-1] if cause else 'no output'}")
+    flac = subprocess.run(decode, input=mp3.stdout, capture_output=True)
+    if flac.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        cause = flac.stderr.decode(errors="replace").strip().splitlines()
+        raise RecipeError(f"{source}: ffmpeg cannot decode its MP3: {cause[-1] if cause else 'no output'}")
+    os.replace(tmp, target)
+
+
+def convert(manifest: Path, out: Path, share: float, seed: int, jobs: int) -> list[dict]:
+    rows = []
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            row["audio"] = str((manifest.parent / row["audio"]).resolve())
+            rows.append(row)
+    if share < 1.0:
+        rows = random.Random(seed).sample(rows, round(share * len(rows)))
+    audio = out / "audio"
+    audio.mkdir(parents=True, exist_ok=True)
+    ffmpeg = ffmpeg_exe()
+
+    def one(index_row: tuple[int, dict]) -> dict:
+        index, row = index_row
+        target = audio / f"{index:06d}-{Path(row['audio']).stem}.flac"
+        if not target.exists():
+            through_channel(ffmpeg, Path(row["audio"]), target)
+        return {**row, "audio": str(target.resolve()), "duration": duration(target), "channel": CHANNEL}
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(one, enumerate(rows)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("manifest", type=Path, help="JSONL manifest (audio, text, ...)")
+    ap.add_argument("out", type=Path, help="output folder")
+    ap.add_argument("--share", type=float, default=1.0, help="seeded share of the rows to convert")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=2, help="parallel ffmpeg pipelines")
+    args = ap.parse_args(argv)
+    if not args.manifest.is_file():
+        print(f"error: {args.manifest}: no such manifest", file=sys.stderr)
+        return 2
+    if not 0.0 < args.share <= 1.0:
+        print(f"error: --share must be in (0, 1], got {args.share}", file=sys.stderr)
+        return 2
+    try:
+        rows = convert(args.manifest, args.out, args.share, args.seed, args.jobs)
+    except RecipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    target = args.out / args.manifest.name
+    tmp = target.with_name(target.name + ".part")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, target)
+    print(f"{target}: {len(rows)} clips, {sum(r['duration'] for r in rows) / 3600:.2f} h")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
