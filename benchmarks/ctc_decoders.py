@@ -6,7 +6,7 @@ its search time, peak RSS and WER (Whisper's English normalisation, as ``samba e
 this compares the searches alone. The model folder's language model, lexicon and metadata weights are used.
 
 - ``greedy``: best path, no language model.
-- ``samba``: :func:`samba_cli.ctc.ctc_nbest`, the word-level prefix search of the default decoding (beam 64).
+- ``samba``: :func:`samba_cli.prefix_search.ctc_nbest`, the word-level prefix search of the default decoding (beam 64).
 - ``flashlight``: flashlight-text's ``LexiconDecoder`` (C++, KenLM inside; what torchaudio's ``ctc_decoder``
   wraps) over a trie of the LM vocabulary and the lexicon, each word spelled lower-case and capitalised, LM
   words also with each punctuation piece after them (the acoustic model writes case and punctuation; a lexicon
@@ -34,8 +34,8 @@ import torch
 
 import samba_cli.pipeline
 from samba_cli.api import load_model
-from samba_cli.ctc import CTCPrefixScorer, ctc_nbest
 from samba_cli.lm import lm_words, load_lexicon, load_lm
+from samba_cli.prefix_search import CTCPrefixScorer, ctc_nbest
 from samba_cli.train.evaluate import count_errors, normalize
 
 Search = Callable[[torch.Tensor], list[int]]  # (S, V + 1) log-posteriors -> token ids

@@ -8,18 +8,17 @@ import math
 import pytest
 import torch
 
-from samba_cli.ctc import (
+from samba_cli.ctc import ctc_greedy, ctc_search
+from samba_cli.errors import SambaError
+from samba_cli.lm import LN10, Lexicon, NgramLM, lm_words, split_finished
+from samba_cli.prefix_search import (
     UNK_PREFIX_PENALTY,
     CTCPrefixScorer,
     _Prefix,
-    ctc_beam_search,
-    ctc_greedy,
+    ctc_log_likelihood,
     ctc_nbest,
-    ctc_search,
     sequence_score,
 )
-from samba_cli.errors import SambaError
-from samba_cli.lm import LN10, Lexicon, NgramLM, lm_words, split_finished
 from samba_cli.search import DecodeOptions, resolve_decoding
 from tests.model_helpers import TINY_ARPA, write_tiny_lm
 
@@ -98,10 +97,11 @@ def test_prefix_beam_search_finds_the_most_probable_labelling(seed):
     log_probs = (torch.randn(5, 4) * 1.5).log_softmax(-1)  # 3 tokens + blank: 4^5 paths
     exact = _exact_ctc(log_probs, blank=3)
     best = max(exact, key=exact.get)
-    hyp = ctc_beam_search(log_probs, 5, 3, beam_size=64, scorer=CTCPrefixScorer(["a", "b", "c"]))
-    assert hyp.tokens == best
-    assert hyp.score == pytest.approx(exact[best], abs=1e-4)
-    assert len(hyp.token_logprobs) == len(hyp.tokens)
+    score, tokens = ctc_nbest(log_probs, 5, 3, beam_size=64, scorer=CTCPrefixScorer(["a", "b", "c"]))[0]
+    assert tokens == best
+    assert score == pytest.approx(exact[best], abs=1e-4)
+    for labels, total in exact.items():  # the forward algorithm sums the same paths
+        assert ctc_log_likelihood(log_probs, labels, 3) == pytest.approx(total, abs=1e-4)
 
 
 def _posteriors(frames: list[dict[int, float]]) -> torch.Tensor:

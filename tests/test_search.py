@@ -7,7 +7,8 @@ import time
 import pytest
 import torch
 
-from samba_cli.ctc import ctc_decode, ctc_greedy, ctc_search, ctc_settings, search_pool
+from samba_cli.ctc import ctc_decode, ctc_greedy, ctc_search
+from samba_cli.prefix_search import ctc_settings
 from samba_cli.search import (
     DecodeOptions,
     attention_logprobs,
@@ -16,6 +17,7 @@ from samba_cli.search import (
     greedy_search,
     repetition_cut,
 )
+from samba_cli.search_pool import search_pool
 from tests.model_helpers import TINY, tiny_model
 
 
@@ -189,10 +191,11 @@ def test_ctc_decode_reranks_the_attention_beam_hypotheses_too():
 
 def test_search_workers_give_the_same_hypotheses(tmp_path, monkeypatch, caplog):
     import samba_cli.ctc as search
+    import samba_cli.search_pool as pools
     from tests.model_helpers import write_tiny_lm
 
-    monkeypatch.setattr(search, "_POOLS", {})  # pools of its own: this test breaks one
-    monkeypatch.setattr(search, "_NO_POOL", False)
+    monkeypatch.setattr(pools, "_POOLS", {})  # pools of its own: this test breaks one
+    monkeypatch.setattr(pools, "_NO_POOL", False)
 
     write_tiny_lm(tmp_path / "lm.arpa.gz")
     model = _sharpen(tiny_model())
@@ -225,7 +228,7 @@ def test_search_workers_give_the_same_hypotheses(tmp_path, monkeypatch, caplog):
     # a worker that dies (or cannot start) costs no text: that batch and the next ones are searched here
     os.kill(search_pool(2).submit(os.getpid).result(), signal.SIGKILL)
     time.sleep(0.5)  # the pool notices the death
-    with caplog.at_level("WARNING", logger="samba_cli.ctc"):
+    with caplog.at_level("WARNING", logger="samba_cli.search_pool"):
         again = ctc_decode(model, segments, parallel, pieces)
     assert [(h.tokens, h.score) for h in again] == [(h.tokens, h.score) for h in alone]
     assert "no search workers" in caplog.text and search_pool(2) is None
@@ -234,14 +237,14 @@ def test_search_workers_give_the_same_hypotheses(tmp_path, monkeypatch, caplog):
 
 
 def test_without_a_process_pool_the_search_runs_here(monkeypatch, caplog):
-    import samba_cli.ctc as search
+    import samba_cli.search_pool as pools
 
     def no_semaphores(*args, **kwargs):
         raise OSError(38, "Function not implemented")
 
-    monkeypatch.setattr(search, "_POOLS", {})
-    monkeypatch.setattr(search, "_NO_POOL", False)
-    monkeypatch.setattr(search, "ProcessPoolExecutor", no_semaphores)
+    monkeypatch.setattr(pools, "_POOLS", {})
+    monkeypatch.setattr(pools, "_NO_POOL", False)
+    monkeypatch.setattr(pools, "ProcessPoolExecutor", no_semaphores)
     model = tiny_model()
     states, lengths = _encoded(model)
     with torch.no_grad():
@@ -250,7 +253,7 @@ def test_without_a_process_pool_the_search_runs_here(monkeypatch, caplog):
     segments = [(log_probs[i], int(n), states[i, : int(n)]) for i, n in enumerate(lengths)]
     serial = DecodeOptions(decoder="ctc", beam_size=4, lm=None)
     alone = ctc_decode(model, segments, serial, pieces)
-    with caplog.at_level("WARNING", logger="samba_cli.ctc"):
+    with caplog.at_level("WARNING", logger="samba_cli.search_pool"):
         fallback = ctc_decode(model, segments, dataclasses.replace(serial, search_workers=3), pieces)
         ctc_decode(model, segments, dataclasses.replace(serial, search_workers=3), pieces)
     assert [h.tokens for h in fallback] == [h.tokens for h in alone]

@@ -50,7 +50,7 @@ def test_search_workers_die_with_a_killed_parent(from_thread):
     parent = _python(
         f"""
         import multiprocessing, os, threading, time
-        from samba_cli.ctc import search_pool
+        from samba_cli.search_pool import search_pool
 
         def start():
             pool = search_pool(2)

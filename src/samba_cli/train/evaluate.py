@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader
 
-from samba_cli.ctc import ctc_decode, ctc_settings
+from samba_cli.ctc import ctc_decode
 from samba_cli.errors import SambaError
 from samba_cli.features import FRAMES_PER_SECOND
 from samba_cli.model import SambaASR
+from samba_cli.prefix_search import ctc_settings
 from samba_cli.search import DecodeOptions, decode_segments
 from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer

@@ -1,0 +1,81 @@
+"""The worker processes that run CTC prefix searches (samba_cli.prefix_search) in parallel.
+
+Workers import NumPy and the language model code only, never torch: each starts in well under a second and
+holds the language model and lexicon, not a second copy of torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+from samba_cli.threads import usable_cores
+
+logger = logging.getLogger(__name__)
+
+# a batch of fewer segments is searched in this process: not worth a round trip to the workers
+PARALLEL_SEARCH_MIN_SEGMENTS = 2
+MAX_AUTO_SEARCH_WORKERS = 4  # what --search-workers 0 (auto) starts at most
+WORKER_PARENT_CHECK_SECONDS = 1.0  # how often a search worker checks that its parent still runs
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+_NO_POOL = False  # set once making a pool has failed
+
+
+def give_up_pools(error: BaseException) -> None:
+    """No search workers for the rest of the process (once a pool could not be made, or broke)."""
+    global _NO_POOL
+    if not _NO_POOL:
+        logger.warning("no search workers (%s): CTC searches run in this process", error)
+    _NO_POOL = True
+    for pool in _POOLS.values():
+        pool.shutdown(wait=False, cancel_futures=True)
+    _POOLS.clear()
+
+
+def auto_search_workers() -> int:
+    """One search worker per CPU core this process may use, at most MAX_AUTO_SEARCH_WORKERS (1: no pool)."""
+    return max(1, min(MAX_AUTO_SEARCH_WORKERS, usable_cores()))
+
+
+def _search_worker_init(parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    threading.Thread(target=_exit_without, args=(parent,), name="samba-parent-watch", daemon=True).start()
+
+
+def _exit_without(parent: int) -> None:
+    """End this worker within WORKER_PARENT_CHECK_SECONDS of process ``parent`` ending, however it ended
+    (``kill -9``, the out-of-memory killer): the worker is then someone else's child, and nobody waits for
+    its results. (Linux's PR_SET_PDEATHSIG would follow the thread that started the worker, not the process.)"""
+    while os.getppid() == parent:
+        time.sleep(WORKER_PARENT_CHECK_SECONDS)
+    os._exit(1)
+
+
+def search_pool(workers: int) -> ProcessPoolExecutor | None:
+    """The process pool of ``workers`` CTC search workers, created on first use and kept for the process's life.
+
+    Workers are spawned, not forked (a fork of a process holding torch's thread pools or other threads can
+    hang), so they import ``__main__`` again: a script that decodes with ``search_workers`` above 1 must guard its
+    top-level code with ``if __name__ == "__main__":``, as any multiprocessing program does. Each worker loads the
+    language model and lexicon once, on its first search, and ends within a second of the calling process
+    ending, however it ends. None (and a warning, once) where the system cannot make
+    one (no /dev/shm for its semaphores, for instance) or a pool broke before (a worker died, or could not
+    start): the searches then run in the calling process."""
+    pool = _POOLS.get(workers)
+    if pool is None and not _NO_POOL:
+        context = multiprocessing.get_context("spawn")
+        try:
+            pool = _POOLS[workers] = ProcessPoolExecutor(
+                workers,
+                mp_context=context,
+                initializer=_search_worker_init,
+                initargs=(os.getpid(),),
+            )
+        except (OSError, NotImplementedError, ImportError) as error:
+            give_up_pools(error)
+    return pool
