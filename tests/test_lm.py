@@ -299,3 +299,32 @@ def test_extra_candidates_join_the_rescored_beams(tmp_path):
     assert ctc_search(lp, 4, BLANK, options, PIECES, likes_commas, [(8, 8, 8)]).tokens != (8, 8, 8)
     off = dataclasses.replace(options, rescore_weight=0.0)
     assert ctc_search(lp, 4, BLANK, off, PIECES, likes_commas, [(8,)]).tokens == (3, 5)  # no rescoring
+
+
+@pytest.mark.parametrize(
+    "sentence", ["the cat", "the hat", "cat the hat", "the dog", "dog", "the the cat cat", "hat cat the"]
+)
+def test_scores_agree_with_kenlms_own_query(tmp_path, sentence):
+    kenlm = pytest.importorskip("kenlm")
+    path = tmp_path / "tiny.arpa"
+    path.write_text(TINY_ARPA)
+    reference = kenlm.Model(str(path)).score(sentence, bos=True, eos=True) * LN10
+    lm = NgramLM.from_arpa(path)
+    state, total = lm.start(), 0.0
+    for word in [*sentence.split(), "</s>"]:
+        logp, state = lm.score(state, word)
+        total += logp
+    assert total == pytest.approx(reference, abs=1e-4)
+
+
+def test_search_workers_do_not_import_torch():
+    """Workers stay small and start fast: the prefix search needs NumPy and the language model only."""
+    import samba_cli.search_pool as pools
+
+    pool = pools.ProcessPoolExecutor(1, mp_context=pools.multiprocessing.get_context("spawn"))
+    try:
+        loaded = pool.submit(exec, "import samba_cli.prefix_search, samba_cli.search_pool").result()
+        assert loaded is None
+        assert pool.submit(eval, "'torch' in __import__('sys').modules").result() is False
+    finally:
+        pool.shutdown()
