@@ -122,6 +122,10 @@ class Lexicon:
     def __init__(self, words: Iterable[str]) -> None:
         kept = set()
         for line in words:
+            word = line.strip()
+            if word.isalpha() and word.islower() and word.isascii():  # already normalised: most lines
+                kept.add(word)
+                continue
             found = lm_words(line)
             if len(found) == 1:
                 kept.add(found[0])
@@ -182,7 +186,7 @@ def _parse_arpa(stream) -> tuple[dict[tuple[str, ...], tuple[float, float]], int
         if line == "\\end\\":
             seen_end = True
             break
-        match = re.fullmatch(r"\\(\d+)-grams:", line)
+        match = re.fullmatch(r"\\(\d+)-grams:", line) if line[0] == "\\" else None
         if match:
             section = int(match.group(1))
             if section not in counts:
