@@ -19,6 +19,21 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_dir(tmp_path_factory):
+    """Parsed language models and lexicons go to a folder of the test session, not the user's cache (CLI tests
+    in subprocesses inherit the variable)."""
+    import os
+
+    before = os.environ.get("SAMBA_CACHE_DIR")
+    os.environ["SAMBA_CACHE_DIR"] = str(tmp_path_factory.mktemp("samba-cache"))
+    yield
+    if before is None:
+        os.environ.pop("SAMBA_CACHE_DIR", None)
+    else:
+        os.environ["SAMBA_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tmp_path_factory):
     from tests.model_helpers import train_tiny_tokenizer

@@ -328,3 +328,36 @@ def test_search_workers_do_not_import_torch():
         assert pool.submit(eval, "'torch' in __import__('sys').modules").result() is False
     finally:
         pool.shutdown()
+
+
+def test_parsed_language_model_and_lexicon_are_cached_on_disk(tmp_path, monkeypatch):
+    from samba_cli import lm as lm_module
+
+    monkeypatch.setenv("SAMBA_CACHE_DIR", str(tmp_path / "cache"))
+    arpa, words = tmp_path / "lm.arpa", tmp_path / "words.txt"
+    arpa.write_text(TINY_ARPA)
+    words.write_text("cat\nhat\n")
+    parsed = lm_module.parsed_cache(str(arpa), "lm", NgramLM.from_arpa)
+    assert len(list((tmp_path / "cache" / "parsed").glob("lm-*.pickle"))) == 1
+    calls = []
+
+    def counting(path):
+        calls.append(path)
+        return NgramLM.from_arpa(path)
+
+    again = lm_module.parsed_cache(str(arpa), "lm", counting)
+    assert not calls and again.ngrams == parsed.ngrams and again.vocab == parsed.vocab  # read from the cache
+    arpa.write_text(
+        TINY_ARPA.replace("-0.6\tcat", "-0.45\tcat")
+    )  # an edited file (other size) is parsed again
+    edited = lm_module.parsed_cache(str(arpa), "lm", counting)
+    assert calls and edited.ngrams[("cat",)][0] == -0.45
+    for cached in (tmp_path / "cache" / "parsed").glob("*.pickle"):
+        cached.write_bytes(b"truncated")  # a damaged copy is parsed again, and replaced
+    assert lm_module.parsed_cache(str(arpa), "lm", NgramLM.from_arpa).ngrams == edited.ngrams
+    assert list(lm_module.parsed_cache(str(words), "lexicon", Lexicon.from_file)) == ["cat", "hat"]
+    # an unwritable cache folder costs nothing but the parse
+    monkeypatch.setenv("SAMBA_CACHE_DIR", str(words / "not-a-folder"))
+    assert lm_module.parsed_cache(str(arpa), "lm", NgramLM.from_arpa).ngrams == edited.ngrams
+    with pytest.raises(SambaError, match="language model not found"):
+        lm_module.parsed_cache(str(tmp_path / "missing.arpa"), "lm", NgramLM.from_arpa)
