@@ -71,6 +71,32 @@ def test_state_reorder_follows_beams():
     torch.testing.assert_close(logits, full[[1, 1, 0]], atol=1e-4, rtol=1e-4)
 
 
+def test_hypotheses_sharing_a_memory_step_like_copies_of_it():
+    """Beams of one segment read its keys and values once (group > 1): same logits as one copy per beam."""
+    model = tiny_model()
+    states, lengths = model.encode(torch.randn(2, TINY.n_mels, 40), torch.tensor([40, 28]))
+    rows = torch.tensor([0, 0, 0, 1, 1, 1])
+    tokens = torch.randint(0, TINY.vocab_size, (6, 6))
+    shared = model.allocate_state(states, lengths, group=3)
+    copied = model.allocate_state(states[rows], lengths[rows])
+    assert shared.batch_size == copied.batch_size == 6 and shared.keys[0].shape[0] == 2
+    for t in range(5):
+        torch.testing.assert_close(
+            model.step(tokens[:, t], shared), model.step(tokens[:, t], copied), atol=1e-5, rtol=1e-4
+        )
+    order = torch.tensor([2, 2, 0, 4, 3, 3])  # hypotheses trade places within their segment
+    shared.reorder(order, memory=False)
+    copied.reorder(order, memory=False)
+    torch.testing.assert_close(
+        model.step(tokens[order, 5], shared), model.step(tokens[order, 5], copied), atol=1e-5, rtol=1e-4
+    )
+    with pytest.raises(ValueError, match="cannot move it"):
+        shared.reorder(order)  # a row cannot take another segment's memory
+    # teacher forcing: 3 sequences per memory, against a copy of the memory per sequence
+    full = model.decode(tokens, states[rows], lengths[rows])
+    torch.testing.assert_close(model.decode(tokens, states, lengths), full, atol=1e-5, rtol=1e-4)
+
+
 def test_reorder_within_a_segment_moves_only_the_recurrent_state():
     model = tiny_model()
     states, lengths = model.encode(torch.randn(2, TINY.n_mels, 40), torch.tensor([40, 28]))

@@ -23,7 +23,7 @@ from samba_cli.search_pool import (
     give_up_pools,
     search_pool,
 )
-from samba_cli.stepper import Stepper
+from samba_cli.stepper import MakeStepper
 from samba_cli.threads import usable_cores
 
 __all__ = ["auto_search_workers", "ctc_decode", "ctc_greedy", "ctc_search"]
@@ -107,7 +107,7 @@ def ctc_decode(
     segments: list[tuple[torch.Tensor, int, torch.Tensor]],
     options: DecodeOptions,
     pieces: list[str],
-    make_stepper: Callable[[torch.Tensor, torch.Tensor], Stepper] | None = None,
+    make_stepper: MakeStepper | None = None,
 ) -> list[Hypothesis]:
     """CTC decoding of a batch of segments, each (CTC log-posteriors (S, V + 1), frames to search, encoder states
     (T, D) the attention decoder reads), with attention rescoring and its attention beam search as ``options``

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -21,7 +20,7 @@ from samba_cli.lm import (
     load_lm,
 )
 from samba_cli.model import ModelConfig, SambaASR
-from samba_cli.stepper import EagerStepper, Stepper
+from samba_cli.stepper import EagerStepper, MakeStepper, Stepper
 
 DECODERS = ("auto", "attention", "ctc")
 
@@ -110,7 +109,7 @@ def greedy_search(
     lengths: torch.Tensor,
     max_tokens: list[int],
     options: DecodeOptions,
-    make_stepper: Callable[[torch.Tensor, torch.Tensor], Stepper] | None = None,
+    make_stepper: MakeStepper | None = None,
 ) -> list[Hypothesis]:
     """states: (B, S, D) encoder frames of B segments, lengths: (B,) -> one hypothesis per segment."""
     cfg = model.config
@@ -147,7 +146,7 @@ def beam_search(
     lengths: torch.Tensor,
     max_tokens: list[int],
     options: DecodeOptions,
-    make_stepper: Callable[[torch.Tensor, torch.Tensor], Stepper] | None = None,
+    make_stepper: MakeStepper | None = None,
 ) -> list[Hypothesis]:
     """Batched beam search: B segments x beam_size hypotheses share one decoder state of batch B * beam."""
     return [hyps[0] for hyps in beam_search_nbest(model, states, lengths, max_tokens, options, make_stepper)]
@@ -160,15 +159,14 @@ def beam_search_nbest(
     lengths: torch.Tensor,
     max_tokens: list[int],
     options: DecodeOptions,
-    make_stepper: Callable[[torch.Tensor, torch.Tensor], Stepper] | None = None,
+    make_stepper: MakeStepper | None = None,
 ) -> list[list[Hypothesis]]:
     """:func:`beam_search`, returning each segment's finished hypotheses, best first."""
     cfg = model.config
     batch, beam = states.shape[0], options.beam_size
     device = states.device
-    stepper = (make_stepper or partial(EagerStepper, model))(
-        states.repeat_interleave(beam, dim=0), lengths.repeat_interleave(beam, dim=0)
-    )
+    # the beams of a segment share its encoder memory: its cross-attention keys and values are read once per step
+    stepper = (make_stepper or partial(EagerStepper, model))(states, lengths, group=beam)
     scores = torch.full((batch, beam), -math.inf, device=device)
     scores[:, 0] = 0.0  # only the first beam is live at the start
     seqs: list[list[tuple[list[int], list[float]]]] = [[([], []) for _ in range(beam)] for _ in range(batch)]
@@ -299,7 +297,7 @@ def decode_segments(
     lengths: torch.Tensor,
     seconds: list[float],
     options: DecodeOptions,
-    make_stepper: Callable[[torch.Tensor, torch.Tensor], Stepper] | None = None,
+    make_stepper: MakeStepper | None = None,
 ) -> list[Hypothesis]:
     """Attention decoding of a batch of segments with the configured search."""
     max_tokens = [max(1, math.ceil(s * options.max_tokens_per_second)) for s in seconds]

@@ -30,10 +30,18 @@ class Stepper(Protocol):
         ...
 
 
+class MakeStepper(Protocol):
+    def __call__(self, states: torch.Tensor, lengths: torch.Tensor, group: int = 1) -> Stepper:
+        """A stepper for ``group`` hypotheses per segment of states (B, S, D), lengths (B,)."""
+        ...
+
+
 class EagerStepper:
-    def __init__(self, model: SambaASR, states: torch.Tensor, lengths: torch.Tensor) -> None:
+    """``group`` hypotheses per segment (rows g*group ... g*group + group - 1) share its encoder memory."""
+
+    def __init__(self, model: SambaASR, states: torch.Tensor, lengths: torch.Tensor, group: int = 1) -> None:
         self.model = model
-        self.state = model.allocate_state(states, lengths)
+        self.state = model.allocate_state(states, lengths, group)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.model.step(tokens, self.state)
@@ -91,8 +99,11 @@ class StaticStepper:
             t.copy_(saved)
 
     @torch.inference_mode()
-    def load(self, states: torch.Tensor, lengths: torch.Tensor) -> StaticStepper:
-        """Start a new batch: states (B, S, D) with B <= rows and S <= frames."""
+    def load(self, states: torch.Tensor, lengths: torch.Tensor, group: int = 1) -> StaticStepper:
+        """Start a new batch: states (B, S, D), ``group`` hypotheses per segment, B x group <= rows, S <= frames
+        (each row holds its own copy of its memory: fixed buffers for a graph)."""
+        if group != 1:
+            states, lengths = states.repeat_interleave(group, dim=0), lengths.repeat_interleave(group, dim=0)
         b, s, _ = states.shape
         if b > self.rows or s > self.frames:
             raise ValueError(f"batch {b}x{s} does not fit the static buffers {self.rows}x{self.frames}")
@@ -139,12 +150,13 @@ class StepperFactory:
         self.use_static = cuda_graphs and device.type == "cuda"
         self._static: dict[int, StaticStepper] = {}
 
-    def __call__(self, states: torch.Tensor, lengths: torch.Tensor) -> Stepper:
+    def __call__(self, states: torch.Tensor, lengths: torch.Tensor, group: int = 1) -> Stepper:
+        """A stepper for ``group`` hypotheses per segment of states (B, S, D), lengths (B,)."""
         b, s, _ = states.shape
         if not self.use_static or s > self.max_frames:
-            return EagerStepper(self.model, states, lengths)
-        rows = bucket(b)
+            return EagerStepper(self.model, states, lengths, group)
+        rows = bucket(b * group)
         if rows not in self._static:
             logger.debug("capturing a CUDA graph for decode batches of %d", rows)
             self._static[rows] = StaticStepper(self.model, rows, self.max_frames, use_graph=True)
-        return self._static[rows].load(states, lengths)
+        return self._static[rows].load(states, lengths, group)

@@ -36,9 +36,18 @@ class CrossAttention(nn.Module):
     def forward(
         self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        """x: (B, L, D), mask: (B, S) True for valid frames -> (B, L, D)."""
+        """x: (B, L, D); keys, values: (M, H, S, D/H) and mask: (M, S) True for valid frames, with B a multiple of
+        M -> (B, L, D). Rows g*G to g*G + G - 1 of x (G = B / M) all attend to memory g: the beams of one
+        segment, or candidates scored against one segment, read its keys and values once, as G*L queries."""
         b, length, d = x.shape
-        q = self.q_proj(x).view(b, length, self.heads, d // self.heads).transpose(1, 2)
+        memories = keys.shape[0]
+        if b % memories:
+            raise ValueError(f"{b} query rows cannot share {memories} memories")
+        q = (
+            self.q_proj(x)
+            .view(memories, (b // memories) * length, self.heads, d // self.heads)
+            .transpose(1, 2)
+        )
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask[:, None, None, :])
         return self.out_proj(out.transpose(1, 2).reshape(b, length, d))
 
@@ -67,21 +76,25 @@ class DecoderBlock(nn.Module):
 
 @dataclass
 class DecoderState:
-    """Recurrent decoding state for a batch of hypotheses."""
+    """Recurrent decoding state for a batch of hypotheses: B = M x group rows over M encoder memories."""
 
-    mixers: list[MixerState]  # one per decoder layer
-    keys: list[torch.Tensor]  # per layer (B, H, S, D/H), computed once per segment
+    mixers: list[MixerState]  # one per decoder layer, B rows
+    keys: list[torch.Tensor]  # per layer (M, H, S, D/H), computed once per segment
     values: list[torch.Tensor]
-    mask: torch.Tensor  # (B, S) valid encoder frames
+    mask: torch.Tensor  # (M, S) valid encoder frames
+    group: int = 1  # rows per memory: rows g*group ... g*group + group - 1 read memory g
 
     @property
     def batch_size(self) -> int:
-        return self.mask.shape[0]
+        return self.mask.shape[0] * self.group
 
     def reorder(self, index: torch.Tensor, memory: bool = True) -> None:
         """Keep the hypotheses at ``index`` (B',), e.g. the surviving beams; rows may repeat. ``memory=False``
         when every row keeps its own encoder memory (beams of one segment trading places): only the recurrent
-        states move, the cross-attention keys, values and mask stay."""
+        states move, the cross-attention keys, values and mask stay. Rows that share a memory (``group`` > 1)
+        can only trade places among themselves (``memory=False``)."""
+        if memory and self.group != 1:
+            raise ValueError("rows that share an encoder memory cannot move it: reorder with memory=False")
         for mixer in self.mixers:
             mixer.reorder(index)
         if not memory:
@@ -107,25 +120,25 @@ class Decoder(nn.Module):
         return F.linear(x, self.embed.weight) if self.lm_head is None else self.lm_head(x)
 
     def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
-        """tokens: (B, L), memory: (B, S, D), memory_mask: (B, S) -> logits (B, L, vocab). A memory of batch 1
-        is shared by all B sequences (its keys and values are computed once)."""
+        """tokens: (B, L), memory: (M, S, D), memory_mask: (M, S) -> logits (B, L, vocab), with B a multiple of
+        M: each memory is shared by B / M consecutive sequences (e.g. a memory of batch 1 by all B), its keys and
+        values computed and read once."""
         x = self.embed(tokens)
-        batch = tokens.shape[0]
-        memory_mask = memory_mask.expand(batch, -1)
         for block in self.blocks:
             keys, values = block.cross.keys_values(memory)
-            keys, values = keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1)
             x = block(x, keys, values, memory_mask)
         return self._logits(x)
 
-    def allocate_state(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> DecoderState:
-        batch = memory.shape[0]
+    def allocate_state(self, memory: torch.Tensor, memory_mask: torch.Tensor, group: int = 1) -> DecoderState:
+        """State for ``group`` hypotheses per memory: memory (M, S, D), memory_mask (M, S) -> M x group rows."""
+        batch = memory.shape[0] * group
         kvs = [block.cross.keys_values(memory) for block in self.blocks]
         return DecoderState(
             mixers=[b.mixer.allocate_state(batch, memory.device, memory.dtype) for b in self.blocks],
             keys=[k for k, _ in kvs],
             values=[v for _, v in kvs],
             mask=memory_mask,
+            group=group,
         )
 
     def step(self, tokens: torch.Tensor, state: DecoderState) -> torch.Tensor:

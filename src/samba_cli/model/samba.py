@@ -64,9 +64,10 @@ class SambaASR(nn.Module):
         """Teacher-forced decoder: tokens (B, L) -> logits (B, L, vocab)."""
         return self.decoder(tokens, states, self.frame_mask(lengths, states.shape[1]))
 
-    def allocate_state(self, states: torch.Tensor, lengths: torch.Tensor) -> DecoderState:
-        """Decoding state for a batch of segments: states (B, S, D), lengths (B,)."""
-        return self.decoder.allocate_state(states, self.frame_mask(lengths, states.shape[1]))
+    def allocate_state(self, states: torch.Tensor, lengths: torch.Tensor, group: int = 1) -> DecoderState:
+        """Decoding state for a batch of segments: states (B, S, D), lengths (B,); ``group`` hypotheses per
+        segment (B x group rows, e.g. the beams of a beam search) share the segment's encoder memory."""
+        return self.decoder.allocate_state(states, self.frame_mask(lengths, states.shape[1]), group)
 
     def step(self, tokens: torch.Tensor, state: DecoderState) -> torch.Tensor:
         """tokens (B,) -> next-token logits (B, vocab)."""
