@@ -41,7 +41,6 @@ ALL_FORMATS = "all"
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 _CUE_DEFAULTS = CueOptions()
-_WINDOW_MARGIN_SHARE = 0.25  # a cut between windows may move by at most this share of --window-length
 
 
 class Decoder(str, enum.Enum):
@@ -381,9 +380,7 @@ def _transcribe_options(
     ctc_options: dict | None = None,  # DecodeOptions' CTC fields: lm, lm_weight, ..., attention_beam
 ) -> TranscribeOptions:
     from samba_cli.pipeline import TranscribeOptions  # torch
-    from samba_cli.windows import WindowOptions
 
-    margin = min(WindowOptions().margin_seconds, window_length * _WINDOW_MARGIN_SHARE)
     try:
         return TranscribeOptions.from_kwargs(
             word_timestamps=word_timestamps,
@@ -392,7 +389,6 @@ def _transcribe_options(
             batch_size=batch_size,
             vad=vad,
             window_seconds=window_length,
-            margin_seconds=margin,
             encoder_batch_seconds=encoder_batch,
             **(ctc_options or {}),
         )
