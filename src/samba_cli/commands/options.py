@@ -120,15 +120,18 @@ def option_default(spec: dataclasses.Field) -> Any:
     if meta["field"] is None:
         return meta["default"]
     module, owner, name = meta["field"]
-    return library_fields(module, owner)[name].default
+    fields = library_fields(module, owner)
+    if name not in fields:
+        raise LookupError(f"{owner}.{name}: no literal default in {module} for the command line to show")
+    return fields[name].default
 
 
 def _parameter(spec: dataclasses.Field, kind: type) -> inspect.Parameter:
     meta = spec.metadata
     help = meta["help"]
+    default = option_default(spec)
     if help is None and meta["field"] is not None:
         help = _sentence(library_fields(*meta["field"][:2])[meta["field"][2]].comment)
-    default = option_default(spec)
     base = typing.get_args(kind)[0] if typing.get_origin(kind) is typing.Union else kind
     if isinstance(base, type) and issubclass(base, enum.Enum) and default is not None:
         default = base(default)
