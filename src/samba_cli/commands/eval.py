@@ -8,8 +8,15 @@ from pathlib import Path
 import typer
 
 from samba_cli.api import load_model
-from samba_cli.commands.options import CTCArgs, SearchArgs, decode_options, device_parameter, with_groups
-from samba_cli.errors import SambaError, original_message
+from samba_cli.commands.options import (
+    CTCArgs,
+    SearchArgs,
+    decode_options,
+    device_parameter,
+    usage_error,
+    with_groups,
+)
+from samba_cli.errors import BackendError, SambaError, original_message
 from samba_cli.pipeline import TranscribeOptions
 from samba_cli.train.data import read_manifest
 from samba_cli.train.evaluate import evaluate
@@ -40,7 +47,12 @@ def eval_command(
 ) -> None:
     """Transcribe a manifest and score it: WER and CER after Whisper's English normaliser, and speed."""
     # float32 on every device: the scores of `samba eval` do not depend on the device's default dtype
-    transcriber = load_model(model, device=device, dtype="float32", backend=backend, threads=threads or None)
+    try:
+        transcriber = load_model(
+            model, device=device, dtype="float32", backend=backend, threads=threads or None
+        )
+    except BackendError as error:  # a device or SSD backend this machine does not have
+        raise usage_error(error) from None
     try:
         options = transcriber.resolve_options(TranscribeOptions(decode=decode_options(search, ctc))).decode
         utterances = read_manifest(manifest, fields=(group_by,) if group_by else ())

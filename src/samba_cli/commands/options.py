@@ -40,8 +40,6 @@ TRANSCRIBE = ("samba_cli.pipeline", "TranscribeOptions")
 CUES = ("samba_cli.cues", "CueOptions")
 CLUSTER = ("samba_cli.distributed.driver", "ClusterOptions")
 
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")  # what samba_cli.device.resolve_device accepts
-
 
 @dataclass(frozen=True)
 class LibraryField:
@@ -189,7 +187,7 @@ class DType(str, enum.Enum):
 
 def check_device(value: str) -> str:
     """A usage error unless ``value`` is auto, cpu, cuda or cuda:N (whether CUDA is there is checked on use)."""
-    if not DEVICE_PATTERN.fullmatch(value):
+    if not re.fullmatch(library_constant("samba_cli.device", "DEVICE_NAME"), value):
         raise typer.BadParameter(f"{value!r} is not auto, cpu, cuda or cuda:N")
     return value
 
@@ -200,6 +198,12 @@ _DEVICE = {"metavar": "auto|cpu|cuda|cuda:N", "help": "auto: cuda when available
 def device_parameter() -> Any:
     """``--device`` of a command outside the groups (default style: ``device: str = device_parameter()``)."""
     return typer.Option("auto", **_DEVICE)
+
+
+def usage_error(error: Exception) -> typer.Exit:
+    """Exit status 2 (usage) after ``error`` as one line, as for a device the machine does not have."""
+    typer.echo(f"error: {error}", err=True)
+    return typer.Exit(2)
 
 
 def _none_or(value: str) -> str | None:

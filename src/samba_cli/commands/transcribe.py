@@ -35,9 +35,10 @@ from samba_cli.commands.options import (
     SearchArgs,
     WindowArgs,
     transcribe_options,
+    usage_error,
     with_groups,
 )
-from samba_cli.errors import OptionError
+from samba_cli.errors import BackendError, OptionError
 from samba_cli.lm import LEXICON_FILE, LM_FILE
 from samba_cli.progress import make_reporter, package_logging
 from samba_cli.writers import WRITERS
@@ -176,14 +177,17 @@ def transcribe_command(
                 from samba_cli.api import load_model  # torch
 
                 options = transcribe_options(search, pipeline, ctc, window)
-                transcriber = load_model(
-                    model.model,
-                    revision=model.revision,
-                    device=model.device,
-                    dtype=model.dtype.value,
-                    local_files_only=model.local_files_only,
-                    threads=threads,
-                )
+                try:
+                    transcriber = load_model(
+                        model.model,
+                        revision=model.revision,
+                        device=model.device,
+                        dtype=model.dtype.value,
+                        local_files_only=model.local_files_only,
+                        threads=threads,
+                    )
+                except BackendError as error:  # --device cuda (or cuda:N) where there is no such GPU
+                    raise usage_error(error) from None
                 if transcriber.resolved.source == "bundled":
                     reporter.note(
                         f"using the bundled model {transcriber.resolved.model_id} "

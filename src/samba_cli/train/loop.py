@@ -34,6 +34,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from samba_cli.device import resolve_device
 from samba_cli.model import (
     ModelConfig,
     ModelOutput,
@@ -64,7 +65,7 @@ from samba_cli.train.data import (
     read_manifest,
     shard_batches,
 )
-from samba_cli.train.distributed import World, close_world, init_world, resolve_device, sum_over_ranks
+from samba_cli.train.distributed import World, close_world, init_world, sum_over_ranks
 from samba_cli.train.evaluate import ErrorCounts, batch_seconds, count_errors, decode_states, normalize
 from samba_cli.train.objective import decoder_io, joint_loss
 from samba_cli.train.optim import build_optimizer, learning_rate, set_learning_rate
@@ -110,7 +111,9 @@ class Trainer:
         self.run_dir = Path(config.out_dir)
         if config.threads > 0:
             torch.set_num_threads(config.threads)
-        self.device = resolve_device(config.device, world)
+        self.device = resolve_device(config.device, local_rank=world.local_rank)  # cuda: this rank's GPU
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
         self.bf16 = config.bf16 if self.device.type == "cuda" else config.cpu_bf16  # autocast to bfloat16
         if self.bf16:
             # nn.RMSNorm on bfloat16 input with float32 weights takes torch's unfused path, and warns about it
