@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import re
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prepare import PLAYS_EXCLUDE, PLAYS_MEMBERS, PLAYS_SDIST, _sdist, play_paragraphs, split_sentences
 
+from samba_cli.atomic import write_atomically
 from samba_cli.lm import lm_words
 
 MILTON_SDIST = "brotli==1.2.1"
@@ -137,9 +137,7 @@ def main() -> None:
         lines += kept
         print(f"{name}: {len(kept)} sentences ({dropped} holding a dev or test sentence dropped)")
     target = args.out / "lm-general.txt"
-    partial = target.with_name(target.name + ".part")
-    partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(partial, target)
+    write_atomically(target, lambda stream: stream.write("".join(line + "\n" for line in lines)))
     print(f"{target}: {len(lines)} sentences, {sum(len(s.split()) for s in lines)} words")
 
 

@@ -39,11 +39,12 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 import numpy as np
 import soundfile as sf
 
+from samba_cli.atomic import write_all_atomically
 from samba_cli.audio import SAMPLE_RATE, STDIN, ffmpeg_path, iter_audio
 from samba_cli.cues import CueOptions
 from samba_cli.errors import SambaError
 from samba_cli.results import Segment, TranscriptionInfo
-from samba_cli.writers import Writer, get_writer, write_all_atomically
+from samba_cli.writers import Writer, get_writer
 
 if TYPE_CHECKING:
     from samba_cli.api import Transcriber

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from samba_cli.api import load_model
+from samba_cli.atomic import write_atomically
 from samba_cli.commands.options import (
     CTCArgs,
     SearchArgs,
@@ -20,7 +21,6 @@ from samba_cli.errors import BackendError, SambaError, original_message
 from samba_cli.pipeline import TranscribeOptions
 from samba_cli.train.data import read_manifest
 from samba_cli.train.evaluate import evaluate
-from samba_cli.writers import write_atomically
 
 
 @with_groups

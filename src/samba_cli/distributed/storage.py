@@ -27,10 +27,11 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from samba_cli import batch
+from samba_cli.atomic import write_all_atomically, write_atomically
 from samba_cli.batch import Discovery, Existing, Job, Outcome, Output, Plan, PlanError, Status, Task
 from samba_cli.cues import CueOptions
 from samba_cli.results import Segment, TranscriptionInfo
-from samba_cli.writers import get_writer, write_all_atomically
+from samba_cli.writers import get_writer
 
 INDEX_NAME = "index.parquet"  # the index's name in the output folder unless one is chosen
 _PROTOCOL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
@@ -187,7 +188,7 @@ def write_transcripts(
     cue_options: CueOptions | None = None,
 ) -> list[str]:
     """Write one transcript in each ``(format, location)``. Local files go through
-    :func:`~samba_cli.writers.write_all_atomically` first (all staged, then swapped: old files survive a failure);
+    :func:`~samba_cli.atomic.write_all_atomically` first (all staged, then swapped: old files survive a failure);
     then objects, one PUT each (an object appears whole; ones written before a failure are removed). Returns
     the locations."""
     writers = [(get_writer(fmt, cue_options), location) for fmt, location in outputs]
@@ -225,15 +226,7 @@ def write_index(rows: Sequence[Mapping[str, Any]], location: str) -> None:
         fs, path = fsspec.core.url_to_fs(location)
         fs.pipe_file(path, buffer.getvalue().to_pybytes())
         return
-    path = Path(_local(location))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        pq.write_table(table, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_atomically(Path(_local(location)), lambda stream: pq.write_table(table, stream), binary=True)
 
 
 def fetch(location: str, directory: str) -> str:
