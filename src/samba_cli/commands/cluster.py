@@ -15,7 +15,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from samba_cli.batch import DEFAULT_EXTENSIONS, PlanError, normalize_extensions
 from samba_cli.commands.options import (
     CLUSTER,
     ModelArgs,
@@ -27,6 +26,7 @@ from samba_cli.commands.options import (
 )
 from samba_cli.commands.transcribe import exit_code, parse_formats
 from samba_cli.distributed import require
+from samba_cli.planning import DEFAULT_EXTENSIONS, PlanError, normalize_extensions
 from samba_cli.progress import make_reporter, package_logging
 from samba_cli.writers import WRITERS
 

@@ -15,18 +15,7 @@ import typer
 from rich.console import Console
 
 from samba_cli.audio import STDIN
-from samba_cli.batch import (
-    DEFAULT_EXTENSIONS,
-    BatchTranscriber,
-    Existing,
-    PlanError,
-    Status,
-    Summary,
-    discover,
-    normalize_extensions,
-    plan,
-    run_batch,
-)
+from samba_cli.batch import BatchTranscriber, Summary, run_batch
 from samba_cli.commands.options import (
     CTCArgs,
     CueArgs,
@@ -40,6 +29,15 @@ from samba_cli.commands.options import (
 )
 from samba_cli.errors import BackendError, OptionError
 from samba_cli.lm import LEXICON_FILE, LM_FILE
+from samba_cli.planning import (
+    DEFAULT_EXTENSIONS,
+    Existing,
+    PlanError,
+    Status,
+    discover,
+    normalize_extensions,
+    plan,
+)
 from samba_cli.progress import make_reporter, package_logging
 from samba_cli.writers import WRITERS
 
