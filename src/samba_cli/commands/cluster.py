@@ -17,6 +17,7 @@ from rich.console import Console
 
 from samba_cli.commands.options import (
     CLUSTER,
+    MediaArgs,
     ModelArgs,
     PipelineArgs,
     SearchArgs,
@@ -24,11 +25,10 @@ from samba_cli.commands.options import (
     transcribe_options,
     with_groups,
 )
-from samba_cli.commands.transcribe import exit_code, parse_formats
+from samba_cli.commands.transcribe import exit_code
 from samba_cli.distributed import require
-from samba_cli.planning import DEFAULT_EXTENSIONS, PlanError, normalize_extensions
+from samba_cli.planning import PlanError
 from samba_cli.progress import make_reporter, package_logging
-from samba_cli.writers import WRITERS
 
 app = typer.Typer(
     help="Transcribe on a Ray cluster, from and to local folders or object storage.", no_args_is_help=True
@@ -77,29 +77,11 @@ def transcribe_command(
         str,
         typer.Option("--output-dir", "-o", help="Folder or URL prefix for the transcripts and the index"),
     ] = ".",
-    output_format: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--output-format",
-            "-f",
-            help=f"{', '.join(WRITERS)} or all; repeat or comma-separate",
-            show_default="txt",
-        ),
-    ] = None,
+    media: MediaArgs,
     index: Annotated[
         str | None,
         typer.Option(
             help="Parquet index of every input and its status", show_default="OUTPUT_DIR/index.parquet"
-        ),
-    ] = None,
-    recursive: Annotated[
-        bool,
-        typer.Option("--recursive", "-r", help="Also transcribe the media below folder and prefix inputs"),
-    ] = False,
-    ext: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Extensions picked up in folders, prefixes and globs", show_default="as transcribe"
         ),
     ] = None,
     overwrite: Annotated[
@@ -126,17 +108,12 @@ def transcribe_command(
     require()
     from samba_cli.distributed import storage
 
-    formats = parse_formats(output_format)
-    extensions = (
-        normalize_extensions([e for value in ext for e in value.split(",")]) if ext else DEFAULT_EXTENSIONS
-    )
-    if not extensions:
-        raise typer.BadParameter("no extension given", param_hint="'--ext'")
+    formats, extensions = media.formats(), media.extensions()
     if output_dir == "-":
         raise typer.BadParameter("the cluster writes files: give a folder or URL", param_hint="'-o'")
     target = storage.Target.of(output_dir)
     try:
-        work = storage.plan(storage.discover(inputs, recursive, extensions), formats, target, overwrite)
+        work = storage.plan(storage.discover(inputs, media.recursive, extensions), formats, target, overwrite)
     except PlanError as error:
         raise typer.BadParameter(str(error)) from None
 

@@ -28,6 +28,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from samba_cli.planning import DEFAULT_EXTENSIONS, normalize_extensions
+from samba_cli.writers import WRITERS
+
 if TYPE_CHECKING:
     from samba_cli.cues import CueOptions
     from samba_cli.pipeline import TranscribeOptions
@@ -211,6 +214,61 @@ def _none_or(value: str) -> str | None:
 
 
 # -- groups --------------------------------------------------------------------------------------------------------
+
+
+ALL_FORMATS = "all"
+
+
+def _complete_formats(incomplete: str) -> list[str]:
+    done, _, last = incomplete.rpartition(",")
+    prefix = f"{done}," if done else ""
+    return [prefix + name for name in (*WRITERS, ALL_FORMATS) if name.startswith(last)]
+
+
+def parse_formats(values: list[str] | None) -> tuple[str, ...]:
+    """``["srt,vtt", "json"]`` -> ``("srt", "vtt", "json")``; ``all`` -> every format; default ``("txt",)``."""
+    names = [name.strip().lower() for value in values or ["txt"] for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in WRITERS and name != ALL_FORMATS]
+    if unknown or not names:
+        raise typer.BadParameter(
+            f"unknown format {', '.join(map(repr, unknown))}; choose from {', '.join(WRITERS)} or {ALL_FORMATS}",
+            param_hint="'-f' / '--output-format'",
+        )
+    return tuple(WRITERS) if ALL_FORMATS in names else tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class MediaArgs:
+    """Which media folder inputs give, and the formats written: `transcribe` and `cluster transcribe`."""
+
+    output_format: list[str] | None = option(
+        "--output-format",
+        "-f",
+        help=f"{', '.join(WRITERS)} or {ALL_FORMATS}; repeat or comma-separate",
+        autocompletion=_complete_formats,
+        show_default="txt",
+    )
+    recursive: bool = option(
+        "--recursive",
+        "-r",
+        default=False,
+        help="Also transcribe the media in subfolders of folder inputs (and below URL prefixes, on a cluster)",
+    )
+    ext: list[str] | None = option(
+        help="Extensions of the media picked up in folders and glob matches; repeat or comma-separate",
+        show_default="common audio and video types, see docs/cli.md",
+    )
+
+    def formats(self) -> tuple[str, ...]:
+        return parse_formats(self.output_format)
+
+    def extensions(self) -> frozenset[str]:
+        if not self.ext:
+            return DEFAULT_EXTENSIONS
+        extensions = normalize_extensions([e for value in self.ext for e in value.split(",")])
+        if not extensions:
+            raise typer.BadParameter("no extension given", param_hint="'--ext'")
+        return extensions
 
 
 @dataclass(frozen=True)

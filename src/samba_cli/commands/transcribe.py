@@ -19,6 +19,7 @@ from samba_cli.batch import BatchTranscriber, Summary, run_batch
 from samba_cli.commands.options import (
     CTCArgs,
     CueArgs,
+    MediaArgs,
     ModelArgs,
     PipelineArgs,
     SearchArgs,
@@ -30,38 +31,16 @@ from samba_cli.commands.options import (
 from samba_cli.errors import BackendError, OptionError
 from samba_cli.lm import LEXICON_FILE, LM_FILE
 from samba_cli.planning import (
-    DEFAULT_EXTENSIONS,
     Existing,
     PlanError,
     Status,
     discover,
-    normalize_extensions,
     plan,
 )
 from samba_cli.progress import make_reporter, package_logging
-from samba_cli.writers import WRITERS
 
-ALL_FORMATS = "all"
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
-
-
-def _complete_formats(incomplete: str) -> list[str]:
-    done, _, last = incomplete.rpartition(",")
-    prefix = f"{done}," if done else ""
-    return [prefix + name for name in (*WRITERS, ALL_FORMATS) if name.startswith(last)]
-
-
-def parse_formats(values: list[str] | None) -> tuple[str, ...]:
-    """``["srt,vtt", "json"]`` -> ``("srt", "vtt", "json")``; ``all`` -> every format; default ``("txt",)``."""
-    names = [name.strip().lower() for value in values or ["txt"] for name in value.split(",") if name.strip()]
-    unknown = [name for name in names if name not in WRITERS and name != ALL_FORMATS]
-    if unknown or not names:
-        raise typer.BadParameter(
-            f"unknown format {', '.join(map(repr, unknown))}; choose from {', '.join(WRITERS)} or {ALL_FORMATS}",
-            param_hint="'-f' / '--output-format'",
-        )
-    return tuple(WRITERS) if ALL_FORMATS in names else tuple(dict.fromkeys(names))
 
 
 def exit_code(summary: Summary) -> int:
@@ -82,16 +61,7 @@ def transcribe_command(
     ],
     *,
     model: ModelArgs,
-    output_format: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--output-format",
-            "-f",
-            help=f"{', '.join(WRITERS)} or {ALL_FORMATS}; repeat or comma-separate",
-            autocompletion=_complete_formats,
-            show_default="txt",
-        ),
-    ] = None,
+    media: MediaArgs,
     output_dir: Annotated[
         str,
         typer.Option(
@@ -100,17 +70,6 @@ def transcribe_command(
             help="Folder for the transcripts, created if needed; - writes one format to stdout",
         ),
     ] = ".",
-    recursive: Annotated[
-        bool,
-        typer.Option("--recursive", "-r", help="Also transcribe the media in subfolders of folder inputs"),
-    ] = False,
-    ext: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Extensions of the media picked up in folders and glob matches; repeat or comma-separate",
-            show_default="common audio and video types, see docs/cli.md",
-        ),
-    ] = None,
     skip_existing: Annotated[
         bool | None,
         typer.Option(
@@ -143,13 +102,8 @@ def transcribe_command(
       samba transcribe recordings/ -r -o transcripts --skip-existing
       ffmpeg -i video.mp4 -f mp3 - | samba transcribe - -f srt -o - > subs.srt
     """
-    formats = parse_formats(output_format)
+    formats, extensions = media.formats(), media.extensions()
     cue_options = cues.options()
-    extensions = (
-        normalize_extensions([e for value in ext for e in value.split(",")]) if ext else DEFAULT_EXTENSIONS
-    )
-    if not extensions:
-        raise typer.BadParameter("no extension given", param_hint="'--ext'")
     if STDIN in inputs and sys.stdin.isatty():
         raise typer.BadParameter(
             "standard input is a terminal: pipe media into it, e.g. cat a.mp3 | samba transcribe -"
@@ -158,7 +112,7 @@ def transcribe_command(
     to_stdout = output_dir == "-"
     try:
         work = plan(
-            discover(inputs, recursive, extensions),
+            discover(inputs, media.recursive, extensions),
             formats,
             None if to_stdout else Path(output_dir),
             existing,
