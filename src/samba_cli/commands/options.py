@@ -133,9 +133,11 @@ def _parameter(spec: dataclasses.Field, kind: type) -> inspect.Parameter:
     default = option_default(spec)
     if help is None and meta["field"] is not None:
         help = _sentence(library_fields(*meta["field"][:2])[meta["field"][2]].comment)
-    base = typing.get_args(kind)[0] if typing.get_origin(kind) is typing.Union else kind
-    if isinstance(base, type) and issubclass(base, enum.Enum) and default is not None:
-        default = base(default)
+    choices = [
+        t for t in (typing.get_args(kind) or (kind,)) if isinstance(t, type) and issubclass(t, enum.Enum)
+    ]
+    if choices and default is not None:  # an enum option's default: the member, for its help and its value
+        default = choices[0](default)
     info = typer.Option(*meta["flags"], help=help, **meta["settings"])
     return inspect.Parameter(
         spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info]
@@ -165,10 +167,6 @@ def with_groups(command: Callable[..., Any]) -> Callable[..., Any]:
 
     expanded.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     expanded.__annotations__ = {p.name: p.annotation for p in parameters}
-    # parameter name -> the library field (module, class, name) its option sets, for tests/test_options.py
-    expanded.library_fields = {  # type: ignore[attr-defined]
-        spec.name: spec.metadata["field"] for group in groups.values() for spec in dataclasses.fields(group)
-    }
     return expanded
 
 
