@@ -36,12 +36,7 @@ from torch.utils.data import DataLoader
 
 from samba_cli.device import resolve_device
 from samba_cli.model import (
-    ModelConfig,
     ModelOutput,
-    SambaASR,
-    load_checkpoint,
-    preset,
-    read_config,
     save_checkpoint,
 )
 from samba_cli.search import DecodeOptions
@@ -67,6 +62,7 @@ from samba_cli.train.data import (
 )
 from samba_cli.train.distributed import World, close_world, init_world, sum_over_ranks
 from samba_cli.train.evaluate import ErrorCounts, batch_seconds, count_errors, decode_states, normalize
+from samba_cli.train.model_init import initial_model
 from samba_cli.train.objective import decoder_io, joint_loss
 from samba_cli.train.optim import build_optimizer, learning_rate, set_learning_rate
 from samba_cli.train.progress import Reporter, format_metrics
@@ -78,30 +74,6 @@ SNAPSHOTS_DIR = "snapshots"
 
 # Called after every optimizer step with the step's record; returning True stops training (after a checkpoint).
 StepHook = Callable[[dict], bool]
-
-
-def model_config_for(config: TrainConfig, tokenizer: Tokenizer) -> ModelConfig:
-    """The preset (or the ``init_from`` checkpoint's config) with the tokenizer's vocabulary and special ids."""
-    ids = {"bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id}
-    if min(ids.values()) < 0:
-        raise ValueError(
-            f"{tokenizer.path}: needs bos, eos and pad pieces; train it with `samba train tokenizer`"
-        )
-    if config.init_from is None:
-        return preset(config.preset, vocab_size=tokenizer.vocab_size, **ids)
-    start = read_config(config.init_from)
-    if start.vocab_size != tokenizer.vocab_size or any(getattr(start, k) != v for k, v in ids.items()):
-        raise ValueError(f"{config.init_from}: its vocabulary does not match the tokenizer {tokenizer.path}")
-    return start
-
-
-def init_weights(model: SambaASR) -> None:
-    """Training-side initialisation on top of the modules' own: the (tied) token embedding at std d_model^-0.5.
-
-    nn.Embedding draws N(0, 1); through the tied LM head after the final RMSNorm that gives initial logits of std
-    sqrt(d_model) and an attention loss ~25x ln(vocab). At d_model^-0.5 the logits start at unit scale.
-    """
-    torch.nn.init.normal_(model.decoder.embed.weight, std=model.config.d_model**-0.5)
 
 
 class Trainer:
@@ -121,14 +93,8 @@ class Trainer:
                 "ignore", message="Mismatch dtype between input and weight", module="torch"
             )
         self.tokenizer = Tokenizer(config.tokenizer)
-        self.model_config = model_config_for(config, self.tokenizer)
-        torch.manual_seed(config.seed)
-        self.model = SambaASR(self.model_config)
-        init_weights(self.model)
-        if (
-            config.init_from is not None
-        ):  # a new run from trained weights (a resume then loads state.pt over it)
-            self.model.load_state_dict(load_checkpoint(config.init_from, backend="torch").state_dict())
+        self.model = initial_model(config, self.tokenizer)
+        self.model_config = self.model.config
         self.model.to(self.device)
         self.model.set_backend(config.backend)
         self.optimizer = build_optimizer(self.model, config)
