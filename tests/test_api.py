@@ -29,6 +29,16 @@ def test_transcribe_samples_is_lazy_and_counts_duration(checkpoint):
     assert all(0 <= s.start < s.end <= 5.0 + 1e-6 for s in result)
 
 
+def test_a_short_window_needs_no_margin_through_the_library(checkpoint):
+    model = samba_cli.load_model(checkpoint, device="cpu")
+    samples = np.random.default_rng(0).normal(0, 0.1, 16000 * 5).astype(np.float32)
+    segments, info = model.transcribe(
+        samples, vad=False, window_seconds=2.0
+    )  # the old fixed 10 s margin: refused
+    list(segments)
+    assert info.options["window"]["margin_seconds"] == 0.5  # a quarter of the window, resolved once
+
+
 def test_transcribe_file(checkpoint, tmp_path):
     import soundfile as sf
 

@@ -1,4 +1,4 @@
-"""samba_cli.batch: discovery, output planning, the prefetch thread and a batch run with a tiny random model."""
+"""samba_cli.planning and samba_cli.batch: discovery, output planning, the prefetch thread and a batch run with a tiny random model."""
 
 from __future__ import annotations
 
@@ -16,25 +16,27 @@ import soundfile as sf
 import torch
 
 from samba_cli.batch import (
-    DEFAULT_EXTENSIONS,
     BatchTranscriber,
-    Discovery,
-    Existing,
-    Job,
-    Outcome,
-    PlanError,
     Prefetcher,
-    Status,
     Summary,
-    Task,
     _interrupts_deferred,
-    discover,
-    plan,
     probe_duration,
     run_batch,
 )
 from samba_cli.errors import DecodeError
 from samba_cli.model import save_checkpoint
+from samba_cli.planning import (
+    DEFAULT_EXTENSIONS,
+    Discovery,
+    Existing,
+    Job,
+    Outcome,
+    PlanError,
+    Status,
+    Task,
+    discover,
+    plan,
+)
 from tests.media_helpers import ESPEAK, run_ffmpeg, speak
 from tests.model_helpers import tiny_model, train_tiny_tokenizer
 

@@ -260,7 +260,8 @@ def test_cli_defaults_match_the_library():
 def test_reporters():
     from rich.console import Console
 
-    from samba_cli.batch import Job, Outcome, Status, Summary, Task
+    from samba_cli.batch import Summary
+    from samba_cli.planning import Job, Outcome, Status, Task
     from samba_cli.progress import LogReporter, RichReporter, format_duration
 
     assert format_duration(3723.4) == "1:02:03"
@@ -463,7 +464,8 @@ def test_time_left_follows_the_audio_left_at_the_average_speed():
     10-minute file was decoding: rich's estimate took a burst of short files for the speed, and froze."""
     from rich.console import Console
 
-    from samba_cli.batch import Job, Outcome, Status, Summary, Task
+    from samba_cli.batch import Summary
+    from samba_cli.planning import Job, Outcome, Status, Task
     from samba_cli.progress import RichReporter, _RemainingColumn, remaining_seconds
 
     now = [0.0]

@@ -23,12 +23,11 @@ from samba_cli.hub import (
     ModelNotCachedError,
     ModelNotFoundError,
     download_model,
-    export_checkpoint,
     load_checkpoint_from,
-    push_checkpoint,
     resolve_model,
     weights_summary,
 )
+from samba_cli.publish import export_checkpoint, push_checkpoint
 from tests.fake_hub import FakeHub, checkpoint_files, checkpoint_folder, use_fake_hub
 from tests.model_helpers import tiny_model, write_tiny_lm
 

@@ -297,3 +297,17 @@ def test_general_text_drops_repeats_and_sentences_holding_an_evaluation_sentence
     )
     assert (kept, dropped) == (["come to our flockmaster now", "a b c"], 1)
     assert "a b c" in seen
+
+
+def test_splits_have_descriptive_names_and_their_first_names_still_work(prepare, pools):
+    """The registry: each split's name says what it is; the corpus's first name (extra2, ...) is an alias that
+    plans the same utterances, with the same files and random streams, so existing data folders stay valid."""
+    (pools / "sentences.plays.txt").write_text("".join(f"hamlet\tplay sentence {i}.\n" for i in range(60)))
+    first_names = {"extra", "extra2", "extra3", "extra4", "plays2"}
+    renamed = {key: split.name for key, split in prepare.SPLITS.items() if split.name != key}
+    assert set(renamed) == first_names and not set(renamed.values()) & first_names
+    for key, name in renamed.items():
+        assert prepare.plan(pools, name, 50, seed=1) == prepare.plan(pools, key, 50, seed=1)
+        assert {it["split"] for it in prepare.plan(pools, name, 5, seed=1)} == {key}  # audio/KEY/, KEY.jsonl
+    with pytest.raises(ValueError, match="unknown split 'extra5'"):
+        prepare.split_of("extra5")

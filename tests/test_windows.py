@@ -73,6 +73,19 @@ def test_bad_options_are_refused(changes):
         WindowOptions(**changes)
 
 
+def test_an_unset_margin_follows_the_window_length():
+    """The margin rule is the library's: a short window gets a quarter of its length as margin, not a 10 s margin
+    it cannot hold (a library call used to fail a check that only the CLI avoided)."""
+    assert WindowOptions().margin == 10.0
+    assert WindowOptions(window_seconds=20.0).margin == 5.0
+    assert WindowOptions(window_seconds=4.0).margin == 1.0
+    assert WindowOptions(window_seconds=4.0, margin_seconds=2.0).margin == 2.0  # a given margin is kept
+    samples = np.random.default_rng(3).normal(0, 0.1, 16000 * 10).astype(np.float32)
+    windows = list(iter_windows([samples], WindowOptions(window_seconds=4.0, vad=False)))
+    assert all(w.source_end - w.source_start <= 4.0 + 1.0 for w in windows)
+    assert len(windows) >= 2
+
+
 def test_time_map_rejects_bad_pieces():
     for pieces in [(), ((1, 0, 5),), ((0, 0, 5), (4, 10, 5)), ((0, 10, 5), (5, 12, 5)), ((0, 0, 0),)]:
         with pytest.raises(ValueError):
@@ -248,7 +261,7 @@ def test_two_hours_stream_in_bounded_memory():
     assert speech <= kept < speech * 1.1
     # Held: window + margin + one block (~22 MB). Alive at once: the window the loop variable still holds and
     # the one being built (~20 MB each). About 60 MB in all; the whole input is 461 MB.
-    window_bytes = (options.window_seconds + options.margin_seconds) * SAMPLE_RATE * 4
+    window_bytes = (options.window_seconds + options.margin) * SAMPLE_RATE * 4
     assert peak < 3 * window_bytes + 3 * stream.block * 4
 
 

@@ -9,7 +9,7 @@ import webvtt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from samba_cli import writers
+from samba_cli import atomic, writers
 from samba_cli.cues import CueOptions, build_cues, to_milliseconds
 from samba_cli.results import Segment, TranscriptionInfo, Word
 from samba_cli.writers import (
@@ -252,7 +252,7 @@ def test_write_all_atomically_keeps_every_old_file_when_one_fails(tmp_path):
     """Staged first, swapped after: a full disk while writing the second file leaves the first one old too."""
     import errno
 
-    from samba_cli.writers import write_all_atomically
+    from samba_cli.atomic import write_all_atomically
 
     def full(stream):
         stream.write("half")
@@ -287,7 +287,7 @@ def test_write_all_atomically_puts_back_files_already_replaced_when_a_rename_fai
     old.write_text("OLD\n")
     monkeypatch.setattr(writers.os, "replace", second_fails)
     with pytest.raises(PermissionError):
-        writers.write_all_atomically(
+        atomic.write_all_atomically(
             [(old, lambda s: s.write("new\n")), (tmp_path / "b.txt", lambda s: s.write("b"))]
         )
     assert old.read_text() == "OLD\n"

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import sys
 from pathlib import Path
 
+from samba_cli.atomic import write_atomically
 from samba_cli.lm import Lexicon
 
 
@@ -40,12 +40,14 @@ def main() -> int:
             "#",
             *(f"# {line}".rstrip() for line in args.notice.read_text(encoding="utf-8").splitlines()),
         ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.out.with_name(args.out.name + ".part")
-    # no file name and mtime 0 in the gzip header: the same input gives the same bytes, whatever the output path
-    with partial.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as stream:
-        stream.write(("\n".join([*header, *kept]) + "\n").encode("utf-8"))
-    os.replace(partial, args.out)
+    text = ("\n".join([*header, *kept]) + "\n").encode("utf-8")
+
+    def write(raw) -> None:
+        # no file name and mtime 0 in the gzip header: the same input gives the same bytes, whatever the output path
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as stream:
+            stream.write(text)
+
+    write_atomically(args.out, write, binary=True)
     Lexicon.from_file(args.out)  # readable by the decoder
     size = args.out.stat().st_size / 1e3
     print(f"{args.out}: {len(kept)} words, {size:.0f} kB")

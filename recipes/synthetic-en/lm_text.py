@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -29,10 +29,23 @@ import sys
 import tarfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prepare import PLAYS_EXCLUDE, PLAYS_MEMBERS, PLAYS_SDIST, _sdist, play_paragraphs, split_sentences
-
+from samba_cli.atomic import write_atomically
 from samba_cli.lm import lm_words
+
+
+def _prepare():
+    """This recipe's prepare.py, by its path: another recipe's `prepare` module may be imported already."""
+    spec = importlib.util.spec_from_file_location(
+        "synthetic_en_prepare", Path(__file__).with_name("prepare.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_prep = _prepare()
+PLAYS_EXCLUDE, PLAYS_MEMBERS, PLAYS_SDIST = _prep.PLAYS_EXCLUDE, _prep.PLAYS_MEMBERS, _prep.PLAYS_SDIST
+_sdist, play_paragraphs, split_sentences = _prep._sdist, _prep.play_paragraphs, _prep.split_sentences
 
 MILTON_SDIST = "brotli==1.2.1"
 MILTON_MEMBER = "brotli-1.2.1/tests/testdata/plrabn12.txt"
@@ -137,9 +150,7 @@ def main() -> None:
         lines += kept
         print(f"{name}: {len(kept)} sentences ({dropped} holding a dev or test sentence dropped)")
     target = args.out / "lm-general.txt"
-    partial = target.with_name(target.name + ".part")
-    partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(partial, target)
+    write_atomically(target, lambda stream: stream.write("".join(line + "\n" for line in lines)))
     print(f"{target}: {len(lines)} sentences, {sum(len(s.split()) for s in lines)} words")
 
 

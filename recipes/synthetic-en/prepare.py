@@ -8,8 +8,10 @@ Steps (each leaves a marker file in --out so a rerun skips it):
   2. text     (.done-text)     clean them into cased, punctuated ASCII
                                sentences of 3-20 words, dedupe, split into
                                train / dev / test sentence pools.
-  3. train, dev, test, dev-heldout, and the optional extra, extra2, extra3,
-     extra4, plays and plays2 splits (.done-<split>)
+  3. train, dev, test, dev-heldout, and the optional plays, pico-mbrola,
+     rhvoice, espeak-variants, plays-more-voices and mbrola-foreign splits
+     (SPLITS; files and markers keep the corpus's first names: extra,
+     extra2, extra3, plays2, extra4) (.done-<key>)
                                synthesize each utterance with
                                espeak-ng / flite / festival, vary speed and
                                pitch, give half of the (male) flite/festival
@@ -46,8 +48,11 @@ import tarfile
 import tempfile
 import time
 import unicodedata
+from collections.abc import Mapping
 from multiprocessing import Pool
 from pathlib import Path
+from types import MappingProxyType
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -200,25 +205,97 @@ ESPEAK_EXTRA3_OTHER = [
 ]
 P_EXTRA3_FEMALE = 0.5
 
-# per extra split: engine shares, festival voices, and the tools it needs (tool -> Debian packages)
-EXTRA_SPLITS = {
-    "extra": (ENGINE_SHARE_EXTRA, FESTIVAL_EXTRA, EXTRA_TOOLS),
-    "extra2": (ENGINE_SHARE_EXTRA2, FESTIVAL_EXTRA2, EXTRA2_TOOLS),
-    "extra3": ({"espeak-ng": 1.0}, [], {}),
-    # plays2: the plays' other sentences read by the voices of extra, extra2 and extra3
-    "plays2": (
-        {"pico": 0.15, "rhvoice": 0.3, "espeak-ng": 0.35, "festival": 0.2},
-        FESTIVAL_EXTRA + FESTIVAL_EXTRA2,
-        {**EXTRA_TOOLS, **EXTRA2_TOOLS},
-    ),
-}
-# The `extra4` split: the training sentences read by the MBROLA voices of other languages, English phones mapped
-# to each voice's own (mbrola_cross.py): 25 more speakers, with a foreign accent.
-EXTRA_SPLITS["extra4"] = ({"mbrola-x": 1.0}, [], {"mbrola": "mbrola"})
-MBROLA_X_VOICES = sorted(mbrola_cross.VOICES)
-
 # share of plays2's espeak-ng utterances on extra3's variants (the rest on the MBROLA voices)
 P_PLAYS2_EXTRA3 = 0.5
+
+
+class Split(NamedTuple):  # a NamedTuple, not a dataclass: the tests load this script without registering it
+    """One split of the corpus: which sentences, read by which voices, and what for."""
+
+    # its files (KEY.jsonl, audio/KEY/), marker (.done-KEY) and random streams: the name the corpus first gave
+    # it, kept so that existing data folders stay valid and the same command gives the same corpus
+    key: str
+    name: str  # what it is: the name on the command line (the key is accepted too)
+    purpose: str  # --help text of its --num option
+    pool: str  # its sentences: sentences.POOL.txt
+    engines: dict[str, float]  # engine -> share of its utterances
+    espeak: str  # espeak-ng's voices: "train", "test", "mbrola", "variants" or "variants+mbrola" (see espeak_voice)
+    festival: tuple[str, ...] = ()
+    tools: Mapping[str, str] = MappingProxyType({})  # programs it needs -> Debian packages
+    heldout: bool = False  # read by the test voices (flite slt, festival slt, espeak-ng's test voices)
+    timbre: bool = False  # flite/festival utterances may get the female-like timbre (--timbre-share)
+    optional: bool = False  # synthesized only when asked for (--num-NAME or --splits)
+    reverse_of: str | None = None  # read the pool in this split's order from its end: no sentence of both
+    default_count: int = 0
+
+
+SPLITS = {
+    split.key: split
+    for split in (
+        Split(
+            "train", "train", "training sentences read by the training voices", "train", ENGINE_SHARE_TRAIN,
+            "train", tuple(FESTIVAL_TRAIN), timbre=True, default_count=12000,
+        ),
+        Split(
+            "dev", "dev", "dev sentences read by the training voices", "dev", ENGINE_SHARE_TRAIN, "train",
+            tuple(FESTIVAL_TRAIN), timbre=True, default_count=300,
+        ),
+        Split(
+            "test", "test", "test sentences read by the held-out voices", "test", ENGINE_SHARE_TEST, "test",
+            tuple(FESTIVAL_TEST), heldout=True, default_count=400,
+        ),
+        Split(
+            "dev-heldout", "dev-heldout",
+            "dev sentences read by the held-out (test) voices, to choose between recipes on held-out voices "
+            "without touching the test set", "dev", ENGINE_SHARE_TEST, "test", tuple(FESTIVAL_TEST),
+            heldout=True, default_count=200,
+        ),
+        Split(
+            "plays", "plays",
+            "sentences of Shakespeare's plays (As You Like It left out) read by the training voices; training "
+            "only", "plays", ENGINE_SHARE_TRAIN, "train", tuple(FESTIVAL_TRAIN), timbre=True, optional=True,
+        ),
+        Split(
+            "extra", "pico-mbrola",
+            "training sentences read by SVOX Pico, English MBROLA voices (through espeak-ng and festival) and "
+            "festival ked", "train", ENGINE_SHARE_EXTRA, "mbrola", tuple(FESTIVAL_EXTRA), EXTRA_TOOLS,
+            optional=True,
+        ),
+        Split(
+            "extra2", "rhvoice",
+            "training sentences read by RHVoice and festival's British rab and don", "train",
+            ENGINE_SHARE_EXTRA2, "train", tuple(FESTIVAL_EXTRA2), EXTRA2_TOOLS, optional=True,
+        ),
+        Split(
+            "extra3", "espeak-variants", "training sentences read by espeak-ng's other voice variants, half female",
+            "train", {"espeak-ng": 1.0}, "variants", optional=True,
+        ),
+        Split(
+            "plays2", "plays-more-voices",
+            "other sentences of the plays read by the voices of pico-mbrola, rhvoice and espeak-variants; "
+            "training only (no sentence of plays while both counts add up to at most 47,538)", "plays",
+            {"pico": 0.15, "rhvoice": 0.3, "espeak-ng": 0.35, "festival": 0.2}, "variants+mbrola",
+            tuple(FESTIVAL_EXTRA + FESTIVAL_EXTRA2), {**EXTRA_TOOLS, **EXTRA2_TOOLS}, optional=True,
+            reverse_of="plays",
+        ),
+        # English phones mapped to each voice's own (mbrola_cross.py): 25 more speakers, with a foreign accent
+        Split(
+            "extra4", "mbrola-foreign",
+            "training sentences read by the MBROLA voices of other languages (English phones mapped to theirs)",
+            "train", {"mbrola-x": 1.0}, "train", (), {"mbrola": "mbrola"}, optional=True,
+        ),
+    )
+}  # fmt: skip
+SPLIT_NAMES = {name: key for key, split in SPLITS.items() for name in (key, split.name)}  # name or key -> key
+MBROLA_X_VOICES = sorted(mbrola_cross.VOICES)
+
+
+def split_of(name: str) -> Split:
+    """The split called ``name`` (its name, or its key: the corpus's first name for it)."""
+    if name not in SPLIT_NAMES:
+        raise ValueError(f"unknown split {name!r}: choose from {', '.join(s.name for s in SPLITS.values())}")
+    return SPLITS[SPLIT_NAMES[name]]
+
 
 P_NOISE = 0.35  # add white/pink noise at SNR U(10, 30) dB
 P_REVERB = 0.20  # convolve with a synthetic exponentially decaying impulse
@@ -486,36 +563,44 @@ def step_plays_text(out: Path) -> None:
 # ---------------------------------------------------------------------------
 # Step 3: synthesis
 # ---------------------------------------------------------------------------
-def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBRE) -> list[dict]:
-    # dev-heldout: the dev sentences read by the test voices, to choose between recipes on held-out voices
-    # without touching the test set
-    # plays: the plays' sentences read by the train split's voices
-    # plays2: the plays' sentences in the plays split's order read from its end, so the two splits share no
-    # sentence while their counts add up to at most the pool (47,538 sentences); voices of the extra splits
-    extra = split in EXTRA_SPLITS
-    pool_name = {"dev-heldout": "dev", "plays2": "plays"}.get(split, "train" if extra else split)
-    lines = (out / f"sentences.{pool_name}.txt").read_text().splitlines()
+def espeak_voice(split: Split, rng: random.Random) -> str:
+    """An espeak-ng voice of ``split`` (its ``espeak`` voice set)."""
+    voices = split.espeak
+    if voices == "variants+mbrola":  # half on the variants, half on the MBROLA voices
+        voices = "variants" if rng.random() < P_PLAYS2_EXTRA3 else "mbrola"
+    if voices == "test":
+        return rng.choice(ESPEAK_TEST_VOICES)
+    if voices == "mbrola":
+        return rng.choice(ESPEAK_MBROLA_VOICES)
+    lang = rng.choice(ESPEAK_TRAIN_LANGS)
+    if voices == "variants":
+        female = rng.random() < P_EXTRA3_FEMALE
+        return f"{lang}+{rng.choice(ESPEAK_EXTRA3_FEMALE if female else ESPEAK_EXTRA3_OTHER)}"
+    var = rng.choice(ESPEAK_TRAIN_VARIANTS)
+    return lang + (f"+{var}" if var else "")
+
+
+def plan(out: Path, split_name: str, n: int, seed: int, timbre_share: float = P_TIMBRE) -> list[dict]:
+    """The utterances of a split: sentence, engine, voice, synthesis and augmentation parameters, each drawn
+    from the split's own random stream (seeded by ``seed`` and its key)."""
+    split = split_of(split_name)
+    lines = (out / f"sentences.{split.pool}.txt").read_text().splitlines()
     pool = [line.split("\t", 1) for line in lines]
-    rng = random.Random(f"{seed}-{split}")
+    rng = random.Random(f"{seed}-{split.key}")
     order = list(range(len(pool)))
-    rng.shuffle(order)  # plays2 draws it too (its corpus depends on it), then takes the plays split's order
-    if split == "plays2":
+    rng.shuffle(
+        order
+    )  # a reverse_of split draws it too (its corpus depends on it), then takes the other's order
+    if split.reverse_of is not None:
         order = list(range(len(pool)))
-        random.Random(f"{seed}-plays").shuffle(order)
+        random.Random(f"{seed}-{split.reverse_of}").shuffle(order)
         order.reverse()
-    heldout_voices = split in ("test", "dev-heldout")
-    if heldout_voices:
-        share, festival = ENGINE_SHARE_TEST, FESTIVAL_TEST
-    elif extra:
-        share, festival, _ = EXTRA_SPLITS[split]
-    else:
-        share, festival = ENGINE_SHARE_TRAIN, FESTIVAL_TRAIN
+    share, festival, test = split.engines, split.festival, split.heldout
     engines = list(share)
     items = []
     for i in range(n):
         src, text = pool[order[i % len(order)]]
         engine = rng.choices(engines, weights=[share[e] for e in engines])[0]
-        test = heldout_voices
         if engine == "pico":
             voice = rng.choice(PICO_VOICES)
             params = {"rate": rng.randint(80, 120), "pitch_level": rng.randint(75, 125)}
@@ -526,18 +611,7 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
             voice = rng.choice(MBROLA_X_VOICES)
             params = {"speed": rng.randint(130, 185), "pitch": rng.randint(30, 70)}
         elif engine == "espeak-ng":
-            if test:
-                voice = rng.choice(ESPEAK_TEST_VOICES)
-            elif split == "extra3" or (split == "plays2" and rng.random() < P_PLAYS2_EXTRA3):
-                lang = rng.choice(ESPEAK_TRAIN_LANGS)
-                female = rng.random() < P_EXTRA3_FEMALE
-                voice = f"{lang}+{rng.choice(ESPEAK_EXTRA3_FEMALE if female else ESPEAK_EXTRA3_OTHER)}"
-            elif extra:
-                voice = rng.choice(ESPEAK_MBROLA_VOICES)
-            else:
-                lang = rng.choice(ESPEAK_TRAIN_LANGS)
-                var = rng.choice(ESPEAK_TRAIN_VARIANTS)
-                voice = lang + (f"+{var}" if var else "")
+            voice = espeak_voice(split, rng)
             params = {"speed": rng.randint(130, 195), "pitch": rng.randint(25, 75)}
         elif engine == "flite":
             voice = rng.choice(FLITE_TEST if test else FLITE_TRAIN)
@@ -550,8 +624,8 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
             params = {"stretch": round(rng.uniform(0.85, 1.2), 3), "cents": rng.randint(-150, 150)}
         if engine != "espeak-ng" and rng.random() < P_SPEED:
             params["speed_perturb"] = round(rng.uniform(0.9, 1.1), 3)
-        trng = random.Random(f"{seed}-{split}-timbre-{i}")
-        if engine in ("flite", "festival") and not test and not extra and trng.random() < timbre_share:
+        trng = random.Random(f"{seed}-{split.key}-timbre-{i}")
+        if engine in ("flite", "festival") and split.timbre and trng.random() < timbre_share:
             params["timbre"] = round(trng.uniform(*TIMBRE_WARP), 3)
             if engine == "flite":
                 params["f0_hz"] = round(trng.uniform(*TIMBRE_F0))
@@ -567,7 +641,7 @@ def plan(out: Path, split: str, n: int, seed: int, timbre_share: float = P_TIMBR
         items.append(
             {
                 "idx": i,
-                "split": split,
+                "split": split.key,
                 "src": src,
                 "text": text,
                 "engine": engine,
@@ -794,52 +868,17 @@ def step_split(out: Path, split: str, n: int, seed: int, jobs: int, timbre_share
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="data/synthetic-en", type=Path)
-    ap.add_argument("--num-train", type=int, default=12000)
-    ap.add_argument("--num-dev", type=int, default=300)
-    ap.add_argument("--num-test", type=int, default=400)
-    ap.add_argument(
-        "--num-dev-heldout", type=int, default=200, help="dev sentences read by the held-out (test) voices"
-    )
-    ap.add_argument(
-        "--num-extra",
-        type=int,
-        default=0,
-        help="training sentences read by the extra voices (SVOX Pico, MBROLA, festival ked): "
-        "the `extra` split",
-    )
-    ap.add_argument(
-        "--num-extra2",
-        type=int,
-        default=0,
-        help="training sentences read by more voices (RHVoice, festival rab and don): the `extra2` split",
-    )
-    ap.add_argument(
-        "--num-extra3",
-        type=int,
-        default=0,
-        help="training sentences read by espeak-ng's other voice variants: the `extra3` split",
-    )
-    ap.add_argument(
-        "--num-extra4",
-        type=int,
-        default=0,
-        help="training sentences read by the MBROLA voices of other languages (English phones mapped to "
-        "theirs): the `extra4` split",
-    )
-    ap.add_argument(
-        "--num-plays",
-        type=int,
-        default=0,
-        help="sentences of Shakespeare's plays (As You Like It left out) read by the training voices: "
-        "the `plays` split, training only",
-    )
-    ap.add_argument(
-        "--num-plays2",
-        type=int,
-        default=0,
-        help="other sentences of the plays read by the voices of extra, extra2 and extra3: the `plays2` split, "
-        "training only (no sentence of `plays` while both counts add up to at most 47,538)",
-    )
+    for split in SPLITS.values():  # --num-NAME, and --num-KEY (the corpus's first name) as an alias
+        flags = dict.fromkeys([f"--num-{split.name}", f"--num-{split.key}"])
+        ap.add_argument(
+            *flags,
+            dest=f"num_{split.key}",
+            metavar="N",
+            type=int,
+            default=split.default_count,
+            help=f"{split.purpose}: the `{split.name}` split"
+            + (f" (was `{split.key}`)" if split.key != split.name else ""),
+        )
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
@@ -852,7 +891,8 @@ def main() -> None:
     ap.add_argument(
         "--splits",
         default="test,dev,train,dev-heldout",
-        help="comma list of splits to synthesize (default all)",
+        help="comma list of splits to synthesize, by name or by their first name (extra, extra2, ...): "
+        + ", ".join(split.name for split in SPLITS.values()),
     )
     ap.add_argument("--force", action="store_true", help="ignore .done markers")
     args = ap.parse_args()
@@ -878,43 +918,36 @@ def main() -> None:
     if not done("text"):
         step_text(out, args.seed, args.num_dev, args.num_test)
         mark("text")
-    counts = {
-        "train": args.num_train,
-        "dev": args.num_dev,
-        "test": args.num_test,
-        "dev-heldout": args.num_dev_heldout,
-        "extra": args.num_extra,
-        "extra2": args.num_extra2,
-        "extra3": args.num_extra3,
-        "extra4": args.num_extra4,
-        "plays": args.num_plays,
-        "plays2": args.num_plays2,
-    }
-    splits = [s for s in args.splits.split(",") if s]
-    for name in ("plays", *EXTRA_SPLITS):
-        if counts[name] and name not in splits:
-            splits.append(name)
-    if any(name in splits and not done(name) for name in ("plays", "plays2")):
+    counts = {key: getattr(args, f"num_{key}") for key in SPLITS}
+    try:
+        splits = [split_of(name).key for name in args.splits.split(",") if name]
+    except ValueError as error:
+        sys.exit(str(error))
+    for key, split in SPLITS.items():
+        if split.optional and counts[key] and key not in splits:
+            splits.append(key)
+    if any(key in splits and not done(key) for key in splits if SPLITS[key].pool == "plays"):
         if not done("plays-sources"):
             step_plays_sources(out)
             mark("plays-sources")
         if not done("plays-text"):
             step_plays_text(out)
             mark("plays-text")
-    for name, (_, _, tools) in EXTRA_SPLITS.items():
-        missing = {pkg for tool, pkg in tools.items() if shutil.which(tool) is None}
-        if name in splits and not done(name) and missing:
+    for key in splits:
+        split = SPLITS[key]
+        missing = {pkg for tool, pkg in split.tools.items() if shutil.which(tool) is None}
+        if not done(key) and missing:
             sys.exit(
-                f"the {name} voices need Debian's contrib and non-free sections and: apt-get install "
+                f"the {split.name} voices need Debian's contrib and non-free sections and: apt-get install "
                 + " ".join(sorted(missing))
             )
-    if "extra4" in splits and not done("extra4"):
-        missing_db = [v for v in mbrola_cross.databases() if not os.path.exists(mbrola_cross.database(v))]
-        if missing_db:
-            sys.exit(
-                "the extra4 voices need Debian's non-free section and: apt-get install "
-                + " ".join(f"mbrola-{v}" for v in missing_db)
-            )
+        if not done(key) and "mbrola-x" in split.engines:
+            missing_db = [v for v in mbrola_cross.databases() if not os.path.exists(mbrola_cross.database(v))]
+            if missing_db:
+                sys.exit(
+                    f"the {split.name} voices need Debian's non-free section and: apt-get install "
+                    + " ".join(f"mbrola-{v}" for v in missing_db)
+                )
     for split in splits:
         if not done(split):
             step_split(out, split, counts[split], args.seed, args.jobs, args.timbre_share)

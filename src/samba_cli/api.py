@@ -54,8 +54,9 @@ class Transcriber:
             raise CheckpointError(f"{resolved.path}: metadata.default_decoder must be attention or ctc")
 
     def resolve_options(self, options: TranscribeOptions) -> TranscribeOptions:
-        """``decoder="auto"`` replaced by this model's default and ``encoder_batch_seconds=None`` by this device's;
-        OptionError (a ValueError) for options the model cannot run."""
+        """``decoder="auto"`` replaced by this model's default, ``encoder_batch_seconds=None`` by this device's and
+        an unset window margin by WindowOptions' rule; OptionError (a ValueError) for options the model cannot
+        run."""
         decoder = self.default_decoder if options.decode.decoder == "auto" else options.decode.decoder
         if decoder == "ctc" and self.model.ctc_head is None:
             raise OptionError("decoder 'ctc' needs a model with a CTC head", "--decoder")
@@ -65,7 +66,8 @@ class Transcriber:
         decode = resolve_decoding(
             dataclasses.replace(options.decode, decoder=decoder), self.resolved.path, self.metadata
         )
-        return dataclasses.replace(options, decode=decode, encoder_batch_seconds=encoder_batch)
+        window = dataclasses.replace(options.window, margin_seconds=options.window.margin)
+        return dataclasses.replace(options, window=window, decode=decode, encoder_batch_seconds=encoder_batch)
 
     @property
     def device(self) -> torch.device:

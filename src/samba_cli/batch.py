@@ -1,8 +1,8 @@
 """Batch transcription: inputs -> jobs -> output files, with the media of the next files decoded ahead.
 
-:func:`discover` expands files, folders and glob patterns into :class:`Job` s; :func:`plan` maps every job to
-its output files, refuses collisions and applies the overwrite policy before any work is done; a
-:class:`BatchTranscriber` then transcribes the jobs in order and writes each transcript atomically.
+:mod:`samba_cli.planning` turns the inputs into a :class:`~samba_cli.planning.Plan` (jobs and their output
+files, decided before any work); a :class:`BatchTranscriber` then transcribes the jobs in order and
+:func:`run_batch` writes each transcript atomically.
 
 Throughput: a :class:`Prefetcher` thread decodes the media (ffmpeg) of the current and the following files
 while the model runs, holding at most ``prefetch_seconds`` of decoded samples (plus one block) in memory.
@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import enum
 import functools
-import glob
 import io
 import os
 import re
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,96 +36,23 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 import numpy as np
 import soundfile as sf
 
+from samba_cli.atomic import write_all_atomically
 from samba_cli.audio import SAMPLE_RATE, STDIN, ffmpeg_path, iter_audio
 from samba_cli.cues import CueOptions
 from samba_cli.errors import SambaError
+from samba_cli.planning import Outcome, Plan, Status, Task, failure
 from samba_cli.results import Segment, TranscriptionInfo
-from samba_cli.writers import Writer, get_writer, write_all_atomically
+from samba_cli.writers import Writer, get_writer
 
 if TYPE_CHECKING:
     from samba_cli.api import Transcriber
     from samba_cli.pipeline import TranscribeOptions
 
-# Extensions (lower case, no dot) picked up in folders and glob matches unless the caller chooses others.
-# fmt: off
-AUDIO_EXTENSIONS = frozenset({
-    "aac", "ac3", "aif", "aiff", "amr", "ape", "au", "caf", "flac", "m4a", "m4b", "mka", "mp2", "mp3", "oga", "ogg",
-    "opus", "wav", "wave", "weba", "wma",
-})
-VIDEO_EXTENSIONS = frozenset({
-    "3gp", "avi", "flv", "m2ts", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "mts", "ogv", "ts", "webm", "wmv",
-})
-# fmt: on
-DEFAULT_EXTENSIONS = AUDIO_EXTENSIONS | VIDEO_EXTENSIONS
-STDIN_STEM = "stdin"  # output name of the transcript of standard input
 PREFETCH_SECONDS = 300.0  # decoded audio held ahead of the model: 19 MB of float32 at 16 kHz
 BLOCK_SECONDS = 30.0  # decoded audio per prefetched block
-_GLOB_CHARS = re.compile(r"[*?[]")
 _DURATION = re.compile(r"Duration:\s*(\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _PROBE_TIMEOUT = 30.0  # seconds allowed to ffmpeg for reading one file's header
 _ESTIMATE_EVERY = 1.0  # seconds between two updates of the estimated total duration
-
-
-class PlanError(ValueError):
-    """The inputs and output options cannot work together (two inputs would write the same file, ...)."""
-
-
-class Existing(enum.Enum):
-    """What to do when an output file already exists."""
-
-    REFUSE = "refuse"  # fail that input, before any work, and say how to choose
-    SKIP = "skip"  # write only the missing outputs; an input whose outputs all exist is skipped
-    OVERWRITE = "overwrite"  # replace the existing files
-
-
-class Status(enum.Enum):
-    DONE = "done"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class Job:
-    source: str  # a media path as found, or "-" for standard input
-    name: Path  # relative output path without the format extension, e.g. talks/day1/intro
-    named: bool = False  # the file was named as an input (not found in a folder or by a glob pattern)
-
-    def output(self, directory: Path, extension: str) -> Path:
-        """The output file of this job for one format."""
-        return directory / self.name.parent / f"{self.name.name}.{extension}"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    source: str  # the input, as given or found
-    status: Status
-    message: str = ""  # FAILED: one line naming the input and the cause; SKIPPED: why
-    duration: float = 0.0  # seconds of audio transcribed
-    outputs: tuple[Path, ...] = ()  # files written
-
-
-@dataclass(frozen=True)
-class Discovery:
-    jobs: tuple[Job, ...]  # media files to transcribe, in input order, each source once
-    failures: tuple[Outcome, ...]  # inputs that named nothing to transcribe (missing file, empty folder, ...)
-
-
-@dataclass(frozen=True)
-class Output:
-    format: str  # writer name, also the file extension
-    path: Path | None  # None: standard output
-
-
-@dataclass(frozen=True)
-class Task:
-    job: Job
-    outputs: tuple[Output, ...]  # what to write once the job is transcribed
-
-
-@dataclass(frozen=True)
-class Plan:
-    tasks: tuple[Task, ...]  # jobs to transcribe, in order
-    settled: tuple[Outcome, ...]  # inputs decided before any work: failed (missing, refused) or skipped
 
 
 @dataclass(frozen=True)
@@ -174,191 +98,6 @@ class Reporter(Protocol):
 
     def end(self, summary: Summary) -> None:
         """The batch is over (or interrupted)."""
-
-
-# -- discovery -----------------------------------------------------------------------------------------------------
-
-
-def normalize_extensions(extensions: Sequence[str]) -> frozenset[str]:
-    """``[".MP3", "wav"]`` -> ``{"mp3", "wav"}``."""
-    return frozenset(ext.strip().lstrip(".").lower() for ext in extensions if ext.strip().lstrip("."))
-
-
-def discover(
-    inputs: Sequence[str], recursive: bool = False, extensions: frozenset[str] = DEFAULT_EXTENSIONS
-) -> Discovery:
-    """Expand the inputs into jobs.
-
-    * ``-``: standard input, output name ``stdin``.
-    * A file: taken whatever its extension; output name = its stem.
-    * A folder: its media files (``extensions``), with ``recursive`` also those of its subfolders; output names
-      mirror the tree relative to the folder. Hidden files and folders are left out.
-    * A glob pattern (``*``, ``?``, ``[``; ``**`` spans folders) that names no existing path: the matching media
-      files; output names mirror the tree relative to the pattern's fixed leading folders.
-
-    The same file found twice is kept once. Missing paths and inputs that name no media are failures.
-    """
-    jobs: list[Job] = []
-    failures: list[Outcome] = []
-    seen: set[str] = set()
-
-    def add(source: str, name: Path, named: bool = False) -> None:
-        key = source if source == STDIN else os.path.realpath(source)
-        if key not in seen:
-            seen.add(key)
-            jobs.append(Job(source, name, named))
-
-    for item in inputs:
-        path = Path(item)
-        if item == STDIN:
-            add(STDIN, Path(STDIN_STEM), named=True)
-        elif path.is_dir():
-            found = _media_in(path, recursive, extensions)
-            if not found:
-                where = (
-                    "in this folder or its subfolders"
-                    if recursive
-                    else "in this folder (-r searches subfolders)"
-                )
-                failures.append(_failed(item, f"{item}: no media files {where}{_extension_hint(extensions)}"))
-            for file in found:
-                add(str(file), _stem_path(file.relative_to(path)))
-        elif path.exists():
-            add(item, Path(path.stem), named=True)
-        elif _GLOB_CHARS.search(item):
-            base = _glob_base(item)
-            found = [
-                Path(match)
-                for match in sorted(glob.glob(item, recursive=True))
-                if Path(match).is_file() and _wanted(Path(match), extensions)
-            ]
-            if not found:
-                failures.append(_failed(item, f"{item}: no media files match{_extension_hint(extensions)}"))
-            for file in found:
-                add(str(file), _stem_path(file.relative_to(base)))
-        else:
-            failures.append(_failed(item, f"{item}: no such file or folder"))
-    return Discovery(tuple(jobs), tuple(failures))
-
-
-def _failed(source: str, message: str) -> Outcome:
-    return Outcome(source, Status.FAILED, message)
-
-
-def _extension_hint(extensions: frozenset[str]) -> str:
-    return "" if extensions == DEFAULT_EXTENSIONS else f" (extensions: {', '.join(sorted(extensions))})"
-
-
-def _wanted(path: Path, extensions: frozenset[str]) -> bool:
-    return path.suffix.lstrip(".").lower() in extensions and not path.name.startswith(".")
-
-
-def _media_in(folder: Path, recursive: bool, extensions: frozenset[str]) -> list[Path]:
-    """The media files in ``folder`` (and its subfolders), hidden ones left out, in sorted order."""
-    if not recursive:
-        return sorted(p for p in folder.iterdir() if p.is_file() and _wanted(p, extensions))
-    found = []
-    for root, folders, files in os.walk(folder):
-        folders[:] = sorted(f for f in folders if not f.startswith("."))
-        found.extend(Path(root, name) for name in sorted(files) if _wanted(Path(root, name), extensions))
-    return [p for p in found if p.is_file()]
-
-
-def _stem_path(relative: Path) -> Path:
-    return relative.parent / relative.stem
-
-
-def _glob_base(pattern: str) -> Path:
-    """The leading folders of a glob pattern that hold no wildcard: ``talks/*/a.mp3`` -> ``talks``."""
-    parts = Path(pattern).parts
-    fixed = next(i for i, part in enumerate(parts) if _GLOB_CHARS.search(part))
-    return Path(*parts[:fixed]) if fixed else Path()
-
-
-# -- planning ------------------------------------------------------------------------------------------------------
-
-
-def plan(
-    discovery: Discovery,
-    formats: Sequence[str],
-    output_dir: Path | None,
-    existing: Existing = Existing.REFUSE,
-) -> Plan:
-    """Decide every output before any work.
-
-    ``output_dir=None`` writes to standard output: exactly one format, and more than one input file only for
-    ``txt`` (the transcripts are concatenated; subtitle, JSON and TSV documents cannot be). Raises
-    :class:`PlanError` for those cases and when two inputs would write the same file (compared without case,
-    for case-insensitive file systems).
-    """
-    if not formats:
-        raise PlanError("no output format")
-    jobs = discovery.jobs
-    if output_dir is None:
-        if len(formats) != 1:
-            raise PlanError(
-                f"-o - writes one format to standard output, not {len(formats)} ({', '.join(formats)})"
-            )
-        if len(jobs) > 1 and formats[0] != "txt":
-            raise PlanError(
-                f"-o - with {len(jobs)} input files works for txt only: {formats[0]} documents cannot be "
-                "concatenated; write them to a folder with -o DIR"
-            )
-        tasks = tuple(Task(job, (Output(formats[0], None),)) for job in jobs)
-        return Plan(tasks, discovery.failures)
-    owners: dict[str, Job] = {}
-    for job in jobs:
-        key = job.name.as_posix().casefold()
-        if key in owners:
-            how = (
-                "write them in two runs with different -o folders"
-                if job.named or owners[key].named
-                else "choose one type with --ext"
-            )
-            raise PlanError(
-                f"{owners[key].source} and {job.source} would both be written to "
-                f"{job.output(output_dir, formats[0])}; rename one, or {how}"
-            )
-        owners[key] = job
-    if jobs:
-        check_output_dir(output_dir)
-    tasks: list[Task] = []
-    settled = list(discovery.failures)
-    for job in jobs:
-        outputs = tuple(Output(fmt, job.output(output_dir, fmt)) for fmt in formats)
-        present = [o.path for o in outputs if o.path is not None and o.path.exists()]
-        if not present or existing is Existing.OVERWRITE:
-            tasks.append(Task(job, outputs))
-        elif existing is Existing.SKIP:
-            missing = tuple(o for o in outputs if o.path not in present)
-            if missing:
-                tasks.append(Task(job, missing))
-            else:
-                settled.append(Outcome(job.source, Status.SKIPPED, f"{job.source}: all outputs exist"))
-        else:
-            more = f" (and {len(present) - 1} more)" if len(present) > 1 else ""
-            settled.append(
-                _failed(
-                    job.source, f"{job.source}: {present[0]}{more} exists; use --overwrite or --skip-existing"
-                )
-            )
-    return Plan(tuple(tasks), tuple(settled))
-
-
-def check_output_dir(folder: Path) -> None:
-    """Raise PlanError unless transcripts can be written under ``folder`` (made later if missing): it must be a
-    folder, or its nearest existing parent must be one, and a file must be creatable there. Leaves nothing."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "is a file" if existing == folder else f"cannot be made: {existing} is a file"
-        raise PlanError(f"-o {folder} {where}; give a folder for the transcripts (or - for standard output)")
-    try:
-        with tempfile.TemporaryFile(dir=existing, prefix=".samba-probe-"):
-            pass
-    except OSError as error:
-        raise PlanError(f"-o {folder}: cannot write in {existing}: {error.strerror or error}") from None
 
 
 # -- decoding ahead ------------------------------------------------------------------------------------------------
@@ -581,7 +320,7 @@ class BatchTranscriber:
                 collected.append(event.segment)
                 reporter.progress(event.segment.end)
             elif event.error is not None:
-                yield _failed(task.job.source, str(event.error))
+                yield failure(task.job.source, str(event.error))
             else:
                 yield self._write(task, collected, info, stdout)
 
@@ -594,7 +333,7 @@ class BatchTranscriber:
             with _interrupts_deferred():
                 written = _write_outputs(task, segments, info, writers, stdout)
         except _WriteError as error:
-            return _failed(source, f"{source}: cannot write {error.path}: {error.reason}")
+            return failure(source, f"{source}: cannot write {error.path}: {error.reason}")
         return Outcome(source, Status.DONE, duration=info.duration, outputs=written)
 
 
@@ -643,7 +382,7 @@ def run_batch(
     if closed is not None:
         left = len(plan.tasks) - finished - 1
         rest = f"; {left} more input{'s' if left != 1 else ''} not transcribed" if left else ""
-        outcome = _failed(closed, f"{closed}: cannot write to standard output: its reader closed it{rest}")
+        outcome = failure(closed, f"{closed}: cannot write to standard output: its reader closed it{rest}")
         outcomes.append(outcome)
         reporter.finished(outcome)
     summary = Summary(

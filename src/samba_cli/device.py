@@ -1,22 +1,38 @@
-"""Device and dtype names (auto|cpu|cuda, auto|float32|bfloat16|float16) -> torch objects. Imports only torch."""
+"""Device and dtype names (auto|cpu|cuda|cuda:N, auto|float32|bfloat16|float16) -> torch objects. Imports only
+torch. The one device resolver of transcription, evaluation, benchmarks and training."""
 
 from __future__ import annotations
+
+import re
 
 import torch
 
 from samba_cli.errors import BackendError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEVICE_NAME = r"auto|cpu|cuda(?::(\d+))?"  # the device names accepted (the command line reads it from here)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else the CPU; asking for CUDA without it is a BackendError."""
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """``auto`` is CUDA when available, else the CPU; ``cuda`` the current GPU, or under torchrun (``local_rank``
+    given) this process's GPU; ``cuda:N`` GPU N. A BackendError for another name, or a GPU that is not there."""
+    match = re.fullmatch(DEVICE_NAME, name)
+    if match is None:
+        raise BackendError(f"unknown device {name!r}: choose auto, cpu, cuda or cuda:N")
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
         raise BackendError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-    return device
+    if match.group(1) is None:
+        return torch.device("cuda") if local_rank is None else torch.device("cuda", local_rank)
+    index, count = int(match.group(1)), torch.cuda.device_count()
+    if index >= count:
+        raise BackendError(
+            f"device {name!r} requested but there are {count} CUDA devices (cuda:0 to cuda:{count - 1})"
+        )
+    return torch.device("cuda", index)
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

@@ -4,7 +4,7 @@ A checkpoint (a folder or a Hub repo) holds config.json, model.safetensors, toke
 card. Downloads go through ``huggingface_hub.snapshot_download`` into its cache, so HF_HOME / HF_HUB_CACHE,
 HF_HUB_OFFLINE, HF_TOKEN and HF_ENDPOINT work as they do for every Hub library. Every Hub failure becomes one
 :class:`~samba_cli.errors.HubError` (or :class:`~samba_cli.errors.CheckpointError`) line that names the repo, the
-cause and what to do.
+cause and what to do. Exporting a checkpoint with a model card and uploading it: :mod:`samba_cli.publish`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,13 @@ import difflib
 import json
 import math
 import os
-import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import httpx2
 import torch
-from huggingface_hub import HfApi, ModelCardData, constants, scan_cache_dir, snapshot_download
+from huggingface_hub import constants, scan_cache_dir, snapshot_download
 from huggingface_hub.errors import (
     CacheNotFound,
     GatedRepoError,
@@ -215,7 +213,7 @@ def download_model(
             force_download=force,
         )
     except (OSError, httpx2.HTTPError) as exc:
-        raise _hub_error(exc, repo_id, revision, local_files_only, _cache_dir(cache_dir)) from exc
+        raise hub_error(exc, repo_id, revision, local_files_only, hub_cache_dir(cache_dir)) from exc
     path = Path(folder)
     model = ResolvedModel(path=path, model_id=repo_id, revision=path.name, source="hub")
     verify_checkpoint(model)
@@ -334,7 +332,7 @@ def list_models(cache_dir: str | os.PathLike | None = None) -> list[CachedModel]
         for name, folder in BUNDLED_MODELS.items()
     ]
     try:
-        cache = scan_cache_dir(_cache_dir(cache_dir))
+        cache = scan_cache_dir(hub_cache_dir(cache_dir))
     except CacheNotFound:
         return found
     cached = [
@@ -358,7 +356,7 @@ def remove_model(
     repo_id: str, revision: str | None = None, cache_dir: str | os.PathLike | None = None
 ) -> RemovedModel:
     """Delete a Hub model from the cache: every revision, or one (branch, tag, commit hash or its prefix)."""
-    cache_path = _cache_dir(cache_dir)
+    cache_path = hub_cache_dir(cache_dir)
     try:
         cache = scan_cache_dir(cache_path)
     except CacheNotFound as exc:
@@ -387,140 +385,6 @@ def remove_model(
     )
 
 
-# -- export and push ---------------------------------------------------------------------------------------------
-
-
-def export_checkpoint(
-    model: ResolvedModel,
-    out_dir: str | os.PathLike,
-    name: str | None = None,
-    license: str = "apache-2.0",
-    language: str = "en",
-    overwrite: bool = False,
-) -> Path:
-    """Write a Hub-ready folder: the three checkpoint files and a generated README.md model card.
-
-    ``name`` titles the card (default: the folder name). An existing non-empty folder is refused unless
-    ``overwrite``.
-    """
-    out = Path(out_dir)
-    weights = verify_checkpoint(model)
-    if out.exists() and out.resolve() == model.path.resolve():
-        raise CheckpointError(f"{out}: is the checkpoint itself; export into another folder")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not overwrite)):
-        raise CheckpointError(f"{out}: exists and is not an empty folder; pass --force to overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    for filename in REQUIRED_FILES:
-        shutil.copyfile(model.path / filename, out / filename)
-    optional = [f for f in OPTIONAL_FILES if (model.path / f).is_file()]
-    for filename in optional:
-        shutil.copyfile(model.path / filename, out / filename)
-    card = model_card(
-        read_config_file(model.path), weights, name or out.resolve().name, license, language, optional
-    )
-    (out / CARD_FILE).write_text(card, encoding="utf-8")
-    return out
-
-
-def model_card(
-    config: dict,
-    weights: WeightsSummary,
-    name: str,
-    license: str,
-    language: str,
-    optional_files: Sequence[str] = (),
-) -> str:
-    """README.md text: YAML front matter for the Hub, then the model, its config and the metadata of config.json.
-
-    ``name`` is the card title; when it is a repo id (owner/name) the usage example downloads that repo.
-    """
-    front = ModelCardData(
-        language=language,
-        license=license,
-        library_name=MODEL_TYPE,
-        pipeline_tag="automatic-speech-recognition",
-        tags=list(CARD_TAGS),
-    ).to_yaml()
-    repo_id = name if "/" in name else f"OWNER/{name}"
-    metadata = dict(config.get("metadata") or {})
-    metrics = metadata.pop("metrics", None)
-    lines = [
-        "---",
-        front,
-        "---",
-        "",
-        f"# {name}",
-        "",
-        "A speech recognition model for [samba-asr](https://pypi.org/project/samba-asr/): a Samba-ASR encoder and "
-        "decoder built from Mamba-2 state-space blocks ([arXiv 2501.02832](https://arxiv.org/abs/2501.02832)).",
-        "",
-        "## Usage",
-        "",
-        "```bash",
-        "pip install samba-asr",
-        f"samba models download {repo_id}",
-        f"samba transcribe audio.wav --model {repo_id}",
-        "```",
-        "",
-        "## Model",
-        "",
-        *_table(
-            {
-                "parameters": f"{weights.n_parameters:,}",
-                "weights": f"{WEIGHTS_FILE} ({', '.join(weights.dtypes)}, {format_size(weights.size_bytes)})",
-                "format_version": config.get("format_version"),
-                **config.get("model", {}),
-            }
-        ),
-    ]
-    if isinstance(metrics, dict) and metrics:
-        lines += ["", "## Metrics", "", *_table(metrics)]
-    lines += ["", "## Training", ""]
-    lines += _table(metadata) if metadata else ["No training metadata was recorded in config.json."]
-    lines += ["", "## Files", ""]
-    lines += [f"- `{f}`" for f in (*REQUIRED_FILES, *optional_files, CARD_FILE)]
-    return "\n".join(lines) + "\n"
-
-
-def push_checkpoint(
-    folder: str | os.PathLike,
-    repo_id: str,
-    private: bool = False,
-    revision: str | None = None,
-    token: str | None = None,
-    commit_message: str | None = None,
-) -> str:
-    """Upload an exported folder to a Hub repo (created if needed; a new ``revision`` branch starts from main).
-
-    Returns the commit URL.
-    """
-    path = Path(folder)
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as exc:
-        raise HubError(f"{repo_id}: not a Hub repo id (owner/name)") from exc
-    verify_checkpoint(ResolvedModel(path=path, model_id=str(folder), revision=None, source="local"))
-    if not (path / CARD_FILE).is_file():
-        raise CheckpointError(
-            f"{folder}: no {CARD_FILE} model card; create the folder with `samba models export`"
-        )
-    api = HfApi(token=token)
-    try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        if revision is not None and revision != constants.DEFAULT_REVISION:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        commit = api.upload_folder(
-            folder_path=path,
-            repo_id=repo_id,
-            revision=revision,
-            allow_patterns=list(HUB_FILES),
-            commit_message=commit_message or f"Upload {MODEL_TYPE} checkpoint",
-        )
-    except (OSError, httpx2.HTTPError) as exc:
-        raise _hub_error(exc, repo_id, revision, False, _cache_dir(None), write=True) from exc
-    return commit.commit_url
-
-
 # -- helpers -----------------------------------------------------------------------------------------------------
 
 
@@ -531,17 +395,7 @@ def format_size(n_bytes: int) -> str:
     return f"{n_bytes} B" if exponent == 0 else f"{n_bytes / 1000**exponent:.1f} {units[exponent]}"
 
 
-def _table(rows: dict) -> list[str]:
-    """A two-column Markdown table; nested values are written as JSON."""
-    lines = ["| | |", "|---|---|"]
-    for key, value in rows.items():
-        text = value if isinstance(value, str) else json.dumps(value)
-        escaped = text.replace("|", "\\|")
-        lines.append(f"| {key} | {escaped} |")
-    return lines
-
-
-def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
+def hub_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
     """The Hub cache in use: the argument, else HF_HUB_CACHE (read by huggingface_hub at import)."""
     return Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser()
 
@@ -582,7 +436,7 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
 
 
-def _hub_error(
+def hub_error(
     exc: BaseException,
     repo_id: str,
     revision: str | None,
@@ -635,7 +489,7 @@ def _hub_error(
                 f"run `samba models download {repo_id}` with network access first"
             )
         if isinstance(cause, (HfHubHTTPError, httpx2.HTTPError)):
-            return _hub_error(cause, repo_id, revision, local_files_only, cache_dir, write)
+            return hub_error(cause, repo_id, revision, local_files_only, cache_dir, write)
         return HubConnectionError(
             f"{label}: not in the model cache ({cache_dir}) and {endpoint} cannot be used ({_short(exc)})"
         )

@@ -16,7 +16,8 @@ from rich.text import Text
 
 from samba_cli import batch
 from samba_cli.audio import STDIN
-from samba_cli.batch import Outcome, Status, Summary
+from samba_cli.batch import Summary
+from samba_cli.planning import Outcome, Status
 
 _PACKAGE_LOGGER = "samba_cli"
 

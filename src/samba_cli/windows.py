@@ -35,12 +35,16 @@ logger = logging.getLogger(__name__)
 
 _PROB_STEP = 0.01  # speech probabilities closer than this count as a tie when choosing a cut
 _SNAP = 1e-6  # a time within this many samples of a whole sample is that sample
+MAX_MARGIN_SECONDS = 10.0  # an unset margin_seconds: this, ...
+MARGIN_SHARE = 0.25  # ... or this share of window_seconds when less (a short window keeps its cuts apart)
 
 
 @dataclass(frozen=True)
 class WindowOptions:
     window_seconds: float = 120.0  # nominal window length, chosen by measurement (docs/windowing.md)
-    margin_seconds: float = 10.0  # each cut may move this far either way to reach the quietest point
+    # each cut may move this far either way to reach the quietest point; None: MAX_MARGIN_SECONDS, at most
+    # MARGIN_SHARE of window_seconds (see margin)
+    margin_seconds: float | None = None
     vad: bool = True  # keep only speech regions (silero-vad, energy fallback); off: keep every sample
     vad_threshold: float = 0.5  # speech starts at this probability and ends below it minus 0.15
     min_speech_ms: int = 250  # speech regions shorter than this are dropped
@@ -50,7 +54,7 @@ class WindowOptions:
     def __post_init__(self) -> None:
         if not self.window_seconds * SAMPLE_RATE >= FRAME_SAMPLES:
             raise ValueError(f"window_seconds must be >= {FRAME_MS / 1000} s, got {self.window_seconds}")
-        if not 0 <= self.margin_seconds < self.window_seconds:
+        if not 0 <= self.margin < self.window_seconds:
             raise ValueError(
                 f"margin_seconds must be in [0, window_seconds={self.window_seconds}), got {self.margin_seconds}"
             )
@@ -59,6 +63,13 @@ class WindowOptions:
         for name in ("min_speech_ms", "min_silence_ms", "speech_pad_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def margin(self) -> float:
+        """``margin_seconds``, or when unset the rule: MAX_MARGIN_SECONDS, at most MARGIN_SHARE of the window."""
+        if self.margin_seconds is not None:
+            return self.margin_seconds
+        return min(MAX_MARGIN_SECONDS, self.window_seconds * MARGIN_SHARE)
 
 
 @dataclass(frozen=True)
@@ -188,7 +199,7 @@ class _Cutter:
         self.options = options  # the window settings
         self.detector = detector  # speech probabilities for each new frame
         self.window = max(1, round(options.window_seconds * SAMPLE_RATE / FRAME_SAMPLES))  # frames
-        margin = round(options.margin_seconds * SAMPLE_RATE / FRAME_SAMPLES)
+        margin = round(options.margin * SAMPLE_RATE / FRAME_SAMPLES)
         self.margin = min(margin, self.window - 1)  # frames a cut may move either way
         self.smooth = max(1, round(options.speech_pad_ms / FRAME_MS))  # half-width of the cut score, frames
         self.held = self.window + self.margin + self.smooth  # frames analysed before a cut is decided

@@ -9,25 +9,60 @@ Exit status as `samba transcribe`: 0 all inputs done or skipped, 1 any failed, 2
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from samba_cli.batch import DEFAULT_EXTENSIONS, PlanError, normalize_extensions
-from samba_cli.commands.transcribe import Decoder, Device, DType, exit_code, parse_formats
+from samba_cli.commands.options import (
+    CLUSTER,
+    MediaArgs,
+    ModelArgs,
+    PipelineArgs,
+    SearchArgs,
+    option,
+    transcribe_options,
+    with_groups,
+)
+from samba_cli.commands.transcribe import exit_code
 from samba_cli.distributed import require
+from samba_cli.planning import PlanError
 from samba_cli.progress import make_reporter, package_logging
-from samba_cli.writers import WRITERS
 
 app = typer.Typer(
     help="Transcribe on a Ray cluster, from and to local folders or object storage.", no_args_is_help=True
 )
 
-_DEFAULT_FILES_PER_BATCH = 16  # ClusterOptions.batch_size, repeated here so that --help needs no ray import
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    """Where and how wide the cluster runs; defaults are ClusterOptions' (read without importing ray)."""
+
+    address: str | None = option(
+        field=(*CLUSTER, "address"),
+        help="Ray cluster to join (auto, ray://HEAD:10001)",
+        show_default="RAY_ADDRESS, else local",
+    )
+    actors: int | None = option(
+        field=(*CLUSTER, "actors"),
+        min=1,
+        help="Actors (model copies)",
+        show_default="cluster GPUs or CPUs / per actor",
+    )
+    cpus_per_actor: float = option(
+        field=(*CLUSTER, "cpus_per_actor"), min=0.0, help="CPUs reserved per actor"
+    )
+    gpus_per_actor: float = option(
+        field=(*CLUSTER, "gpus_per_actor"), min=0.0, help="GPUs per actor; 0.5: two per GPU"
+    )
+    files_per_batch: int = option(
+        field=(*CLUSTER, "batch_size"), min=1, help="Input files per actor call, transcribed together"
+    )
 
 
 @app.command("transcribe")
+@with_groups
 def transcribe_command(
     inputs: Annotated[
         list[str],
@@ -37,88 +72,34 @@ def transcribe_command(
             show_default=False,
         ),
     ],
+    *,
     output_dir: Annotated[
         str,
         typer.Option("--output-dir", "-o", help="Folder or URL prefix for the transcripts and the index"),
     ] = ".",
-    output_format: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--output-format",
-            "-f",
-            help=f"{', '.join(WRITERS)} or all; repeat or comma-separate",
-            show_default="txt",
-        ),
-    ] = None,
+    media: MediaArgs,
     index: Annotated[
         str | None,
         typer.Option(
             help="Parquet index of every input and its status", show_default="OUTPUT_DIR/index.parquet"
         ),
     ] = None,
-    recursive: Annotated[
-        bool,
-        typer.Option("--recursive", "-r", help="Also transcribe the media below folder and prefix inputs"),
-    ] = False,
-    ext: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Extensions picked up in folders, prefixes and globs", show_default="as transcribe"
-        ),
-    ] = None,
     overwrite: Annotated[
         bool,
         typer.Option("--overwrite", help="Replace existing outputs (default: skip those inputs, resume)"),
     ] = False,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            envvar="SAMBA_MODEL",
-            help="Hub repo id or checkpoint folder (present on every node)",
-            show_default="the bundled model",
-        ),
-    ] = None,
-    revision: Annotated[str | None, typer.Option(help="Branch, tag or commit of a Hub repo")] = None,
-    decoder: Annotated[
-        Decoder, typer.Option(case_sensitive=False, help="auto, attention or ctc, as in transcribe")
-    ] = Decoder.auto,
-    beam_size: Annotated[int, typer.Option(min=1, help="Beam width (1: greedy)")] = 1,
-    vad: Annotated[
-        bool, typer.Option("--vad/--no-vad", help="Transcribe only the speech found by VAD")
-    ] = True,
-    word_timestamps: Annotated[
-        bool, typer.Option("--word-timestamps/--no-word-timestamps", help="Align words")
-    ] = True,
-    batch_size: Annotated[int, typer.Option(min=1, help="Segments decoded together")] = 16,
-    address: Annotated[
-        str | None,
-        typer.Option(
-            help="Ray cluster to join (auto, ray://HEAD:10001)", show_default="RAY_ADDRESS, else local"
-        ),
-    ] = None,
-    actors: Annotated[
-        int | None,
-        typer.Option(min=1, help="Actors (model copies)", show_default="cluster GPUs or CPUs / per actor"),
-    ] = None,
-    cpus_per_actor: Annotated[float, typer.Option(min=0.0, help="CPUs reserved per actor")] = 1.0,
-    gpus_per_actor: Annotated[float, typer.Option(min=0.0, help="GPUs per actor; 0.5: two per GPU")] = 0.0,
-    files_per_batch: Annotated[
-        int, typer.Option(min=1, help="Input files per actor call, transcribed together")
-    ] = _DEFAULT_FILES_PER_BATCH,
-    device: Annotated[Device, typer.Option(case_sensitive=False, help="On each actor")] = Device.auto,
-    dtype: Annotated[DType, typer.Option(case_sensitive=False)] = DType.auto,
-    local_files_only: Annotated[
-        bool, typer.Option("--local-files-only", help="Never download the model")
-    ] = False,
+    model: ModelArgs,
+    search: SearchArgs,
+    pipeline: PipelineArgs,
+    cluster: ClusterArgs,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only")] = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v: also Ray's progress")] = 0,
 ) -> None:
     """Transcribe files, folders, globs or object-store URLs on a Ray cluster.
 
     Writes OUTPUT_DIR/NAME.FORMAT for each input (folders and prefixes mirrored, as samba transcribe) and an
-    index of every input. Inputs whose outputs exist are skipped, so a rerun resumes.
+    index of every input. Inputs whose outputs exist are skipped, so a rerun resumes. A model folder must be
+    present on every node.
 
     Examples:
       samba cluster transcribe recordings/ -r -o transcripts -f srt,json
@@ -127,48 +108,36 @@ def transcribe_command(
     require()
     from samba_cli.distributed import storage
 
-    formats = parse_formats(output_format)
-    extensions = (
-        normalize_extensions([e for value in ext for e in value.split(",")]) if ext else DEFAULT_EXTENSIONS
-    )
-    if not extensions:
-        raise typer.BadParameter("no extension given", param_hint="'--ext'")
+    formats, extensions = media.formats(), media.extensions()
     if output_dir == "-":
         raise typer.BadParameter("the cluster writes files: give a folder or URL", param_hint="'-o'")
     target = storage.Target.of(output_dir)
     try:
-        work = storage.plan(storage.discover(inputs, recursive, extensions), formats, target, overwrite)
+        work = storage.plan(storage.discover(inputs, media.recursive, extensions), formats, target, overwrite)
     except PlanError as error:
         raise typer.BadParameter(str(error)) from None
 
     from samba_cli.cues import CueOptions
     from samba_cli.distributed.driver import ClusterOptions, run
     from samba_cli.distributed.worker import WorkerSpec
-    from samba_cli.pipeline import TranscribeOptions  # torch
 
-    options = TranscribeOptions.from_kwargs(
-        decoder=decoder.value,
-        beam_size=beam_size,
-        vad=vad,
-        word_timestamps=word_timestamps,
-        batch_size=batch_size,
-    )
+    options = transcribe_options(search, pipeline)
     spec = WorkerSpec(
-        model=model,
-        revision=revision,
-        device=device.value,
-        dtype=dtype.value,
-        threads=max(1, int(cpus_per_actor)),
-        local_files_only=local_files_only,
+        model=model.model,
+        revision=model.revision,
+        device=model.device,
+        dtype=model.dtype.value,
+        threads=max(1, int(cluster.cpus_per_actor)),
+        local_files_only=model.local_files_only,
         options=options,
         cue_options=CueOptions(),
     )
-    cluster = ClusterOptions(
-        address,
-        actors,
-        cpus_per_actor,
-        gpus_per_actor,
-        files_per_batch,
+    cluster_options = ClusterOptions(
+        address=cluster.address,
+        actors=cluster.actors,
+        cpus_per_actor=cluster.cpus_per_actor,
+        gpus_per_actor=cluster.gpus_per_actor,
+        batch_size=cluster.files_per_batch,
         log_level=logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING,
     )
     console = Console(stderr=True)
@@ -177,5 +146,7 @@ def transcribe_command(
 
     ray.data.DataContext.get_current().enable_progress_bars = verbose > 0  # else samba's own progress only
     with package_logging(console, quiet=quiet, verbosity=verbose):
-        summary = run(work, spec, cluster, reporter, index or target.child(storage.INDEX_NAME), target)
+        summary = run(
+            work, spec, cluster_options, reporter, index or target.child(storage.INDEX_NAME), target
+        )
     raise typer.Exit(exit_code(summary))

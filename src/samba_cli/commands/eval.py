@@ -5,123 +5,64 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 import typer
 
-from samba_cli.ctc import auto_search_workers
-from samba_cli.errors import SambaError, original_message
-from samba_cli.model import load_checkpoint
-from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
-from samba_cli.search import DecodeOptions, resolve_decoding
-from samba_cli.tokenizer import Tokenizer
+from samba_cli.api import load_model
+from samba_cli.atomic import write_atomically
+from samba_cli.commands.options import (
+    CTCArgs,
+    SearchArgs,
+    decode_options,
+    device_parameter,
+    usage_error,
+    with_groups,
+)
+from samba_cli.errors import BackendError, SambaError, original_message
+from samba_cli.pipeline import TranscribeOptions
 from samba_cli.train.data import read_manifest
 from samba_cli.train.evaluate import evaluate
-from samba_cli.writers import write_atomically
 
 
+@with_groups
 def eval_command(
-    model: Path = typer.Argument(
-        ..., help="checkpoint folder: config.json, model.safetensors, tokenizer.model"
+    model: str = typer.Argument(
+        ...,
+        help="checkpoint folder (config.json, model.safetensors, tokenizer.model), Hub repo id or bundled model",
     ),
     manifest: Path = typer.Argument(..., help="JSONL manifest with audio, text, duration per line"),
-    decoder: str = typer.Option(
-        "auto",
-        help="attention (Mamba decoder), ctc (CTC, fastest) or auto (the model's default_decoder)",
-    ),
-    beam_size: int = typer.Option(
-        1, min=1, help="beam width (1: greedy; CTC with a language model: 32 when 1)"
-    ),
-    lm: str = typer.Option(
-        "auto",
-        metavar="ARPA|auto|none",
-        help="word n-gram language model of CTC decoding; auto: the model folder's lm.arpa.gz, if any",
-    ),
-    lm_weight: float | None = typer.Option(
-        None, help="language-model weight", show_default="the model's, else 0.5"
-    ),
-    word_bonus: float | None = typer.Option(
-        None, help="score added per word with a language model", show_default="the model's, else 2.0"
-    ),
-    oov_penalty: float | None = typer.Option(
-        None,
-        help="score taken off each word outside the language model's vocabulary",
-        show_default="the model's, else 0",
-    ),
-    lexicon: str = typer.Option(
-        "auto",
-        metavar="FILE|auto|none",
-        help="word list accepted beside the language model's vocabulary; auto: the model folder's lexicon.txt.gz "
-        "when its language model is used",
-    ),
-    lexicon_penalty: float | None = typer.Option(
-        None,
-        help="score taken off each lexicon word outside the language model's vocabulary (instead of the OOV "
-        "penalty)",
-        show_default="the model's, else 0",
-    ),
-    rescore_weight: float | None = typer.Option(
-        None,
-        min=0.0,
-        help="CTC beam search: weight of the attention decoder's score when it reranks the final beams (0: off)",
-        show_default="the model's, else 0",
-    ),
-    attention_beam: int | None = typer.Option(
-        None,
-        min=0,
-        help="CTC beam search with rescoring: width of an attention beam search whose hypotheses join the final "
-        "beams as rescoring candidates (0: off)",
-        show_default="the model's, else 0",
-    ),
+    *,
+    search: SearchArgs,
+    ctc: CTCArgs,
     report: Path | None = typer.Option(
         None, help="per-utterance JSON report", show_default="eval-<manifest name>-<decoder>[-lm].json"
     ),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
+    device: str = device_parameter(),
     backend: str = typer.Option("auto", help="SSD backend: auto, torch, fused"),
     batch_seconds: float = typer.Option(300.0, help="padded audio seconds decoded together"),
     workers: int = typer.Option(0, help="processes reading audio and computing features"),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)"),
-    search_workers: int = typer.Option(
-        0,
-        min=0,
-        help="processes running the CTC beam searches of a batch (1: none; 0: one per CPU core, at most 4)",
-    ),
     group_by: str | None = typer.Option(
         None, metavar="FIELD", help="also score each value of this manifest field apart (e.g. voice, engine)"
     ),
 ) -> None:
     """Transcribe a manifest and score it: WER and CER after Whisper's English normaliser, and speed."""
-    if threads > 0:
-        torch.set_num_threads(threads)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    # float32 on every device: the scores of `samba eval` do not depend on the device's default dtype
     try:
-        metadata = read_config_file(model).get("metadata") or {}
-        if decoder == "auto":
-            decoder = metadata.get("default_decoder", "attention")
-        options = DecodeOptions(
-            decoder=decoder,
-            beam_size=beam_size,
-            lm=None if lm == "none" else lm,
-            lm_weight=lm_weight,
-            word_bonus=word_bonus,
-            oov_penalty=oov_penalty,
-            lexicon=None if lexicon == "none" else lexicon,
-            lexicon_penalty=lexicon_penalty,
-            rescore_weight=rescore_weight,
-            attention_beam=attention_beam,
-            search_workers=search_workers or auto_search_workers(),
+        transcriber = load_model(
+            model, device=device, dtype="float32", backend=backend, threads=threads or None
         )
-        options = resolve_decoding(options, model, metadata)
+    except BackendError as error:  # a device or SSD backend this machine does not have
+        raise usage_error(error) from None
+    try:
+        options = transcriber.resolve_options(TranscribeOptions(decode=decode_options(search, ctc))).decode
         utterances = read_manifest(manifest, fields=(group_by,) if group_by else ())
         labels = [u.labels[group_by] for u in utterances] if group_by else None
     except (ValueError, FileNotFoundError) as exc:
         raise SambaError(str(exc)) from exc
-    net = load_checkpoint(model, device=device, backend=backend)
-    tokenizer = Tokenizer(model / TOKENIZER_FILE)
     try:
         result = evaluate(
-            net,
-            tokenizer,
+            transcriber.model,
+            transcriber.tokenizer,
             utterances,
             options,
             batch_seconds,
@@ -131,7 +72,7 @@ def eval_command(
         )
     except ValueError as exc:  # an unreadable audio file (read in a DataLoader worker with --workers)
         raise SambaError(original_message(exc)) from exc
-    report = report or Path(f"eval-{manifest.stem}-{decoder}{'-lm' if options.lm else ''}.json")
+    report = report or Path(f"eval-{manifest.stem}-{options.decoder}{'-lm' if options.lm else ''}.json")
     document = result.to_dict()
     groups = {} if labels is None else result.group_summaries(labels)
     if labels is not None:

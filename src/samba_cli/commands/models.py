@@ -215,7 +215,8 @@ def export(
     cache_dir: CacheDirOption = None,
 ) -> None:
     """Write a Hub-ready folder: the checkpoint files and a generated README.md model card."""
-    from samba_cli.hub import export_checkpoint, resolve_model  # torch
+    from samba_cli.hub import resolve_model  # torch
+    from samba_cli.publish import export_checkpoint
 
     with _user_errors():
         model = resolve_model(checkpoint, revision, cache_dir, token=token)
@@ -249,7 +250,7 @@ def push(
     token: TokenOption = None,
 ) -> None:
     """Upload an exported folder to a Hugging Face Hub repo (needs a token with write access)."""
-    from samba_cli.hub import push_checkpoint  # torch
+    from samba_cli.publish import push_checkpoint  # torch
 
     with _user_errors():
         url = push_checkpoint(

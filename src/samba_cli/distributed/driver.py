@@ -22,10 +22,11 @@ from typing import Any
 
 import ray
 
-from samba_cli.batch import Outcome, Plan, Reporter, Status, Summary
+from samba_cli.batch import Reporter, Summary
 from samba_cli.distributed.storage import Target, is_url, write_index
 from samba_cli.distributed.worker import TranscribeBatch, WorkerSpec
 from samba_cli.errors import SambaError
+from samba_cli.planning import Outcome, Plan, Status
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Local paths and fsspec URLs side by side: discovery, output planning, atomic writes and the Parquet index.
 
 A *location* is a local path or an fsspec URL (``s3://bucket/key``, ``gs://...``, ``memory://...``). Local inputs
-are discovered by :func:`samba_cli.batch.discover` and local outputs planned by :func:`samba_cli.batch.plan`, so
+are discovered by :func:`samba_cli.planning.discover` and local outputs planned by :func:`samba_cli.planning.plan`, so
 names, collisions and the overwrite policy are those of the local batch mode; URLs follow the same rules through
 fsspec. Credentials and endpoints come from the usual places of each store (``AWS_*`` variables, ``~/.aws``,
 ``FSSPEC_S3_ENDPOINT_URL``, ...).
@@ -26,11 +26,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from samba_cli import batch
-from samba_cli.batch import Discovery, Existing, Job, Outcome, Output, Plan, PlanError, Status, Task
+from samba_cli import planning
+from samba_cli.atomic import write_all_atomically, write_atomically
 from samba_cli.cues import CueOptions
+from samba_cli.planning import Discovery, Existing, Job, Outcome, Output, Plan, PlanError, Status, Task
 from samba_cli.results import Segment, TranscriptionInfo
-from samba_cli.writers import get_writer, write_all_atomically
+from samba_cli.writers import get_writer
 
 INDEX_NAME = "index.parquet"  # the index's name in the output folder unless one is chosen
 _PROTOCOL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
@@ -67,10 +68,10 @@ def _local(location: str) -> str:
 
 
 def discover(inputs: Sequence[str], recursive: bool, extensions: frozenset[str]) -> Discovery:
-    """Jobs for local paths (exactly as :func:`samba_cli.batch.discover`) and URLs: a URL naming an object is taken
+    """Jobs for local paths (exactly as :func:`samba_cli.planning.discover`) and URLs: a URL naming an object is taken
     whatever its extension; a prefix ("folder") gives its media objects, ``recursive`` also below; a glob gives its
     media matches, named relative to the pattern's fixed leading part. Local inputs come first, then URLs."""
-    local = batch.discover([_local(item) for item in inputs if not is_url(item)], recursive, extensions)
+    local = planning.discover([_local(item) for item in inputs if not is_url(item)], recursive, extensions)
     jobs, failures = list(local.jobs), list(local.failures)
     seen = {job.source for job in jobs}
     for item in (item for item in inputs if is_url(item)):
@@ -100,18 +101,18 @@ def _discover_url(item: str, recursive: bool, extensions: frozenset[str]) -> lis
         else:
             files = [entry["name"] for entry in fs.ls(path, detail=True) if entry["type"] == "file"]
         base, empty = PurePosixPath(path), "no media objects under this prefix"
-    elif batch._GLOB_CHARS.search(path):
+    elif planning.GLOB_CHARS.search(path):
         files = [name for name, entry in fs.glob(path, detail=True).items() if entry["type"] == "file"]
-        base, empty = PurePosixPath(batch._glob_base(path).as_posix()), "no media objects match"
+        base, empty = PurePosixPath(planning.glob_base(path).as_posix()), "no media objects match"
     else:
         return Outcome(item, Status.FAILED, f"{item}: no such object or prefix")
     jobs = []
     for name in sorted(files):
         relative = PurePosixPath(name).relative_to(base)
-        if batch._wanted(Path(relative), extensions) and not any(p.startswith(".") for p in relative.parts):
+        if planning.wanted(Path(relative), extensions) and not any(p.startswith(".") for p in relative.parts):
             jobs.append(Job(fs.unstrip_protocol(name), Path(relative.parent, relative.stem)))
     if not jobs:
-        hint = "" if recursive or batch._GLOB_CHARS.search(path) else " (-r searches below it)"
+        hint = "" if recursive or planning.GLOB_CHARS.search(path) else " (-r searches below it)"
         return Outcome(item, Status.FAILED, f"{item}: {empty}{hint}")
     return jobs
 
@@ -155,7 +156,7 @@ def plan(discovery: Discovery, formats: Sequence[str], target: Target, overwrite
     would write the same file."""
     existing = Existing.OVERWRITE if overwrite else Existing.SKIP
     if target.local:
-        return batch.plan(discovery, formats, Path(target.path), existing)
+        return planning.plan(discovery, formats, Path(target.path), existing)
     if not formats:
         raise PlanError("no output format")
     owners: dict[str, Job] = {}
@@ -187,7 +188,7 @@ def write_transcripts(
     cue_options: CueOptions | None = None,
 ) -> list[str]:
     """Write one transcript in each ``(format, location)``. Local files go through
-    :func:`~samba_cli.writers.write_all_atomically` first (all staged, then swapped: old files survive a failure);
+    :func:`~samba_cli.atomic.write_all_atomically` first (all staged, then swapped: old files survive a failure);
     then objects, one PUT each (an object appears whole; ones written before a failure are removed). Returns
     the locations."""
     writers = [(get_writer(fmt, cue_options), location) for fmt, location in outputs]
@@ -225,15 +226,7 @@ def write_index(rows: Sequence[Mapping[str, Any]], location: str) -> None:
         fs, path = fsspec.core.url_to_fs(location)
         fs.pipe_file(path, buffer.getvalue().to_pybytes())
         return
-    path = Path(_local(location))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        pq.write_table(table, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_atomically(Path(_local(location)), lambda stream: pq.write_table(table, stream), binary=True)
 
 
 def fetch(location: str, directory: str) -> str:

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from samba_cli.batch import Status
 from samba_cli.cues import CueOptions
 from samba_cli.distributed.storage import fetch, is_url, write_transcripts
 from samba_cli.pipeline import TranscribeOptions
+from samba_cli.planning import Status
 from samba_cli.results import Segment, TranscriptionInfo
 from samba_cli.writers import LANGUAGE, JsonWriter
 

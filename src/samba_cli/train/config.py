@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from samba_cli.atomic import write_atomically
+
 
 class Schedule(str, Enum):
     """Learning-rate decay after the linear warmup."""
@@ -118,9 +120,7 @@ class TrainConfig:
 
     def save(self, path: Path) -> None:
         """Write atomically (a temporary file, then a rename): other ranks may be reading it."""
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_atomically(path, lambda stream: stream.write(json.dumps(self.to_dict(), indent=2) + "\n"))
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:

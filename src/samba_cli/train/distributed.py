@@ -1,4 +1,5 @@
-"""Several GPUs through torchrun: process group set-up (only when WORLD_SIZE > 1), device choice, reductions."""
+"""Several GPUs through torchrun: process group set-up (only when WORLD_SIZE > 1) and reductions. The device is
+samba_cli.device.resolve_device's, given the local rank."""
 
 from __future__ import annotations
 
@@ -35,20 +36,6 @@ def init_world() -> World:
 def close_world(world: World) -> None:
     if world.size > 1 and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def resolve_device(requested: str, world: World) -> torch.device:
-    """``auto`` is this rank's GPU when CUDA is there, else the CPU; under torchrun ``cuda`` means the local GPU."""
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device cuda requested but CUDA is not available; use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", world.local_rank)
-        torch.cuda.set_device(device)
-    return device
 
 
 def sum_over_ranks(values: list[float], device: torch.device, world: World) -> list[float]:

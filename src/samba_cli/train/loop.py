@@ -34,13 +34,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from samba_cli.device import resolve_device
 from samba_cli.model import (
-    ModelConfig,
     ModelOutput,
-    SambaASR,
-    load_checkpoint,
-    preset,
-    read_config,
     save_checkpoint,
 )
 from samba_cli.search import DecodeOptions
@@ -64,8 +60,9 @@ from samba_cli.train.data import (
     read_manifest,
     shard_batches,
 )
-from samba_cli.train.distributed import World, close_world, init_world, resolve_device, sum_over_ranks
+from samba_cli.train.distributed import World, close_world, init_world, sum_over_ranks
 from samba_cli.train.evaluate import ErrorCounts, batch_seconds, count_errors, decode_states, normalize
+from samba_cli.train.model_init import initial_model
 from samba_cli.train.objective import decoder_io, joint_loss
 from samba_cli.train.optim import build_optimizer, learning_rate, set_learning_rate
 from samba_cli.train.progress import Reporter, format_metrics
@@ -79,30 +76,6 @@ SNAPSHOTS_DIR = "snapshots"
 StepHook = Callable[[dict], bool]
 
 
-def model_config_for(config: TrainConfig, tokenizer: Tokenizer) -> ModelConfig:
-    """The preset (or the ``init_from`` checkpoint's config) with the tokenizer's vocabulary and special ids."""
-    ids = {"bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id}
-    if min(ids.values()) < 0:
-        raise ValueError(
-            f"{tokenizer.path}: needs bos, eos and pad pieces; train it with `samba train tokenizer`"
-        )
-    if config.init_from is None:
-        return preset(config.preset, vocab_size=tokenizer.vocab_size, **ids)
-    start = read_config(config.init_from)
-    if start.vocab_size != tokenizer.vocab_size or any(getattr(start, k) != v for k, v in ids.items()):
-        raise ValueError(f"{config.init_from}: its vocabulary does not match the tokenizer {tokenizer.path}")
-    return start
-
-
-def init_weights(model: SambaASR) -> None:
-    """Training-side initialisation on top of the modules' own: the (tied) token embedding at std d_model^-0.5.
-
-    nn.Embedding draws N(0, 1); through the tied LM head after the final RMSNorm that gives initial logits of std
-    sqrt(d_model) and an attention loss ~25x ln(vocab). At d_model^-0.5 the logits start at unit scale.
-    """
-    torch.nn.init.normal_(model.decoder.embed.weight, std=model.config.d_model**-0.5)
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, world: World) -> None:
         self.config = config
@@ -110,7 +83,9 @@ class Trainer:
         self.run_dir = Path(config.out_dir)
         if config.threads > 0:
             torch.set_num_threads(config.threads)
-        self.device = resolve_device(config.device, world)
+        self.device = resolve_device(config.device, local_rank=world.local_rank)  # cuda: this rank's GPU
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
         self.bf16 = config.bf16 if self.device.type == "cuda" else config.cpu_bf16  # autocast to bfloat16
         if self.bf16:
             # nn.RMSNorm on bfloat16 input with float32 weights takes torch's unfused path, and warns about it
@@ -118,14 +93,8 @@ class Trainer:
                 "ignore", message="Mismatch dtype between input and weight", module="torch"
             )
         self.tokenizer = Tokenizer(config.tokenizer)
-        self.model_config = model_config_for(config, self.tokenizer)
-        torch.manual_seed(config.seed)
-        self.model = SambaASR(self.model_config)
-        init_weights(self.model)
-        if (
-            config.init_from is not None
-        ):  # a new run from trained weights (a resume then loads state.pt over it)
-            self.model.load_state_dict(load_checkpoint(config.init_from, backend="torch").state_dict())
+        self.model = initial_model(config, self.tokenizer)
+        self.model_config = self.model.config
         self.model.to(self.device)
         self.model.set_backend(config.backend)
         self.optimizer = build_optimizer(self.model, config)

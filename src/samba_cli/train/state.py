@@ -6,13 +6,14 @@ import contextlib
 import dataclasses
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from samba_cli.atomic import write_atomically
 
 STATE_FILE = "state.pt"
 LOCK_FILE = "LOCK"  # holds the process id of the trainer using the run folder
@@ -39,14 +40,7 @@ def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, p
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         },
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda stream: torch.save(state, stream), binary=True)
 
 
 def load_state(

@@ -1,0 +1,469 @@
+"""Command-line options shared by `samba transcribe`, `samba eval` and `samba cluster transcribe`, declared once.
+
+An option group is a frozen dataclass whose fields are options (:func:`option`); a command takes the group as one
+parameter (``search: SearchArgs``) and :func:`with_groups` expands it into the group's options for Typer, then
+hands the command the parsed group. An option that sets a field of a library dataclass (``DecodeOptions.beam_size``,
+``WindowOptions.vad``, ...) names that field: its default, and unless given its help, are the field's default and
+comment, read from the library's source text (parsed, not imported: the library modules import torch, and
+`samba transcribe --help` and shell completion should not). tests/test_options.py checks each such default
+against the imported dataclass.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import enum
+import functools
+import importlib.util
+import inspect
+import io
+import re
+import tokenize
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from samba_cli.planning import DEFAULT_EXTENSIONS, normalize_extensions
+from samba_cli.writers import WRITERS
+
+if TYPE_CHECKING:
+    from samba_cli.cues import CueOptions
+    from samba_cli.pipeline import TranscribeOptions
+    from samba_cli.search import DecodeOptions
+
+# the library dataclasses whose fields options set: (module, class)
+DECODE = ("samba_cli.search", "DecodeOptions")
+WINDOW = ("samba_cli.windows", "WindowOptions")
+TRANSCRIBE = ("samba_cli.pipeline", "TranscribeOptions")
+CUES = ("samba_cli.cues", "CueOptions")
+CLUSTER = ("samba_cli.distributed.driver", "ClusterOptions")
+
+
+@dataclass(frozen=True)
+class LibraryField:
+    default: Any  # the field's literal default
+    comment: str  # its comment: the lines above it and the one after it, joined
+
+
+def _source(module: str) -> str:
+    spec = importlib.util.find_spec(module)  # finds the file without running the module
+    if spec is None or spec.origin is None:
+        raise ImportError(f"no source for {module}")
+    return Path(spec.origin).read_text(encoding="utf-8")
+
+
+@functools.cache
+def library_fields(module: str, owner: str) -> dict[str, LibraryField]:
+    """The fields of the dataclass ``owner`` of ``module`` with a literal default, by name."""
+    source = _source(module)
+    comments: dict[int, str] = {}  # line -> comment text
+    code_lines: set[int] = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = token.string.lstrip("#").strip()
+        elif token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
+            code_lines.add(token.start[0])
+    tree = ast.parse(source)
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == owner)
+    fields = {}
+    for node in cls.body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value):
+            continue
+        try:
+            default = ast.literal_eval(node.value)
+        except ValueError:  # field(default_factory=...), an expression: not an option default
+            continue
+        above, line = [], node.lineno - 1
+        while line in comments and line not in code_lines:  # comment lines right above the field
+            above.insert(0, comments[line])
+            line -= 1
+        inline = [comments[n] for n in range(node.lineno, node.end_lineno + 1) if n in comments]
+        fields[node.target.id] = LibraryField(default, " ".join(above + inline))
+    return fields
+
+
+@functools.cache
+def library_constant(module: str, name: str) -> Any:
+    """The literal value of the module-level constant ``name`` of ``module``."""
+    for node in ast.parse(_source(module)).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise LookupError(f"{module} has no constant {name}")
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def option(
+    *flags: str,
+    field: tuple[str, str, str] | None = None,
+    default: Any = None,
+    help: str | None = None,
+    **settings: Any,
+) -> Any:
+    """A group field declaring one option. ``field`` (module, class, field name): the library dataclass field the
+    option sets, whose default the option takes and whose comment is the help unless ``help`` is given; without
+    it, ``default`` is the option's own (an option the library does not have, or whose value the CLI resolves)."""
+    return dataclasses.field(
+        metadata={"flags": flags, "field": field, "default": default, "help": help, "settings": settings}
+    )
+
+
+def option_default(spec: dataclasses.Field) -> Any:
+    """The default of the option declared by the group field ``spec``."""
+    meta = spec.metadata
+    if meta["field"] is None:
+        return meta["default"]
+    module, owner, name = meta["field"]
+    fields = library_fields(module, owner)
+    if name not in fields:
+        raise LookupError(f"{owner}.{name}: no literal default in {module} for the command line to show")
+    return fields[name].default
+
+
+def _parameter(spec: dataclasses.Field, kind: type) -> inspect.Parameter:
+    meta = spec.metadata
+    help = meta["help"]
+    default = option_default(spec)
+    if help is None and meta["field"] is not None:
+        help = _sentence(library_fields(*meta["field"][:2])[meta["field"][2]].comment)
+    choices = [
+        t for t in (typing.get_args(kind) or (kind,)) if isinstance(t, type) and issubclass(t, enum.Enum)
+    ]
+    if choices and default is not None:  # an enum option's default: the member, for its help and its value
+        default = choices[0](default)
+    info = typer.Option(*meta["flags"], help=help, **meta["settings"])
+    return inspect.Parameter(
+        spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info]
+    )
+
+
+def with_groups(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command`` with each parameter annotated by an option group replaced by the group's options for Typer;
+    the command is called with the group built from their values."""
+    signature = inspect.signature(command, eval_str=True)
+    groups: dict[str, type] = {}
+    parameters: list[inspect.Parameter] = []
+    for parameter in signature.parameters.values():
+        group = parameter.annotation
+        if dataclasses.is_dataclass(group) and isinstance(group, type):
+            groups[parameter.name] = group
+            hints = typing.get_type_hints(group)
+            parameters += [_parameter(spec, hints[spec.name]) for spec in dataclasses.fields(group)]
+        else:
+            parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+    @functools.wraps(command)
+    def expanded(**values: Any) -> Any:
+        for name, group in groups.items():
+            values[name] = group(**{spec.name: values.pop(spec.name) for spec in dataclasses.fields(group)})
+        return command(**values)
+
+    expanded.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    expanded.__annotations__ = {p.name: p.annotation for p in parameters}
+    return expanded
+
+
+# -- choices -------------------------------------------------------------------------------------------------------
+
+
+class Decoder(str, enum.Enum):
+    auto = "auto"
+    attention = "attention"
+    ctc = "ctc"
+
+
+class DType(str, enum.Enum):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+def check_device(value: str) -> str:
+    """A usage error unless ``value`` is auto, cpu, cuda or cuda:N (whether CUDA is there is checked on use)."""
+    if not re.fullmatch(library_constant("samba_cli.device", "DEVICE_NAME"), value):
+        raise typer.BadParameter(f"{value!r} is not auto, cpu, cuda or cuda:N")
+    return value
+
+
+_DEVICE = {"metavar": "auto|cpu|cuda|cuda:N", "help": "auto: cuda when available", "callback": check_device}
+
+
+def device_parameter() -> Any:
+    """``--device`` of a command outside the groups (default style: ``device: str = device_parameter()``)."""
+    return typer.Option("auto", **_DEVICE)
+
+
+def usage_error(error: Exception) -> typer.Exit:
+    """Exit status 2 (usage) after ``error`` as one line, as for a device the machine does not have."""
+    typer.echo(f"error: {error}", err=True)
+    return typer.Exit(2)
+
+
+def _none_or(value: str) -> str | None:
+    return None if value == "none" else value
+
+
+# -- groups --------------------------------------------------------------------------------------------------------
+
+
+ALL_FORMATS = "all"
+
+
+def _complete_formats(incomplete: str) -> list[str]:
+    done, _, last = incomplete.rpartition(",")
+    prefix = f"{done}," if done else ""
+    return [prefix + name for name in (*WRITERS, ALL_FORMATS) if name.startswith(last)]
+
+
+def parse_formats(values: list[str] | None) -> tuple[str, ...]:
+    """``["srt,vtt", "json"]`` -> ``("srt", "vtt", "json")``; ``all`` -> every format; default ``("txt",)``."""
+    names = [name.strip().lower() for value in values or ["txt"] for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in WRITERS and name != ALL_FORMATS]
+    if unknown or not names:
+        raise typer.BadParameter(
+            f"unknown format {', '.join(map(repr, unknown))}; choose from {', '.join(WRITERS)} or {ALL_FORMATS}",
+            param_hint="'-f' / '--output-format'",
+        )
+    return tuple(WRITERS) if ALL_FORMATS in names else tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class MediaArgs:
+    """Which media folder inputs give, and the formats written: `transcribe` and `cluster transcribe`."""
+
+    output_format: list[str] | None = option(
+        "--output-format",
+        "-f",
+        help=f"{', '.join(WRITERS)} or {ALL_FORMATS}; repeat or comma-separate",
+        autocompletion=_complete_formats,
+        show_default="txt",
+    )
+    recursive: bool = option(
+        "--recursive",
+        "-r",
+        default=False,
+        help="Also transcribe the media in subfolders of folder inputs (and below URL prefixes, on a cluster)",
+    )
+    ext: list[str] | None = option(
+        help="Extensions of the media picked up in folders and glob matches; repeat or comma-separate",
+        show_default="common audio and video types, see docs/cli.md",
+    )
+
+    def formats(self) -> tuple[str, ...]:
+        return parse_formats(self.output_format)
+
+    def extensions(self) -> frozenset[str]:
+        if not self.ext:
+            return DEFAULT_EXTENSIONS
+        extensions = normalize_extensions([e for value in self.ext for e in value.split(",")])
+        if not extensions:
+            raise typer.BadParameter("no extension given", param_hint="'--ext'")
+        return extensions
+
+
+@dataclass(frozen=True)
+class SearchArgs:
+    """The search: every command that decodes."""
+
+    decoder: Decoder = option(
+        field=(*DECODE, "decoder"),
+        case_sensitive=False,
+        help="auto (the model's recommended decoder), attention (Mamba decoder) or ctc (fastest)",
+    )
+    beam_size: int = option(
+        field=(*DECODE, "beam_size"),
+        min=1,
+        help="Beam width (1: greedy; CTC with a language model: "
+        f"{library_constant('samba_cli.ctc', 'LM_BEAM_SIZE')} when 1)",
+    )
+
+
+@dataclass(frozen=True)
+class CTCArgs:
+    """CTC decoding with a language model, lexicon and attention rescoring: `transcribe` and `eval`."""
+
+    lm: str = option(
+        field=(*DECODE, "lm"),
+        metavar="ARPA|auto|none",
+        help="Word n-gram language model of CTC decoding; auto: the model's own (lm.arpa.gz), if it has one",
+    )
+    lm_weight: float | None = option(
+        field=(*DECODE, "lm_weight"), help="Language-model weight", show_default="the model's, else 0.5"
+    )
+    word_bonus: float | None = option(
+        field=(*DECODE, "word_bonus"),
+        help="Score added per word with a language model",
+        show_default="the model's, else 2.0",
+    )
+    oov_penalty: float | None = option(
+        field=(*DECODE, "oov_penalty"),
+        help="Score taken off each word outside the language model's vocabulary",
+        show_default="the model's, else 0",
+    )
+    lexicon: str = option(
+        field=(*DECODE, "lexicon"),
+        metavar="FILE|auto|none",
+        help="Word list accepted beside the language model's vocabulary; auto: the model's own "
+        "(lexicon.txt.gz) when its language model is used",
+    )
+    lexicon_penalty: float | None = option(
+        field=(*DECODE, "lexicon_penalty"),
+        help="Score taken off each lexicon word outside the language model's vocabulary (instead of the OOV "
+        "penalty)",
+        show_default="the model's, else 0",
+    )
+    rescore_weight: float | None = option(
+        field=(*DECODE, "rescore_weight"),
+        min=0.0,
+        help="CTC beam search: weight of the attention decoder's score when it reranks the final beams (0: off)",
+        show_default="the model's, else 0",
+    )
+    attention_beam: int | None = option(
+        field=(*DECODE, "attention_beam"),
+        min=0,
+        help="CTC beam search with rescoring: width of an attention beam search whose hypotheses join the "
+        "final beams as rescoring candidates (0: off)",
+        show_default="the model's, else 0",
+    )
+    # 0 (auto) here, resolved by ctc.auto_search_workers(); the library's default is 1 (no pool)
+    search_workers: int = option(
+        default=0,
+        min=0,
+        help="Processes running the CTC beam searches of a batch (1: none; 0: one per CPU core, at most 4)",
+    )
+
+
+@dataclass(frozen=True)
+class PipelineArgs:
+    """The transcription pipeline: `transcribe` and `cluster transcribe`."""
+
+    vad: bool = option(
+        "--vad/--no-vad", field=(*WINDOW, "vad"), help="Transcribe only the speech found by VAD"
+    )
+    word_timestamps: bool = option(
+        "--word-timestamps/--no-word-timestamps",
+        field=(*TRANSCRIBE, "word_timestamps"),
+        help="Align words (json words, subtitle cue timing)",
+    )
+    batch_size: int = option(field=(*DECODE, "batch_size"), min=1)
+
+
+@dataclass(frozen=True)
+class WindowArgs:
+    """Long windows and how many are encoded together: `transcribe`."""
+
+    window_length: float = option(
+        field=(*WINDOW, "window_seconds"),
+        metavar="SECONDS",
+        min=1.0,
+        help="Audio encoded at once; cuts are moved to the quietest point",
+    )
+    encoder_batch: float | None = option(
+        field=(*TRANSCRIBE, "encoder_batch_seconds"),
+        metavar="SECONDS",
+        min=0.0,
+        help="Windows of one or several files encoded together, up to this much audio; 0: one at a time",
+        show_default="auto: 0 on cpu, 600 on cuda",
+    )
+
+
+@dataclass(frozen=True)
+class CueArgs:
+    """Subtitle cues: `transcribe`."""
+
+    max_line_width: int = option(field=(*CUES, "max_line_width"), min=1, help="Subtitle characters per line")
+    max_line_count: int = option(field=(*CUES, "max_line_count"), min=1, help="Subtitle lines per cue")
+    max_cue_duration: float = option(
+        field=(*CUES, "max_duration"), min=0.1, help="Subtitle cue length, seconds"
+    )
+
+    def options(self) -> CueOptions:
+        from samba_cli.cues import CueOptions
+
+        shortest = CueOptions().min_duration
+        return CueOptions(
+            max_line_width=self.max_line_width,
+            max_line_count=self.max_line_count,
+            max_duration=self.max_cue_duration,
+            min_duration=min(shortest, self.max_cue_duration),
+        )
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    """Which model, where it runs: `transcribe` and `cluster transcribe`."""
+
+    model: str | None = option(
+        "--model",
+        "-m",
+        envvar="SAMBA_MODEL",
+        help="Hub repo id (owner/name) or local checkpoint folder",
+        show_default="the bundled model",
+    )
+    revision: str | None = option(help="Branch, tag or commit of a Hub repo", show_default="main")
+    device: str = option(default="auto", **_DEVICE)
+    dtype: DType = option(default="auto", case_sensitive=False, help="auto: bfloat16 on cuda, float32 on cpu")
+    local_files_only: bool = option(
+        "--local-files-only", default=False, help="Never download; use the Hugging Face cache only"
+    )
+
+
+# -- library options from the groups, built explicitly -------------------------------------------------------------
+
+
+def decode_options(
+    search: SearchArgs, ctc: CTCArgs | None = None, batch_size: int | None = None
+) -> DecodeOptions:
+    """The decoding options the command line asks for (unset fields keep DecodeOptions' defaults)."""
+    from samba_cli.search import DecodeOptions  # torch
+
+    given: dict[str, Any] = {"decoder": search.decoder.value, "beam_size": search.beam_size}
+    if batch_size is not None:
+        given["batch_size"] = batch_size
+    if ctc is not None:
+        from samba_cli.ctc import auto_search_workers
+
+        given.update(
+            lm=_none_or(ctc.lm),
+            lm_weight=ctc.lm_weight,
+            word_bonus=ctc.word_bonus,
+            oov_penalty=ctc.oov_penalty,
+            lexicon=_none_or(ctc.lexicon),
+            lexicon_penalty=ctc.lexicon_penalty,
+            rescore_weight=ctc.rescore_weight,
+            attention_beam=ctc.attention_beam,
+            search_workers=ctc.search_workers or auto_search_workers(),
+        )
+    return DecodeOptions(**given)
+
+
+def transcribe_options(
+    search: SearchArgs,
+    pipeline: PipelineArgs,
+    ctc: CTCArgs | None = None,
+    window: WindowArgs | None = None,
+) -> TranscribeOptions:
+    """The transcription options the command line asks for: a usage error for values the library refuses."""
+    from samba_cli.pipeline import TranscribeOptions  # torch
+    from samba_cli.windows import WindowOptions
+
+    try:
+        window_options = WindowOptions(vad=pipeline.vad)
+        if window is not None:
+            window_options = WindowOptions(vad=pipeline.vad, window_seconds=window.window_length)
+        return TranscribeOptions(
+            window=window_options,
+            decode=decode_options(search, ctc, pipeline.batch_size),
+            word_timestamps=pipeline.word_timestamps,
+            encoder_batch_seconds=None if window is None else window.encoder_batch,
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
