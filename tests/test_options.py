@@ -13,7 +13,7 @@ import click
 import pytest
 import typer
 
-from samba_cli import ctc
+from samba_cli import prefix_search
 from samba_cli.commands import cluster, transcribe
 from samba_cli.commands.eval import eval_command
 from samba_cli.commands.options import library_constant, library_fields
@@ -127,13 +127,13 @@ def test_source_reader_sees_every_literal_default_and_comment():
         assert all(field.comment for field in read.values()), owner.__name__
     assert library_fields("samba_cli.windows", "WindowOptions")["vad"].comment.startswith("keep only speech")
     assert "(see margin)" in library_fields("samba_cli.windows", "WindowOptions")["margin_seconds"].comment
-    assert library_constant("samba_cli.ctc", "LM_BEAM_SIZE") == ctc.LM_BEAM_SIZE
+    assert library_constant("samba_cli.prefix_search", "LM_BEAM_SIZE") == prefix_search.LM_BEAM_SIZE
 
 
 @pytest.mark.parametrize("name", ["transcribe", "eval"])
 def test_help_states_the_ctc_beam_the_code_uses(name):
     (beam,) = [p for p in click_command(name).params if p.name == "beam_size"]
-    assert f"CTC with a language model: {ctc.LM_BEAM_SIZE} when 1" in beam.help
+    assert f"CTC with a language model: {prefix_search.LM_BEAM_SIZE} when 1" in beam.help
 
 
 def test_transcribe_options_are_built_without_importing_torch():

@@ -76,7 +76,8 @@ def test_bad_options_are_refused(changes):
 def test_an_unset_margin_follows_the_window_length():
     """The margin rule is the library's: a short window gets a quarter of its length as margin, not a 10 s margin
     it cannot hold (a library call used to fail a check that only the CLI avoided)."""
-    assert WindowOptions().margin == 10.0
+    assert WindowOptions(window_seconds=120.0).margin == 10.0
+    assert WindowOptions().margin == WindowOptions().window_seconds / 4  # the 5 s default: 1.25 s
     assert WindowOptions(window_seconds=20.0).margin == 5.0
     assert WindowOptions(window_seconds=4.0).margin == 1.0
     assert WindowOptions(window_seconds=4.0, margin_seconds=2.0).margin == 2.0  # a given margin is kept
@@ -245,7 +246,7 @@ class TwoHours:
 
 @pytest.mark.slow
 def test_two_hours_stream_in_bounded_memory():
-    stream, options = TwoHours(), WindowOptions()
+    stream, options = TwoHours(), WindowOptions(window_seconds=120.0)  # long windows: the bound that matters
     tracemalloc.start()
     try:
         count, kept, ends = 0, 0, []

@@ -17,16 +17,9 @@ from samba_cli.align import forced_align
 from samba_cli.model import SambaASR
 from samba_cli.prefix_search import CTCSettings, ctc_candidates, ctc_settings
 from samba_cli.search import DecodeOptions, Hypothesis, attention_logprobs, beam_search_nbest
-from samba_cli.search_pool import (
-    PARALLEL_SEARCH_MIN_SEGMENTS,
-    auto_search_workers,
-    give_up_pools,
-    search_pool,
-)
+from samba_cli.search_pool import PARALLEL_SEARCH_MIN_SEGMENTS, give_up_pools, search_pool
 from samba_cli.stepper import MakeStepper
 from samba_cli.threads import usable_cores
-
-__all__ = ["auto_search_workers", "ctc_decode", "ctc_greedy", "ctc_search"]
 
 
 def ctc_greedy(log_probs: torch.Tensor, length: int, blank_id: int) -> Hypothesis:

@@ -1,6 +1,7 @@
 """Long windows cut at silence, and the time map from window samples back to source time.
 
-Mamba is linear in sequence length, so a window is minutes long (``window_seconds``, 120 s by default). Each cut
+Mamba is linear in sequence length, so a window may be minutes long; by default it is 5 s (``window_seconds``), the
+length the bundled model transcribes best, since it was trained on single utterances (docs/windowing.md). Each cut
 between two windows is moved, within ``margin_seconds`` of its nominal place, to the quietest frame edge: the
 lowest speech probability (averaged over ``speech_pad_ms`` on each side, compared in steps of 0.01), ties broken
 by the lowest energy, then by the distance to the nominal place. With VAD on, a window's samples are only its
@@ -41,7 +42,9 @@ MARGIN_SHARE = 0.25  # ... or this share of window_seconds when less (a short wi
 
 @dataclass(frozen=True)
 class WindowOptions:
-    window_seconds: float = 120.0  # nominal window length, chosen by measurement (docs/windowing.md)
+    # nominal window length: the bundled model, trained on single utterances, transcribes long recordings best in
+    # 4-6 s windows and twice as badly in 120 s ones (docs/windowing.md); a model trained on long audio may want more
+    window_seconds: float = 5.0
     # each cut may move this far either way to reach the quietest point; None: MAX_MARGIN_SECONDS, at most
     # MARGIN_SHARE of window_seconds (see margin)
     margin_seconds: float | None = None

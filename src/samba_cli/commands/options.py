@@ -282,7 +282,7 @@ class SearchArgs:
         field=(*DECODE, "beam_size"),
         min=1,
         help="Beam width (1: greedy; CTC with a language model: "
-        f"{library_constant('samba_cli.ctc', 'LM_BEAM_SIZE')} when 1)",
+        f"{library_constant('samba_cli.prefix_search', 'LM_BEAM_SIZE')} when 1)",
     )
 
 
@@ -429,7 +429,7 @@ def decode_options(
     if batch_size is not None:
         given["batch_size"] = batch_size
     if ctc is not None:
-        from samba_cli.ctc import auto_search_workers
+        from samba_cli.search_pool import auto_search_workers
 
         given.update(
             lm=_none_or(ctc.lm),
