@@ -69,6 +69,26 @@ def test_options_from_kwargs_reject_unknown():
         TranscribeOptions.from_kwargs(beam=3)
     opts = TranscribeOptions.from_kwargs(beam_size=3, vad=False, max_segment_seconds=5.0)
     assert (opts.decode.beam_size, opts.window.vad, opts.segments.max_segment_seconds) == (3, False, 5.0)
+    base = TranscribeOptions.from_kwargs(end_wait_seconds=5.0)
+    assert (
+        TranscribeOptions.from_kwargs(base, beam_size=2).end_wait_seconds == 5.0
+    )  # changes apply to the base
+
+
+def test_flat_keywords_name_one_field_each():
+    """``transcribe(beam_size=5, vad=False)``: a keyword can only mean one field of one option group."""
+    import dataclasses
+
+    from samba_cli.pipeline import option_owners
+    from samba_cli.search import DecodeOptions
+    from samba_cli.segments import SegmentOptions
+    from samba_cli.windows import WindowOptions
+
+    groups = ("window", "segments", "decode")
+    names = [f.name for g in (WindowOptions, SegmentOptions, DecodeOptions) for f in dataclasses.fields(g)]
+    names += [f.name for f in dataclasses.fields(TranscribeOptions) if f.name not in groups]
+    assert len(names) == len(set(names)), "a field name is shared by two option groups"
+    assert sorted(option_owners()) == sorted(names)
 
 
 # -- several sources: shared encoder and decoder batches ----------------------------------------------------------

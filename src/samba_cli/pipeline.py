@@ -60,25 +60,37 @@ class TranscribeOptions:
 
     @classmethod
     def from_kwargs(cls, base: TranscribeOptions | None = None, **kwargs) -> TranscribeOptions:
-        """Options with fields of any sub-option replaced by name, e.g. ``beam_size=5, vad=False``."""
+        """Options with fields of any sub-option replaced by name, e.g. ``beam_size=5, vad=False``: the flat
+        keywords of ``Transcriber.transcribe``. Every field name of the groups and of this class is unique (a test
+        checks it), so a keyword names one field."""
         base = base or cls()
-        groups = {"window": base.window, "segments": base.segments, "decode": base.decode}
-        changes: dict[str, dict] = {name: {} for name in groups}
-        top = {}
+        owners = option_owners()
+        changes: dict[str, dict] = {"window": {}, "segments": {}, "decode": {}, "": {}}
         for key, value in kwargs.items():
-            owner = next(
-                (g for g, obj in groups.items() if key in {f.name for f in dataclasses.fields(obj)}), None
-            )
-            if owner is not None:
-                changes[owner][key] = value
-            elif key in ("word_timestamps", "encoder_batch_seconds", "end_wait_seconds"):
-                top[key] = value
-            else:
+            if key not in owners:
                 raise TypeError(f"unknown transcription option {key!r}")
-        return cls(**{g: dataclasses.replace(obj, **changes[g]) for g, obj in groups.items()}, **top)
+            changes[owners[key]][key] = value
+        groups = {
+            g: dataclasses.replace(getattr(base, g), **changes[g]) for g in ("window", "segments", "decode")
+        }
+        return dataclasses.replace(base, **groups, **changes[""])
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def option_owners() -> dict[str, str]:
+    """Each flat keyword of :meth:`TranscribeOptions.from_kwargs` -> the group holding it ("" for a field of
+    TranscribeOptions itself)."""
+    owners: dict[str, str] = {}
+    for member in dataclasses.fields(TranscribeOptions):
+        group = {"window": WindowOptions, "segments": SegmentOptions, "decode": DecodeOptions}.get(
+            member.name
+        )
+        names = [f.name for f in dataclasses.fields(group)] if group else [member.name]
+        for name in names:
+            owners.setdefault(name, member.name if group else "")
+    return owners
 
 
 def max_decoder_frames(model: SambaASR, options: TranscribeOptions) -> int:
