@@ -209,3 +209,18 @@ def test_an_ended_source_is_decoded_without_waiting_for_a_full_batch(tiny_tokeni
             log.append(("event", event.source, event.done))
         # source 0 (17 s) ends: with 5 s to wait it is done before the third source is read
         assert (log.index(("event", 0, True)) < log.index(("read", 2))) is expected
+
+
+def test_a_window_cut_inside_speech_does_not_split_a_segment():
+    from samba_cli.pipeline import join_across_cut
+    from samba_cli.results import Segment, Word
+
+    def seg(i, start, end, text):
+        return Segment(i, start, end, text, (Word(text, start, end, 0.9),), -0.5, 0.1)
+
+    a, b = seg(0, 1.0, 5.0, "over the"), seg(1, 5.3, 7.0, "hills")
+    joined = join_across_cut(a, b, pause=0.4, longest=20.0)
+    assert (joined.id, joined.start, joined.end, joined.text) == (0, 1.0, 7.0, "over the hills")
+    assert joined.words == a.words + b.words and joined.avg_logprob == -0.5
+    assert join_across_cut(a, seg(1, 5.5, 7.0, "hills"), pause=0.4, longest=20.0) is None  # a pause
+    assert join_across_cut(a, seg(1, 5.3, 22.0, "hills"), pause=0.4, longest=20.0) is None  # too long

@@ -79,6 +79,30 @@ class TranscribeOptions:
         return dataclasses.asdict(self)
 
 
+def join_across_cut(first: Segment, second: Segment, pause: float, longest: float) -> Segment | None:
+    """``first`` and ``second`` (consecutive segments of one source) as one segment with ``first``'s id, when
+    less than ``pause`` seconds of silence separate them and together they last at most ``longest`` seconds;
+    else None. The silence is measured between their words (the last word's end, the next one's start) when both
+    have word times, as within a window, where segments are only split at such pauses: so this joins what a
+    window cut split."""
+    end = first.words[-1].end if first.words and second.words else first.end
+    start = second.words[0].start if first.words and second.words else second.start
+    if start - end >= pause or second.end - first.start > longest:
+        return None
+    first_seconds, second_seconds = first.end - first.start, second.end - second.start
+    weights = (max(1, len(first.words)), max(1, len(second.words)))
+    return Segment(
+        id=first.id,
+        start=first.start,
+        end=second.end,
+        text=f"{first.text} {second.text}",
+        words=first.words + second.words,
+        avg_logprob=(first.avg_logprob * weights[0] + second.avg_logprob * weights[1]) / sum(weights),
+        no_speech_prob=(first.no_speech_prob * first_seconds + second.no_speech_prob * second_seconds)
+        / max(first_seconds + second_seconds, 1e-9),
+    )
+
+
 def option_owners() -> dict[str, str]:
     """Each flat keyword of :meth:`TranscribeOptions.from_kwargs` -> the group holding it ("" for a field of
     TranscribeOptions itself)."""
@@ -320,6 +344,39 @@ class Pipeline:
 
     def run_sources(self, sources: Iterable[Iterable[Window] | _Flush]) -> Iterator[SourceEvent]:
         """Several sources, each an iterable of its windows, read one after the other -> events in source order.
+
+        A segment followed by the next one of its source after less than half ``break_pause_seconds`` of silence
+        between their words (what a window cut inside speech leaves) is given joined with it, unless together
+        they would last longer than ``max_segment_seconds``; segment ids count the segments given.
+        """
+        held: dict[int, Segment] = {}  # per source, its last segment, until the next one or the source's end
+        given: dict[int, int] = {}  # per source, segments numbered so far
+        options = self.options.segments
+        for event in self._decoded_sources(sources):
+            previous = held.pop(event.source, None)
+            if event.segment is None:  # the source's end
+                if previous is not None:
+                    yield SourceEvent(event.source, previous)
+                yield event
+                continue
+            joined = None
+            if previous is not None:
+                # the words at a cut carry up to a VAD pad of silence each (and the first word of a window starts
+                # early): half the break pause tells a cut inside speech from one in a pause
+                joined = join_across_cut(
+                    previous, event.segment, options.break_pause_seconds / 2, options.max_segment_seconds
+                )
+            if joined is not None:
+                held[event.source] = joined
+                continue
+            if previous is not None:
+                yield SourceEvent(event.source, previous)
+            number = given.get(event.source, 0)
+            given[event.source] = number + 1
+            held[event.source] = dataclasses.replace(event.segment, id=number)
+
+    def _decoded_sources(self, sources: Iterable[Iterable[Window] | _Flush]) -> Iterator[SourceEvent]:
+        """:meth:`run_sources` before segments cut by a window boundary are joined.
 
         Windows of consecutive sources share encoder batches and their segments share decoder batches, so a
         source's segments may wait for the next source's to fill a batch. A SambaError raised while a source's
