@@ -8,18 +8,19 @@ inner apostrophes), so the language model never sees case or punctuation, which 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import gzip
 import hashlib
 import math
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
 
+from samba_cli.atomic import write_atomically
 from samba_cli.errors import SambaError
 
 LM_FILE = "lm.arpa.gz"  # a model folder's optional language model, used by CTC decoding
@@ -259,13 +260,9 @@ def parsed_cache(path: str, kind: str, parse: Callable[[str], T]) -> T:
     except Exception:  # noqa: BLE001 - absent, truncated or from another version: parse the file again
         pass
     result = parse(path)
-    tmp = None
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=cached.parent, suffix=".part", delete=False) as tmp:
-            pickle.dump(result, tmp, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp.name, cached)
-    except Exception:  # noqa: BLE001 - a cache that cannot be written costs the next process a parse, nothing more
-        if tmp is not None:
-            Path(tmp.name).unlink(missing_ok=True)
+    # a cache that cannot be written costs the next process a parse, nothing more
+    with contextlib.suppress(Exception):
+        write_atomically(
+            cached, lambda stream: pickle.dump(result, stream, protocol=pickle.HIGHEST_PROTOCOL), binary=True
+        )
     return result
