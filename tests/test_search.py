@@ -3,6 +3,7 @@ import math
 import os
 import signal
 import time
+from functools import partial
 
 import pytest
 import torch
@@ -258,3 +259,58 @@ def test_without_a_process_pool_the_search_runs_here(monkeypatch, caplog):
         ctc_decode(model, segments, dataclasses.replace(serial, search_workers=3), pieces)
     assert [h.tokens for h in fallback] == [h.tokens for h in alone]
     assert caplog.text.count("no search workers") == 1
+
+
+def test_ctc_searches_run_beside_the_attention_beam_search(monkeypatch):
+    """Without worker processes the prefix searches run in a search thread while this thread runs the
+    attention beam search; the hypotheses are those of ctc_search segment by segment."""
+    import threading
+
+    import samba_cli.ctc as search
+
+    model = _sharpen(tiny_model())
+    states, lengths = _encoded(model)
+    with torch.no_grad():
+        log_probs = model.ctc_logits(states).float().log_softmax(-1)
+    pieces = [f"\u2581w{i}" for i in range(TINY.vocab_size)]
+    segments = [(log_probs[i], int(n), states[i, : int(n)]) for i, n in enumerate(lengths)]
+    options = DecodeOptions(
+        decoder="ctc", beam_size=4, lm=None, rescore_weight=1.0, attention_beam=2, max_repeats=100
+    )
+    searched_in, started = [], threading.Event()
+    candidates, nbest = search.ctc_candidates, search.beam_search_nbest
+
+    def searching(*args, **kwargs):
+        searched_in.append(threading.current_thread())
+        started.set()
+        return candidates(*args, **kwargs)
+
+    def beam_search_after_a_search_started(*args, **kwargs):
+        assert started.wait(10), "no prefix search started before the attention beam search"
+        return nbest(*args, **kwargs)
+
+    monkeypatch.setattr(search, "ctc_candidates", searching)
+    monkeypatch.setattr(search, "beam_search_nbest", beam_search_after_a_search_started)
+    decoded = ctc_decode(model, segments, options, pieces)
+    assert searched_in and threading.current_thread() not in searched_in
+    monkeypatch.setattr(search, "beam_search_nbest", nbest)
+    found = nbest(
+        model,
+        states,
+        lengths,
+        [max(1, math.ceil(n * TINY.frame_seconds * options.max_tokens_per_second)) for _, n, _ in segments],
+        dataclasses.replace(options, beam_size=2),
+    )
+    reference = [
+        ctc_search(
+            lp,
+            n,
+            model.config.blank_id,
+            options,
+            pieces,
+            partial(attention_logprobs, model, memory),
+            [h.tokens for h in hyps],
+        )
+        for (lp, n, memory), hyps in zip(segments, found, strict=True)
+    ]
+    assert [(h.tokens, h.score) for h in decoded] == [(h.tokens, h.score) for h in reference]

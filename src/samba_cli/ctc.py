@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 
@@ -15,7 +16,7 @@ import torch
 
 from samba_cli.align import forced_align
 from samba_cli.model import SambaASR
-from samba_cli.prefix_search import CTCSettings, ctc_candidates, ctc_settings
+from samba_cli.prefix_search import CTCSettings, ctc_candidates, ctc_settings, with_candidates
 from samba_cli.search import DecodeOptions, Hypothesis, attention_logprobs, beam_search_nbest
 from samba_cli.search_pool import PARALLEL_SEARCH_MIN_SEGMENTS, give_up_pools, search_pool
 from samba_cli.stepper import MakeStepper
@@ -104,58 +105,77 @@ def ctc_decode(
 ) -> list[Hypothesis]:
     """CTC decoding of a batch of segments, each (CTC log-posteriors (S, V + 1), frames to search, encoder states
     (T, D) the attention decoder reads), with attention rescoring and its attention beam search as ``options``
-    ask (the beam search runs on all segments at once). With ``search_workers`` above 1 the CTC prefix searches
-    (:func:`ctc_candidates`) run in worker processes (:func:`search_pool`) and the rescoring here; the result is
-    the same."""
+    ask (the beam search runs on all segments at once). The CTC prefix searches (:func:`ctc_candidates`) run
+    beside this thread, which meanwhile runs the attention beam search and the rescoring: in worker processes
+    (:func:`search_pool`) with ``search_workers`` above 1, else in one search thread (the searches are Python,
+    the attention work mostly torch kernels that release the GIL). The result is the same as
+    :func:`ctc_search` of each segment."""
     settings = ctc_settings(options)
-    candidates: list[list[tuple[int, ...]]] = [[] for _ in segments]
-    if settings.rescore_weight > 0 and settings.attention_beam > 0 and segments:
-        states = torch.nn.utils.rnn.pad_sequence([s for _, _, s in segments], batch_first=True)
-        lengths = torch.tensor([s.shape[0] for _, _, s in segments], device=states.device)
-        seconds = [n * model.config.frame_seconds for _, n, _ in segments]
-        max_tokens = [max(1, math.ceil(s * options.max_tokens_per_second)) for s in seconds]
-        beam = dataclasses.replace(options, beam_size=settings.attention_beam)
-        found = beam_search_nbest(model, states, lengths, max_tokens, beam, make_stepper)
-        candidates = [[h.tokens for h in hyps] for hyps in found]
     blank = model.config.blank_id
-    searching = not settings.greedy
-    parallel = searching and options.search_workers > 1 and len(segments) >= PARALLEL_SEARCH_MIN_SEGMENTS
-    pool = search_pool(options.search_workers) if parallel else None
-
-    def here() -> list[Hypothesis]:
-        return [
-            ctc_search(lp, n, blank, options, pieces, partial(attention_logprobs, model, memory), extra)
-            for (lp, n, memory), extra in zip(segments, candidates, strict=True)
-        ]
-
-    if pool is None:
-        return here()
+    if settings.greedy:
+        return [ctc_greedy(lp, n, blank) for lp, n, _ in segments]
     rescoring = settings.rescore_weight > 0
-    jobs = []
+    parallel = options.search_workers > 1 and len(segments) >= PARALLEL_SEARCH_MIN_SEGMENTS
+    pool = search_pool(options.search_workers) if parallel else None
+    arrays = [lp[:n].float().cpu().numpy() for lp, n, _ in segments]
+    jobs: list[Future] = []
     try:
-        for (lp, n, _), extra in zip(segments, candidates, strict=True):
-            args = (lp[:n].float().cpu().numpy(), n, blank, settings, pieces, rescoring, extra)
-            jobs.append(pool.submit(ctc_candidates, *args))
-        # the rescoring here runs while the workers search: together never more busy threads than cores
-        with torch_threads_at_most(max(1, usable_cores() - options.search_workers)):
-            return [
-                _choose(
-                    lp,
-                    n,
-                    blank,
-                    settings,
-                    job.result(),
-                    partial(attention_logprobs, model, memory) if rescoring else None,
+        for array, (_, n, _) in zip(arrays, segments, strict=True):
+            jobs.append(
+                (pool or _search_thread()).submit(
+                    ctc_candidates, array, n, blank, settings, pieces, rescoring
                 )
-                for (lp, n, memory), job in zip(segments, jobs, strict=True)
-            ]
+            )
+        # the torch work here runs while the searches run: together never more busy threads than cores
+        searching = options.search_workers if pool is not None else 1
+        with torch_threads_at_most(max(1, usable_cores() - searching)):
+            candidates = _attention_candidates(model, segments, options, settings, make_stepper)
+            scorer = settings.scorer(pieces) if rescoring else None
+            chosen = []
+            for (lp, n, memory), array, job, extra in zip(segments, arrays, jobs, candidates, strict=True):
+                beams = job.result()
+                if scorer is not None and extra:
+                    beams = with_candidates(beams, array, n, blank, scorer, extra)
+                rescorer = partial(attention_logprobs, model, memory) if rescoring else None
+                chosen.append(_choose(lp, n, blank, settings, beams, rescorer))
+            return chosen
     except BrokenProcessPool as error:  # a worker died or could not start: search here from now on
         give_up_pools(error)
-        return here()
+        return ctc_decode(model, segments, options, pieces, make_stepper)
     except BaseException:  # Ctrl-C or a failed search: the batch's other searches are not waited for
         for job in jobs:
             job.cancel()
         raise
+
+
+def _attention_candidates(
+    model: SambaASR,
+    segments: list[tuple[torch.Tensor, int, torch.Tensor]],
+    options: DecodeOptions,
+    settings: CTCSettings,
+    make_stepper: MakeStepper | None,
+) -> list[list[tuple[int, ...]]]:
+    """The finished hypotheses of an attention beam search of ``settings.attention_beam`` on every segment (with
+    rescoring only; else none)."""
+    if not (settings.rescore_weight > 0 and settings.attention_beam > 0 and segments):
+        return [[] for _ in segments]
+    states = torch.nn.utils.rnn.pad_sequence([s for _, _, s in segments], batch_first=True)
+    lengths = torch.tensor([s.shape[0] for _, _, s in segments], device=states.device)
+    seconds = [n * model.config.frame_seconds for _, n, _ in segments]
+    max_tokens = [max(1, math.ceil(s * options.max_tokens_per_second)) for s in seconds]
+    beam = dataclasses.replace(options, beam_size=settings.attention_beam)
+    found = beam_search_nbest(model, states, lengths, max_tokens, beam, make_stepper)
+    return [[h.tokens for h in hyps] for hyps in found]
+
+
+_SEARCH_THREAD: list[ThreadPoolExecutor] = []
+
+
+def _search_thread() -> ThreadPoolExecutor:
+    """The one thread (per process, started on first use) that runs CTC prefix searches without worker processes."""
+    if not _SEARCH_THREAD:
+        _SEARCH_THREAD.append(ThreadPoolExecutor(1, thread_name_prefix="samba-search"))
+    return _SEARCH_THREAD[0]
 
 
 @contextlib.contextmanager

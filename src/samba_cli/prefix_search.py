@@ -328,7 +328,21 @@ def ctc_candidates(
     beams = ctc_nbest(lp, length, blank_id, settings.beam_size, scorer)
     if not rescoring:
         return beams
-    beams = beams[:RESCORE_BEAMS]
+    return with_candidates(beams[:RESCORE_BEAMS], lp, length, blank_id, scorer, candidates)
+
+
+def with_candidates(
+    beams: list[tuple[float, tuple[int, ...]]],
+    log_probs,
+    length: int,
+    blank_id: int,
+    scorer: CTCPrefixScorer,
+    candidates: Sequence[tuple[int, ...]],
+) -> list[tuple[float, tuple[int, ...]]]:
+    """``beams`` followed by those of the extra ``candidates`` that are not among them and that CTC can align,
+    each scored by :func:`sequence_score`."""
+    lp = _frames(log_probs, length)
+    beams = list(beams)
     known = {t for _, t in beams}
     for extra in candidates:
         if extra not in known:
