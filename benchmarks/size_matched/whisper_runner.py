@@ -13,8 +13,15 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from samba_cli.bench.forced import DecodeCounts, StageClock, best_seconds, pick, rows_to_host, suppress_mask
-from samba_cli.bench.options import (
+from benchmarks.size_matched.forced import (
+    DecodeCounts,
+    StageClock,
+    best_seconds,
+    pick,
+    rows_to_host,
+    suppress_mask,
+)
+from benchmarks.size_matched.options import (
     WHISPER_CHUNK_SECONDS,
     WHISPER_HEAD_DIM,
     WHISPER_PROMPT,
@@ -22,7 +29,7 @@ from samba_cli.bench.options import (
     resolve_preset,
     token_budget,
 )
-from samba_cli.bench.results import ModelInfo, StepResult
+from benchmarks.size_matched.results import ModelInfo, StepResult
 from samba_cli.features import SAMPLE_RATE
 from samba_cli.model import ModelConfig, SambaASR
 

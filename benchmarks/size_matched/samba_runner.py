@@ -7,9 +7,16 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from samba_cli.bench.forced import DecodeCounts, StageClock, best_seconds, pick, rows_to_host, suppress_mask
-from samba_cli.bench.options import BenchOptions, resolve_preset, token_budget
-from samba_cli.bench.results import ModelInfo, StepResult
+from benchmarks.size_matched.forced import (
+    DecodeCounts,
+    StageClock,
+    best_seconds,
+    pick,
+    rows_to_host,
+    suppress_mask,
+)
+from benchmarks.size_matched.options import BenchOptions, resolve_preset, token_budget
+from benchmarks.size_matched.results import ModelInfo, StepResult
 from samba_cli.features import log_mel
 from samba_cli.model import SambaASR
 from samba_cli.pipeline import TranscribeOptions, max_decoder_frames

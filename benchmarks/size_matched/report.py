@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from samba_cli.bench.results import (
+from benchmarks.size_matched.results import (
     BenchResults,
     EncoderResult,
     EndToEndResult,
@@ -115,7 +115,7 @@ def _skipped_row(s: SkippedCase) -> list[str]:
 def to_markdown(results: BenchResults) -> str:
     env, opt = results.environment, results.options
     lines = [
-        "# samba bench",
+        "# Samba-ASR against a size-matched Whisper",
         "",
         f"Run: {_provenance(env)}. Total {results.total_seconds:.0f} s.",
         "",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from samba_cli.bench.options import BenchOptions
+from benchmarks.size_matched.options import BenchOptions
 from samba_cli.features import SAMPLE_RATE
 
 

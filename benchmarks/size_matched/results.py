@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from samba_cli.bench.options import BenchOptions
+from benchmarks.size_matched.options import BenchOptions
 from samba_cli.device import resolve_device, resolve_dtype
 
 
