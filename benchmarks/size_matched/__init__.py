@@ -33,9 +33,9 @@ Modules
 Run ``python -m benchmarks.size_matched --help`` (or ``benchmarks/run_cpu.sh``), or call :func:`run_bench`.
 """
 
-from benchmarks.size_matched.cases import Case, plan, synthetic_speech
-from benchmarks.size_matched.child import run_case, run_case_in_child
-from benchmarks.size_matched.options import (
+from .cases import Case, plan, synthetic_speech
+from .child import run_case, run_case_in_child
+from .options import (
     BENCH_PRESETS,
     DTYPES,
     MODELS,
@@ -44,8 +44,8 @@ from benchmarks.size_matched.options import (
     resolve_preset,
     token_budget,
 )
-from benchmarks.size_matched.report import check_targets, plot, to_markdown, write_results
-from benchmarks.size_matched.results import (
+from .report import check_targets, plot, to_markdown, write_results
+from .results import (
     BenchResults,
     EncoderResult,
     EndToEndResult,
@@ -56,9 +56,9 @@ from benchmarks.size_matched.results import (
     TargetCheck,
     environment,
 )
-from benchmarks.size_matched.run import run_bench
-from benchmarks.size_matched.samba_runner import SambaRunner, build_samba
-from benchmarks.size_matched.whisper_runner import (
+from .run import run_bench
+from .samba_runner import SambaRunner, build_samba
+from .whisper_runner import (
     WhisperRunner,
     build_whisper,
     iter_chunks,

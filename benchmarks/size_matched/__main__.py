@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from benchmarks.size_matched import BenchOptions, run_bench, write_results
+from . import BenchOptions, run_bench, write_results
 
 PROGRAM = "python -m benchmarks.size_matched"  # how results name the command that made them
 

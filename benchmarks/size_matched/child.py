@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.size_matched.cases import Case, synthetic_speech
-from benchmarks.size_matched.forced import Runner, StageClock, best_seconds, synchronize
-from benchmarks.size_matched.options import BenchOptions
-from benchmarks.size_matched.results import EncoderResult, EndToEndResult, ModelInfo, StepResult
-from benchmarks.size_matched.samba_runner import SambaRunner, build_samba, samba_info
-from benchmarks.size_matched.whisper_runner import WhisperRunner, build_whisper, whisper_info
 from samba_cli.device import resolve_device, resolve_dtype
+
+from .cases import Case, synthetic_speech
+from .forced import Runner, StageClock, best_seconds, synchronize
+from .options import BenchOptions
+from .results import EncoderResult, EndToEndResult, ModelInfo, StepResult
+from .samba_runner import SambaRunner, build_samba, samba_info
+from .whisper_runner import WhisperRunner, build_whisper, whisper_info
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds benchmarks/
 

@@ -12,8 +12,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from benchmarks.size_matched.options import BenchOptions
-from benchmarks.size_matched.results import StepResult
+from .options import BenchOptions
+from .results import StepResult
 
 
 def synchronize(device: torch.device) -> None:

@@ -9,11 +9,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from benchmarks.size_matched.cases import Case, plan
-from benchmarks.size_matched.child import run_case, run_case_in_child
-from benchmarks.size_matched.options import BenchOptions
-from benchmarks.size_matched.report import check_targets
-from benchmarks.size_matched.results import (
+from .cases import Case, plan
+from .child import run_case, run_case_in_child
+from .options import BenchOptions
+from .report import check_targets
+from .results import (
     BenchResults,
     EncoderResult,
     EndToEndResult,

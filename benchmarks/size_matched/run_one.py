@@ -6,7 +6,7 @@
 import logging
 import sys
 
-from benchmarks.size_matched.child import child_main
+from .child import child_main
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)

@@ -13,15 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from benchmarks.size_matched.forced import (
-    DecodeCounts,
-    StageClock,
-    best_seconds,
-    pick,
-    rows_to_host,
-    suppress_mask,
-)
-from benchmarks.size_matched.options import (
+from samba_cli.features import SAMPLE_RATE
+from samba_cli.model import ModelConfig, SambaASR
+
+from .forced import DecodeCounts, StageClock, best_seconds, pick, rows_to_host, suppress_mask
+from .options import (
     WHISPER_CHUNK_SECONDS,
     WHISPER_HEAD_DIM,
     WHISPER_PROMPT,
@@ -29,9 +25,7 @@ from benchmarks.size_matched.options import (
     resolve_preset,
     token_budget,
 )
-from benchmarks.size_matched.results import ModelInfo, StepResult
-from samba_cli.features import SAMPLE_RATE
-from samba_cli.model import ModelConfig, SambaASR
+from .results import ModelInfo, StepResult
 
 
 def whisper_config(samba: ModelConfig, encoder_layers: int):
