@@ -119,7 +119,9 @@ def main() -> None:
             results[f"the same audio joined in one file, {name}"] = one
             results[f"overhead per file, {name}"] = (many - one) / len(short)
     load = os.getloadavg()
-    print(f"{len(os.sched_getaffinity(0))} CPUs, load after the run {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"{len(os.sched_getaffinity(0))} CPUs, load after the run {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     print("| measurement | seconds |\n|---|---|")
     for name, value in results.items():
         print(f"| {name} | {value:.3f} |")

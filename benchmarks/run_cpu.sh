@@ -10,7 +10,4 @@ cd "$(dirname "$0")/.."
 out="${1:-docs/bench/cpu}"
 args=(--device cpu --presets tiny,small --minutes 1,10,60 --encoder-seconds 30,120,300 --repeats 1
       --budget-minutes 13 --out "$out")
-if command -v samba >/dev/null && samba bench --help >/dev/null 2>&1; then
-    exec samba bench "${args[@]}"
-fi
-exec python -m samba_cli.commands.bench "${args[@]}"
+exec python -m benchmarks.size_matched "${args[@]}"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from samba_cli.bench import (
+from benchmarks.size_matched import (
     BenchOptions,
     Case,
     iter_chunks,
@@ -98,7 +98,7 @@ def test_bench_whisper_of_the_same_size(tmp_path):
 @pytest.mark.parametrize("preset", ["tiny", "small", "base"])
 def test_whisper_parameter_count_is_within_ten_percent(preset):
     pytest.importorskip("transformers")
-    from samba_cli.bench.whisper_runner import _whisper_parameters, whisper_config
+    from benchmarks.size_matched.whisper_runner import _whisper_parameters, whisper_config
 
     config = resolve_preset(preset)
     with torch.device("meta"):  # shapes only

@@ -487,7 +487,7 @@ def test_time_left_follows_the_audio_left_at_the_average_speed():
     assert remaining_seconds(100.0, 150.0, 5.0) == 0.0
 
 
-@pytest.mark.parametrize("command", [["transcribe"], ["eval"], ["models", "info"], ["bench"]])
+@pytest.mark.parametrize("command", [["transcribe"], ["eval"], ["models", "info"]])
 def test_help_at_80_columns_shows_every_option_name_in_full(command):
     """main's rich help table cut names at 80 columns: --word-timestam…, --lexicon-penal…, --local-files-o…"""
     import click

@@ -8,7 +8,7 @@
 #   run.log                  everything printed, with the GPU name, driver and commit
 #   gpu_check.json           fused-kernel tests (pytest -m cuda), fused/torch parity, encoder and step timings
 #   e2e.json                 bundled model: accuracy per dtype / CUDA graphs, many-input batching speed
-#   bench/results.{json,md}, bench/*.png   samba bench against Whisper (random weights, forced decoding)
+#   bench/results.{json,md}, bench/*.png   size-matched Whisper comparison (random weights, forced decoding)
 set -uo pipefail
 OUT=${OUT:-/tmp/samba-gpu-out}
 mkdir -p "$OUT"
@@ -27,6 +27,6 @@ step() {  # step SECONDS NAME COMMAND...
 }
 step 150 gpu_check python3 benchmarks/gpu_check.py
 step 150 e2e python3 benchmarks/gpu/e2e.py --device cuda --inputs 64
-step 200 bench python3 -m samba_cli.commands.bench --device cuda --presets small,base --minutes 1,10,60 \
+step 200 bench python3 -m benchmarks.size_matched --device cuda --presets small,base --minutes 1,10,60 \
   --encoder-seconds 30,120,300,600,3600 --step-batches 1,16,64 --budget-minutes 3 --out "$OUT/bench"
 ls -la "$OUT" "$OUT/bench" 2>/dev/null

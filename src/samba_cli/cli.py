@@ -50,11 +50,6 @@ COMMANDS: dict[str, LazyCommand] = {
         "eval_command",
         "Transcribe a manifest and score it: WER and CER after Whisper's English normaliser, and speed.",
     ),
-    "bench": LazyCommand(
-        "samba_cli.commands.bench",
-        "bench_command",
-        "Measure end-to-end RTFx and peak memory on generated long audio, encoder time and decoder step latency.",
-    ),
     "cluster": LazyCommand(
         "samba_cli.commands.cluster",
         "app",

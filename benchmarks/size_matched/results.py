@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from samba_cli.bench.options import BenchOptions
 from samba_cli.device import resolve_device, resolve_dtype
+
+from .options import BenchOptions
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """One case, measured in this process or in a fresh child process whose peak memory is the case's own.
 
-The child is ``python -m samba_cli.bench CASE.json RESULT.json`` (see ``__main__.py``).
+The child is ``python -m benchmarks.size_matched.run_one CASE.json RESULT.json``, with the repository root on its
+``PYTHONPATH`` so that it finds this package from any working folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -15,13 +17,16 @@ from pathlib import Path
 
 import torch
 
-from samba_cli.bench.cases import Case, synthetic_speech
-from samba_cli.bench.forced import Runner, StageClock, best_seconds, synchronize
-from samba_cli.bench.options import BenchOptions
-from samba_cli.bench.results import EncoderResult, EndToEndResult, ModelInfo, StepResult
-from samba_cli.bench.samba_runner import SambaRunner, build_samba, samba_info
-from samba_cli.bench.whisper_runner import WhisperRunner, build_whisper, whisper_info
 from samba_cli.device import resolve_device, resolve_dtype
+
+from .cases import Case, synthetic_speech
+from .forced import Runner, StageClock, best_seconds, synchronize
+from .options import BenchOptions
+from .results import EncoderResult, EndToEndResult, ModelInfo, StepResult
+from .samba_runner import SambaRunner, build_samba, samba_info
+from .whisper_runner import WhisperRunner, build_whisper, whisper_info
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds benchmarks/
 
 
 def _peak_rss_bytes() -> int | None:
@@ -127,14 +132,16 @@ def run_case(case: Case, options: BenchOptions) -> dict:
 
 
 def run_case_in_child(case: Case, options: BenchOptions, timeout: float | None = None) -> dict:
-    """Run one case in a fresh Python process (``python -m samba_cli.bench``), so its peak memory is its own."""
+    """Run one case in a fresh Python process (``run_one``), so its peak memory is its own."""
     with tempfile.TemporaryDirectory(prefix="samba-bench-") as tmp:
         spec, result = Path(tmp) / "case.json", Path(tmp) / "result.json"
         spec.write_text(
             json.dumps({"case": dataclasses.asdict(case), "options": dataclasses.asdict(options)})
         )
+        path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
         proc = subprocess.run(
-            [sys.executable, "-m", "samba_cli.bench", str(spec), str(result)],
+            [sys.executable, "-m", "benchmarks.size_matched.run_one", str(spec), str(result)],
+            env={**os.environ, "PYTHONPATH": path},
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -9,11 +9,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from samba_cli.bench.cases import Case, plan
-from samba_cli.bench.child import run_case, run_case_in_child
-from samba_cli.bench.options import BenchOptions
-from samba_cli.bench.report import check_targets
-from samba_cli.bench.results import (
+from .cases import Case, plan
+from .child import run_case, run_case_in_child
+from .options import BenchOptions
+from .report import check_targets
+from .results import (
     BenchResults,
     EncoderResult,
     EndToEndResult,

@@ -23,17 +23,19 @@ Modules
     forced          what both runners share: stage clock, runner interface, forced token picking
     samba_runner    samba: end to end, encoder call, decoder step timing
     whisper_runner  the size-matched Whisper model, chunking, its forced decode loop
-    child           one case in this process or a fresh child (``python -m samba_cli.bench``), peak memory
+    child           one case in this process or a fresh child process (``run_one``), peak memory
+    run_one         the child process: ``python -m benchmarks.size_matched.run_one CASE.json RESULT.json``
     results         result dataclasses and the environment of a run
     report          targets check, results.json, results.md, PNG plots
     run             run_bench: every case within a time budget
+    __main__        the command line: ``python -m benchmarks.size_matched [options]``, from the repository root
 
-Run ``samba bench`` (see :mod:`samba_cli.commands.bench`) or :func:`run_bench`.
+Run ``python -m benchmarks.size_matched --help`` (or ``benchmarks/run_cpu.sh``), or call :func:`run_bench`.
 """
 
-from samba_cli.bench.cases import Case, plan, synthetic_speech
-from samba_cli.bench.child import run_case, run_case_in_child
-from samba_cli.bench.options import (
+from .cases import Case, plan, synthetic_speech
+from .child import run_case, run_case_in_child
+from .options import (
     BENCH_PRESETS,
     DTYPES,
     MODELS,
@@ -42,8 +44,8 @@ from samba_cli.bench.options import (
     resolve_preset,
     token_budget,
 )
-from samba_cli.bench.report import check_targets, plot, to_markdown, write_results
-from samba_cli.bench.results import (
+from .report import check_targets, plot, to_markdown, write_results
+from .results import (
     BenchResults,
     EncoderResult,
     EndToEndResult,
@@ -54,9 +56,9 @@ from samba_cli.bench.results import (
     TargetCheck,
     environment,
 )
-from samba_cli.bench.run import run_bench
-from samba_cli.bench.samba_runner import SambaRunner, build_samba
-from samba_cli.bench.whisper_runner import (
+from .run import run_bench
+from .samba_runner import SambaRunner, build_samba
+from .whisper_runner import (
     WhisperRunner,
     build_whisper,
     iter_chunks,

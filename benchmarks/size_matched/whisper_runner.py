@@ -13,8 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from samba_cli.bench.forced import DecodeCounts, StageClock, best_seconds, pick, rows_to_host, suppress_mask
-from samba_cli.bench.options import (
+from samba_cli.features import SAMPLE_RATE
+from samba_cli.model import ModelConfig, SambaASR
+
+from .forced import DecodeCounts, StageClock, best_seconds, pick, rows_to_host, suppress_mask
+from .options import (
     WHISPER_CHUNK_SECONDS,
     WHISPER_HEAD_DIM,
     WHISPER_PROMPT,
@@ -22,9 +25,7 @@ from samba_cli.bench.options import (
     resolve_preset,
     token_budget,
 )
-from samba_cli.bench.results import ModelInfo, StepResult
-from samba_cli.features import SAMPLE_RATE
-from samba_cli.model import ModelConfig, SambaASR
+from .results import ModelInfo, StepResult
 
 
 def whisper_config(samba: ModelConfig, encoder_layers: int):

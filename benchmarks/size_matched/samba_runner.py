@@ -7,15 +7,16 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from samba_cli.bench.forced import DecodeCounts, StageClock, best_seconds, pick, rows_to_host, suppress_mask
-from samba_cli.bench.options import BenchOptions, resolve_preset, token_budget
-from samba_cli.bench.results import ModelInfo, StepResult
 from samba_cli.features import log_mel
 from samba_cli.model import SambaASR
 from samba_cli.pipeline import TranscribeOptions, max_decoder_frames
 from samba_cli.segments import SegmentOptions, split_segments
 from samba_cli.stepper import EagerStepper, StaticStepper, StepperFactory, bucket
 from samba_cli.windows import WindowOptions, iter_windows
+
+from .forced import DecodeCounts, StageClock, best_seconds, pick, rows_to_host, suppress_mask
+from .options import BenchOptions, resolve_preset, token_budget
+from .results import ModelInfo, StepResult
 
 
 def build_samba(preset: str, device: torch.device, dtype: torch.dtype, backend: str) -> SambaASR:

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from samba_cli.bench.options import BenchOptions
 from samba_cli.features import SAMPLE_RATE
+
+from .options import BenchOptions
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from samba_cli.bench.options import BenchOptions
-from samba_cli.bench.results import StepResult
+from .options import BenchOptions
+from .results import StepResult
 
 
 def synchronize(device: torch.device) -> None:

@@ -1,7 +1,6 @@
-"""`samba bench`: x real time and peak memory of samba against a Whisper model of the same size.
+"""x real time and peak memory of samba against a Whisper model of the same size.
 
-Registered by the CLI as ``app.command("bench")(bench_command)``; also runs alone as
-``python -m samba_cli.commands.bench``.
+From the repository root: ``python -m benchmarks.size_matched [options]`` (``--help`` lists them).
 """
 
 from __future__ import annotations
@@ -11,8 +10,9 @@ from pathlib import Path
 
 import typer
 
-from samba_cli.bench import BenchOptions, run_bench, write_results
-from samba_cli.errors import SambaError
+from . import BenchOptions, run_bench, write_results
+
+PROGRAM = "python -m benchmarks.size_matched"  # how results name the command that made them
 
 
 def _floats(text: str, name: str) -> tuple[float, ...]:
@@ -80,9 +80,9 @@ def bench_command(
             threads=threads or None,
         )
     except ValueError as exc:
-        raise SambaError(str(exc)) from exc
-    program = "python -m samba_cli.commands.bench" if Path(sys.argv[0]).stem == "bench" else "samba"
-    command = " ".join([program, *sys.argv[1:]])
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    command = " ".join([PROGRAM, *sys.argv[1:]])
     results = run_bench(options, command=command, isolate=isolate, progress=typer.echo)
     for path in write_results(results, out):
         typer.echo(f"wrote {path}")

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from samba_cli.bench.results import (
+from .results import (
     BenchResults,
     EncoderResult,
     EndToEndResult,
@@ -112,60 +112,68 @@ def _skipped_row(s: SkippedCase) -> list[str]:
     return [s.kind, s.model, s.preset, f"{s.audio_seconds / 60:.3g}", s.reason]
 
 
+def _section(
+    title: str, header: list[str], rows: list[list[str]], note: str = "", figure: str = ""
+) -> list[str]:
+    """A results.md section: its title, an optional note, a table, an optional figure."""
+    return [
+        f"## {title}",
+        "",
+        *([note, ""] if note else []),
+        *_table(header, rows),
+        *(["", figure] if figure else []),
+    ]
+
+
 def to_markdown(results: BenchResults) -> str:
     env, opt = results.environment, results.options
+    sections = [
+        _section(
+            "Models",
+            ["model", "sized for", "parameters", "shape"],
+            [[m.model, m.preset, f"{m.parameters / 1e6:.2f} M", m.shape] for m in results.models],
+        ),
+        _section(
+            "End to end",
+            E2E_HEADER.split("|"),
+            [_e2e_row(r) for r in results.end_to_end],
+            note="RTFx = audio seconds / wall seconds (higher is faster). Peak memory is the case's own child process.",
+            figure="![RTFx and peak memory against audio length](rtfx.png)",
+        ),
+        _section(
+            "Encoder only",
+            ["model", "preset", "audio (s)", "windows", "seconds", "x real time"],
+            [_encoder_row(r) for r in results.encoder],
+            note="samba: one window of the whole length (batch 1); whisper: 30 s windows, batched.",
+            figure="![Encoder time against audio length](encoder.png)",
+        ),
+        _section(
+            "Decoder step",
+            ["model", "preset", "batch", "encoder frames", "mode", "ms / step"],
+            [_step_row(r) for r in results.step],
+            note="One forced step (decoder step, special tokens suppressed, argmax); whisper's KV cache is filled to "
+            "the middle of a 30 s chunk's budget.",
+        ),
+        _section(
+            "Targets (reported, not enforced)",
+            ["target", "status", "detail"],
+            [[t.target, t.status, t.detail] for t in results.targets],
+        ),
+    ]
+    if results.skipped:
+        header = ["kind", "model", "preset", "audio (min)", "reason"]
+        sections.append(_section("Not run", header, [_skipped_row(s) for s in results.skipped]))
     lines = [
-        "# samba bench",
+        "# Samba-ASR against a size-matched Whisper",
         "",
         f"Run: {_provenance(env)}. Total {results.total_seconds:.0f} s.",
         "",
         f"Random weights, forced decoding of {opt.tokens_per_second:g} tokens per second of audio with end-of-text "
         f"suppressed; decode batch {opt.batch_size}; samba windows {opt.window_seconds:g} s, VAD "
         f"{'on' if opt.vad else 'off'}; whisper 30 s chunks with {opt.whisper_stride_seconds:g} s stride per side.",
-        "",
-        "## Models",
-        "",
-        *_table(
-            ["model", "sized for", "parameters", "shape"],
-            [[m.model, m.preset, f"{m.parameters / 1e6:.2f} M", m.shape] for m in results.models],
-        ),
-        "",
-        "## End to end",
-        "",
-        "RTFx = audio seconds / wall seconds (higher is faster). Peak memory is the case's own child process.",
-        "",
-        *_table(E2E_HEADER.split("|"), [_e2e_row(r) for r in results.end_to_end]),
-        "",
-        "![RTFx and peak memory against audio length](rtfx.png)",
-        "",
-        "## Encoder only",
-        "",
-        "samba: one window of the whole length (batch 1); whisper: 30 s windows, batched.",
-        "",
-        *_table(
-            ["model", "preset", "audio (s)", "windows", "seconds", "x real time"],
-            [_encoder_row(r) for r in results.encoder],
-        ),
-        "",
-        "![Encoder time against audio length](encoder.png)",
-        "",
-        "## Decoder step",
-        "",
-        "One forced step (decoder step, special tokens suppressed, argmax); whisper's KV cache is filled to the "
-        "middle of a 30 s chunk's budget.",
-        "",
-        *_table(
-            ["model", "preset", "batch", "encoder frames", "mode", "ms / step"],
-            [_step_row(r) for r in results.step],
-        ),
-        "",
-        "## Targets (reported, not enforced)",
-        "",
-        *_table(["target", "status", "detail"], [[t.target, t.status, t.detail] for t in results.targets]),
     ]
-    if results.skipped:
-        header = ["kind", "model", "preset", "audio (min)", "reason"]
-        lines += ["", "## Not run", "", *_table(header, [_skipped_row(s) for s in results.skipped])]
+    for section in sections:
+        lines += ["", *section]
     return "\n".join(lines) + "\n"
 
 
