@@ -190,6 +190,20 @@ def test_ctc_decode_reranks_the_attention_beam_hypotheses_too():
         DecodeOptions(attention_beam=-1)
 
 
+def _ctc_batch(model):
+    """The encoded test batch, its pieces and its segments as ctc_decode takes them (the model's CTC posteriors)."""
+    states, lengths = _encoded(model)
+    with torch.no_grad():
+        log_probs = model.ctc_logits(states).float().log_softmax(-1)
+    pieces = [f"\u2581w{i}" for i in range(TINY.vocab_size)]
+    return (
+        states,
+        lengths,
+        pieces,
+        [(log_probs[i], int(n), states[i, : int(n)]) for i, n in enumerate(lengths)],
+    )
+
+
 def test_search_workers_give_the_same_hypotheses(tmp_path, monkeypatch, caplog):
     import samba_cli.ctc as search
     import samba_cli.search_pool as pools
@@ -200,11 +214,7 @@ def test_search_workers_give_the_same_hypotheses(tmp_path, monkeypatch, caplog):
 
     write_tiny_lm(tmp_path / "lm.arpa.gz")
     model = _sharpen(tiny_model())
-    states, lengths = _encoded(model)
-    with torch.no_grad():
-        log_probs = model.ctc_logits(states).float().log_softmax(-1)
-    pieces = [f"\u2581w{i}" for i in range(TINY.vocab_size)]
-    segments = [(log_probs[i], int(n), states[i, : int(n)]) for i, n in enumerate(lengths)]
+    states, lengths, pieces, segments = _ctc_batch(model)
     serial = DecodeOptions(
         decoder="ctc", lm=str(tmp_path / "lm.arpa.gz"), rescore_weight=1.0, attention_beam=2, max_repeats=100
     )
@@ -247,11 +257,7 @@ def test_without_a_process_pool_the_search_runs_here(monkeypatch, caplog):
     monkeypatch.setattr(pools, "_NO_POOL", False)
     monkeypatch.setattr(pools, "ProcessPoolExecutor", no_semaphores)
     model = tiny_model()
-    states, lengths = _encoded(model)
-    with torch.no_grad():
-        log_probs = model.ctc_logits(states).float().log_softmax(-1)
-    pieces = [f"\u2581w{i}" for i in range(TINY.vocab_size)]
-    segments = [(log_probs[i], int(n), states[i, : int(n)]) for i, n in enumerate(lengths)]
+    states, lengths, pieces, segments = _ctc_batch(model)
     serial = DecodeOptions(decoder="ctc", beam_size=4, lm=None)
     alone = ctc_decode(model, segments, serial, pieces)
     with caplog.at_level("WARNING", logger="samba_cli.search_pool"):
@@ -269,11 +275,7 @@ def test_ctc_searches_run_beside_the_attention_beam_search(monkeypatch):
     import samba_cli.ctc as search
 
     model = _sharpen(tiny_model())
-    states, lengths = _encoded(model)
-    with torch.no_grad():
-        log_probs = model.ctc_logits(states).float().log_softmax(-1)
-    pieces = [f"\u2581w{i}" for i in range(TINY.vocab_size)]
-    segments = [(log_probs[i], int(n), states[i, : int(n)]) for i, n in enumerate(lengths)]
+    states, lengths, pieces, segments = _ctc_batch(model)
     options = DecodeOptions(
         decoder="ctc", beam_size=4, lm=None, rescore_weight=1.0, attention_beam=2, max_repeats=100
     )
