@@ -1,5 +1,7 @@
 """The pipeline end to end with a tiny random model on generated speech: structure and timing, not accuracy."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -20,13 +22,18 @@ def speech(tmp_path_factory):
     return np.concatenate([silence, clip, silence, clip, silence])
 
 
+def _resolved(options: TranscribeOptions) -> TranscribeOptions:
+    """The options with their decoding resolved as for a model folder without metadata or language model."""
+    return dataclasses.replace(options, decode=options.decode.resolve())
+
+
 def _run(tokenizer, samples, **kwargs):
     # Blank-heavy CTC head so the random model still produces pauses and speech-like spans.
     model = tiny_model()
     options = TranscribeOptions.from_kwargs(
         window_seconds=4.0, margin_seconds=1.0, max_segment_seconds=2.0, blank_threshold=0.05, **kwargs
     )
-    pipeline = Pipeline(model, tokenizer, options)
+    pipeline = Pipeline(model, tokenizer, _resolved(options))
     return list(pipeline.run(iter_windows([samples], options.window)))
 
 
@@ -77,16 +84,15 @@ def test_options_from_kwargs_reject_unknown():
 
 def test_flat_keywords_name_one_field_each():
     """``transcribe(beam_size=5, vad=False)``: a keyword can only mean one field of one option group."""
-    import dataclasses
-
     from samba_cli.pipeline import option_owners
+    from samba_cli.prefix_search import CTCOptions
     from samba_cli.search import DecodeOptions
     from samba_cli.segments import SegmentOptions
     from samba_cli.windows import WindowOptions
 
-    groups = ("window", "segments", "decode")
-    names = [f.name for g in (WindowOptions, SegmentOptions, DecodeOptions) for f in dataclasses.fields(g)]
-    names += [f.name for f in dataclasses.fields(TranscribeOptions) if f.name not in groups]
+    groups = ("window", "segments", "decode", "ctc")  # the option groups (DecodeOptions.ctc nested in decode)
+    members = (WindowOptions, SegmentOptions, DecodeOptions, CTCOptions, TranscribeOptions)
+    names = [f.name for g in members for f in dataclasses.fields(g) if f.name not in groups]
     assert len(names) == len(set(names)), "a field name is shared by two option groups"
     assert sorted(option_owners()) == sorted(names)
 
@@ -118,7 +124,7 @@ def _pipeline(tokenizer, **kwargs):
         **kwargs,
     )
     torch.manual_seed(0)
-    return Pipeline(tiny_model(), tokenizer, options)
+    return Pipeline(tiny_model(), tokenizer, _resolved(options))
 
 
 def test_batched_encoder_matches_one_window_at_a_time(tiny_tokenizer, speech):

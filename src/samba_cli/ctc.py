@@ -15,7 +15,7 @@ import torch
 
 from samba_cli.align import forced_align
 from samba_cli.model import SambaASR
-from samba_cli.prefix_search import CTCSettings, ctc_candidates, ctc_settings
+from samba_cli.prefix_search import ctc_candidates
 from samba_cli.search import DecodeOptions, Hypothesis, attention_logprobs, beam_search_nbest
 from samba_cli.search_pool import PARALLEL_SEARCH_MIN_SEGMENTS, give_up_pools, search_pool
 from samba_cli.stepper import MakeStepper
@@ -62,25 +62,35 @@ def ctc_search(
     rescorer: Rescorer | None = None,
     candidates: Sequence[tuple[int, ...]] = (),
 ) -> Hypothesis:
-    """CTC decoding of one segment as ``options`` ask: greedy, or prefix beam search with or without a language
-    model (``lm="auto"`` here means none: see :func:`resolve_decoding`). ``pieces``: the tokenizer's pieces by id.
-    With a ``rescorer`` and a ``rescore_weight`` above 0, beam search returns the one of its RESCORE_BEAMS best
-    final beams, and of the extra ``candidates`` (token sequences, e.g. attention beam search hypotheses, scored
-    by :func:`samba_cli.prefix_search.sequence_score`), with the best score + rescore_weight x its attention log-probability."""
-    settings = ctc_settings(options)
-    if settings.greedy:
+    """CTC decoding of one segment as the resolved ``options`` ask (:meth:`DecodeOptions.resolve`): greedy, or
+    prefix beam search of ``beam_size`` with or without a language model (``options.ctc``). ``pieces``: the
+    tokenizer's pieces by id. With a ``rescorer`` and a ``rescore_weight`` above 0, beam search returns the one of
+    its RESCORE_BEAMS best final beams, and of the extra ``candidates`` (token sequences, e.g. attention beam
+    search hypotheses, scored by :func:`samba_cli.prefix_search.sequence_score`), with the best score +
+    rescore_weight x its attention log-probability."""
+    options.require_resolved()
+    if _greedy(options):
         return ctc_greedy(log_probs, length, blank_id)
-    rescoring = rescorer is not None and settings.rescore_weight > 0
+    rescoring = rescorer is not None and options.ctc.rescore_weight > 0
     lp = log_probs[:length].float().cpu()
-    beams = ctc_candidates(lp, length, blank_id, settings, pieces, rescoring, candidates)
-    return _choose(log_probs, length, blank_id, settings, beams, rescorer if rescoring else None)
+    beams = ctc_candidates(
+        lp, length, blank_id, options.beam_size, options.ctc, pieces, rescoring, candidates
+    )
+    return _choose(
+        log_probs, length, blank_id, options.ctc.rescore_weight, beams, rescorer if rescoring else None
+    )
+
+
+def _greedy(options: DecodeOptions) -> bool:
+    """Best path decoding: no language model and a beam of 1."""
+    return options.ctc.lm is None and options.beam_size == 1
 
 
 def _choose(
     log_probs: torch.Tensor,
     length: int,
     blank_id: int,
-    settings: CTCSettings,
+    rescore_weight: float,
     beams: list[tuple[float, tuple[int, ...]]],
     rescorer: Rescorer | None,
 ) -> Hypothesis:
@@ -89,7 +99,7 @@ def _choose(
     if rescorer is not None and len(beams) > 1:
         attention = rescorer([t for _, t in beams])
         score, tokens = max(
-            ((s + settings.rescore_weight * a, t) for (s, t), a in zip(beams, attention, strict=True)),
+            ((s + rescore_weight * a, t) for (s, t), a in zip(beams, attention, strict=True)),
             key=lambda st: st[0],
         )
     return _ctc_hypothesis(log_probs[:length].float().cpu(), tokens, blank_id, score)
@@ -107,18 +117,19 @@ def ctc_decode(
     ask (the beam search runs on all segments at once). With ``search_workers`` above 1 the CTC prefix searches
     (:func:`ctc_candidates`) run in worker processes (:func:`search_pool`) and the rescoring here; the result is
     the same."""
-    settings = ctc_settings(options)
+    options.require_resolved()
+    ctc = options.ctc
     candidates: list[list[tuple[int, ...]]] = [[] for _ in segments]
-    if settings.rescore_weight > 0 and settings.attention_beam > 0 and segments:
+    if ctc.rescore_weight > 0 and ctc.attention_beam > 0 and segments:
         states = torch.nn.utils.rnn.pad_sequence([s for _, _, s in segments], batch_first=True)
         lengths = torch.tensor([s.shape[0] for _, _, s in segments], device=states.device)
         seconds = [n * model.config.frame_seconds for _, n, _ in segments]
         max_tokens = [max(1, math.ceil(s * options.max_tokens_per_second)) for s in seconds]
-        beam = dataclasses.replace(options, beam_size=settings.attention_beam)
+        beam = dataclasses.replace(options, beam_size=ctc.attention_beam)
         found = beam_search_nbest(model, states, lengths, max_tokens, beam, make_stepper)
         candidates = [[h.tokens for h in hyps] for hyps in found]
     blank = model.config.blank_id
-    searching = not settings.greedy
+    searching = not _greedy(options)
     parallel = searching and options.search_workers > 1 and len(segments) >= PARALLEL_SEARCH_MIN_SEGMENTS
     pool = search_pool(options.search_workers) if parallel else None
 
@@ -130,11 +141,11 @@ def ctc_decode(
 
     if pool is None:
         return here()
-    rescoring = settings.rescore_weight > 0
+    rescoring = ctc.rescore_weight > 0
     jobs = []
     try:
         for (lp, n, _), extra in zip(segments, candidates, strict=True):
-            args = (lp[:n].float().cpu().numpy(), n, blank, settings, pieces, rescoring, extra)
+            args = (lp[:n].float().cpu().numpy(), n, blank, options.beam_size, ctc, pieces, rescoring, extra)
             jobs.append(pool.submit(ctc_candidates, *args))
         # the rescoring here runs while the workers search: together never more busy threads than cores
         with torch_threads_at_most(max(1, usable_cores() - options.search_workers)):
@@ -143,7 +154,7 @@ def ctc_decode(
                     lp,
                     n,
                     blank,
-                    settings,
+                    ctc.rescore_weight,
                     job.result(),
                     partial(attention_logprobs, model, memory) if rescoring else None,
                 )
