@@ -1,5 +1,6 @@
 """The word n-gram language model (ARPA) and CTC prefix beam search with and without it."""
 
+import dataclasses
 import gzip
 import itertools
 import math
@@ -21,7 +22,7 @@ from samba_cli.prefix_search import (
     ctc_nbest,
     sequence_score,
 )
-from samba_cli.search import DecodeOptions
+from samba_cli.search import DEFAULT_DECODER, LM_BEAM_SIZE, DecodeOptions
 from tests.model_helpers import TINY_ARPA, write_tiny_lm
 
 PIECES = ["<unk>", "<s>", "</s>", "\u2581the", "\u2581cat", "\u2581hat", "s", "\u2581", ","]
@@ -367,3 +368,26 @@ def test_parsed_language_model_and_lexicon_are_cached_on_disk(tmp_path, monkeypa
     assert lm_module.parsed_cache(str(arpa), "lm", NgramLM.from_arpa).ngrams == edited.ngrams
     with pytest.raises(SambaError, match="language model not found"):
         lm_module.parsed_cache(str(tmp_path / "missing.arpa"), "lm", NgramLM.from_arpa)
+
+
+def test_resolve_leaves_nothing_unset_and_the_searches_take_resolved_options_only(tmp_path):
+    write_tiny_lm(tmp_path / "lm.arpa.gz")
+    (tmp_path / "lexicon.txt.gz").write_bytes(gzip.compress(b"cats\n"))
+    meta = {"default_decoder": "ctc", "rescore_weight": 1.0, "attention_beam": 4, "lm": {"lm_weight": 0.7}}
+    for options in (DecodeOptions(), DecodeOptions(beam_size=3), DecodeOptions(ctc=CTCOptions(lm=None))):
+        for folder, metadata in ((tmp_path, meta), (None, None)):
+            resolved = options.resolve(folder, metadata)
+            assert resolved.resolved and resolved.decoder != "auto"
+            unset = [k for k, v in dataclasses.asdict(resolved.ctc).items() if v is None or v == "auto"]
+            assert set(unset) <= {"lm", "lexicon"}, "only a language model or lexicon may be none"
+            assert resolved.resolve(folder, metadata) == resolved, "resolving again changes nothing"
+    default = DecodeOptions().resolve(tmp_path, meta)
+    assert (default.decoder, default.beam_size) == ("ctc", LM_BEAM_SIZE)  # the model's choice, the LM's beam
+    assert (default.ctc.lm_weight, default.ctc.rescore_weight, default.ctc.attention_beam) == (0.7, 1.0, 4)
+    greedy = DecodeOptions(ctc=CTCOptions(lm=None)).resolve(tmp_path, meta)
+    assert (greedy.beam_size, greedy.ctc.rescore_weight, greedy.ctc.attention_beam) == (1, 0.0, 0)
+    assert DecodeOptions().resolve().decoder == DEFAULT_DECODER  # no metadata
+    lp = _posteriors([{3: 0.95}, {}, {4: 0.9}])
+    for unresolved in (DecodeOptions(decoder="ctc"), DecodeOptions(decoder="ctc", ctc=CTCOptions(lm=None))):
+        with pytest.raises(ValueError, match="resolve them first"):
+            ctc_search(lp, 3, BLANK, unresolved, PIECES)

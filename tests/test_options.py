@@ -145,3 +145,16 @@ def test_transcribe_options_are_built_without_importing_torch():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["transcribe", "eval"])
+def test_help_states_the_fallback_the_resolve_uses(name):
+    """An unset CTC weight becomes the model's value, else prefix_search.DEFAULT_<FIELD>: the help says which."""
+    from samba_cli import prefix_search
+
+    unset = [o for o in CTC if CTCOptions.__dataclass_fields__[o].default is None]
+    assert len(unset) == 6
+    for option in unset:
+        (param,) = [p for p in click_command(name).params if p.name == option]
+        fallback = getattr(prefix_search, f"DEFAULT_{option.upper()}")
+        assert param.show_default == f"the model's, else {'0' if fallback == 0 else fallback}", option

@@ -82,6 +82,27 @@ def test_options_from_kwargs_reject_unknown():
     )  # changes apply to the base
 
 
+def test_flat_keywords_reach_nested_fields_and_the_json_options_stay_flat():
+    opts = TranscribeOptions.from_kwargs(lm=None, rescore_weight=0.5, beam_size=4, vad=False)
+    assert (opts.decode.ctc.lm, opts.decode.ctc.rescore_weight, opts.decode.beam_size) == (None, 0.5, 4)
+    assert TranscribeOptions.from_kwargs(opts, attention_beam=2).decode.ctc.rescore_weight == 0.5  # kept
+    with pytest.raises(ValueError, match="CTC decoding only"):  # the groups' checks see the new values
+        TranscribeOptions.from_kwargs(decoder="attention", lm="books.arpa")
+    decode = opts.to_dict()["decode"]
+    assert "ctc" not in decode and (decode["lm"], decode["rescore_weight"], decode["beam_size"]) == (
+        None,
+        0.5,
+        4,
+    )
+    assert list(decode)[:3] == [
+        "decoder",
+        "beam_size",
+        "lm",
+    ]  # the CTC fields where they stood before nesting
+    with pytest.raises(ValueError, match="resolve them first"):
+        Pipeline(tiny_model(), None, opts)
+
+
 def test_flat_keywords_name_one_field_each():
     """``transcribe(beam_size=5, vad=False)``: a keyword can only mean one field of one option group."""
     from samba_cli.pipeline import option_owners

@@ -34,9 +34,8 @@ from samba_cli.prefix_search import (
 from samba_cli.stepper import EagerStepper, MakeStepper, Stepper
 
 DECODERS = ("auto", "attention", "ctc")
-DEFAULT_DECODER = (
-    "attention"  # what decoder="auto" becomes for a model whose metadata names no default_decoder
-)
+# what decoder="auto" becomes for a model whose metadata names no default_decoder
+DEFAULT_DECODER = "attention"
 # CTC beam width with a language model when beam_size is 1 (bundled stage-13 model, default decoding: beam 32 /
 # 64 / 128 gave 21.91 / 21.34 / 21.21 % WER on dev-heldout, 21.93 / 21.34 % on test)
 LM_BEAM_SIZE = 64
@@ -106,19 +105,20 @@ class DecodeOptions:
         decoder = recommended_decoder(metadata) if self.decoder == "auto" else self.decoder
         options = dataclasses.replace(self, decoder=decoder)  # ValueError: an LM with the attention decoder
         given = options.ctc
-        own_lm = None if folder is None else str(Path(folder) / LM_FILE)
+        own_lm, own_lexicon = (
+            (None, None) if folder is None else (Path(folder) / LM_FILE, Path(folder) / LEXICON_FILE)
+        )
         lm = given.lm
         if lm == "auto":
-            lm = own_lm if decoder == "ctc" and own_lm is not None and Path(own_lm).is_file() else None
+            lm = str(own_lm) if decoder == "ctc" and own_lm is not None and own_lm.is_file() else None
         if lm is None and given.lexicon not in (None, "auto"):
             raise OptionError("a lexicon is used with a language model only", "--lexicon")
         if lm is not None:
             load_lm(lm)  # a bad language model fails here (one-line SambaError), before any input is read
-        own = lm is not None and lm == own_lm
+        own = lm is not None and lm == str(own_lm)
         lexicon = given.lexicon
         if lexicon == "auto":
-            found = None if folder is None else Path(folder) / LEXICON_FILE
-            lexicon = str(found) if own and found is not None and found.is_file() else None
+            lexicon = str(own_lexicon) if own and own_lexicon.is_file() else None
         if lexicon is not None:
             load_lexicon(lexicon)  # likewise
         tuned = (metadata.get("lm") or {}) if own else {}
