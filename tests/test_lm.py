@@ -185,7 +185,7 @@ def test_the_oov_penalty_is_taken_off_each_word_outside_the_vocabulary(tiny_lm, 
     assert ctc_search(lp, 5, BLANK, strict, PIECES).tokens == (3, 4)
 
 
-def test_resolve_decoding_uses_the_model_folder_and_its_tuned_weights(tmp_path):
+def test_resolve_uses_the_model_folder_and_its_tuned_weights(tmp_path):
     meta = {"lm": {"lm_weight": 0.7, "word_bonus": 1.5, "oov_penalty": 2.5}}
 
     def resolve(metadata=meta, decoder="ctc", **ctc) -> CTCOptions:
@@ -255,7 +255,7 @@ def test_lexicon_words_are_spellable_and_lose_their_own_penalty(tiny_lm):
     assert finals["with"] - finals["without"] == pytest.approx(4.0)  # penalty 1 instead of 5
 
 
-def test_resolve_decoding_finds_the_folders_lexicon_with_its_language_model(tmp_path):
+def test_resolve_finds_the_folders_lexicon_with_its_language_model(tmp_path):
     write_tiny_lm(tmp_path / "lm.arpa.gz")
     meta = {"lm": {"lexicon_penalty": 1.5}}
 

@@ -83,8 +83,8 @@ class Transcriber:
 
         Returns a lazy generator of Segments and an info object; nothing is decoded until the generator is
         iterated, and ``info.duration`` is final once it is exhausted. ``source`` names the input in the info
-        (default: the path, or "<array>"). ``overrides`` replace option fields by name (``beam_size=5``,
-        ``vad=False``, ...).
+        (default: the path, or "<array>"). ``overrides`` replace option fields by name, nested ones included
+        (``beam_size=5``, ``vad=False``, ``lm=None``, ...).
         """
         options = self.resolve_options(TranscribeOptions.from_kwargs(options, **overrides))
         info = self._info(source or _name(audio), options)

@@ -368,7 +368,7 @@ class WindowArgs:
         metavar="SECONDS",
         min=0.0,
         help="Windows of one or several files encoded together, up to this much audio; 0: one at a time",
-        show_default="auto: 0 on cpu, 600 on cuda",
+        show_default=f"auto: 0 on cpu, {library_constant(TRANSCRIBE[0], 'CUDA_ENCODER_BATCH'):g} on cuda",
     )
 
 
