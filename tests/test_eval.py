@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from samba_cli.commands.eval import eval_command
 from samba_cli.model import SambaASR, save_checkpoint
+from samba_cli.prefix_search import CTCOptions
 from samba_cli.search import DecodeOptions
 from samba_cli.tokenizer import Tokenizer, train_tokenizer
 from samba_cli.train import evaluate as evaluate_module
@@ -96,9 +97,9 @@ def test_real_decoders_run_on_a_random_model(checkpoint, decoder, tmp_path):
     if decoder.startswith("ctc-"):
         options = dataclasses.replace(options, beam_size=4)
     if decoder == "ctc-lm":
-        options = dataclasses.replace(options, lm=str(tmp_path / "lm.arpa.gz"))
+        options = dataclasses.replace(options, ctc=CTCOptions(lm=str(tmp_path / "lm.arpa.gz")))
         write_tiny_lm(tmp_path / "lm.arpa.gz")
-    report = evaluate(SambaASR(TINY).eval(), tokenizer, read_manifest(manifest), options)
+    report = evaluate(SambaASR(TINY).eval(), tokenizer, read_manifest(manifest), options.resolve())
     assert len(report.utterances) == 3
     assert all(isinstance(u.hypothesis, str) for u in report.utterances)
 

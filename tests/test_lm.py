@@ -12,14 +12,17 @@ from samba_cli.ctc import ctc_greedy, ctc_search
 from samba_cli.errors import SambaError
 from samba_cli.lm import LN10, Lexicon, NgramLM, lm_words, split_finished
 from samba_cli.prefix_search import (
+    DEFAULT_LM_WEIGHT,
+    DEFAULT_OOV_PENALTY,
     UNK_PREFIX_PENALTY,
+    CTCOptions,
     CTCPrefixScorer,
     _Prefix,
     ctc_log_likelihood,
     ctc_nbest,
     sequence_score,
 )
-from samba_cli.search import DecodeOptions, resolve_decoding
+from samba_cli.search import DEFAULT_DECODER, LM_BEAM_SIZE, DecodeOptions
 from tests.model_helpers import TINY_ARPA, write_tiny_lm
 
 PIECES = ["<unk>", "<s>", "</s>", "\u2581the", "\u2581cat", "\u2581hat", "s", "\u2581", ","]
@@ -104,6 +107,11 @@ def test_prefix_beam_search_finds_the_most_probable_labelling(seed):
         assert ctc_log_likelihood(log_probs, labels, 3) == pytest.approx(total, abs=1e-4)
 
 
+def _ctc(beam_size: int = 1, **ctc) -> DecodeOptions:
+    """Resolved options of CTC decoding with these CTC options (no model folder)."""
+    return DecodeOptions(decoder="ctc", beam_size=beam_size, ctc=CTCOptions(**ctc)).resolve()
+
+
 def _posteriors(frames: list[dict[int, float]]) -> torch.Tensor:
     """Frames of {token: probability}; the rest of each frame's mass goes to blank."""
     probs = torch.full((len(frames), BLANK + 1), 1e-6)
@@ -116,7 +124,7 @@ def _posteriors(frames: list[dict[int, float]]) -> torch.Tensor:
 
 def test_beam_without_lm_agrees_with_greedy_on_clear_posteriors():
     lp = _posteriors([{3: 0.95}, {}, {4: 0.9}, {4: 0.9}, {}, {4: 0.9}, {8: 0.8}])
-    hyp = ctc_search(lp, lp.shape[0], BLANK, DecodeOptions(decoder="ctc", beam_size=8, lm=None), PIECES)
+    hyp = ctc_search(lp, lp.shape[0], BLANK, _ctc(beam_size=8, lm=None), PIECES)
     assert hyp.tokens == ctc_greedy(lp, lp.shape[0], BLANK).tokens == (3, 4, 4, 8)
 
 
@@ -124,12 +132,12 @@ def test_the_language_model_decides_between_close_words(tmp_path):
     lp = _posteriors([{3: 0.95}, {}, {5: 0.52, 4: 0.46}, {}])  # "the hat" slightly ahead of "the cat"
     lm_path = tmp_path / "lm.arpa.gz"
     write_tiny_lm(lm_path)
-    plain = DecodeOptions(decoder="ctc", beam_size=8, lm=None)
+    plain = _ctc(beam_size=8, lm=None)
     assert ctc_search(lp, 4, BLANK, plain, PIECES).tokens == (3, 5)
-    with_lm = DecodeOptions(decoder="ctc", beam_size=8, lm=str(lm_path), lm_weight=1.0, word_bonus=0.0)
+    with_lm = _ctc(beam_size=8, lm=str(lm_path), lm_weight=1.0, word_bonus=0.0)
     assert ctc_search(lp, 4, BLANK, with_lm, PIECES).tokens == (3, 4)
     # beam_size 1 with a language model still runs a beam search (of LM_BEAM_SIZE)
-    assert ctc_search(lp, 4, BLANK, DecodeOptions(decoder="ctc", lm=str(lm_path)), PIECES).tokens == (3, 4)
+    assert ctc_search(lp, 4, BLANK, _ctc(lm=str(lm_path)), PIECES).tokens == (3, 4)
 
 
 def test_a_partial_word_outside_the_vocabulary_is_penalised(tiny_lm):
@@ -171,48 +179,48 @@ def test_the_oov_penalty_is_taken_off_each_word_outside_the_vocabulary(tiny_lm, 
     # in a search: "the cats" is acoustically ahead of "the cat", the penalty turns it round
     lp = _posteriors([{3: 0.95}, {}, {4: 0.95}, {6: 0.7}, {}])
     write_tiny_lm(tmp_path / "lm.arpa.gz")
-    opts = DecodeOptions(
-        decoder="ctc", beam_size=8, lm=str(tmp_path / "lm.arpa.gz"), lm_weight=0.1, word_bonus=0
-    )
+    opts = _ctc(beam_size=8, lm=str(tmp_path / "lm.arpa.gz"), lm_weight=0.1, word_bonus=0)
     assert ctc_search(lp, 5, BLANK, opts, PIECES).tokens == (3, 4, 6)
-    strict = dataclasses.replace(opts, oov_penalty=5.0)
+    strict = _ctc(beam_size=8, lm=str(tmp_path / "lm.arpa.gz"), lm_weight=0.1, word_bonus=0, oov_penalty=5.0)
     assert ctc_search(lp, 5, BLANK, strict, PIECES).tokens == (3, 4)
 
 
-def test_resolve_decoding_uses_the_model_folder_and_its_tuned_weights(tmp_path):
+def test_resolve_uses_the_model_folder_and_its_tuned_weights(tmp_path):
     meta = {"lm": {"lm_weight": 0.7, "word_bonus": 1.5, "oov_penalty": 2.5}}
-    ctc = DecodeOptions(decoder="ctc")
-    assert resolve_decoding(ctc, tmp_path, meta).lm is None  # the folder has no language model
+
+    def resolve(metadata=meta, decoder="ctc", **ctc) -> CTCOptions:
+        return DecodeOptions(decoder=decoder, ctc=CTCOptions(**ctc)).resolve(tmp_path, metadata).ctc
+
+    assert resolve().lm is None  # the folder has no language model
     write_tiny_lm(tmp_path / "lm.arpa.gz")
-    found = resolve_decoding(ctc, tmp_path, meta)
+    found = resolve()
     assert (found.lm, found.lm_weight, found.word_bonus) == (str(tmp_path / "lm.arpa.gz"), 0.7, 1.5)
     assert found.oov_penalty == 2.5
-    assert resolve_decoding(DecodeOptions(decoder="ctc", oov_penalty=0.0), tmp_path, meta).oov_penalty == 0.0
-    assert resolve_decoding(DecodeOptions(decoder="ctc", lm_weight=0.2), tmp_path, meta).lm_weight == 0.2
-    assert resolve_decoding(DecodeOptions(decoder="attention"), tmp_path, meta).lm is None
-    assert resolve_decoding(DecodeOptions(decoder="ctc", lm=None), tmp_path, meta).lm is None
+    assert resolve(oov_penalty=0.0).oov_penalty == 0.0
+    assert resolve(lm_weight=0.2).lm_weight == 0.2
+    assert resolve(decoder="attention").lm is None
+    assert resolve(lm=None).lm is None
     other_path = tmp_path / "other.arpa.gz"
     write_tiny_lm(other_path)
-    other = resolve_decoding(DecodeOptions(decoder="ctc", lm=str(other_path)), tmp_path, meta)
-    # the model's weights are for its own LM
-    assert (other.lm, other.lm_weight, other.oov_penalty) == (str(other_path), None, None)
+    other = resolve(lm=str(other_path))
+    # the model's weights are for its own LM (another one gets the defaults)
+    assert (other.lm, other.lm_weight, other.oov_penalty) == (
+        str(other_path),
+        DEFAULT_LM_WEIGHT,
+        DEFAULT_OOV_PENALTY,
+    )
     # attention rescoring: the metadata's weight, else 0; an explicit weight wins
     assert found.rescore_weight == 0.0
-    assert resolve_decoding(ctc, tmp_path, {"rescore_weight": 0.8}).rescore_weight == 0.8
-    assert (
-        resolve_decoding(DecodeOptions(rescore_weight=0.0), tmp_path, {"rescore_weight": 0.8}).rescore_weight
-        == 0
-    )
-    # its attention beam likewise
+    assert resolve({"rescore_weight": 0.8}).rescore_weight == 0.8
+    assert resolve({"rescore_weight": 0.8}, rescore_weight=0.0).rescore_weight == 0
+    # its attention beam likewise (it adds rescoring candidates: with a rescoring weight)
     assert found.attention_beam == 0
-    assert resolve_decoding(ctc, tmp_path, {"attention_beam": 2}).attention_beam == 2
-    assert (
-        resolve_decoding(DecodeOptions(attention_beam=0), tmp_path, {"attention_beam": 2}).attention_beam == 0
-    )
+    assert resolve({"attention_beam": 2, "rescore_weight": 0.8}).attention_beam == 2
+    assert resolve({"attention_beam": 2, "rescore_weight": 0.8}, attention_beam=0).attention_beam == 0
     with pytest.raises(SambaError, match="missing.arpa: language model not found"):
-        resolve_decoding(DecodeOptions(decoder="ctc", lm=str(tmp_path / "missing.arpa")), tmp_path, meta)
+        resolve(lm=str(tmp_path / "missing.arpa"))
     with pytest.raises(ValueError, match="CTC decoding only"):
-        DecodeOptions(decoder="attention", lm="/x/other.arpa")
+        DecodeOptions(decoder="attention", ctc=CTCOptions(lm="/x/other.arpa"))
 
 
 def test_a_lexicon_reads_one_word_per_line(tmp_path):
@@ -247,31 +255,30 @@ def test_lexicon_words_are_spellable_and_lose_their_own_penalty(tiny_lm):
     assert finals["with"] - finals["without"] == pytest.approx(4.0)  # penalty 1 instead of 5
 
 
-def test_resolve_decoding_finds_the_folders_lexicon_with_its_language_model(tmp_path):
+def test_resolve_finds_the_folders_lexicon_with_its_language_model(tmp_path):
     write_tiny_lm(tmp_path / "lm.arpa.gz")
     meta = {"lm": {"lexicon_penalty": 1.5}}
-    ctc = DecodeOptions(decoder="ctc")
-    assert resolve_decoding(ctc, tmp_path, meta).lexicon is None  # the folder has none
+
+    def resolve(**ctc) -> CTCOptions:
+        return DecodeOptions(decoder="ctc", ctc=CTCOptions(**ctc)).resolve(tmp_path, meta).ctc
+
+    assert resolve().lexicon is None  # the folder has none
     (tmp_path / "lexicon.txt.gz").write_bytes(gzip.compress(b"cats\n"))
-    found = resolve_decoding(ctc, tmp_path, meta)
+    found = resolve()
     assert (found.lexicon, found.lexicon_penalty) == (str(tmp_path / "lexicon.txt.gz"), 1.5)
-    assert resolve_decoding(DecodeOptions(decoder="ctc", lexicon=None), tmp_path, meta).lexicon is None
-    assert resolve_decoding(DecodeOptions(decoder="ctc", lm=None), tmp_path, meta).lexicon is None
+    assert resolve(lexicon=None).lexicon is None
+    assert resolve(lm=None).lexicon is None
     other = tmp_path / "other"
     other.mkdir()
     write_tiny_lm(other / "lm.arpa.gz")
     # another language model: not the folder's lexicon, unless named
-    assert (
-        resolve_decoding(DecodeOptions(decoder="ctc", lm=str(other / "lm.arpa.gz")), tmp_path, meta).lexicon
-        is None
-    )
+    assert resolve(lm=str(other / "lm.arpa.gz")).lexicon is None
     named = str(tmp_path / "lexicon.txt.gz")
-    with_other = DecodeOptions(decoder="ctc", lm=str(other / "lm.arpa.gz"), lexicon=named)
-    assert resolve_decoding(with_other, tmp_path, meta).lexicon == named
+    assert resolve(lm=str(other / "lm.arpa.gz"), lexicon=named).lexicon == named
     with pytest.raises(ValueError, match="a lexicon is used with a language model only"):
-        resolve_decoding(DecodeOptions(decoder="ctc", lm=None, lexicon=named), tmp_path, meta)
+        resolve(lm=None, lexicon=named)
     with pytest.raises(SambaError, match="nope.txt: lexicon not found"):
-        resolve_decoding(DecodeOptions(decoder="ctc", lexicon=str(tmp_path / "nope.txt")), tmp_path, meta)
+        resolve(lexicon=str(tmp_path / "nope.txt"))
 
 
 def test_sequence_score_is_the_prefix_search_score_of_a_final_beam(tiny_lm):
@@ -288,7 +295,7 @@ def test_sequence_score_is_the_prefix_search_score_of_a_final_beam(tiny_lm):
 def test_extra_candidates_join_the_rescored_beams(tmp_path):
     lp = _posteriors([{3: 0.95}, {}, {5: 0.52, 4: 0.46}, {}])  # "the hat" slightly ahead of "the cat"
     write_tiny_lm(tmp_path / "lm.arpa.gz")
-    options = DecodeOptions(decoder="ctc", beam_size=8, lm=None, rescore_weight=1.0)
+    options = _ctc(beam_size=8, lm=None, rescore_weight=1.0)
 
     def likes_commas(candidates):  # an attention decoder that loves ", ,": worth any CTC cost
         return [100.0 * c.count(8) for c in candidates]
@@ -297,7 +304,7 @@ def test_extra_candidates_join_the_rescored_beams(tmp_path):
     assert ctc_search(lp, 4, BLANK, options, PIECES, likes_commas, [(8,)]).tokens == (8,)
     # a candidate CTC cannot align in the frames is dropped, whatever the rescorer thinks of it
     assert ctc_search(lp, 4, BLANK, options, PIECES, likes_commas, [(8, 8, 8)]).tokens != (8, 8, 8)
-    off = dataclasses.replace(options, rescore_weight=0.0)
+    off = _ctc(beam_size=8, lm=None, rescore_weight=0.0)
     assert ctc_search(lp, 4, BLANK, off, PIECES, likes_commas, [(8,)]).tokens == (3, 5)  # no rescoring
 
 
@@ -361,3 +368,26 @@ def test_parsed_language_model_and_lexicon_are_cached_on_disk(tmp_path, monkeypa
     assert lm_module.parsed_cache(str(arpa), "lm", NgramLM.from_arpa).ngrams == edited.ngrams
     with pytest.raises(SambaError, match="language model not found"):
         lm_module.parsed_cache(str(tmp_path / "missing.arpa"), "lm", NgramLM.from_arpa)
+
+
+def test_resolve_leaves_nothing_unset_and_the_searches_take_resolved_options_only(tmp_path):
+    write_tiny_lm(tmp_path / "lm.arpa.gz")
+    (tmp_path / "lexicon.txt.gz").write_bytes(gzip.compress(b"cats\n"))
+    meta = {"default_decoder": "ctc", "rescore_weight": 1.0, "attention_beam": 4, "lm": {"lm_weight": 0.7}}
+    for options in (DecodeOptions(), DecodeOptions(beam_size=3), DecodeOptions(ctc=CTCOptions(lm=None))):
+        for folder, metadata in ((tmp_path, meta), (None, None)):
+            resolved = options.resolve(folder, metadata)
+            assert resolved.resolved and resolved.decoder != "auto"
+            unset = [k for k, v in dataclasses.asdict(resolved.ctc).items() if v is None or v == "auto"]
+            assert set(unset) <= {"lm", "lexicon"}, "only a language model or lexicon may be none"
+            assert resolved.resolve(folder, metadata) == resolved, "resolving again changes nothing"
+    default = DecodeOptions().resolve(tmp_path, meta)
+    assert (default.decoder, default.beam_size) == ("ctc", LM_BEAM_SIZE)  # the model's choice, the LM's beam
+    assert (default.ctc.lm_weight, default.ctc.rescore_weight, default.ctc.attention_beam) == (0.7, 1.0, 4)
+    greedy = DecodeOptions(ctc=CTCOptions(lm=None)).resolve(tmp_path, meta)
+    assert (greedy.beam_size, greedy.ctc.rescore_weight, greedy.ctc.attention_beam) == (1, 0.0, 0)
+    assert DecodeOptions().resolve().decoder == DEFAULT_DECODER  # no metadata
+    lp = _posteriors([{3: 0.95}, {}, {4: 0.9}])
+    for unresolved in (DecodeOptions(decoder="ctc"), DecodeOptions(decoder="ctc", ctc=CTCOptions(lm=None))):
+        with pytest.raises(ValueError, match="resolve them first"):
+            ctc_search(lp, 3, BLANK, unresolved, PIECES)

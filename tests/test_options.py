@@ -13,12 +13,13 @@ import click
 import pytest
 import typer
 
-from samba_cli import prefix_search
+from samba_cli import search
 from samba_cli.commands import cluster, transcribe
 from samba_cli.commands.eval import eval_command
 from samba_cli.commands.options import library_constant, library_fields
 from samba_cli.cues import CueOptions
 from samba_cli.pipeline import TranscribeOptions
+from samba_cli.prefix_search import CTCOptions
 from samba_cli.search import DecodeOptions
 from samba_cli.windows import WindowOptions
 
@@ -27,8 +28,8 @@ DECODING = {
     "decoder": (DecodeOptions, "decoder"),
     "beam_size": (DecodeOptions, "beam_size"),
 }
-CTC = {
-    name: (DecodeOptions, name)
+CTC = {  # DecodeOptions.ctc
+    name: (CTCOptions, name)
     for name in (
         "lm",
         "lm_weight",
@@ -118,7 +119,7 @@ def test_command_line_default_is_the_library_default(name, option):
 
 def test_source_reader_sees_every_literal_default_and_comment():
     """The option defaults are read from the source text (no torch import for --help): same as the imports."""
-    for owner in (DecodeOptions, WindowOptions, TranscribeOptions, CueOptions):
+    for owner in (DecodeOptions, CTCOptions, WindowOptions, TranscribeOptions, CueOptions):
         read = library_fields(owner.__module__, owner.__name__)
         literal = {
             f.name: f.default for f in dataclasses.fields(owner) if f.default is not dataclasses.MISSING
@@ -127,13 +128,13 @@ def test_source_reader_sees_every_literal_default_and_comment():
         assert all(field.comment for field in read.values()), owner.__name__
     assert library_fields("samba_cli.windows", "WindowOptions")["vad"].comment.startswith("keep only speech")
     assert "(see margin)" in library_fields("samba_cli.windows", "WindowOptions")["margin_seconds"].comment
-    assert library_constant("samba_cli.prefix_search", "LM_BEAM_SIZE") == prefix_search.LM_BEAM_SIZE
+    assert library_constant("samba_cli.search", "LM_BEAM_SIZE") == search.LM_BEAM_SIZE
 
 
 @pytest.mark.parametrize("name", ["transcribe", "eval"])
 def test_help_states_the_ctc_beam_the_code_uses(name):
     (beam,) = [p for p in click_command(name).params if p.name == "beam_size"]
-    assert f"CTC with a language model: {prefix_search.LM_BEAM_SIZE} when 1" in beam.help
+    assert f"CTC with a language model: {search.LM_BEAM_SIZE} when 1" in beam.help
 
 
 def test_transcribe_options_are_built_without_importing_torch():
@@ -144,3 +145,16 @@ def test_transcribe_options_are_built_without_importing_torch():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["transcribe", "eval"])
+def test_help_states_the_fallback_the_resolve_uses(name):
+    """An unset CTC weight becomes the model's value, else prefix_search.DEFAULT_<FIELD>: the help says which."""
+    from samba_cli import prefix_search
+
+    unset = [o for o in CTC if CTCOptions.__dataclass_fields__[o].default is None]
+    assert len(unset) == 6
+    for option in unset:
+        (param,) = [p for p in click_command(name).params if p.name == option]
+        fallback = getattr(prefix_search, f"DEFAULT_{option.upper()}")
+        assert param.show_default == f"the model's, else {'0' if fallback == 0 else fallback}", option

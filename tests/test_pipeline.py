@@ -1,5 +1,7 @@
 """The pipeline end to end with a tiny random model on generated speech: structure and timing, not accuracy."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -20,13 +22,18 @@ def speech(tmp_path_factory):
     return np.concatenate([silence, clip, silence, clip, silence])
 
 
+def _resolved(options: TranscribeOptions) -> TranscribeOptions:
+    """The options with their decoding resolved as for a model folder without metadata or language model."""
+    return dataclasses.replace(options, decode=options.decode.resolve())
+
+
 def _run(tokenizer, samples, **kwargs):
     # Blank-heavy CTC head so the random model still produces pauses and speech-like spans.
     model = tiny_model()
     options = TranscribeOptions.from_kwargs(
         window_seconds=4.0, margin_seconds=1.0, max_segment_seconds=2.0, blank_threshold=0.05, **kwargs
     )
-    pipeline = Pipeline(model, tokenizer, options)
+    pipeline = Pipeline(model, tokenizer, _resolved(options))
     return list(pipeline.run(iter_windows([samples], options.window)))
 
 
@@ -75,18 +82,38 @@ def test_options_from_kwargs_reject_unknown():
     )  # changes apply to the base
 
 
+def test_flat_keywords_reach_nested_fields_and_the_json_options_stay_flat():
+    opts = TranscribeOptions.from_kwargs(lm=None, rescore_weight=0.5, beam_size=4, vad=False)
+    assert (opts.decode.ctc.lm, opts.decode.ctc.rescore_weight, opts.decode.beam_size) == (None, 0.5, 4)
+    assert TranscribeOptions.from_kwargs(opts, attention_beam=2).decode.ctc.rescore_weight == 0.5  # kept
+    with pytest.raises(ValueError, match="CTC decoding only"):  # the groups' checks see the new values
+        TranscribeOptions.from_kwargs(decoder="attention", lm="books.arpa")
+    decode = opts.to_dict()["decode"]
+    assert "ctc" not in decode and (decode["lm"], decode["rescore_weight"], decode["beam_size"]) == (
+        None,
+        0.5,
+        4,
+    )
+    assert list(decode)[:3] == [
+        "decoder",
+        "beam_size",
+        "lm",
+    ]  # the CTC fields where they stood before nesting
+    with pytest.raises(ValueError, match="resolve them first"):
+        Pipeline(tiny_model(), None, opts)
+
+
 def test_flat_keywords_name_one_field_each():
     """``transcribe(beam_size=5, vad=False)``: a keyword can only mean one field of one option group."""
-    import dataclasses
-
     from samba_cli.pipeline import option_owners
+    from samba_cli.prefix_search import CTCOptions
     from samba_cli.search import DecodeOptions
     from samba_cli.segments import SegmentOptions
     from samba_cli.windows import WindowOptions
 
-    groups = ("window", "segments", "decode")
-    names = [f.name for g in (WindowOptions, SegmentOptions, DecodeOptions) for f in dataclasses.fields(g)]
-    names += [f.name for f in dataclasses.fields(TranscribeOptions) if f.name not in groups]
+    groups = ("window", "segments", "decode", "ctc")  # the option groups (DecodeOptions.ctc nested in decode)
+    members = (WindowOptions, SegmentOptions, DecodeOptions, CTCOptions, TranscribeOptions)
+    names = [f.name for g in members for f in dataclasses.fields(g) if f.name not in groups]
     assert len(names) == len(set(names)), "a field name is shared by two option groups"
     assert sorted(option_owners()) == sorted(names)
 
@@ -118,7 +145,7 @@ def _pipeline(tokenizer, **kwargs):
         **kwargs,
     )
     torch.manual_seed(0)
-    return Pipeline(tiny_model(), tokenizer, options)
+    return Pipeline(tiny_model(), tokenizer, _resolved(options))
 
 
 def test_batched_encoder_matches_one_window_at_a_time(tiny_tokenizer, speech):

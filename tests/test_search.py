@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from samba_cli.ctc import ctc_decode, ctc_greedy, ctc_search
-from samba_cli.prefix_search import ctc_settings
+from samba_cli.prefix_search import CTCOptions
 from samba_cli.search import (
     DecodeOptions,
     attention_logprobs,
@@ -137,6 +137,11 @@ def test_attention_logprobs_score_each_sequence_as_if_alone():
         assert attention_logprobs(model, states[0], [tokens]) == pytest.approx([score], abs=1e-4)
 
 
+def _ctc(beam_size: int = 1, **ctc) -> DecodeOptions:
+    """Resolved options of CTC decoding with these CTC options (no model folder)."""
+    return DecodeOptions(decoder="ctc", beam_size=beam_size, ctc=CTCOptions(**ctc)).resolve()
+
+
 def test_attention_rescoring_reranks_the_final_ctc_beams():
     blank = TINY.vocab_size
     probs = torch.full((4, blank + 1), 1e-6)
@@ -148,16 +153,16 @@ def test_attention_rescoring_reranks_the_final_ctc_beams():
     def prefers_six(candidates):
         return [10.0 if 6 in c else 0.0 for c in candidates]
 
-    beam = DecodeOptions(decoder="ctc", beam_size=4, lm=None)
+    beam = _ctc(beam_size=4, lm=None)
     assert ctc_search(log_probs, 4, blank, beam, pieces, prefers_six).tokens == (5,)  # weight unset: off
-    on = DecodeOptions(decoder="ctc", beam_size=4, lm=None, rescore_weight=1.0)
+    on = _ctc(beam_size=4, lm=None, rescore_weight=1.0)
     assert ctc_search(log_probs, 4, blank, on, pieces).tokens == (5,)  # no rescorer
     assert ctc_search(log_probs, 4, blank, on, pieces, prefers_six).tokens == (6,)
-    assert ctc_search(
-        log_probs, 4, blank, DecodeOptions(decoder="ctc", rescore_weight=1.0), pieces, prefers_six
-    ) == (ctc_greedy(log_probs, 4, blank)), "greedy CTC has no beams to rerank"
+    assert ctc_search(log_probs, 4, blank, _ctc(rescore_weight=1.0), pieces, prefers_six) == (
+        ctc_greedy(log_probs, 4, blank)
+    ), "greedy CTC has no beams to rerank"
     with pytest.raises(ValueError, match="rescore_weight must be >= 0"):
-        DecodeOptions(rescore_weight=-1.0)
+        CTCOptions(rescore_weight=-1.0)
 
 
 def test_ctc_decode_reranks_the_attention_beam_hypotheses_too():
@@ -168,10 +173,10 @@ def test_ctc_decode_reranks_the_attention_beam_hypotheses_too():
     pieces = [f"\u2581w{i}" for i in range(TINY.vocab_size)]
     segments = [(log_probs[i], int(n), states[i, : int(n)]) for i, n in enumerate(lengths)]
     # a huge rescoring weight: the candidate the attention decoder likes best wins
-    rescore = DecodeOptions(
-        decoder="ctc", beam_size=4, lm=None, rescore_weight=1e4, max_repeats=100, max_tokens_per_second=6.0
+    rescore = dataclasses.replace(
+        _ctc(beam_size=4, lm=None, rescore_weight=1e4), max_repeats=100, max_tokens_per_second=6.0
     )
-    joint = dataclasses.replace(rescore, attention_beam=3)
+    joint = dataclasses.replace(rescore, ctc=dataclasses.replace(rescore.ctc, attention_beam=3))
     without = ctc_decode(model, segments, rescore, pieces)
     with_beam = ctc_decode(model, segments, joint, pieces)
     max_tokens = [math.ceil(int(n) * TINY.frame_seconds * joint.max_tokens_per_second) for n in lengths]
@@ -185,9 +190,10 @@ def test_ctc_decode_reranks_the_attention_beam_hypotheses_too():
         assert score_b >= score_a - 1e-4  # ... beside the CTC beams
         gained |= score_b > score_a + 1e-3
     assert gained, "the CTC beams alone miss what the attention beam search finds"
-    assert ctc_settings(dataclasses.replace(joint, rescore_weight=0.0)).attention_beam == 0  # needs rescoring
+    unresolved = DecodeOptions(decoder="ctc", beam_size=4, ctc=CTCOptions(lm=None, attention_beam=3))
+    assert unresolved.resolve().ctc.attention_beam == 0  # needs rescoring
     with pytest.raises(ValueError, match="attention_beam must be >= 0"):
-        DecodeOptions(attention_beam=-1)
+        CTCOptions(attention_beam=-1)
 
 
 def _ctc_batch(model):
@@ -215,8 +221,8 @@ def test_search_workers_give_the_same_hypotheses(tmp_path, monkeypatch, caplog):
     write_tiny_lm(tmp_path / "lm.arpa.gz")
     model = _sharpen(tiny_model())
     states, lengths, pieces, segments = _ctc_batch(model)
-    serial = DecodeOptions(
-        decoder="ctc", lm=str(tmp_path / "lm.arpa.gz"), rescore_weight=1.0, attention_beam=2, max_repeats=100
+    serial = dataclasses.replace(
+        _ctc(lm=str(tmp_path / "lm.arpa.gz"), rescore_weight=1.0, attention_beam=2), max_repeats=100
     )
     parallel = dataclasses.replace(serial, search_workers=2)
     alone = ctc_decode(model, segments, serial, pieces)
@@ -258,7 +264,7 @@ def test_without_a_process_pool_the_search_runs_here(monkeypatch, caplog):
     monkeypatch.setattr(pools, "ProcessPoolExecutor", no_semaphores)
     model = tiny_model()
     states, lengths, pieces, segments = _ctc_batch(model)
-    serial = DecodeOptions(decoder="ctc", beam_size=4, lm=None)
+    serial = _ctc(beam_size=4, lm=None)
     alone = ctc_decode(model, segments, serial, pieces)
     with caplog.at_level("WARNING", logger="samba_cli.search_pool"):
         fallback = ctc_decode(model, segments, dataclasses.replace(serial, search_workers=3), pieces)
@@ -276,8 +282,8 @@ def test_ctc_searches_run_beside_the_attention_beam_search(monkeypatch):
 
     model = _sharpen(tiny_model())
     states, lengths, pieces, segments = _ctc_batch(model)
-    options = DecodeOptions(
-        decoder="ctc", beam_size=4, lm=None, rescore_weight=1.0, attention_beam=2, max_repeats=100
+    options = dataclasses.replace(
+        _ctc(beam_size=4, lm=None, rescore_weight=1.0, attention_beam=2), max_repeats=100
     )
     searched_in, started = [], threading.Event()
     candidates, nbest = search.ctc_candidates, search.beam_search_nbest

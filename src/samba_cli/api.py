@@ -26,7 +26,7 @@ from samba_cli.pipeline import (
     max_decoder_frames,
 )
 from samba_cli.results import Segment, TranscriptionInfo
-from samba_cli.search import resolve_decoding
+from samba_cli.search import recommended_decoder
 from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.windows import Window, iter_windows
@@ -49,23 +49,22 @@ class Transcriber:
         self.resolved = resolved
         self._steppers: dict[tuple[int, bool], StepperFactory] = {}  # CUDA graphs survive across files
         self.metadata = metadata = read_config_file(resolved.path).get("metadata") or {}
-        self.default_decoder = metadata.get("default_decoder", "attention")  # what decoder="auto" means here
-        if self.default_decoder not in ("attention", "ctc"):
-            raise CheckpointError(f"{resolved.path}: metadata.default_decoder must be attention or ctc")
+        try:
+            recommended_decoder(metadata)  # a bad metadata.default_decoder fails at load, not at decoding
+        except ValueError as error:
+            raise CheckpointError(f"{resolved.path}: {error}") from None
 
     def resolve_options(self, options: TranscribeOptions) -> TranscribeOptions:
-        """``decoder="auto"`` replaced by this model's default, ``encoder_batch_seconds=None`` by this device's and
-        an unset window margin by WindowOptions' rule; OptionError (a ValueError) for options the model cannot
-        run."""
-        decoder = self.default_decoder if options.decode.decoder == "auto" else options.decode.decoder
-        if decoder == "ctc" and self.model.ctc_head is None:
+        """The options with every choice made, once per run: the decoding options by
+        :meth:`samba_cli.search.DecodeOptions.resolve` with this model's folder and metadata,
+        ``encoder_batch_seconds=None`` by this device's value and an unset window margin by WindowOptions' rule;
+        OptionError (a ValueError) for options the model cannot run."""
+        decode = options.decode.resolve(self.resolved.path, self.metadata)
+        if decode.decoder == "ctc" and self.model.ctc_head is None:
             raise OptionError("decoder 'ctc' needs a model with a CTC head", "--decoder")
         encoder_batch = options.encoder_batch_seconds
         if encoder_batch is None:
             encoder_batch = CUDA_ENCODER_BATCH if self.device.type == "cuda" else 0.0
-        decode = resolve_decoding(
-            dataclasses.replace(options.decode, decoder=decoder), self.resolved.path, self.metadata
-        )
         window = dataclasses.replace(options.window, margin_seconds=options.window.margin)
         return dataclasses.replace(options, window=window, decode=decode, encoder_batch_seconds=encoder_batch)
 
@@ -84,8 +83,8 @@ class Transcriber:
 
         Returns a lazy generator of Segments and an info object; nothing is decoded until the generator is
         iterated, and ``info.duration`` is final once it is exhausted. ``source`` names the input in the info
-        (default: the path, or "<array>"). ``overrides`` replace option fields by name (``beam_size=5``,
-        ``vad=False``, ...).
+        (default: the path, or "<array>"). ``overrides`` replace option fields by name, nested ones included
+        (``beam_size=5``, ``vad=False``, ``lm=None``, ...).
         """
         options = self.resolve_options(TranscribeOptions.from_kwargs(options, **overrides))
         info = self._info(source or _name(audio), options)

@@ -16,7 +16,7 @@ import torch
 
 from samba_cli.align import forced_align
 from samba_cli.model import SambaASR
-from samba_cli.prefix_search import CTCSettings, ctc_candidates, ctc_settings, with_candidates
+from samba_cli.prefix_search import ctc_candidates, with_candidates
 from samba_cli.search import DecodeOptions, Hypothesis, attention_logprobs, beam_search_nbest
 from samba_cli.search_pool import PARALLEL_SEARCH_MIN_SEGMENTS, give_up_pools, search_pool
 from samba_cli.stepper import MakeStepper
@@ -63,25 +63,35 @@ def ctc_search(
     rescorer: Rescorer | None = None,
     candidates: Sequence[tuple[int, ...]] = (),
 ) -> Hypothesis:
-    """CTC decoding of one segment as ``options`` ask: greedy, or prefix beam search with or without a language
-    model (``lm="auto"`` here means none: see :func:`resolve_decoding`). ``pieces``: the tokenizer's pieces by id.
-    With a ``rescorer`` and a ``rescore_weight`` above 0, beam search returns the one of its RESCORE_BEAMS best
-    final beams, and of the extra ``candidates`` (token sequences, e.g. attention beam search hypotheses, scored
-    by :func:`samba_cli.prefix_search.sequence_score`), with the best score + rescore_weight x its attention log-probability."""
-    settings = ctc_settings(options)
-    if settings.greedy:
+    """CTC decoding of one segment as the resolved ``options`` ask (:meth:`DecodeOptions.resolve`): greedy, or
+    prefix beam search of ``beam_size`` with or without a language model (``options.ctc``). ``pieces``: the
+    tokenizer's pieces by id. With a ``rescorer`` and a ``rescore_weight`` above 0, beam search returns the one of
+    its RESCORE_BEAMS best final beams, and of the extra ``candidates`` (token sequences, e.g. attention beam
+    search hypotheses, scored by :func:`samba_cli.prefix_search.sequence_score`), with the best score +
+    rescore_weight x its attention log-probability."""
+    options.require_resolved()
+    if _greedy(options):
         return ctc_greedy(log_probs, length, blank_id)
-    rescoring = rescorer is not None and settings.rescore_weight > 0
+    rescoring = rescorer is not None and options.ctc.rescore_weight > 0
     lp = log_probs[:length].float().cpu()
-    beams = ctc_candidates(lp, length, blank_id, settings, pieces, rescoring, candidates)
-    return _choose(log_probs, length, blank_id, settings, beams, rescorer if rescoring else None)
+    beams = ctc_candidates(
+        lp, length, blank_id, options.beam_size, options.ctc, pieces, rescoring, candidates
+    )
+    return _choose(
+        log_probs, length, blank_id, options.ctc.rescore_weight, beams, rescorer if rescoring else None
+    )
+
+
+def _greedy(options: DecodeOptions) -> bool:
+    """Best path decoding: no language model and a beam of 1."""
+    return options.ctc.lm is None and options.beam_size == 1
 
 
 def _choose(
     log_probs: torch.Tensor,
     length: int,
     blank_id: int,
-    settings: CTCSettings,
+    rescore_weight: float,
     beams: list[tuple[float, tuple[int, ...]]],
     rescorer: Rescorer | None,
 ) -> Hypothesis:
@@ -90,7 +100,7 @@ def _choose(
     if rescorer is not None and len(beams) > 1:
         attention = rescorer([t for _, t in beams])
         score, tokens = max(
-            ((s + settings.rescore_weight * a, t) for (s, t), a in zip(beams, attention, strict=True)),
+            ((s + rescore_weight * a, t) for (s, t), a in zip(beams, attention, strict=True)),
             key=lambda st: st[0],
         )
     return _ctc_hypothesis(log_probs[:length].float().cpu(), tokens, blank_id, score)
@@ -110,34 +120,32 @@ def ctc_decode(
     (:func:`search_pool`) with ``search_workers`` above 1, else in one search thread (the searches are Python,
     the attention work mostly torch kernels that release the GIL). The result is the same as
     :func:`ctc_search` of each segment."""
-    settings = ctc_settings(options)
+    options.require_resolved()
+    ctc = options.ctc
     blank = model.config.blank_id
-    if settings.greedy:
+    if _greedy(options):
         return [ctc_greedy(lp, n, blank) for lp, n, _ in segments]
-    rescoring = settings.rescore_weight > 0
+    rescoring = ctc.rescore_weight > 0
     parallel = options.search_workers > 1 and len(segments) >= PARALLEL_SEARCH_MIN_SEGMENTS
     pool = search_pool(options.search_workers) if parallel else None
     arrays = [lp[:n].float().cpu().numpy() for lp, n, _ in segments]
     jobs: list[Future] = []
     try:
         for array, (_, n, _) in zip(arrays, segments, strict=True):
-            jobs.append(
-                (pool or _search_thread()).submit(
-                    ctc_candidates, array, n, blank, settings, pieces, rescoring
-                )
-            )
+            args = (array, n, blank, options.beam_size, ctc, pieces, rescoring)
+            jobs.append((pool or _search_thread()).submit(ctc_candidates, *args))
         # the torch work here runs while the searches run: together never more busy threads than cores
         searching = options.search_workers if pool is not None else 1
         with torch_threads_at_most(max(1, usable_cores() - searching)):
-            candidates = _attention_candidates(model, segments, options, settings, make_stepper)
-            scorer = settings.scorer(pieces) if rescoring else None
+            candidates = _attention_candidates(model, segments, options, make_stepper)
+            scorer = ctc.scorer(pieces) if rescoring else None
             chosen = []
             for (lp, n, memory), array, job, extra in zip(segments, arrays, jobs, candidates, strict=True):
                 beams = job.result()
                 if scorer is not None and extra:
                     beams = with_candidates(beams, array, n, blank, scorer, extra)
                 rescorer = partial(attention_logprobs, model, memory) if rescoring else None
-                chosen.append(_choose(lp, n, blank, settings, beams, rescorer))
+                chosen.append(_choose(lp, n, blank, ctc.rescore_weight, beams, rescorer))
             return chosen
     except BrokenProcessPool as error:  # a worker died or could not start: search here from now on
         give_up_pools(error)
@@ -152,18 +160,18 @@ def _attention_candidates(
     model: SambaASR,
     segments: list[tuple[torch.Tensor, int, torch.Tensor]],
     options: DecodeOptions,
-    settings: CTCSettings,
     make_stepper: MakeStepper | None,
 ) -> list[list[tuple[int, ...]]]:
-    """The finished hypotheses of an attention beam search of ``settings.attention_beam`` on every segment (with
-    rescoring only; else none)."""
-    if not (settings.rescore_weight > 0 and settings.attention_beam > 0 and segments):
+    """The finished hypotheses of an attention beam search of ``options.ctc.attention_beam`` on every segment
+    (with rescoring only; else none)."""
+    ctc = options.ctc
+    if not (ctc.rescore_weight > 0 and ctc.attention_beam > 0 and segments):
         return [[] for _ in segments]
     states = torch.nn.utils.rnn.pad_sequence([s for _, _, s in segments], batch_first=True)
     lengths = torch.tensor([s.shape[0] for _, _, s in segments], device=states.device)
     seconds = [n * model.config.frame_seconds for _, n, _ in segments]
     max_tokens = [max(1, math.ceil(s * options.max_tokens_per_second)) for s in seconds]
-    beam = dataclasses.replace(options, beam_size=settings.attention_beam)
+    beam = dataclasses.replace(options, beam_size=ctc.attention_beam)
     found = beam_search_nbest(model, states, lengths, max_tokens, beam, make_stepper)
     return [[h.tokens for h in hyps] for hyps in found]
 

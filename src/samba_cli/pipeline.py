@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import typing
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -60,23 +61,38 @@ class TranscribeOptions:
 
     @classmethod
     def from_kwargs(cls, base: TranscribeOptions | None = None, **kwargs) -> TranscribeOptions:
-        """Options with fields of any sub-option replaced by name, e.g. ``beam_size=5, vad=False``: the flat
-        keywords of ``Transcriber.transcribe``. Every field name of the groups and of this class is unique (a test
-        checks it), so a keyword names one field."""
-        base = base or cls()
+        """Options with fields of any option group, nested ones included, replaced by name, e.g. ``beam_size=5,
+        vad=False, lm=None``: the flat keywords of ``Transcriber.transcribe``. Every field name in the tree is
+        unique (a test checks it), so a keyword names one field (:func:`option_owners`)."""
         owners = option_owners()
-        changes: dict[str, dict] = {"window": {}, "segments": {}, "decode": {}, "": {}}
-        for key, value in kwargs.items():
-            if key not in owners:
-                raise TypeError(f"unknown transcription option {key!r}")
-            changes[owners[key]][key] = value
-        groups = {
-            g: dataclasses.replace(getattr(base, g), **changes[g]) for g in ("window", "segments", "decode")
-        }
-        return dataclasses.replace(base, **groups, **changes[""])
+        unknown = [key for key in kwargs if key not in owners]
+        if unknown:
+            raise TypeError(f"unknown transcription option {unknown[0]!r}")
+        return _replaced(base or cls(), {(*owners[key], key): value for key, value in kwargs.items()})
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain JSON values by group (window, segments, decode); a nested group's fields (decode.ctc) stand in
+        their parent group under their own names, the flat keywords of :meth:`from_kwargs`."""
+        out = dataclasses.asdict(self)
+        groups = out["decode"].items()
+        out["decode"] = {
+            k: v for key, value in groups for k, v in (value if key == "ctc" else {key: value}).items()
+        }
+        return out
+
+
+def _replaced(options, changes: dict[tuple[str, ...], object]):
+    """``options`` (a dataclass) with the fields at the paths of ``changes`` (group, ..., field) replaced; each
+    group is rebuilt once, so that its checks see all its new values together."""
+    fields: dict[str, object] = {}
+    groups: dict[str, dict[tuple[str, ...], object]] = {}
+    for (name, *rest), value in changes.items():
+        if rest:
+            groups.setdefault(name, {})[tuple(rest)] = value
+        else:
+            fields[name] = value
+    fields |= {name: _replaced(getattr(options, name), inner) for name, inner in groups.items()}
+    return dataclasses.replace(options, **fields)
 
 
 def join_across_cut(first: Segment, second: Segment, pause: float, longest: float) -> Segment | None:
@@ -103,17 +119,19 @@ def join_across_cut(first: Segment, second: Segment, pause: float, longest: floa
     )
 
 
-def option_owners() -> dict[str, str]:
-    """Each flat keyword of :meth:`TranscribeOptions.from_kwargs` -> the group holding it ("" for a field of
-    TranscribeOptions itself)."""
-    owners: dict[str, str] = {}
-    for member in dataclasses.fields(TranscribeOptions):
-        group = {"window": WindowOptions, "segments": SegmentOptions, "decode": DecodeOptions}.get(
-            member.name
-        )
-        names = [f.name for f in dataclasses.fields(group)] if group else [member.name]
-        for name in names:
-            owners.setdefault(name, member.name if group else "")
+def option_owners(owner: type | None = None, path: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+    """Each flat keyword of :meth:`TranscribeOptions.from_kwargs` -> the path of option groups holding it, e.g.
+    ``beam_size`` -> ("decode",), ``lm`` -> ("decode", "ctc"), ``word_timestamps`` -> (). A field whose type is
+    a dataclass is a group: its fields are keywords, not the group itself."""
+    owner = owner or TranscribeOptions
+    hints = typing.get_type_hints(owner)
+    owners: dict[str, tuple[str, ...]] = {}
+    for member in dataclasses.fields(owner):
+        kind = hints[member.name]
+        if dataclasses.is_dataclass(kind):
+            owners |= {k: v for k, v in option_owners(kind, (*path, member.name)).items() if k not in owners}
+        else:
+            owners.setdefault(member.name, path)
     return owners
 
 
@@ -172,8 +190,8 @@ class _End:
 class Pipeline:
     """Runs the model stages over windows. Holds no per-source state besides the segment counter.
 
-    ``decoder="auto"`` means attention here; :class:`samba_cli.api.Transcriber` first resolves it to the
-    checkpoint's own default.
+    The decoding options must be resolved (:meth:`samba_cli.search.DecodeOptions.resolve`, which
+    :meth:`samba_cli.api.Transcriber.resolve_options` calls with the model's folder and metadata).
     """
 
     def __init__(
@@ -183,6 +201,7 @@ class Pipeline:
         options: TranscribeOptions,
         steppers: StepperFactory | None = None,
     ) -> None:
+        options.decode.require_resolved()
         self.model = model
         self.tokenizer = tokenizer
         self.options = options

@@ -11,24 +11,87 @@ import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from samba_cli.lm import EOS, Lexicon, NgramLM, lm_words, load_lexicon, load_lm, split_finished
 
-if TYPE_CHECKING:
-    from samba_cli.search import DecodeOptions
+# What an unset (None) field of CTCOptions becomes when the model's metadata gives no value (DecodeOptions.resolve)
+DEFAULT_LM_WEIGHT = 0.5  # language-model weight
+DEFAULT_WORD_BONUS = 2.0  # word bonus
+# score taken off each word outside the LM's vocabulary (0: the LM's <unk> probability only)
+DEFAULT_OOV_PENALTY = 0.0
+DEFAULT_LEXICON_PENALTY = 0.0  # score taken off each lexicon word outside the LM's vocabulary
+DEFAULT_RESCORE_WEIGHT = 0.0  # attention rescoring of the final beams: off
+DEFAULT_ATTENTION_BEAM = 0  # attention beam search adding rescoring candidates: off
+
+
+@dataclass(frozen=True)
+class CTCOptions:
+    """CTC decoding's language model, lexicon and attention rescoring (DecodeOptions.ctc). None and "auto" are
+    unset: :meth:`samba_cli.search.DecodeOptions.resolve` fills them once per run, from the model folder and its
+    metadata, else the DEFAULT_* constants above; CTC decoding reads the resolved values as they are."""
+
+    # Word n-gram language model (ARPA file) of CTC decoding. "auto": the model folder's lm.arpa.gz, if it has
+    # one; None: none.
+    lm: str | None = "auto"
+    lm_weight: float | None = (
+        None  # weight of its ln probabilities; None: the model's, else DEFAULT_LM_WEIGHT
+    )
+    word_bonus: float | None = (
+        None  # score added per word with an LM; None: the model's, else DEFAULT_WORD_BONUS
+    )
+    # score taken off each word outside the language model's vocabulary, on top of its <unk> probability;
+    # None: the model's value, else DEFAULT_OOV_PENALTY
+    oov_penalty: float | None = None
+    # Word list (one word per line) of spellings accepted beside the LM's vocabulary. "auto": the model folder's
+    # lexicon.txt.gz when its language model is used; None: none.
+    lexicon: str | None = "auto"
+    # score taken off each lexicon word outside the LM's vocabulary, instead of the OOV penalty; None: the
+    # model's value, else DEFAULT_LEXICON_PENALTY
+    lexicon_penalty: float | None = None
+    # CTC beam search: weight of the attention decoder's log-probability when it reranks the final beams
+    # (attention rescoring); None: the model's value, else DEFAULT_RESCORE_WEIGHT
+    rescore_weight: float | None = None
+    # CTC beam search with attention rescoring: beam width of an attention-decoder beam search whose finished
+    # hypotheses join the final CTC beams as rescoring candidates (scored by CTC, the language model and the
+    # attention decoder alike); None: the model's value, else DEFAULT_ATTENTION_BEAM
+    attention_beam: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rescore_weight is not None and not self.rescore_weight >= 0:
+            raise ValueError(f"rescore_weight must be >= 0, got {self.rescore_weight}")
+        if self.attention_beam is not None and self.attention_beam < 0:
+            raise ValueError(f"attention_beam must be >= 0, got {self.attention_beam}")
+
+    @property
+    def resolved(self) -> bool:
+        """Whether nothing is left unset (no None but a "none" language model or lexicon, no "auto")."""
+        tuned = (self.lm_weight, self.word_bonus, self.oov_penalty, self.lexicon_penalty)
+        return "auto" not in (self.lm, self.lexicon) and None not in (
+            *tuned,
+            self.rescore_weight,
+            self.attention_beam,
+        )
+
+    def scorer(self, pieces: list[str]) -> CTCPrefixScorer:
+        """The word-level scorer of these (resolved) options; the language model and lexicon are loaded once per
+        process."""
+        if self.lm is None:
+            return CTCPrefixScorer(pieces)
+        return CTCPrefixScorer(
+            pieces,
+            load_lm(self.lm),
+            self.lm_weight,
+            self.word_bonus,
+            self.oov_penalty,
+            None if self.lexicon is None else load_lexicon(self.lexicon),
+            self.lexicon_penalty,
+        )
+
 
 # ln penalty of a CTC beam whose unfinished word starts no word of the language model's vocabulary
 UNK_PREFIX_PENALTY = -10.0
-DEFAULT_LM_WEIGHT = 0.5  # language-model weight when neither the options nor the model give one
-DEFAULT_WORD_BONUS = 2.0  # word bonus likewise
-# score taken off each word outside the LM's vocabulary, likewise (0: the LM's <unk> probability only)
-DEFAULT_OOV_PENALTY = 0.0
-# CTC beam width with a language model when beam_size is 1 (bundled stage-13 model, default decoding: beam 32 /
-# 64 / 128 gave 21.91 / 21.34 / 21.21 % WER on dev-heldout, 21.93 / 21.34 % on test)
-LM_BEAM_SIZE = 64
 # CTC beam search extends a hypothesis only by tokens at least this likely (bundled stage-24 model, default
 # decoding on dev-heldout: -8 / -6 gave 20.77 / 20.73 % WER, and -6 halves the search time)
 CTC_TOKEN_MIN_LOGPROB = -6.0
@@ -74,7 +137,7 @@ class CTCPrefixScorer:
         word_bonus: float = DEFAULT_WORD_BONUS,
         oov_penalty: float = DEFAULT_OOV_PENALTY,
         lexicon: Lexicon | None = None,
-        lexicon_penalty: float = 0.0,
+        lexicon_penalty: float = DEFAULT_LEXICON_PENALTY,
     ) -> None:
         self.starts = [p.startswith("\u2581") for p in pieces]
         self.text = [
@@ -250,82 +313,22 @@ def sequence_score(
     return scorer.final(prefix)
 
 
-@dataclass(frozen=True)
-class CTCSettings:
-    """What CTC decoding runs with: the beam width, and the language model with its weights (None without)."""
-
-    beam_size: int
-    lm: str | None = None
-    lm_weight: float | None = None
-    word_bonus: float | None = None
-    oov_penalty: float | None = None
-    lexicon: str | None = None
-    lexicon_penalty: float | None = None
-    rescore_weight: float = 0.0  # attention rescoring of the final beams (beam search only; 0: off)
-    attention_beam: int = 0  # attention beam search adding rescoring candidates (with rescoring only; 0: off)
-
-    @property
-    def greedy(self) -> bool:
-        """Best path decoding: no language model and a beam of 1."""
-        return self.lm is None and self.beam_size == 1
-
-    def scorer(self, pieces: list[str]) -> CTCPrefixScorer:
-        """The word-level scorer of these settings (the language model and lexicon are loaded once per process)."""
-        if self.lm is None:
-            return CTCPrefixScorer(pieces)
-        return CTCPrefixScorer(
-            pieces,
-            load_lm(self.lm),
-            self.lm_weight,
-            self.word_bonus,
-            self.oov_penalty,
-            None if self.lexicon is None else load_lexicon(self.lexicon),
-            self.lexicon_penalty,
-        )
-
-
-def ctc_settings(options: DecodeOptions) -> CTCSettings:
-    """The settings CTC decoding uses with ``options``: the defaults fill what the options leave unset."""
-    rescore = options.rescore_weight or 0.0
-    if options.lm in (None, "auto"):
-        rescore = rescore if options.beam_size > 1 else 0.0
-        return CTCSettings(
-            options.beam_size,
-            rescore_weight=rescore,
-            attention_beam=(options.attention_beam or 0) if rescore else 0,
-        )
-
-    def pick(value: float | None, default: float) -> float:
-        return default if value is None else value
-
-    return CTCSettings(
-        options.beam_size if options.beam_size > 1 else LM_BEAM_SIZE,
-        options.lm,
-        pick(options.lm_weight, DEFAULT_LM_WEIGHT),
-        pick(options.word_bonus, DEFAULT_WORD_BONUS),
-        pick(options.oov_penalty, DEFAULT_OOV_PENALTY),
-        None if options.lexicon == "auto" else options.lexicon,
-        None if options.lexicon in (None, "auto") else pick(options.lexicon_penalty, 0.0),
-        rescore,
-        (options.attention_beam or 0) if rescore else 0,
-    )
-
-
 def ctc_candidates(
     log_probs,
     length: int,
     blank_id: int,
-    settings: CTCSettings,
+    beam_size: int,
+    options: CTCOptions,
     pieces: list[str],
     rescoring: bool = False,
     candidates: Sequence[tuple[int, ...]] = (),
 ) -> list[tuple[float, tuple[int, ...]]]:
-    """The model-free half of CTC beam search, as (score, tokens), best first: the prefix search's final beams;
-    with ``rescoring``, its RESCORE_BEAMS best and the extra ``candidates`` CTC can align (scored by
+    """The model-free half of CTC beam search of width ``beam_size`` with the resolved ``options``, as (score,
+    tokens), best first: the prefix search's final beams; with ``rescoring``, its RESCORE_BEAMS best and the extra ``candidates`` CTC can align (scored by
     :func:`sequence_score`). ``log_probs``: (S, V + 1), NumPy or a CPU tensor."""
     lp = _frames(log_probs, length)
-    scorer = settings.scorer(pieces)
-    beams = ctc_nbest(lp, length, blank_id, settings.beam_size, scorer)
+    scorer = options.scorer(pieces)
+    beams = ctc_nbest(lp, length, blank_id, beam_size, scorer)
     if not rescoring:
         return beams
     return with_candidates(beams[:RESCORE_BEAMS], lp, length, blank_id, scorer, candidates)

@@ -1,12 +1,14 @@
-"""Decoding options and the attention decoder's searches: greedy and batched beam search, teacher-forced
-scoring of token sequences (attention_logprobs), and how a model folder's metadata fills the options. CTC decoding
-is in samba_cli.ctc."""
+"""Decoding options and how they are resolved (DecodeOptions.resolve: the one place where "auto" and unset values
+get their meaning, the CTC beam included), and the attention decoder's searches: greedy and batched beam search,
+teacher-forced scoring of token sequences (attention_logprobs). CTC decoding is in samba_cli.ctc."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -20,36 +22,33 @@ from samba_cli.lm import (
     load_lm,
 )
 from samba_cli.model import ModelConfig, SambaASR
+from samba_cli.prefix_search import (
+    DEFAULT_ATTENTION_BEAM,
+    DEFAULT_LEXICON_PENALTY,
+    DEFAULT_LM_WEIGHT,
+    DEFAULT_OOV_PENALTY,
+    DEFAULT_RESCORE_WEIGHT,
+    DEFAULT_WORD_BONUS,
+    CTCOptions,
+)
 from samba_cli.stepper import EagerStepper, MakeStepper, Stepper
 
 DECODERS = ("auto", "attention", "ctc")
+# what decoder="auto" becomes for a model whose metadata names no default_decoder
+DEFAULT_DECODER = "attention"
+# CTC beam width with a language model when beam_size is 1 (bundled stage-13 model, default decoding: beam 32 /
+# 64 / 128 gave 21.91 / 21.34 / 21.21 % WER on dev-heldout, 21.93 / 21.34 % on test)
+LM_BEAM_SIZE = 64
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
+    """How segments are decoded. "auto" and None values are unset until :meth:`resolve` fills them, once per run
+    (``Transcriber.resolve_options``); the searches take resolved options only."""
+
     decoder: str = "auto"  # "attention" (Mamba decoder), "ctc" (CTC, fastest) or "auto" (the model's choice)
     beam_size: int = 1  # 1: greedy (CTC with a language model: LM_BEAM_SIZE); else beam search
-    # Word n-gram language model (ARPA file) of CTC decoding. "auto": the model folder's lm.arpa.gz, if any,
-    # once resolve_decoding() has seen the folder (unresolved, it means none); None: none.
-    lm: str | None = "auto"
-    lm_weight: float | None = None  # weight of its ln probabilities; None: the model's value, else 0.5
-    word_bonus: float | None = None  # score added per word with a language model; None: the model's, else 2.0
-    # score taken off each word outside the language model's vocabulary, on top of its <unk> probability;
-    # None: the model's value, else 0
-    oov_penalty: float | None = None
-    # Word list (one word per line) of spellings accepted beside the LM's vocabulary. "auto": the model folder's
-    # lexicon.txt.gz when its language model is used; None: none.
-    lexicon: str | None = "auto"
-    # score taken off each lexicon word outside the LM's vocabulary, instead of the OOV penalty; None: the
-    # model's value, else 0
-    lexicon_penalty: float | None = None
-    # CTC beam search: weight of the attention decoder's log-probability when it reranks the final beams
-    # (attention rescoring); None: the model's value, else 0 (off)
-    rescore_weight: float | None = None
-    # CTC beam search with attention rescoring: beam width of an attention-decoder beam search whose finished
-    # hypotheses join the final CTC beams as rescoring candidates (scored by CTC, the language model and the
-    # attention decoder alike); None: the model's value, else 0 (off)
-    attention_beam: int | None = None
+    ctc: CTCOptions = field(default_factory=CTCOptions)  # CTC decoding: language model, lexicon, rescoring
     length_penalty: float = 1.0  # beam scores are divided by (length ** length_penalty)
     max_tokens_per_second: float = 15.0  # cap on hypothesis length relative to the segment's audio
     max_repeats: int = 4  # an n-gram (n <= 4) repeated this many times in a row ends the hypothesis
@@ -64,15 +63,97 @@ class DecodeOptions:
         if self.beam_size < 1:
             raise ValueError("beam_size must be at least 1")
         if self.decoder == "attention" and (
-            self.lm not in (None, "auto") or self.lexicon not in (None, "auto")
+            self.ctc.lm not in (None, "auto") or self.ctc.lexicon not in (None, "auto")
         ):
             raise ValueError("a language model or lexicon is used by CTC decoding only: use the ctc decoder")
-        if self.rescore_weight is not None and not self.rescore_weight >= 0:
-            raise ValueError(f"rescore_weight must be >= 0, got {self.rescore_weight}")
         if self.search_workers < 1:
             raise ValueError(f"search_workers must be at least 1, got {self.search_workers}")
-        if self.attention_beam is not None and self.attention_beam < 0:
-            raise ValueError(f"attention_beam must be >= 0, got {self.attention_beam}")
+
+    @property
+    def resolved(self) -> bool:
+        """Whether :meth:`resolve` has left nothing to choose."""
+        return self.decoder != "auto" and self.ctc.resolved
+
+    def require_resolved(self) -> None:
+        """ValueError unless the options are resolved: an "auto" or unset value has no meaning in a search."""
+        if not self.resolved:
+            raise ValueError(
+                "decoding options with unset values: resolve them first (DecodeOptions.resolve, "
+                "Transcriber.resolve_options)"
+            )
+
+    def resolve(
+        self, folder: str | os.PathLike | None = None, metadata: Mapping | None = None
+    ) -> DecodeOptions:
+        """These options with every choice made, for the model in ``folder`` whose config.json ``metadata`` is
+        given (None: no model folder, no metadata). The one place where unset values get their meaning:
+
+        - ``decoder="auto"``: the metadata's ``default_decoder``, else DEFAULT_DECODER;
+        - ``ctc.lm="auto"``: the folder's lm.arpa.gz when decoding is CTC and the folder has one, else None (none);
+        - ``ctc.lexicon="auto"``: the folder's lexicon.txt.gz when the folder's own language model is used, else
+          None; a lexicon without a language model is an OptionError (a ValueError);
+        - ``ctc.lm_weight``, ``word_bonus``, ``oov_penalty``, ``lexicon_penalty`` None: the metadata's ``lm``
+          entry when the language model is the folder's own, else prefix_search.DEFAULT_*;
+        - ``ctc.rescore_weight``, ``ctc.attention_beam`` None: the metadata's values, else prefix_search.DEFAULT_*.
+
+        Then what the search will do is written out: for CTC decoding with a language model, ``beam_size`` 1
+        becomes LM_BEAM_SIZE (the CTC beam); attention rescoring (``rescore_weight``) is 0 unless CTC decoding
+        runs a beam search, and ``attention_beam`` 0 without rescoring. The language model and lexicon are
+        loaded (and cached) here, so that a bad file fails before any input is read. Resolving again changes
+        nothing."""
+        metadata = metadata or {}
+        decoder = recommended_decoder(metadata) if self.decoder == "auto" else self.decoder
+        options = dataclasses.replace(self, decoder=decoder)  # ValueError: an LM with the attention decoder
+        given = options.ctc
+        own_lm, own_lexicon = (
+            (None, None) if folder is None else (Path(folder) / LM_FILE, Path(folder) / LEXICON_FILE)
+        )
+        lm = given.lm
+        if lm == "auto":
+            lm = str(own_lm) if decoder == "ctc" and own_lm is not None and own_lm.is_file() else None
+        if lm is None and given.lexicon not in (None, "auto"):
+            raise OptionError("a lexicon is used with a language model only", "--lexicon")
+        if lm is not None:
+            load_lm(lm)  # a bad language model fails here (one-line SambaError), before any input is read
+        own = lm is not None and lm == str(own_lm)
+        lexicon = given.lexicon
+        if lexicon == "auto":
+            lexicon = str(own_lexicon) if own and own_lexicon.is_file() else None
+        if lexicon is not None:
+            load_lexicon(lexicon)  # likewise
+        tuned = (metadata.get("lm") or {}) if own else {}
+
+        def pick(name: str, source: Mapping, default: float) -> float:
+            value = getattr(given, name)
+            if value is None:
+                value = source.get(name)
+            return default if value is None else value
+
+        beam_size = options.beam_size
+        if decoder == "ctc" and lm is not None and beam_size == 1:
+            beam_size = LM_BEAM_SIZE
+        searching = decoder == "ctc" and beam_size > 1  # CTC beam search: what rescoring reranks
+        rescore = float(pick("rescore_weight", metadata, DEFAULT_RESCORE_WEIGHT)) if searching else 0.0
+        ctc = CTCOptions(
+            lm=lm,
+            lm_weight=pick("lm_weight", tuned, DEFAULT_LM_WEIGHT),
+            word_bonus=pick("word_bonus", tuned, DEFAULT_WORD_BONUS),
+            oov_penalty=pick("oov_penalty", tuned, DEFAULT_OOV_PENALTY),
+            lexicon=lexicon,
+            lexicon_penalty=pick("lexicon_penalty", tuned, DEFAULT_LEXICON_PENALTY),
+            rescore_weight=rescore,
+            attention_beam=int(pick("attention_beam", metadata, DEFAULT_ATTENTION_BEAM)) if rescore else 0,
+        )
+        return dataclasses.replace(options, beam_size=beam_size, ctc=ctc)
+
+
+def recommended_decoder(metadata: Mapping) -> str:
+    """The decoder a model's config.json ``metadata`` recommends (``default_decoder``), else DEFAULT_DECODER;
+    ValueError for a value that is no decoder."""
+    decoder = metadata.get("default_decoder", DEFAULT_DECODER)
+    if decoder not in ("attention", "ctc"):
+        raise ValueError(f"metadata.default_decoder must be attention or ctc, got {decoder!r}")
+    return decoder
 
 
 @dataclass(frozen=True)
@@ -253,42 +334,6 @@ def attention_logprobs(
         <= torch.tensor([len(c) for c in candidates], device=states.device)[:, None]
     )
     return logp.masked_fill(~valid, 0.0).sum(-1).tolist()
-
-
-# what a model's metadata "lm" entry may set
-_TUNED_LM_FIELDS = ("lm_weight", "word_bonus", "oov_penalty", "lexicon_penalty")
-
-
-def resolve_decoding(options: DecodeOptions, folder: Path, metadata: dict) -> DecodeOptions:
-    """``lm="auto"`` replaced by the model folder's language model (None when it has none, or when decoding
-    is not CTC), ``lexicon="auto"`` by the folder's lexicon when its language model is used, unset LM weights
-    by the model's metadata ``lm`` entry, and an unset ``rescore_weight`` by the metadata's ``rescore_weight``
-    (else 0), and an unset ``attention_beam`` likewise by the metadata's ``attention_beam``. The language model
-    and the lexicon are loaded (and cached) here; OptionError (a ValueError) for a lexicon without a language
-    model."""
-    if options.rescore_weight is None:
-        options = dataclasses.replace(options, rescore_weight=float(metadata.get("rescore_weight") or 0.0))
-    if options.attention_beam is None:
-        options = dataclasses.replace(options, attention_beam=int(metadata.get("attention_beam") or 0))
-    lm = options.lm
-    if lm == "auto":
-        found = folder / LM_FILE
-        lm = str(found) if options.decoder == "ctc" and found.is_file() else None
-    if lm is None:
-        if options.lexicon not in (None, "auto"):
-            raise OptionError("a lexicon is used with a language model only", "--lexicon")
-        return dataclasses.replace(options, lm=None, lexicon=None)
-    load_lm(lm)  # a bad language model fails here (one-line SambaError), before any input is read
-    own = lm == str(folder / LM_FILE)
-    lexicon = options.lexicon
-    if lexicon == "auto":
-        found = folder / LEXICON_FILE
-        lexicon = str(found) if own and found.is_file() else None
-    if lexicon is not None:
-        load_lexicon(lexicon)  # likewise
-    tuned = (metadata.get("lm") or {}) if own else {}
-    unset = {name: tuned.get(name) for name in _TUNED_LM_FIELDS if getattr(options, name) is None}
-    return dataclasses.replace(options, lm=lm, lexicon=lexicon, **unset)
 
 
 def decode_segments(

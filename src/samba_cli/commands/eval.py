@@ -72,7 +72,7 @@ def eval_command(
         )
     except ValueError as exc:  # an unreadable audio file (read in a DataLoader worker with --workers)
         raise SambaError(original_message(exc)) from exc
-    report = report or Path(f"eval-{manifest.stem}-{options.decoder}{'-lm' if options.lm else ''}.json")
+    report = report or Path(f"eval-{manifest.stem}-{options.decoder}{'-lm' if options.ctc.lm else ''}.json")
     document = result.to_dict()
     groups = {} if labels is None else result.group_summaries(labels)
     if labels is not None:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 # the library dataclasses whose fields options set: (module, class)
 DECODE = ("samba_cli.search", "DecodeOptions")
+CTC = ("samba_cli.prefix_search", "CTCOptions")  # DecodeOptions.ctc
 WINDOW = ("samba_cli.windows", "WindowOptions")
 TRANSCRIBE = ("samba_cli.pipeline", "TranscribeOptions")
 CUES = ("samba_cli.cues", "CueOptions")
@@ -282,8 +283,16 @@ class SearchArgs:
         field=(*DECODE, "beam_size"),
         min=1,
         help="Beam width (1: greedy; CTC with a language model: "
-        f"{library_constant('samba_cli.prefix_search', 'LM_BEAM_SIZE')} when 1)",
+        f"{library_constant('samba_cli.search', 'LM_BEAM_SIZE')} when 1)",
     )
+
+
+def _models_or(field: str, help: str, **settings: Any) -> Any:
+    """A CTC option whose unset value (None) means the model's metadata value, else the library's fallback
+    constant (prefix_search.DEFAULT_<FIELD>), as its help shows."""
+    fallback = library_constant(CTC[0], f"DEFAULT_{field.upper()}")
+    shown = "0" if fallback == 0 else str(fallback)
+    return option(field=(*CTC, field), help=help, show_default=f"the model's, else {shown}", **settings)
 
 
 @dataclass(frozen=True)
@@ -291,47 +300,35 @@ class CTCArgs:
     """CTC decoding with a language model, lexicon and attention rescoring: `transcribe` and `eval`."""
 
     lm: str = option(
-        field=(*DECODE, "lm"),
+        field=(*CTC, "lm"),
         metavar="ARPA|auto|none",
         help="Word n-gram language model of CTC decoding; auto: the model's own (lm.arpa.gz), if it has one",
     )
-    lm_weight: float | None = option(
-        field=(*DECODE, "lm_weight"), help="Language-model weight", show_default="the model's, else 0.5"
-    )
-    word_bonus: float | None = option(
-        field=(*DECODE, "word_bonus"),
-        help="Score added per word with a language model",
-        show_default="the model's, else 2.0",
-    )
-    oov_penalty: float | None = option(
-        field=(*DECODE, "oov_penalty"),
-        help="Score taken off each word outside the language model's vocabulary",
-        show_default="the model's, else 0",
+    lm_weight: float | None = _models_or("lm_weight", "Language-model weight")
+    word_bonus: float | None = _models_or("word_bonus", "Score added per word with a language model")
+    oov_penalty: float | None = _models_or(
+        "oov_penalty", "Score taken off each word outside the language model's vocabulary"
     )
     lexicon: str = option(
-        field=(*DECODE, "lexicon"),
+        field=(*CTC, "lexicon"),
         metavar="FILE|auto|none",
         help="Word list accepted beside the language model's vocabulary; auto: the model's own "
         "(lexicon.txt.gz) when its language model is used",
     )
-    lexicon_penalty: float | None = option(
-        field=(*DECODE, "lexicon_penalty"),
-        help="Score taken off each lexicon word outside the language model's vocabulary (instead of the OOV "
-        "penalty)",
-        show_default="the model's, else 0",
+    lexicon_penalty: float | None = _models_or(
+        "lexicon_penalty",
+        "Score taken off each lexicon word outside the language model's vocabulary (instead of the OOV penalty)",
     )
-    rescore_weight: float | None = option(
-        field=(*DECODE, "rescore_weight"),
+    rescore_weight: float | None = _models_or(
+        "rescore_weight",
+        "CTC beam search: weight of the attention decoder's score when it reranks the final beams (0: off)",
         min=0.0,
-        help="CTC beam search: weight of the attention decoder's score when it reranks the final beams (0: off)",
-        show_default="the model's, else 0",
     )
-    attention_beam: int | None = option(
-        field=(*DECODE, "attention_beam"),
+    attention_beam: int | None = _models_or(
+        "attention_beam",
+        "CTC beam search with rescoring: width of an attention beam search whose hypotheses join the final "
+        "beams as rescoring candidates (0: off)",
         min=0,
-        help="CTC beam search with rescoring: width of an attention beam search whose hypotheses join the "
-        "final beams as rescoring candidates (0: off)",
-        show_default="the model's, else 0",
     )
     # 0 (auto) here, resolved by ctc.auto_search_workers(); the library's default is 1 (no pool)
     search_workers: int = option(
@@ -371,7 +368,7 @@ class WindowArgs:
         metavar="SECONDS",
         min=0.0,
         help="Windows of one or several files encoded together, up to this much audio; 0: one at a time",
-        show_default="auto: 0 on cpu, 600 on cuda",
+        show_default=f"auto: 0 on cpu, {library_constant(TRANSCRIBE[0], 'CUDA_ENCODER_BATCH'):g} on cuda",
     )
 
 
@@ -423,6 +420,7 @@ def decode_options(
     search: SearchArgs, ctc: CTCArgs | None = None, batch_size: int | None = None
 ) -> DecodeOptions:
     """The decoding options the command line asks for (unset fields keep DecodeOptions' defaults)."""
+    from samba_cli.prefix_search import CTCOptions
     from samba_cli.search import DecodeOptions  # torch
 
     given: dict[str, Any] = {"decoder": search.decoder.value, "beam_size": search.beam_size}
@@ -431,7 +429,7 @@ def decode_options(
     if ctc is not None:
         from samba_cli.search_pool import auto_search_workers
 
-        given.update(
+        given["ctc"] = CTCOptions(
             lm=_none_or(ctc.lm),
             lm_weight=ctc.lm_weight,
             word_bonus=ctc.word_bonus,
@@ -440,8 +438,8 @@ def decode_options(
             lexicon_penalty=ctc.lexicon_penalty,
             rescore_weight=ctc.rescore_weight,
             attention_beam=ctc.attention_beam,
-            search_workers=ctc.search_workers or auto_search_workers(),
         )
+        given["search_workers"] = ctc.search_workers or auto_search_workers()
     return DecodeOptions(**given)
 
 

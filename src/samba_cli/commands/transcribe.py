@@ -149,11 +149,11 @@ def transcribe_command(
                     runner = BatchTranscriber(transcriber, options, cue_options)
                 except OptionError as error:  # an option this model cannot run (ctc without a CTC head, ...)
                     raise typer.BadParameter(str(error), param_hint=f"'{error.option}'") from None
-                decode = runner.options.decode
-                if decode.lm is not None and ctc.lm == "auto":
+                resolved = runner.options.decode.ctc
+                if resolved.lm is not None and ctc.lm == "auto":
                     own = (
                         f"{LM_FILE} and lexicon {LEXICON_FILE}"
-                        if decode.lexicon and ctc.lexicon == "auto"
+                        if resolved.lexicon and ctc.lexicon == "auto"
                         else LM_FILE
                     )
                     reporter.note(f"using the model's language model {own} (turn it off with --lm none)")

@@ -17,7 +17,6 @@ from samba_cli.ctc import ctc_decode
 from samba_cli.errors import SambaError
 from samba_cli.features import FRAMES_PER_SECOND
 from samba_cli.model import SambaASR
-from samba_cli.prefix_search import ctc_settings
 from samba_cli.search import DecodeOptions, decode_segments
 from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
@@ -110,19 +109,15 @@ class EvalReport:
     def summary(self) -> dict:
         errors = self.errors
         decoding = {"decoder": self.options.decoder, "beam_size": self.options.beam_size}
-        if self.options.decoder == "ctc":
-            ctc = ctc_settings(self.options)
-            decoding.update(
-                beam_size=ctc.beam_size,
-                lm=ctc.lm,
-                lm_weight=ctc.lm_weight,
-                word_bonus=ctc.word_bonus,
-                oov_penalty=ctc.oov_penalty,
-                lexicon=ctc.lexicon,
-                lexicon_penalty=ctc.lexicon_penalty,
-                rescore_weight=ctc.rescore_weight,
-                attention_beam=ctc.attention_beam,
-            )
+        if (
+            self.options.decoder == "ctc"
+        ):  # the resolved CTC options; a language model's weights with one only
+            ctc = dataclasses.asdict(self.options.ctc)
+            if ctc["lm"] is None:
+                ctc.update(lm_weight=None, word_bonus=None, oov_penalty=None)
+            if ctc["lexicon"] is None:
+                ctc.update(lexicon_penalty=None)
+            decoding.update(ctc)
         return {
             "model": self.model,
             "manifest": self.manifest,
@@ -227,14 +222,18 @@ def evaluate(
     model: SambaASR,
     tokenizer: Tokenizer,
     utterances: list[Utterance],
-    options: DecodeOptions = DecodeOptions(),
+    options: DecodeOptions | None = None,
     max_batch_seconds: float = 300.0,
     workers: int = 0,
     model_name: str = "",
     manifest_name: str = "",
     on_batch: Callable[[int], None] | None = None,
 ) -> EvalReport:
-    """Transcribe ``utterances`` as ``options`` ask and score them against their transcripts."""
+    """Transcribe ``utterances`` as the resolved ``options`` ask (:meth:`DecodeOptions.resolve`; None: the
+    defaults resolved without a model folder, greedy attention decoding) and score them against their
+    transcripts."""
+    options = DecodeOptions().resolve() if options is None else options
+    options.require_resolved()
     device = next(model.parameters()).device
     longest = max((u.duration for u in utterances), default=0.0)
     max_frames = math.ceil((longest * FRAMES_PER_SECOND + 1) / model.config.subsampling) + 1

@@ -336,6 +336,8 @@ class Trainer:
         sums = {"loss": 0.0, "ctc": 0.0, "attention": 0.0}
         tokens = 0
         ctc_errors, att_errors = ErrorCounts(), ErrorCounts()
+        # greedy decoding of each kind, resolved as `samba eval` resolves (no model folder yet: no language model)
+        greedy_ctc, greedy_attention = (DecodeOptions(decoder=d).resolve() for d in ("ctc", "attention"))
         for batch in DataLoader(dataset, batch_size=None, num_workers=self.config.workers):
             batch = batch.to(self.device)
             with self._autocast():
@@ -346,9 +348,9 @@ class Trainer:
                 )
                 losses = self._losses(out, batch, targets)
                 seconds = batch_seconds(batch)
-                ctc_hyps = decode_states(self.model, states, lengths, seconds, DecodeOptions(decoder="ctc"))
+                ctc_hyps = decode_states(self.model, states, lengths, seconds, greedy_ctc)
                 att_hyps = (
-                    decode_states(self.model, states, lengths, seconds, DecodeOptions(decoder="attention"))
+                    decode_states(self.model, states, lengths, seconds, greedy_attention)
                     if self.config.val_attention
                     else []
                 )
