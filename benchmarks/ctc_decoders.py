@@ -192,9 +192,10 @@ def main() -> None:
     torch.set_num_threads(1)
     model = load_model(args.model, device="cpu", threads=1)
     decode = model.resolve_options(samba_cli.pipeline.TranscribeOptions()).decode
-    if decode.lm is None or decode.lexicon is None:
+    ctc = decode.ctc
+    if ctc.lm is None or ctc.lexicon is None:
         parser.error("the model has no language model and lexicon")
-    weights = {k: getattr(decode, k) for k in ("lm_weight", "word_bonus", "oov_penalty", "lexicon_penalty")}
+    weights = {k: getattr(ctc, k) for k in ("lm_weight", "word_bonus", "oov_penalty", "lexicon_penalty")}
     started = time.perf_counter()
     data = posteriors(model, args.manifest, args.count)
     audio = sum(json.loads(line)["duration"] for line in args.manifest.read_text().splitlines()[: args.count])
@@ -209,8 +210,8 @@ def main() -> None:
             search = SEARCHES[name](
                 blank=blank,
                 pieces=tokenizer.pieces,
-                lm=decode.lm,
-                lexicon=decode.lexicon,
+                lm=ctc.lm,
+                lexicon=ctc.lexicon,
                 weights=weights,
                 beam=args.beam,
                 tokenizer=tokenizer,
