@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -95,3 +96,17 @@ def test_loading_does_not_import_torch_dynamo(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_checkpoint_files_are_written_atomically_with_the_umask_mode(tmp_path):
+    """save_checkpoint writes through samba_cli.atomic: no temporary file is left and every file gets the mode the
+    umask gives new files (safetensors alone would leave the weights private)."""
+    tokenizer = tmp_path / "tok.model"
+    tokenizer.write_bytes(b"not a real sentencepiece model")
+    folder = save_checkpoint(tiny_model(), tmp_path / "ckpt", tokenizer_file=tokenizer)
+    mask = os.umask(0)
+    os.umask(mask)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["config.json", "model.safetensors", "tokenizer.model"]
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~mask for p in folder.iterdir())
+    assert (folder / "tokenizer.model").read_bytes() == tokenizer.read_bytes()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from samba_cli.atomic import write_atomically
 from samba_cli.errors import CheckpointError
 from samba_cli.model.config import FORMAT_VERSION, ModelConfig
 from samba_cli.model.samba import SambaASR
@@ -20,21 +19,6 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.model"
 MODEL_TYPE = "samba-asr"
-
-
-def _write_atomic(path: Path, write) -> None:
-    """``write(temporary path)`` next to ``path``, then rename. The file gets the mode the umask gives new files
-    (safetensors and mkstemp would leave it private: 0600)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        write(tmp)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(
@@ -64,16 +48,23 @@ def save_checkpoint(
         "tokenizer": {"type": "sentencepiece", "file": TOKENIZER_FILE},
         "metadata": metadata or {},
     }
-    _write_atomic(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    _write_atomic(
-        directory / CONFIG_FILE,
-        lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8"),
+    write_atomically(
+        directory / WEIGHTS_FILE,
+        lambda stream: stream.write(save(tensors, metadata={"format": "pt"})),
+        binary=True,
+    )
+    write_atomically(
+        directory / CONFIG_FILE, lambda stream: stream.write(json.dumps(config, indent=2) + "\n")
     )
     if (
         tokenizer_file is not None
         and Path(tokenizer_file).resolve() != (directory / TOKENIZER_FILE).resolve()
     ):
-        _write_atomic(directory / TOKENIZER_FILE, lambda tmp: shutil.copyfile(tokenizer_file, tmp))
+        write_atomically(
+            directory / TOKENIZER_FILE,
+            lambda stream: stream.write(Path(tokenizer_file).read_bytes()),
+            binary=True,
+        )
     return directory
 
 
