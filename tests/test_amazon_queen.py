@@ -236,9 +236,15 @@ def test_codec_passes_clips_through_the_games_channel(tmp_path, capsys):
         rows.append({"audio": f"w{i}.flac", "text": f"clip {i}", "duration": 1.0})
     manifest = tmp_path / "train.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert codec.main([str(manifest), str(tmp_path / "out"), "--share", "0.67", "--jobs", "2"]) == 0
+    rest = tmp_path / "rest" / "train-wide.jsonl"
+    args = [str(manifest), str(tmp_path / "out"), "--share", "0.67", "--jobs", "2", "--rest", str(rest)]
+    assert codec.main(args) == 0
     out = [json.loads(line) for line in (tmp_path / "out" / "train.jsonl").read_text().splitlines()]
     assert len(out) == 2 and {r["text"] for r in out} < {r["text"] for r in rows}
+    # the rows left wideband: the others, audio made absolute, so that together they hold every clip once
+    left = [json.loads(line) for line in rest.read_text().splitlines()]
+    assert sorted(r["text"] for r in out + left) == [r["text"] for r in rows]
+    assert all(Path(r["audio"]).is_absolute() and "channel" not in r for r in left)
     for row in out:
         samples, rate = sf.read(row["audio"])
         assert rate == 16000 and row["channel"] == codec.CHANNEL and abs(row["duration"] - 1.0) < 0.25

@@ -6,8 +6,10 @@
 The game's voice clips are narrowband (nothing above 5.5 kHz) with MP3 artefacts; wideband synthetic speech
 passed through the same channel teaches a model that sound. Writes OUT/audio/<name>.flac for every clip and
 OUT/<manifest name> with the same rows (audio made absolute; ``channel`` set). ``--share 0.5`` converts a seeded
-half of the rows. Clips already converted are kept, so a rerun resumes; the manifest is written last, through a
-temporary file, and not at all when a clip fails (one line naming it).
+half of the rows, and ``--rest FILE`` writes the other rows (audio made absolute) to FILE, so that the two
+manifests together hold every utterance once, wideband or through the channel. Clips already converted are kept,
+so a rerun resumes; the manifests are written last, through temporary files, and not at all when a clip fails (one
+line naming it).
 """
 
 from __future__ import annotations
@@ -47,15 +49,20 @@ def through_channel(ffmpeg: str, source: Path, target: Path, bitrate: str = "16k
     os.replace(tmp, target)
 
 
-def convert(manifest: Path, out: Path, share: float, seed: int, jobs: int) -> list[dict]:
+def convert(manifest: Path, out: Path, share: float, seed: int, jobs: int) -> tuple[list[dict], list[dict]]:
+    """(the converted rows, the rows left as they are), each in manifest order of the seeded draw."""
     rows = []
     for line in manifest.read_text(encoding="utf-8").splitlines():
         if line.strip():
             row = json.loads(line)
             row["audio"] = str((manifest.parent / row["audio"]).resolve())
             rows.append(row)
-    if share < 1.0:
-        rows = random.Random(seed).sample(rows, round(share * len(rows)))
+    chosen = list(range(len(rows)))
+    if share < 1.0:  # the same draw as random.sample(rows, k): sample picks by index
+        chosen = random.Random(seed).sample(chosen, round(share * len(rows)))
+    picked = set(chosen)
+    rest = [row for index, row in enumerate(rows) if index not in picked]
+    rows = [rows[index] for index in chosen]
     audio = out / "audio"
     audio.mkdir(parents=True, exist_ok=True)
     ffmpeg = ffmpeg_exe()
@@ -68,7 +75,13 @@ def convert(manifest: Path, out: Path, share: float, seed: int, jobs: int) -> li
         return {**row, "audio": str(target.resolve()), "duration": duration(target), "channel": CHANNEL}
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(one, enumerate(rows)))
+        return list(pool.map(one, enumerate(rows))), rest
+
+
+def write_manifest(target: Path, rows: list[dict]) -> None:
+    tmp = target.with_name(target.name + ".part")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, target)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--share", type=float, default=1.0, help="seeded share of the rows to convert")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2, help="parallel ffmpeg pipelines")
+    ap.add_argument("--rest", type=Path, help="manifest of the rows left unconverted (with --share under 1)")
     args = ap.parse_args(argv)
     if not args.manifest.is_file():
         print(f"error: {args.manifest}: no such manifest", file=sys.stderr)
@@ -86,15 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --share must be in (0, 1], got {args.share}", file=sys.stderr)
         return 2
     try:
-        rows = convert(args.manifest, args.out, args.share, args.seed, args.jobs)
+        rows, rest = convert(args.manifest, args.out, args.share, args.seed, args.jobs)
     except RecipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     target = args.out / args.manifest.name
-    tmp = target.with_name(target.name + ".part")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, target)
+    write_manifest(target, rows)
     print(f"{target}: {len(rows)} clips, {sum(r['duration'] for r in rows) / 3600:.2f} h")
+    if args.rest is not None:
+        args.rest.parent.mkdir(parents=True, exist_ok=True)
+        write_manifest(args.rest, rest)
+        print(f"{args.rest}: {len(rest)} clips left wideband")
     return 0
 
 
