@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -176,14 +177,10 @@ def _attention_candidates(
     return [[h.tokens for h in hyps] for hyps in found]
 
 
-_SEARCH_THREAD: list[ThreadPoolExecutor] = []
-
-
+@functools.cache
 def _search_thread() -> ThreadPoolExecutor:
     """The one thread (per process, started on first use) that runs CTC prefix searches without worker processes."""
-    if not _SEARCH_THREAD:
-        _SEARCH_THREAD.append(ThreadPoolExecutor(1, thread_name_prefix="samba-search"))
-    return _SEARCH_THREAD[0]
+    return ThreadPoolExecutor(1, thread_name_prefix="samba-search")
 
 
 @contextlib.contextmanager

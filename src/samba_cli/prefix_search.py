@@ -35,12 +35,10 @@ class CTCOptions:
     # Word n-gram language model (ARPA file) of CTC decoding. "auto": the model folder's lm.arpa.gz, if it has
     # one; None: none.
     lm: str | None = "auto"
-    lm_weight: float | None = (
-        None  # weight of its ln probabilities; None: the model's, else DEFAULT_LM_WEIGHT
-    )
-    word_bonus: float | None = (
-        None  # score added per word with an LM; None: the model's, else DEFAULT_WORD_BONUS
-    )
+    # weight of its ln probabilities; None: the model's value, else DEFAULT_LM_WEIGHT
+    lm_weight: float | None = None
+    # score added per word with a language model; None: the model's value, else DEFAULT_WORD_BONUS
+    word_bonus: float | None = None
     # score taken off each word outside the language model's vocabulary, on top of its <unk> probability;
     # None: the model's value, else DEFAULT_OOV_PENALTY
     oov_penalty: float | None = None
@@ -324,8 +322,9 @@ def ctc_candidates(
     candidates: Sequence[tuple[int, ...]] = (),
 ) -> list[tuple[float, tuple[int, ...]]]:
     """The model-free half of CTC beam search of width ``beam_size`` with the resolved ``options``, as (score,
-    tokens), best first: the prefix search's final beams; with ``rescoring``, its RESCORE_BEAMS best and the extra ``candidates`` CTC can align (scored by
-    :func:`sequence_score`). ``log_probs``: (S, V + 1), NumPy or a CPU tensor."""
+    tokens), best first: the prefix search's final beams; with ``rescoring``, its RESCORE_BEAMS best and the
+    extra ``candidates`` CTC can align (:func:`with_candidates`). ``log_probs``: (S, V + 1), NumPy or a CPU
+    tensor."""
     lp = _frames(log_probs, length)
     scorer = options.scorer(pieces)
     beams = ctc_nbest(lp, length, blank_id, beam_size, scorer)

@@ -109,9 +109,8 @@ class EvalReport:
     def summary(self) -> dict:
         errors = self.errors
         decoding = {"decoder": self.options.decoder, "beam_size": self.options.beam_size}
-        if (
-            self.options.decoder == "ctc"
-        ):  # the resolved CTC options; a language model's weights with one only
+        if self.options.decoder == "ctc":
+            # the resolved CTC options; a language model's weights only with one
             ctc = dataclasses.asdict(self.options.ctc)
             if ctc["lm"] is None:
                 ctc.update(lm_weight=None, word_bonus=None, oov_penalty=None)
