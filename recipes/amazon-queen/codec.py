@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from prepare import RecipeError, duration, ffmpeg_exe  # noqa: E402
 
+from samba_cli.atomic import write_atomically  # noqa: E402
+
 CHANNEL = "mp3-11025hz-16kbps"
 
 
@@ -79,9 +81,7 @@ def convert(manifest: Path, out: Path, share: float, seed: int, jobs: int) -> tu
 
 
 def write_manifest(target: Path, rows: list[dict]) -> None:
-    tmp = target.with_name(target.name + ".part")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, target)
+    write_atomically(target, lambda stream: stream.writelines(json.dumps(r) + "\n" for r in rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +108,6 @@ def main(argv: list[str] | None = None) -> int:
     write_manifest(target, rows)
     print(f"{target}: {len(rows)} clips, {sum(r['duration'] for r in rows) / 3600:.2f} h")
     if args.rest is not None:
-        args.rest.parent.mkdir(parents=True, exist_ok=True)
         write_manifest(args.rest, rest)
         print(f"{args.rest}: {len(rest)} clips left wideband")
     return 0

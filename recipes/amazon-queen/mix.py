@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 from pathlib import Path
+
+from samba_cli.atomic import write_atomically
 
 
 def read(path: Path) -> list[dict]:
@@ -63,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         sources.append((Path(path), float(factor)))
     caps = {k: int(v) for k, _, v in (c.partition("=") for c in args.cap)}
     rows = mix(sources, caps, args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".part")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, args.out)
+    write_atomically(args.out, lambda stream: stream.writelines(json.dumps(r) + "\n" for r in rows))
     hours = sum(r["duration"] for r in rows) / 3600
     print(f"{args.out}: {len(rows)} utterances, {hours:.2f} h")
     return 0
