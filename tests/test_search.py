@@ -58,6 +58,50 @@ def test_batched_decoding_equals_one_at_a_time():
             assert alone[0].tokens == batched[i].tokens
 
 
+class _CountingStepper:
+    """An eager stepper that records the rows of every step."""
+
+    def __init__(self, model, rows, states, lengths, group=1):
+        from samba_cli.stepper import EagerStepper
+
+        self.inner, self.rows = EagerStepper(model, states, lengths, group), rows
+
+    def step(self, tokens):
+        self.rows.append(tokens.shape[0])
+        return self.inner.step(tokens)
+
+    def reorder(self, index, memory=True):
+        self.inner.reorder(index, memory)
+
+    def keep(self, segments):
+        self.inner.keep(segments)
+
+
+def test_finished_segments_leave_the_batch():
+    """Segments that end early stop costing decoder rows, and the others decode as if alone (eager and static
+    buffers)."""
+    from samba_cli.stepper import StaticStepper
+
+    model = _sharpen(tiny_model())
+    states, lengths = _encoded(model)
+    caps = [3, 12, 6]
+    static = StaticStepper(model, rows=16, frames=64, use_graph=False)
+    for options in (DecodeOptions(max_repeats=100), DecodeOptions(beam_size=3, max_repeats=100)):
+        search = greedy_search if options.beam_size == 1 else beam_search
+        rows: list[int] = []
+        batched = search(model, states, lengths, caps, options, partial(_CountingStepper, model, rows))
+        fixed = search(model, states, lengths, caps, options, partial(static.load))
+        assert [h.tokens for h in fixed] == [h.tokens for h in batched]
+        for i in range(3):
+            n = int(lengths[i])
+            alone = search(model, states[i : i + 1, :n], lengths[i : i + 1], caps[i : i + 1], options)
+            assert alone[0].tokens == batched[i].tokens
+            assert max(abs(a - b) for a, b in zip(alone[0].token_logprobs, batched[i].token_logprobs)) < 1e-4
+        beam = options.beam_size
+        assert rows[0] == 3 * beam and rows[-1] == beam  # only the longest segment's hypotheses at the end
+        assert rows == sorted(rows, reverse=True) and sum(rows) < len(rows) * 3 * beam
+
+
 def test_beam_never_scores_below_greedy_sequence():
     model = _sharpen(tiny_model())
     states, lengths = _encoded(model, batch=2)

@@ -199,25 +199,29 @@ def greedy_search(
     tokens = torch.full((batch,), cfg.bos_id, dtype=torch.long, device=states.device)
     out: list[list[int]] = [[] for _ in range(batch)]
     logps: list[list[float]] = [[] for _ in range(batch)]
-    done = [False] * batch
+    live = list(range(batch))  # the segments still decoded, by their row in the stepper
     for _ in range(max(max_tokens) + 1):
         logprobs = _next_logprobs(stepper, tokens, cfg)
         best_lp, best = logprobs.max(dim=-1)
-        tokens = best
-        for i, (tok, lp) in enumerate(zip(best.tolist(), best_lp.tolist(), strict=True)):
-            if done[i]:
-                continue
+        keep = []
+        for row, (i, tok, lp) in enumerate(zip(live, best.tolist(), best_lp.tolist(), strict=True)):
             if tok == cfg.eos_id or len(out[i]) >= max_tokens[i]:
-                done[i] = True
                 continue
             out[i].append(tok)
             logps[i].append(lp)
-            keep = repetition_cut(out[i], options.max_repeats)
-            if keep is not None:
-                del out[i][keep:], logps[i][keep:]
-                done[i] = True
-        if all(done):
+            cut = repetition_cut(out[i], options.max_repeats)
+            if cut is not None:
+                del out[i][cut:], logps[i][cut:]
+                continue
+            keep.append(row)
+        if not keep:
             break
+        tokens = best
+        if len(keep) < len(live):  # finished segments leave the batch
+            index = torch.tensor(keep, device=states.device)
+            stepper.keep(index)
+            tokens = best.index_select(0, index)
+            live = [live[row] for row in keep]
     return [Hypothesis(tuple(t), tuple(lp), sum(lp)) for t, lp in zip(out, logps, strict=True)]
 
 
@@ -253,62 +257,68 @@ def beam_search_nbest(
     seqs: list[list[tuple[list[int], list[float]]]] = [[([], []) for _ in range(beam)] for _ in range(batch)]
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     tokens = torch.full((batch * beam,), cfg.bos_id, dtype=torch.long, device=device)
-    active = [True] * batch
 
     def finish(i: int, toks: list[int], lps: list[float]) -> None:
         score = sum(lps) / (max(1, len(toks)) ** options.length_penalty)
         finished[i].append(Hypothesis(tuple(toks), tuple(lps), score))
 
+    live = list(range(batch))  # the segments still searched, by their position in the stepper
     for _ in range(max(max_tokens) + 1):
-        logprobs = _next_logprobs(stepper, tokens, cfg).view(batch, beam, -1)
+        rows = len(live)
+        logprobs = _next_logprobs(stepper, tokens, cfg).view(rows, beam, -1)
         vocab = logprobs.shape[-1]
-        cand = (scores.unsqueeze(-1) + logprobs).view(batch, -1)
+        cand = (scores.unsqueeze(-1) + logprobs).view(rows, -1)
         top_scores, top_idx = cand.topk(2 * beam, dim=-1)
         new_scores = torch.full_like(scores, -math.inf)
-        new_tokens = torch.full((batch, beam), cfg.eos_id, dtype=torch.long, device=device)
-        origin = torch.arange(batch * beam, device=device).view(batch, beam).clone()
+        new_tokens = torch.full((rows, beam), cfg.eos_id, dtype=torch.long, device=device)
+        origin = torch.arange(rows * beam, device=device).view(rows, beam).clone()
         new_seqs = [list(s) for s in seqs]
-        for i in range(batch):
-            if not active[i]:
-                continue
+        keep = []
+        for row, i in enumerate(live):
             filled = 0
-            for sc, idx in zip(top_scores[i].tolist(), top_idx[i].tolist(), strict=True):
+            for sc, idx in zip(top_scores[row].tolist(), top_idx[row].tolist(), strict=True):
                 if sc == -math.inf:
                     break
                 b, tok = divmod(idx, vocab)
-                toks, lps = seqs[i][b]
-                lp = float(logprobs[i, b, tok])
+                toks, lps = seqs[row][b]
+                lp = float(logprobs[row, b, tok])
                 if tok == cfg.eos_id or len(toks) >= max_tokens[i]:
                     finish(i, toks, lps)
                     continue
                 ext_t, ext_l = toks + [tok], lps + [lp]
-                keep = repetition_cut(ext_t, options.max_repeats)
-                if keep is not None:
-                    finish(i, ext_t[:keep], ext_l[:keep])
+                cut = repetition_cut(ext_t, options.max_repeats)
+                if cut is not None:
+                    finish(i, ext_t[:cut], ext_l[:cut])
                     continue
-                new_seqs[i][filled] = (ext_t, ext_l)
-                new_scores[i, filled] = sc
-                new_tokens[i, filled] = tok
-                origin[i, filled] = i * beam + b
+                new_seqs[row][filled] = (ext_t, ext_l)
+                new_scores[row, filled] = sc
+                new_tokens[row, filled] = tok
+                origin[row, filled] = row * beam + b
                 filled += 1
                 if filled == beam:
                     break
             # Like Whisper: a segment is done once beam_size hypotheses have ended.
-            if filled == 0 or len(finished[i]) >= beam:
-                active[i] = False
-        if not any(active):
+            if filled and len(finished[i]) < beam:
+                keep.append(row)
+            elif not finished[i]:  # no beam could go on and none ended: the beams so far
+                for toks, lps in seqs[row]:
+                    finish(i, toks, lps)
+        if not keep:
             break
-        seqs = new_seqs
-        scores = new_scores
+        seqs, scores, tokens = new_seqs, new_scores, new_tokens
         stepper.reorder(origin.view(-1), memory=False)  # beams move within their segment
-        tokens = new_tokens.view(-1)
-    results = []
-    for i in range(batch):
+        if len(keep) < rows:  # finished segments leave the batch
+            index = torch.tensor(keep, device=device)
+            stepper.keep(index)
+            seqs = [seqs[row] for row in keep]
+            scores, tokens = scores.index_select(0, index), tokens.index_select(0, index)
+            live = [live[row] for row in keep]
+        tokens = tokens.view(-1)
+    for row, i in enumerate(live):
         if not finished[i]:
-            for toks, lps in seqs[i]:
+            for toks, lps in seqs[row]:
                 finish(i, toks, lps)
-        results.append(sorted(finished[i], key=lambda h: h.score, reverse=True))
-    return results
+    return [sorted(hyps, key=lambda h: h.score, reverse=True) for hyps in finished]
 
 
 @torch.no_grad()

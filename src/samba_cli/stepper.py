@@ -29,6 +29,11 @@ class Stepper(Protocol):
         recurrent state moves."""
         ...
 
+    def keep(self, segments: torch.Tensor) -> None:
+        """Keep the segments at ``segments`` (M',), in that order, with all their hypotheses; the others leave
+        the batch, which shrinks to M' x group rows (searches drop finished segments so)."""
+        ...
+
 
 class MakeStepper(Protocol):
     def __call__(self, states: torch.Tensor, lengths: torch.Tensor, group: int = 1) -> Stepper:
@@ -48,6 +53,9 @@ class EagerStepper:
 
     def reorder(self, index: torch.Tensor, memory: bool = True) -> None:
         self.state.reorder(index, memory)
+
+    def keep(self, segments: torch.Tensor) -> None:
+        self.state.keep(segments)
 
 
 def bucket(n: int) -> int:
@@ -69,6 +77,7 @@ class StaticStepper:
         self.state = model.decoder.allocate_state(memory, mask)
         self.tokens = torch.full((rows,), model.config.bos_id, dtype=torch.long, device=param.device)
         self.batch = 0
+        self.group = 1
         self.graph: torch.cuda.CUDAGraph | None = None
         if use_graph:
             self._capture()
@@ -121,6 +130,7 @@ class StaticStepper:
         st.mask[b:, 0] = True
         st.mask[:b, :s] = torch.arange(s, device=states.device)[None, :] < lengths[:, None]
         self.batch = b
+        self.group = group
         return self
 
     @torch.inference_mode()
@@ -138,6 +148,18 @@ class StaticStepper:
         recurrent = [t for m in self.state.mixers for t in (m.conv, m.ssm)]
         for t in self._buffers() if memory else recurrent:
             t.copy_(t.index_select(0, full))
+
+    @torch.inference_mode()
+    def keep(self, segments: torch.Tensor) -> None:
+        """The kept rows move to the front of the buffers; the rest become padding (the graph's shape stays)."""
+        rows = (segments[:, None] * self.group + torch.arange(self.group, device=segments.device)).reshape(-1)
+        full = torch.arange(self.rows, device=segments.device)
+        full[: rows.numel()] = rows
+        for t in self._buffers():
+            t.copy_(t.index_select(0, full))
+        self.batch = rows.numel()
+        self.state.mask[self.batch :] = False
+        self.state.mask[self.batch :, 0] = True
 
 
 class StepperFactory:

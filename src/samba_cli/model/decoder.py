@@ -103,6 +103,16 @@ class DecoderState:
         self.values = [v.index_select(0, index) for v in self.values]
         self.mask = self.mask.index_select(0, index)
 
+    def keep(self, memories: torch.Tensor) -> None:
+        """Keep the segments at ``memories`` (M',), in that order, each with its ``group`` rows; the others (e.g.
+        finished ones) leave the batch, which shrinks to M' x group rows."""
+        self.keys = [k.index_select(0, memories) for k in self.keys]
+        self.values = [v.index_select(0, memories) for v in self.values]
+        self.mask = self.mask.index_select(0, memories)
+        rows = memories[:, None] * self.group + torch.arange(self.group, device=memories.device)
+        for mixer in self.mixers:
+            mixer.reorder(rows.reshape(-1))
+
 
 class Decoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
