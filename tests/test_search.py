@@ -96,7 +96,13 @@ def test_finished_segments_leave_the_batch():
             n = int(lengths[i])
             alone = search(model, states[i : i + 1, :n], lengths[i : i + 1], caps[i : i + 1], options)
             assert alone[0].tokens == batched[i].tokens
-            assert max(abs(a - b) for a, b in zip(alone[0].token_logprobs, batched[i].token_logprobs)) < 1e-4
+            assert (
+                max(
+                    abs(a - b)
+                    for a, b in zip(alone[0].token_logprobs, batched[i].token_logprobs, strict=True)
+                )
+                < 1e-4
+            )
         beam = options.beam_size
         assert rows[0] == 3 * beam and rows[-1] == beam  # only the longest segment's hypotheses at the end
         assert rows == sorted(rows, reverse=True) and sum(rows) < len(rows) * 3 * beam

@@ -5,9 +5,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
+
+from samba_cli.threads import read_ahead
 
 
 def _python(code: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
@@ -96,3 +99,47 @@ def test_sigterm_stops_the_cli_like_ctrl_c():
     )
     stdout, stderr = out.communicate(timeout=60)
     assert stdout.strip() == "interrupted", stderr
+
+
+def test_read_ahead_gives_the_items_in_order_from_another_thread():
+    threads = []
+
+    def items():
+        for k in range(50):
+            threads.append(threading.current_thread())
+            yield k
+
+    assert list(read_ahead(items(), 3)) == list(range(50))
+    assert threading.current_thread() not in threads
+
+
+def test_read_ahead_raises_the_producers_error_in_its_turn():
+    def items():
+        yield 1
+        yield 2
+        raise ValueError("bad input")
+
+    got = []
+    with pytest.raises(ValueError, match="bad input"):
+        for item in read_ahead(items(), 4):
+            got.append(item)
+    assert got == [1, 2]
+
+
+def test_closing_read_ahead_early_stops_the_producer():
+    closed = threading.Event()
+    produced = []
+
+    def items():
+        try:
+            for k in range(1000):
+                produced.append(k)
+                yield k
+        finally:
+            closed.set()
+
+    ahead = read_ahead(items(), 2)
+    assert next(ahead) == 0
+    ahead.close()
+    assert closed.wait(timeout=5)  # the producer closed its generator instead of running on
+    assert len(produced) < 10

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from samba_cli.audio import SAMPLE_RATE, STDIN, iter_audio
-from samba_cli.device import resolve_device, resolve_dtype
+from samba_cli.device import resolve_device, resolve_precision
 from samba_cli.errors import CheckpointError, OptionError
 from samba_cli.hub import ResolvedModel, resolve_model
 from samba_cli.model import SambaASR, load_checkpoint
@@ -174,7 +174,8 @@ def load_model(
 ) -> Transcriber:
     """Load a model from a local folder, a Hub repo id, or the bundled model (the default).
 
-    ``device``: auto|cpu|cuda; ``dtype``: auto|float32|bfloat16|float16 (auto: bfloat16 on CUDA, float32 on CPU);
+    ``device``: auto|cpu|cuda; ``dtype``: auto|float32|bfloat16|float16|int8 (auto: bfloat16 on CUDA, float32 on
+    the CPU; int8: float32 with int8 linear layers, CPU only);
     ``backend``: auto|torch|fused SSD kernels; ``threads``: CPU threads for PyTorch.
     """
     if threads:
@@ -187,7 +188,8 @@ def load_model(
         token=token,
     )
     dev = resolve_device(device)
-    model = load_checkpoint(resolved.path, device=dev, dtype=resolve_dtype(dtype, dev), backend=backend)
+    weights, int8 = resolve_precision(dtype, dev)
+    model = load_checkpoint(resolved.path, device=dev, dtype=weights, backend=backend, int8=int8)
     tokenizer = Tokenizer(Path(resolved.path) / TOKENIZER_FILE)
     logger.info("loaded %s (%s, %s, %s backend)", resolved.model_id, dev, dtype, model.backend)
     return Transcriber(model, tokenizer, resolved)

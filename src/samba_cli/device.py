@@ -1,5 +1,5 @@
-"""Device and dtype names (auto|cpu|cuda|cuda:N, auto|float32|bfloat16|float16) -> torch objects. Imports only
-torch. The one device resolver of transcription, evaluation, benchmarks and training."""
+"""Device and dtype names (auto|cpu|cuda|cuda:N, auto|float32|bfloat16|float16|int8) -> torch objects. Imports
+only torch. The one device resolver of transcription, evaluation, benchmarks and training."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import torch
 from samba_cli.errors import BackendError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# float32 with the linear layers' weights in int8 and their inputs quantized per call (dynamic quantization), CPU only
+INT8 = "int8"
 DEVICE_NAME = r"auto|cpu|cuda(?::(\d+))?"  # the device names accepted (the command line reads it from here)
 
 
@@ -42,3 +44,14 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {name!r}: choose auto, {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+def resolve_precision(name: str, device: torch.device) -> tuple[torch.dtype, bool]:
+    """The weights' dtype and whether the linear layers run in int8, for a dtype name of ``load_model`` (the
+    float dtypes, or ``int8``: float32 with int8 linear layers, CPU only). ``auto``: bfloat16 on CUDA, float32 on
+    the CPU. A BackendError for int8 on a GPU."""
+    if name != INT8:
+        return resolve_dtype(name, device), False
+    if device.type != "cpu":
+        raise BackendError(f"dtype {INT8} runs on the CPU only; on {device} use float32, bfloat16 or float16")
+    return torch.float32, True

@@ -29,6 +29,7 @@ from samba_cli.results import Segment, Word
 from samba_cli.search import DecodeOptions, Hypothesis, decode_segments
 from samba_cli.segments import FrameSpan, SegmentOptions, split_at_gaps, split_segments
 from samba_cli.stepper import StepperFactory
+from samba_cli.threads import read_ahead, usable_cores
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.windows import Window, WindowOptions
 
@@ -185,6 +186,27 @@ class _End:
 
     source: int
     error: SambaError | None
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    items: list[
+        _Pending | _End
+    ]  # an encoder batch's segments and the source ends among its windows, in order
+
+
+@dataclass(frozen=True)
+class _Dropped:
+    source: int  # a source whose media failed: its segments not decoded yet are dropped
+
+
+@dataclass(frozen=True)
+class _Decode:
+    final: bool  # decode the full batches queued (final: all that is queued)
+
+
+# encoder events the encoder thread may run ahead of the decoding (each at most one encoder batch)
+ENCODED_AHEAD = 4
 
 
 class Pipeline:
@@ -404,16 +426,32 @@ class Pipeline:
         A :data:`FLUSH` among the sources finishes all the work queued so far before the next source is read (put
         it before a source that may block, such as standard input, so that earlier sources are not held back).
         """
-        budget = (self.options.encoder_batch_seconds or 0.0) * SAMPLE_RATE  # padded samples per encoder batch
-        waiting: list[tuple[int, Window] | _End] = []  # windows for the encoder, with source ends in order
+        events = self._encoded_sources(sources)
+        if usable_cores() > 1:  # the windows of the next sources are read and encoded while these decode
+            events = read_ahead(events, ENCODED_AHEAD)
         queue: deque[_Pending | _End] = deque()  # segments for the decoder, with source ends in order
         counts: dict[int, int] = {}  # segments given so far per source
+        for event in events:
+            if isinstance(event, _Encoded):
+                queue.extend(event.items)
+            elif isinstance(event, _Dropped):
+                queue = deque(p for p in queue if isinstance(p, _End) or p.source != event.source)
+            else:
+                yield from self._drain(queue, counts, final=event.final)
+
+    def _encoded_sources(
+        self, sources: Iterable[Iterable[Window] | _Flush]
+    ) -> Iterator[_Encoded | _Dropped | _Decode]:
+        """The encoder's side of :meth:`_decoded_sources`: encoded batches, sources dropped by an error, and when
+        to decode, in the order the decoder's side applies them."""
+        budget = (self.options.encoder_batch_seconds or 0.0) * SAMPLE_RATE  # padded samples per encoder batch
+        waiting: list[tuple[int, Window] | _End] = []  # windows for the encoder, with source ends in order
         source = -1
         for windows in sources:
             if windows is FLUSH:
-                queue.extend(self._encode(waiting))
+                yield _Encoded(self._encode(waiting))
                 waiting = []
-                yield from self._drain(queue, counts, final=True)
+                yield _Decode(final=True)
                 continue
             source += 1
             error = None
@@ -422,17 +460,17 @@ class Pipeline:
                     longest = max([len(w[1].samples) for w in waiting if not isinstance(w, _End)], default=0)
                     width = max(longest, len(window.samples))
                     if longest and (sum(not isinstance(w, _End) for w in waiting) + 1) * width > budget:
-                        queue.extend(self._encode(waiting))
+                        yield _Encoded(self._encode(waiting))
                         waiting = []
-                        yield from self._drain(queue, counts, final=False)
+                        yield _Decode(final=False)
                     waiting.append((source, window))
             except SambaError as exc:
                 error = exc
                 waiting = [w for w in waiting if isinstance(w, _End) or w[0] != source]
-                queue = deque(p for p in queue if isinstance(p, _End) or p.source != source)
+                yield _Dropped(source)
             waiting.append(_End(source, error))
-        queue.extend(self._encode(waiting))
-        yield from self._drain(queue, counts, final=True)
+        yield _Encoded(self._encode(waiting))
+        yield _Decode(final=True)
 
     def _encode(self, waiting: list[tuple[int, Window] | _End]) -> list[_Pending | _End]:
         """Encode the waiting windows in one batch; their segments and the source ends, in order."""

@@ -269,19 +269,22 @@ def beam_search_nbest(
         vocab = logprobs.shape[-1]
         cand = (scores.unsqueeze(-1) + logprobs).view(rows, -1)
         top_scores, top_idx = cand.topk(2 * beam, dim=-1)
-        new_scores = torch.full_like(scores, -math.inf)
-        new_tokens = torch.full((rows, beam), cfg.eos_id, dtype=torch.long, device=device)
-        origin = torch.arange(rows * beam, device=device).view(rows, beam).clone()
+        top_lps = logprobs.view(rows, -1).gather(1, top_idx)
+        # the bookkeeping in Python lists, turned into tensors once per step
+        new_scores = [[-math.inf] * beam for _ in range(rows)]
+        new_tokens = [[cfg.eos_id] * beam for _ in range(rows)]
+        origin = list(range(rows * beam))
         new_seqs = [list(s) for s in seqs]
         keep = []
-        for row, i in enumerate(live):
+        for row, (i, row_scores, row_idx, row_lps) in enumerate(
+            zip(live, top_scores.tolist(), top_idx.tolist(), top_lps.tolist(), strict=True)
+        ):
             filled = 0
-            for sc, idx in zip(top_scores[row].tolist(), top_idx[row].tolist(), strict=True):
+            for sc, idx, lp in zip(row_scores, row_idx, row_lps, strict=True):
                 if sc == -math.inf:
                     break
                 b, tok = divmod(idx, vocab)
                 toks, lps = seqs[row][b]
-                lp = float(logprobs[row, b, tok])
                 if tok == cfg.eos_id or len(toks) >= max_tokens[i]:
                     finish(i, toks, lps)
                     continue
@@ -291,9 +294,9 @@ def beam_search_nbest(
                     finish(i, ext_t[:cut], ext_l[:cut])
                     continue
                 new_seqs[row][filled] = (ext_t, ext_l)
-                new_scores[row, filled] = sc
-                new_tokens[row, filled] = tok
-                origin[row, filled] = row * beam + b
+                new_scores[row][filled] = sc
+                new_tokens[row][filled] = tok
+                origin[row * beam + filled] = row * beam + b
                 filled += 1
                 if filled == beam:
                     break
@@ -305,8 +308,10 @@ def beam_search_nbest(
                     finish(i, toks, lps)
         if not keep:
             break
-        seqs, scores, tokens = new_seqs, new_scores, new_tokens
-        stepper.reorder(origin.view(-1), memory=False)  # beams move within their segment
+        seqs = new_seqs
+        scores = torch.tensor(new_scores, device=device)
+        tokens = torch.tensor(new_tokens, dtype=torch.long, device=device)
+        stepper.reorder(torch.tensor(origin, device=device), memory=False)  # beams move within their segment
         if len(keep) < rows:  # finished segments leave the batch
             index = torch.tensor(keep, device=device)
             stepper.keep(index)

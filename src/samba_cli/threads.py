@@ -1,4 +1,5 @@
-"""CPU threads: how torch's OpenMP threads wait, and how many cores this process may use. Imports no torch.
+"""CPU threads: how torch's OpenMP threads wait, how many cores this process may use, and a producer thread that
+runs ahead of its consumer. Imports no torch.
 
 PyTorch's CPU wheels use GNU OpenMP, whose idle threads spin (busy-wait) before they sleep. When the cores are
 shared with another busy process, each parallel operation then waits for a thread that the kernel has
@@ -11,7 +12,13 @@ before torch is first imported (OpenMP reads its settings when it loads), so ``i
 from __future__ import annotations
 
 import os
+import queue
 import sys
+import threading
+import typing
+from collections.abc import Iterable, Iterator
+
+T = typing.TypeVar("T")
 
 WAIT_POLICY = "OMP_WAIT_POLICY"  # the OpenMP setting: PASSIVE (sleep when idle) or ACTIVE (spin)
 
@@ -29,3 +36,46 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
+
+
+def read_ahead(items: Iterable[T], size: int) -> Iterator[T]:
+    """``items`` in order, produced by a daemon thread that runs up to ``size`` items ahead of the consumer (so
+    that producing and consuming overlap). An exception raised by ``items`` is raised here in its turn; closing
+    this generator early stops the thread (and closes ``items``) at its next item."""
+    box: queue.Queue = queue.Queue(size)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, object]) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        produced = iter(items)
+        try:
+            for item in produced:
+                if not put((True, item)):
+                    return
+        except BaseException as exc:  # given to the consumer, raised there
+            put((False, exc))
+            return
+        finally:
+            if stop.is_set() and hasattr(produced, "close"):
+                produced.close()
+        put((False, None))
+
+    threading.Thread(target=produce, name="samba-read-ahead", daemon=True).start()
+    try:
+        while True:
+            ok, item = box.get()
+            if not ok:
+                if item is None:
+                    return
+                raise typing.cast(BaseException, item)
+            yield typing.cast(T, item)
+    finally:
+        stop.set()

@@ -11,6 +11,7 @@ from samba_cli.api import load_model
 from samba_cli.atomic import write_atomically
 from samba_cli.commands.options import (
     CTCArgs,
+    DType,
     SearchArgs,
     decode_options,
     device_parameter,
@@ -38,6 +39,9 @@ def eval_command(
     ),
     device: str = device_parameter(),
     backend: str = typer.Option("auto", help="SSD backend: auto, torch, fused"),
+    dtype: DType = typer.Option(
+        DType.float32, case_sensitive=False, help="weights' precision (auto: as `samba transcribe` runs)"
+    ),
     batch_seconds: float = typer.Option(300.0, help="padded audio seconds decoded together"),
     workers: int = typer.Option(0, help="processes reading audio and computing features"),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)"),
@@ -46,10 +50,10 @@ def eval_command(
     ),
 ) -> None:
     """Transcribe a manifest and score it: WER and CER after Whisper's English normaliser, and speed."""
-    # float32 on every device: the scores of `samba eval` do not depend on the device's default dtype
+    # float32 by default on every device: the scores of `samba eval` do not depend on the device's default dtype
     try:
         transcriber = load_model(
-            model, device=device, dtype="float32", backend=backend, threads=threads or None
+            model, device=device, dtype=dtype.value, backend=backend, threads=threads or None
         )
     except BackendError as error:  # a device or SSD backend this machine does not have
         raise usage_error(error) from None

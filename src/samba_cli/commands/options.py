@@ -185,6 +185,7 @@ class DType(str, enum.Enum):
     float32 = "float32"
     bfloat16 = "bfloat16"
     float16 = "float16"
+    int8 = "int8"
 
 
 def check_device(value: str) -> str:
@@ -407,7 +408,11 @@ class ModelArgs:
     )
     revision: str | None = option(help="Branch, tag or commit of a Hub repo", show_default="main")
     device: str = option(default="auto", **_DEVICE)
-    dtype: DType = option(default="auto", case_sensitive=False, help="auto: bfloat16 on cuda, float32 on cpu")
+    dtype: DType = option(
+        default="auto",
+        case_sensitive=False,
+        help="auto: bfloat16 on cuda, float32 on cpu; int8: float32 with int8 linear layers (cpu)",
+    )
     local_files_only: bool = option(
         "--local-files-only", default=False, help="Never download; use the Hugging Face cache only"
     )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
+from torch import nn
 
 from samba_cli.atomic import write_atomically
 from samba_cli.errors import CheckpointError
@@ -134,8 +136,10 @@ def load_checkpoint(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     backend: str = "auto",
+    int8: bool = False,
 ) -> SambaASR:
-    """Build the model from config.json, load model.safetensors, move it, and select the SSD backend."""
+    """Build the model from config.json, load model.safetensors, move it, and select the SSD backend; with
+    ``int8``, quantize its linear layers (:func:`quantize_linear_layers`, CPU, float32 only)."""
     directory = Path(directory)
     config = read_config(directory)
     tensors = _load_tensors(directory / WEIGHTS_FILE)
@@ -146,4 +150,18 @@ def load_checkpoint(
     model.load_state_dict(tensors, strict=True, assign=True)
     model = model.to(device=device, dtype=dtype).eval()
     model.set_backend(backend)
-    return model
+    return quantize_linear_layers(model) if int8 else model
+
+
+def quantize_linear_layers(model: SambaASR) -> SambaASR:
+    """The model with every ``nn.Linear`` (projections, MLPs, cross-attention, CTC head) replaced, in place, by
+    its int8 dynamic quantization: weights int8 per output channel, inputs quantized per call, int8 matrix
+    products (fbgemm/onednn), float32 outputs; convolutions, norms, the SSM scan and the tied output embedding stay
+    float32. What CPU inference engines run by default; inference only, CPU float32 models only."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch marks eager quantization deprecated in favour of torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(
+            model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True
+        )
