@@ -246,6 +246,54 @@ def test_ctc_decode_reranks_the_attention_beam_hypotheses_too():
         CTCOptions(attention_beam=-1)
 
 
+def test_rescoring_reuses_the_attention_beam_search_scores(monkeypatch):
+    """Hypotheses the attention beam search ended with eos carry their attention score (equal to teacher
+    forcing), and the rescoring does not teacher-force them again; the words are the same."""
+    import samba_cli.ctc as ctc_module
+
+    torch.manual_seed(1)
+    model = _sharpen(tiny_model())
+    with torch.no_grad():
+        model.decoder.embed.weight[TINY.eos_id] *= 4.0  # some hypotheses end with eos, some at their length cap
+    states, lengths, pieces, segments = _ctc_batch(model)
+    options = dataclasses.replace(
+        _ctc(beam_size=4, lm=None, rescore_weight=1.0, attention_beam=3), max_repeats=100
+    )
+    max_tokens = [
+        max(1, math.ceil(n * TINY.frame_seconds * options.max_tokens_per_second)) for _, n, _ in segments
+    ]
+    found = beam_search_nbest(model, states, lengths, max_tokens, dataclasses.replace(options, beam_size=3))
+    ended = {(i, h.tokens) for i, hyps in enumerate(found) for h in hyps if h.end_logprob is not None}
+    assert ended and len(ended) < sum(map(len, found))
+    for i, hyps in enumerate(found):
+        for h in hyps:
+            if h.end_logprob is not None:
+                (forced,) = attention_logprobs(model, segments[i][2], [h.tokens])
+                assert abs(sum(h.token_logprobs) + h.end_logprob - forced) < 1e-3
+    teacher_forced = []
+
+    def recording(model, memory, candidates):
+        teacher_forced.extend(
+            (next(i for i, s in enumerate(segments) if s[2] is memory), c) for c in candidates
+        )
+        return attention_logprobs(model, memory, candidates)
+
+    monkeypatch.setattr(ctc_module, "attention_logprobs", recording)
+    decoded = ctc_decode(model, segments, options, pieces)
+    assert teacher_forced and not ended & set(teacher_forced)
+    monkeypatch.undo()
+    for segment, hyp, hyps in zip(segments, decoded, found, strict=True):
+        alone = ctc_search(
+            *segment[:2],
+            TINY.vocab_size,
+            options,
+            pieces,
+            partial(attention_logprobs, model, segment[2]),
+            [h.tokens for h in hyps],
+        )
+        assert alone.tokens == hyp.tokens
+
+
 def _ctc_batch(model):
     """The encoded test batch, its pieces and its segments as ctc_decode takes them (the model's CTC posteriors)."""
     states, lengths = _encoded(model)

@@ -144,8 +144,14 @@ def ctc_decode(
             for (lp, n, memory), array, job, extra in zip(segments, arrays, jobs, candidates, strict=True):
                 beams = job.result()
                 if scorer is not None and extra:
-                    beams = with_candidates(beams, array, n, blank, scorer, extra)
-                rescorer = partial(attention_logprobs, model, memory) if rescoring else None
+                    beams = with_candidates(beams, array, n, blank, scorer, [h.tokens for h in extra])
+                # the hypotheses the attention beam search ended with eos come with their attention scores
+                known = {
+                    h.tokens: sum(h.token_logprobs) + h.end_logprob
+                    for h in extra
+                    if h.end_logprob is not None
+                }
+                rescorer = partial(_attention_scores, model, memory, known) if rescoring else None
                 chosen.append(_choose(lp, n, blank, ctc.rescore_weight, beams, rescorer))
             return chosen
     except BrokenProcessPool as error:  # a worker died or could not start: search here from now on
@@ -157,12 +163,25 @@ def ctc_decode(
         raise
 
 
+def _attention_scores(
+    model: SambaASR,
+    memory: torch.Tensor,
+    known: dict[tuple[int, ...], float],
+    candidates: list[tuple[int, ...]],
+) -> list[float]:
+    """:func:`attention_logprobs` of the candidates on one segment's encoder states; those in ``known`` (scored
+    already, by the attention beam search) are not teacher-forced again."""
+    fresh = [c for c in candidates if c not in known]
+    known = known | dict(zip(fresh, attention_logprobs(model, memory, fresh) if fresh else [], strict=True))
+    return [known[c] for c in candidates]
+
+
 def _attention_candidates(
     model: SambaASR,
     segments: list[tuple[torch.Tensor, int, torch.Tensor]],
     options: DecodeOptions,
     make_stepper: MakeStepper | None,
-) -> list[list[tuple[int, ...]]]:
+) -> list[list[Hypothesis]]:
     """The finished hypotheses of an attention beam search of ``options.ctc.attention_beam`` on every segment
     (with rescoring only; else none)."""
     ctc = options.ctc
@@ -173,8 +192,7 @@ def _attention_candidates(
     seconds = [n * model.config.frame_seconds for _, n, _ in segments]
     max_tokens = [max(1, math.ceil(s * options.max_tokens_per_second)) for s in seconds]
     beam = dataclasses.replace(options, beam_size=ctc.attention_beam)
-    found = beam_search_nbest(model, states, lengths, max_tokens, beam, make_stepper)
-    return [[h.tokens for h in hyps] for hyps in found]
+    return beam_search_nbest(model, states, lengths, max_tokens, beam, make_stepper)
 
 
 @functools.cache

@@ -161,6 +161,8 @@ class Hypothesis:
     tokens: tuple[int, ...]  # text tokens, without bos/eos
     token_logprobs: tuple[float, ...]  # log-probability of each token under the decoder
     score: float  # the search's ranking score (length-normalised for beam search)
+    # the attention decoder's log-probability of eos after the tokens, when a beam search ended them so
+    end_logprob: float | None = None
 
 
 def _next_logprobs(stepper: Stepper, tokens: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
@@ -258,9 +260,9 @@ def beam_search_nbest(
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     tokens = torch.full((batch * beam,), cfg.bos_id, dtype=torch.long, device=device)
 
-    def finish(i: int, toks: list[int], lps: list[float]) -> None:
+    def finish(i: int, toks: list[int], lps: list[float], end: float | None = None) -> None:
         score = sum(lps) / (max(1, len(toks)) ** options.length_penalty)
-        finished[i].append(Hypothesis(tuple(toks), tuple(lps), score))
+        finished[i].append(Hypothesis(tuple(toks), tuple(lps), score, end))
 
     live = list(range(batch))  # the segments still searched, by their position in the stepper
     for _ in range(max(max_tokens) + 1):
@@ -286,7 +288,7 @@ def beam_search_nbest(
                 b, tok = divmod(idx, vocab)
                 toks, lps = seqs[row][b]
                 if tok == cfg.eos_id or len(toks) >= max_tokens[i]:
-                    finish(i, toks, lps)
+                    finish(i, toks, lps, lp if tok == cfg.eos_id else None)
                     continue
                 ext_t, ext_l = toks + [tok], lps + [lp]
                 cut = repetition_cut(ext_t, options.max_repeats)
