@@ -104,6 +104,22 @@ def test_real_decoders_run_on_a_random_model(checkpoint, decoder, tmp_path):
     assert all(isinstance(u.hypothesis, str) for u in report.utterances)
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_eval_runs_in_the_dtypes_transcribe_offers(checkpoint, tmp_path, dtype):
+    """`samba eval --dtype` scores the model as `samba transcribe --dtype` runs it (float32 features into a
+    bfloat16 model gave a traceback)."""
+    model_dir, manifest = checkpoint
+    app = typer.Typer()
+    app.command("eval")(eval_command)
+    app.command("noop")(lambda: None)
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(
+        app, ["eval", str(model_dir), str(manifest), "--dtype", dtype, "--lm", "none", "--report", str(report)]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["utterances"] == 3
+
+
 def test_eval_group_by_scores_each_value_of_a_field(checkpoint, monkeypatch, tmp_path):
     model_dir, manifest = checkpoint
     monkeypatch.setattr(

@@ -198,7 +198,8 @@ def decode_batch(
 ) -> list[list[int]]:
     """Token ids of each utterance of ``batch`` (already on the model's device)."""
     with torch.no_grad():
-        states, lengths = model.encode(batch.features, batch.lengths)
+        features = batch.features.to(next(model.parameters()).dtype)  # float32 features, a bfloat16 model
+        states, lengths = model.encode(features, batch.lengths)
     return decode_states(model, states, lengths, batch_seconds(batch), options, steppers, pieces)
 
 
