@@ -114,7 +114,8 @@ def test_eval_runs_in_the_dtypes_transcribe_offers(checkpoint, tmp_path, dtype):
     app.command("noop")(lambda: None)
     report = tmp_path / "report.json"
     result = CliRunner().invoke(
-        app, ["eval", str(model_dir), str(manifest), "--dtype", dtype, "--lm", "none", "--report", str(report)]
+        app,
+        ["eval", str(model_dir), str(manifest), "--dtype", dtype, "--lm", "none", "--report", str(report)],
     )
     assert result.exit_code == 0, result.output
     assert json.loads(report.read_text())["utterances"] == 3

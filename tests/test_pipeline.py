@@ -203,11 +203,11 @@ def test_one_source_raises_its_error(tiny_tokenizer, speech):
         list(pipeline.run(windows()))
 
 
-@pytest.mark.parametrize("cores", [1, 2], ids=["in-turn", "encoder-ahead"])
-def test_flush_finishes_earlier_sources_before_a_blocking_one(tiny_tokenizer, speech, monkeypatch, cores):
+@pytest.mark.parametrize("threads", [0, 1], ids=["in-turn", "encoder-ahead"])
+def test_flush_finishes_earlier_sources_before_a_blocking_one(tiny_tokenizer, speech, monkeypatch, threads):
     """A FLUSH before a source that may block (standard input) finishes the earlier sources without waiting for
     it, whether the windows are encoded in turn (one core) or ahead in a thread."""
-    monkeypatch.setattr(pipeline_module, "usable_cores", lambda: cores)
+    monkeypatch.setattr(pipeline_module, "encoder_threads", lambda: threads)
     pipeline = _pipeline(tiny_tokenizer, batch_size=64, encoder_batch_seconds=600.0)
     for flush in (False, True):
         finished = threading.Event()
@@ -230,8 +230,8 @@ def test_flush_finishes_earlier_sources_before_a_blocking_one(tiny_tokenizer, sp
 
 
 def test_encoding_ahead_gives_the_same_events(tiny_tokenizer, speech, monkeypatch):
-    """Windows encoded ahead in a thread (two cores or more) give the events of windows encoded in turn,
-    a source's media error included."""
+    """Windows encoded ahead in a thread (two torch threads or more) give the events of windows encoded in
+    turn, a source's media error included; the encoder thread's torch thread count is its own."""
 
     def sources(pipeline):
         def broken():
@@ -245,8 +245,9 @@ def test_encoding_ahead_gives_the_same_events(tiny_tokenizer, speech, monkeypatc
         ]
 
     runs = []
-    for cores in (1, 2):
-        monkeypatch.setattr(pipeline_module, "usable_cores", lambda cores=cores: cores)
+    before = torch.get_num_threads()
+    for threads in (0, 1):
+        monkeypatch.setattr(pipeline_module, "encoder_threads", lambda threads=threads: threads)
         pipeline = _pipeline(tiny_tokenizer, batch_size=3, encoder_batch_seconds=0.0)
         runs.append(
             [
@@ -255,6 +256,7 @@ def test_encoding_ahead_gives_the_same_events(tiny_tokenizer, speech, monkeypatc
             ]
         )
     assert runs[0] == runs[1]
+    assert torch.get_num_threads() == before  # the encoder thread set its own count only
     assert [r[0] for r in runs[0] if "cut short" in r[2]] == [1]
     assert any(r[1] for r in runs[0])  # segments were decoded at all
 
@@ -264,7 +266,7 @@ def test_an_ended_source_is_decoded_without_waiting_for_a_full_batch(tiny_tokeni
     written at the same moment, and an interrupt lost the short one finished long before."""
     # windows encoded in turn, so that reads and decoding interleave in a fixed order (ahead, the encoder thread
     # reads later sources earlier; the decoding side, tested here, is the same: see the test above)
-    monkeypatch.setattr(pipeline_module, "usable_cores", lambda: 1)
+    monkeypatch.setattr(pipeline_module, "encoder_threads", lambda: 0)
     log = []
 
     def windows(k, samples):

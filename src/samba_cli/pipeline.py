@@ -205,8 +205,16 @@ class _Decode:
     final: bool  # decode the full batches queued (final: all that is queued)
 
 
-# encoder events the encoder thread may run ahead of the decoding (each at most one encoder batch)
-ENCODED_AHEAD = 4
+# audio the encoder thread may encode ahead of the decoding: enough windows for a few decoder batches (each of
+# its events is an encoder batch or a decode mark; at least two encoder batches are ahead)
+ENCODED_AHEAD_SECONDS = 120.0
+
+
+def encoder_threads() -> int:
+    """Torch threads of the thread that reads and encodes windows ahead of the decoding: half of the threads
+    torch may use here (at most the usable cores); 0, no such thread, when that is one (one core, or
+    ``--threads 1``), and the windows are encoded in turn."""
+    return min(usable_cores(), torch.get_num_threads()) // 2
 
 
 class Pipeline:
@@ -426,9 +434,15 @@ class Pipeline:
         A :data:`FLUSH` among the sources finishes all the work queued so far before the next source is read (put
         it before a source that may block, such as standard input, so that earlier sources are not held back).
         """
-        events = self._encoded_sources(sources)
-        if usable_cores() > 1:  # the windows of the next sources are read and encoded while these decode
-            events = read_ahead(events, ENCODED_AHEAD)
+        threads = encoder_threads()
+        if not threads:
+            events = self._encoded_sources(sources)
+        else:  # the windows of the next sources are read and encoded in a thread while these decode
+            batch = self.options.encoder_batch_seconds or self.options.window.window_seconds
+            events = read_ahead(
+                self._encoded_sources(sources, torch_threads=threads),
+                2 * max(2, math.ceil(ENCODED_AHEAD_SECONDS / batch)),
+            )
         queue: deque[_Pending | _End] = deque()  # segments for the decoder, with source ends in order
         counts: dict[int, int] = {}  # segments given so far per source
         for event in events:
@@ -440,10 +454,13 @@ class Pipeline:
                 yield from self._drain(queue, counts, final=event.final)
 
     def _encoded_sources(
-        self, sources: Iterable[Iterable[Window] | _Flush]
+        self, sources: Iterable[Iterable[Window] | _Flush], torch_threads: int | None = None
     ) -> Iterator[_Encoded | _Dropped | _Decode]:
         """The encoder's side of :meth:`_decoded_sources`: encoded batches, sources dropped by an error, and when
-        to decode, in the order the decoder's side applies them."""
+        to decode, in the order the decoder's side applies them. ``torch_threads``: torch's CPU threads for the
+        thread that runs this generator (its own count; the decoding thread keeps its own)."""
+        if torch_threads is not None:
+            torch.set_num_threads(torch_threads)
         budget = (self.options.encoder_batch_seconds or 0.0) * SAMPLE_RATE  # padded samples per encoder batch
         waiting: list[tuple[int, Window] | _End] = []  # windows for the encoder, with source ends in order
         source = -1
