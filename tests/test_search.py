@@ -296,6 +296,36 @@ def test_rescoring_reuses_the_attention_beam_search_scores(monkeypatch):
         assert alone.tokens == hyp.tokens
 
 
+def test_ctc_beams_are_rescored_beside_the_attention_beam_search(monkeypatch):
+    """With two torch threads or more, the rescoring thread teacher-forces each segment's CTC beams as soon as
+    its search ends, while this thread runs the attention beam search; the words are the same as without."""
+    import threading
+
+    import samba_cli.ctc as ctc_module
+
+    torch.manual_seed(1)
+    model = _sharpen(tiny_model())
+    states, lengths, pieces, segments = _ctc_batch(model)
+    options = dataclasses.replace(
+        _ctc(beam_size=4, lm=None, rescore_weight=1.0, attention_beam=2), max_repeats=100
+    )
+    forced_in = []
+
+    def recording(model, memory, candidates):
+        forced_in.append(threading.current_thread().name)
+        return attention_logprobs(model, memory, candidates)
+
+    monkeypatch.setattr(ctc_module, "attention_logprobs", recording)
+    monkeypatch.setattr(ctc_module, "rescore_beside", lambda: False)
+    alone = ctc_decode(model, segments, options, pieces)
+    assert forced_in and not any(name.startswith("samba-rescore") for name in forced_in)
+    forced_in.clear()
+    monkeypatch.setattr(ctc_module, "rescore_beside", lambda: True)
+    beside = ctc_decode(model, segments, options, pieces)
+    assert sum(name.startswith("samba-rescore") for name in forced_in) == len(segments)
+    assert [h.tokens for h in beside] == [h.tokens for h in alone]
+
+
 def _ctc_batch(model):
     """The encoded test batch, its pieces and its segments as ctc_decode takes them (the model's CTC posteriors)."""
     states, lengths = _encoded(model)

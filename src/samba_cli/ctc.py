@@ -131,17 +131,25 @@ def ctc_decode(
     pool = search_pool(options.search_workers) if parallel else None
     arrays = [lp[:n].float().cpu().numpy() for lp, n, _ in segments]
     jobs: list[Future] = []
+    early: list[Future] = []  # the CTC beams' attention scores, teacher-forced in the rescoring thread
     try:
         for array, (_, n, _) in zip(arrays, segments, strict=True):
             args = (array, n, blank, options.beam_size, ctc, pieces, rescoring)
             jobs.append((pool or _search_thread()).submit(ctc_candidates, *args))
+        if rescoring and len(segments) > 1 and rescore_beside():
+            early = [
+                _rescore_thread().submit(_beam_scores, model, s[2], job)
+                for s, job in zip(segments, jobs, strict=True)
+            ]
         # the torch work here runs while the searches run: together never more busy threads than cores
         searching = options.search_workers if pool is not None else 1
         with torch_threads_at_most(max(1, usable_cores() - searching)):
             candidates = _attention_candidates(model, segments, options, make_stepper)
             scorer = ctc.scorer(pieces) if rescoring else None
             chosen = []
-            for (lp, n, memory), array, job, extra in zip(segments, arrays, jobs, candidates, strict=True):
+            for k, ((lp, n, memory), array, job, extra) in enumerate(
+                zip(segments, arrays, jobs, candidates, strict=True)
+            ):
                 beams = job.result()
                 if scorer is not None and extra:
                     beams = with_candidates(beams, array, n, blank, scorer, [h.tokens for h in extra])
@@ -151,6 +159,8 @@ def ctc_decode(
                     for h in extra
                     if h.end_logprob is not None
                 }
+                if early:
+                    known |= early[k].result()
                 rescorer = partial(_attention_scores, model, memory, known) if rescoring else None
                 chosen.append(_choose(lp, n, blank, ctc.rescore_weight, beams, rescorer))
             return chosen
@@ -158,9 +168,24 @@ def ctc_decode(
         give_up_pools(error)
         return ctc_decode(model, segments, options, pieces, make_stepper)
     except BaseException:  # Ctrl-C or a failed search: the batch's other searches are not waited for
-        for job in jobs:
+        for job in jobs + early:
             job.cancel()
         raise
+
+
+def rescore_beside() -> bool:
+    """Whether the CTC beams are teacher-forced in a thread of their own, beside the attention beam search: when
+    torch may use two threads or more here (two cores, and not ``--threads 1``)."""
+    return min(usable_cores(), torch.get_num_threads()) > 1
+
+
+@torch.inference_mode()
+def _beam_scores(model: SambaASR, memory: torch.Tensor, job: Future) -> dict[tuple[int, ...], float]:
+    """The attention log-probabilities of a segment's final CTC beams (its search ``job``'s result, waited
+    for), on one torch thread: run in the rescoring thread."""
+    torch.set_num_threads(1)  # this thread's own count
+    beams = [tokens for _, tokens in job.result()]
+    return dict(zip(beams, attention_logprobs(model, memory, beams), strict=True)) if len(beams) > 1 else {}
 
 
 def _attention_scores(
@@ -193,6 +218,12 @@ def _attention_candidates(
     max_tokens = [max(1, math.ceil(s * options.max_tokens_per_second)) for s in seconds]
     beam = dataclasses.replace(options, beam_size=ctc.attention_beam)
     return beam_search_nbest(model, states, lengths, max_tokens, beam, make_stepper)
+
+
+@functools.cache
+def _rescore_thread() -> ThreadPoolExecutor:
+    """The one thread (per process, started on first use) that rescores CTC beams beside the beam search."""
+    return ThreadPoolExecutor(1, thread_name_prefix="samba-rescore")
 
 
 @functools.cache
