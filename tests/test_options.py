@@ -73,7 +73,17 @@ COMMAND_LINE_ONLY = {
     "transcribe": MODEL
     | {"inputs", "output_format", "output_dir", "recursive", "ext", "skip_existing", "threads", "quiet"}
     | {"verbose", "search_workers"},
-    "eval": {"model", "manifest", "report", "device", "backend", "batch_seconds", "workers", "threads"}
+    "eval": {
+        "model",
+        "manifest",
+        "report",
+        "device",
+        "dtype",
+        "backend",
+        "batch_seconds",
+        "workers",
+        "threads",
+    }
     | {"group_by", "search_workers"},
     "cluster": MODEL
     | {"inputs", "output_dir", "output_format", "index", "recursive", "ext", "overwrite", "quiet", "verbose"},
