@@ -136,7 +136,7 @@ def ctc_decode(
         for array, (_, n, _) in zip(arrays, segments, strict=True):
             args = (array, n, blank, options.beam_size, ctc, pieces, rescoring)
             jobs.append((pool or _search_thread()).submit(ctc_candidates, *args))
-        if rescoring and len(segments) > 1 and rescore_beside():
+        if rescoring and rescore_beside():
             early = [
                 _rescore_thread().submit(_beam_scores, model, s[2], job)
                 for s, job in zip(segments, jobs, strict=True)
