@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 
@@ -138,7 +140,7 @@ def test_backend_selection_on_cpu():
         resolve_backend("quantum", "cpu")
 
 
-def test_int8_linear_layers_stay_close_to_float32(tmp_path):
+def test_int8_linear_layers_stay_close_to_float32(tmp_path, monkeypatch):
     """dtype int8 (CPU): the decoder's nn.Linear layers become int8 dynamically quantized layers, the encoder's
     stay (same encoder states); the decoder's outputs stay close to the float32 ones; a GPU asks in vain."""
     from samba_cli.device import resolve_precision
@@ -163,3 +165,6 @@ def test_int8_linear_layers_stay_close_to_float32(tmp_path):
     assert resolve_precision("auto", torch.device("cpu")) == (torch.float32, False)
     with pytest.raises(BackendError, match="CPU only"):
         resolve_precision("int8", torch.device("cuda"))
+    monkeypatch.setitem(sys.modules, "torch.ao.quantization", None)  # a torch without eager quantization
+    with pytest.raises(BackendError, match="dtype int8 needs torch.ao.quantization"):
+        load_checkpoint(tmp_path, int8=True)

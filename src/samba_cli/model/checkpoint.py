@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from samba_cli.atomic import write_atomically
-from samba_cli.errors import CheckpointError
+from samba_cli.errors import BackendError, CheckpointError
 from samba_cli.model.config import FORMAT_VERSION, ModelConfig
 from samba_cli.model.samba import SambaASR
 
@@ -160,8 +160,12 @@ def quantize_linear_layers(model: SambaASR) -> SambaASR:
     time of the default decoding; the encoder and CTC head stay float32, so CTC posteriors, segments and the
     CTC search are exactly those of float32 (quantizing them too cost 1 point more WER on real speech).
     Inference only, CPU float32 models only."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
+    try:
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    except ImportError as exc:  # torch has deprecated its eager quantization in favour of torchao
+        raise BackendError(
+            f"dtype int8 needs torch.ao.quantization, which torch {torch.__version__} lacks: use float32"
+        ) from exc
     with warnings.catch_warnings():  # torch marks eager quantization deprecated in favour of torchao
         warnings.simplefilter("ignore")
         quantize_dynamic(
