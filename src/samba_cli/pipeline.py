@@ -190,9 +190,8 @@ class _End:
 
 @dataclass(frozen=True)
 class _Encoded:
-    items: list[
-        _Pending | _End
-    ]  # an encoder batch's segments and the source ends among its windows, in order
+    # an encoder batch's segments and the source ends among its windows, in order
+    items: list[_Pending | _End]
 
 
 @dataclass(frozen=True)
@@ -431,8 +430,9 @@ class Pipeline:
         source's segments may wait for the next source's to fill a batch. A SambaError raised while a source's
         windows are read (bad media) ends that source with an error event and drops its pending work; the
         other sources go on. Source ``k + 1`` is only asked for its windows after those of source ``k`` ran out.
-        A :data:`FLUSH` among the sources finishes all the work queued so far before the next source is read (put
-        it before a source that may block, such as standard input, so that earlier sources are not held back).
+        A :data:`FLUSH` among the sources finishes all the work queued so far without waiting for the next source
+        (put it before a source that may block, such as standard input, so that earlier sources are not held
+        back). With :func:`encoder_threads`, sources are read and encoded in a thread ahead of the decoding.
         """
         threads = encoder_threads()
         if not threads:
