@@ -151,7 +151,8 @@ class _Flush:
         return "FLUSH"
 
 
-FLUSH = _Flush()  # in Pipeline.run_sources' sources: finish the queued work before reading the next source
+# in Pipeline.run_sources' sources: finish the queued work without waiting for the next source
+FLUSH = _Flush()
 
 
 @dataclass(frozen=True)
