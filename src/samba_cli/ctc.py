@@ -21,7 +21,7 @@ from samba_cli.prefix_search import ctc_candidates, with_candidates
 from samba_cli.search import DecodeOptions, Hypothesis, attention_logprobs, beam_search_nbest
 from samba_cli.search_pool import PARALLEL_SEARCH_MIN_SEGMENTS, give_up_pools, search_pool
 from samba_cli.stepper import MakeStepper
-from samba_cli.threads import usable_cores
+from samba_cli.threads import torch_threads_here, usable_cores
 
 
 def ctc_greedy(log_probs: torch.Tensor, length: int, blank_id: int) -> Hypothesis:
@@ -176,14 +176,13 @@ def ctc_decode(
 def rescore_beside() -> bool:
     """Whether the CTC beams are teacher-forced in a thread of their own, beside the attention beam search: when
     torch may use two threads or more here (two cores, and not ``--threads 1``)."""
-    return min(usable_cores(), torch.get_num_threads()) > 1
+    return torch_threads_here() > 1
 
 
 @torch.inference_mode()
 def _beam_scores(model: SambaASR, memory: torch.Tensor, job: Future) -> dict[tuple[int, ...], float]:
     """The attention log-probabilities of a segment's final CTC beams (its search ``job``'s result, waited
-    for), on one torch thread: run in the rescoring thread."""
-    torch.set_num_threads(1)  # this thread's own count
+    for), on the rescoring thread's one torch thread."""
     beams = [tokens for _, tokens in job.result()]
     return dict(zip(beams, attention_logprobs(model, memory, beams), strict=True)) if len(beams) > 1 else {}
 
@@ -222,8 +221,11 @@ def _attention_candidates(
 
 @functools.cache
 def _rescore_thread() -> ThreadPoolExecutor:
-    """The one thread (per process, started on first use) that rescores CTC beams beside the beam search."""
-    return ThreadPoolExecutor(1, thread_name_prefix="samba-rescore")
+    """The one thread (per process, started on first use) that rescores CTC beams beside the beam search, with
+    one torch thread of its own (the main thread keeps its count)."""
+    return ThreadPoolExecutor(
+        1, thread_name_prefix="samba-rescore", initializer=torch.set_num_threads, initargs=(1,)
+    )
 
 
 @functools.cache

@@ -29,7 +29,7 @@ from samba_cli.results import Segment, Word
 from samba_cli.search import DecodeOptions, Hypothesis, decode_segments
 from samba_cli.segments import FrameSpan, SegmentOptions, split_at_gaps, split_segments
 from samba_cli.stepper import StepperFactory
-from samba_cli.threads import read_ahead, usable_cores
+from samba_cli.threads import read_ahead, torch_threads_here
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.windows import Window, WindowOptions
 
@@ -214,7 +214,7 @@ def encoder_threads() -> int:
     """Torch threads of the thread that reads and encodes windows ahead of the decoding: half of the threads
     torch may use here (at most the usable cores); 0, no such thread, when that is one (one core, or
     ``--threads 1``), and the windows are encoded in turn."""
-    return min(usable_cores(), torch.get_num_threads()) // 2
+    return torch_threads_here() // 2
 
 
 class Pipeline:

@@ -310,17 +310,13 @@ def beam_search_nbest(
                     finish(i, toks, lps)
         if not keep:
             break
-        seqs = new_seqs
-        scores = torch.tensor(new_scores, device=device)
-        tokens = torch.tensor(new_tokens, dtype=torch.long, device=device)
+        seqs = [new_seqs[row] for row in keep]
+        scores = torch.tensor([new_scores[row] for row in keep], device=device)
+        tokens = torch.tensor([new_tokens[row] for row in keep], dtype=torch.long, device=device).view(-1)
         stepper.reorder(torch.tensor(origin, device=device), memory=False)  # beams move within their segment
         if len(keep) < rows:  # finished segments leave the batch
-            index = torch.tensor(keep, device=device)
-            stepper.keep(index)
-            seqs = [seqs[row] for row in keep]
-            scores, tokens = scores.index_select(0, index), tokens.index_select(0, index)
+            stepper.keep(torch.tensor(keep, device=device))
             live = [live[row] for row in keep]
-        tokens = tokens.view(-1)
     for row, i in enumerate(live):
         if not finished[i]:
             for toks, lps in seqs[row]:

@@ -14,6 +14,7 @@ from typing import Protocol
 import torch
 
 from samba_cli.model import SambaASR
+from samba_cli.model.decoder import group_rows
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ class StaticStepper:
     @torch.inference_mode()
     def reorder(self, index: torch.Tensor, memory: bool = True) -> None:
         full = torch.arange(self.rows, device=index.device)
-        full[: self.batch] = index
+        full[: index.numel()] = index  # the batch's rows; the padding rows stay
         recurrent = [t for m in self.state.mixers for t in (m.conv, m.ssm)]
         for t in self._buffers() if memory else recurrent:
             t.copy_(t.index_select(0, full))
@@ -152,11 +153,8 @@ class StaticStepper:
     @torch.inference_mode()
     def keep(self, segments: torch.Tensor) -> None:
         """The kept rows move to the front of the buffers; the rest become padding (the graph's shape stays)."""
-        rows = (segments[:, None] * self.group + torch.arange(self.group, device=segments.device)).reshape(-1)
-        full = torch.arange(self.rows, device=segments.device)
-        full[: rows.numel()] = rows
-        for t in self._buffers():
-            t.copy_(t.index_select(0, full))
+        rows = group_rows(segments, self.group)
+        self.reorder(rows)
         self.batch = rows.numel()
         self.state.mask[self.batch :] = False
         self.state.mask[self.batch :, 0] = True

@@ -38,6 +38,14 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def torch_threads_here() -> int:
+    """The CPU threads torch may use in this thread (its ``torch.get_num_threads()``), at most the usable cores:
+    what the decoding's helper threads are sized by (torch is imported here, not when this module is)."""
+    import torch
+
+    return min(usable_cores(), torch.get_num_threads())
+
+
 def read_ahead(items: Iterable[T], size: int) -> Iterator[T]:
     """``items`` in order, produced by a daemon thread that runs up to ``size`` items ahead of the consumer (so
     that producing and consuming overlap). An exception raised by ``items`` is raised here in its turn; closing

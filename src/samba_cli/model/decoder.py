@@ -109,9 +109,15 @@ class DecoderState:
         self.keys = [k.index_select(0, memories) for k in self.keys]
         self.values = [v.index_select(0, memories) for v in self.values]
         self.mask = self.mask.index_select(0, memories)
-        rows = memories[:, None] * self.group + torch.arange(self.group, device=memories.device)
+        rows = group_rows(memories, self.group)
         for mixer in self.mixers:
-            mixer.reorder(rows.reshape(-1))
+            mixer.reorder(rows)
+
+
+def group_rows(memories: torch.Tensor, group: int) -> torch.Tensor:
+    """The rows of the hypotheses of segments ``memories`` (M',) when each segment has ``group`` consecutive rows
+    -> (M' x group,)."""
+    return (memories[:, None] * group + torch.arange(group, device=memories.device)).reshape(-1)
 
 
 class Decoder(nn.Module):
