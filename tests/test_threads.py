@@ -143,3 +143,29 @@ def test_closing_read_ahead_early_stops_the_producer():
     ahead.close()
     assert closed.wait(timeout=5)  # the producer closed its generator instead of running on
     assert len(produced) < 10
+
+
+def test_exit_waits_for_a_producer_inside_torch():
+    # The consumer leaves while the producer runs torch operations: the interpreter's exit must wait for them
+    # (a daemon thread returning from torch code during finalization aborts the process with status 134).
+    process = _python(
+        """
+        import sys, time, torch
+        from samba_cli.threads import read_ahead
+
+        def items():
+            yield 1
+            a = torch.randn(600, 600)
+            end = time.monotonic() + 1.5
+            while time.monotonic() < end:
+                a = torch.tanh(a @ a)
+            yield 2
+
+        ahead = read_ahead(items(), 1)
+        assert next(ahead) == 1
+        time.sleep(0.2)
+        sys.exit(0)
+        """
+    )
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr

@@ -11,16 +11,21 @@ before torch is first imported (OpenMP reads its settings when it loads), so ``i
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import sys
 import threading
+import time
 import typing
 from collections.abc import Iterable, Iterator
 
 T = typing.TypeVar("T")
 
 WAIT_POLICY = "OMP_WAIT_POLICY"  # the OpenMP setting: PASSIVE (sleep when idle) or ACTIVE (spin)
+EXIT_WAIT_SECONDS = 10.0  # at interpreter exit, how long the read-ahead threads may take to finish their item
+
+_producers: dict[threading.Thread, threading.Event] = {}  # live read-ahead threads and their stop events
 
 
 def prefer_passive_waits() -> bool:
@@ -49,7 +54,12 @@ def torch_threads_here() -> int:
 def read_ahead(items: Iterable[T], size: int) -> Iterator[T]:
     """``items`` in order, produced by a daemon thread that runs up to ``size`` items ahead of the consumer (so
     that producing and consuming overlap). An exception raised by ``items`` is raised here in its turn; closing
-    this generator early stops the thread (and closes ``items``) at its next item."""
+    this generator early stops the thread (and closes ``items``) at its next item.
+
+    The thread is a daemon (it may be blocked reading a pipe that never ends), but the interpreter's exit waits
+    up to :data:`EXIT_WAIT_SECONDS` for it to finish the item in progress (:func:`_stop_producers`): a daemon
+    thread that returns from a torch operation once the interpreter is finalizing aborts the process
+    ("terminate called without an active exception", status 134), which Ctrl-C during encoding used to do."""
     box: queue.Queue = queue.Queue(size)
     stop = threading.Event()
 
@@ -76,7 +86,15 @@ def read_ahead(items: Iterable[T], size: int) -> Iterator[T]:
                 produced.close()
         put((False, None))
 
-    threading.Thread(target=produce, name="samba-read-ahead", daemon=True).start()
+    def run() -> None:
+        try:
+            produce()
+        finally:
+            _producers.pop(threading.current_thread(), None)
+
+    thread = threading.Thread(target=run, name="samba-read-ahead", daemon=True)
+    _producers[thread] = stop
+    thread.start()
     try:
         while True:
             ok, item = box.get()
@@ -87,3 +105,14 @@ def read_ahead(items: Iterable[T], size: int) -> Iterator[T]:
             yield typing.cast(T, item)
     finally:
         stop.set()
+
+
+@atexit.register
+def _stop_producers() -> None:
+    """Stop the live read-ahead threads and wait (at most :data:`EXIT_WAIT_SECONDS` in all) for them to end;
+    one still blocked reading its input after that is left to the interpreter (it runs no torch code)."""
+    for stop in list(_producers.values()):
+        stop.set()
+    deadline = time.monotonic() + EXIT_WAIT_SECONDS
+    for thread in list(_producers):
+        thread.join(max(0.0, deadline - time.monotonic()))
