@@ -234,6 +234,14 @@ def step_times(model: SambaASR) -> list[dict]:
     return rows
 
 
+def _save(report: dict) -> None:
+    """Write the report so far to $OUT/gpu_check.json (after every check: a run stopped at its time limit keeps
+    the checks it finished)."""
+    out = os.environ.get("OUT")
+    if out:
+        (Path(out) / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
 def _check(report: dict, name: str, fn: Callable[[], object]) -> None:
     print(f"\n== {name}")
     start = time.perf_counter()
@@ -243,6 +251,7 @@ def _check(report: dict, name: str, fn: Callable[[], object]) -> None:
         traceback.print_exc()
         report[name] = {"error": repr(exc)}
     print(f"({name}: {time.perf_counter() - start:.1f} s)")
+    _save(report)
 
 
 def main() -> int:
@@ -270,11 +279,7 @@ def main() -> int:
     if model is not None:
         _check(report, "encoder", lambda: encoder_times(model))
         _check(report, "step", lambda: step_times(model))
-    out = os.environ.get("OUT")
-    if out:
-        path = Path(out) / "gpu_check.json"
-        path.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {path}")
+    _save(report)
     return 0
 
 

@@ -39,6 +39,13 @@ def transcribe(model, samples, **options) -> tuple[str, float]:
     return text, time.perf_counter() - start
 
 
+def save(results: dict) -> None:
+    """Write what is measured so far to $OUT/e2e.json (after every row: a run stopped at its time limit keeps
+    its rows)."""
+    if os.environ.get("OUT"):
+        Path(os.environ["OUT"], "e2e.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
 def wer(reference: str, hypothesis: str) -> float:
     return count_errors(normalize(reference), normalize(hypothesis)).wer
 
@@ -66,6 +73,7 @@ def main() -> None:
         base, _ = transcribe(cpu, samples, decoder=decoder)
         for dtype in dtypes:
             model = load_model(device=args.device, dtype=dtype)
+            results.setdefault("backend", model.model.backend)  # fused (mamba-ssm's Triton kernels) or torch
             for graphs in (True, False) if args.device.startswith("cuda") else (False,):
                 transcribe(model, samples, decoder=decoder, cuda_graphs=graphs)  # warm-up (graph capture)
                 text, seconds = transcribe(model, samples, decoder=decoder, cuda_graphs=graphs)
@@ -80,6 +88,7 @@ def main() -> None:
                     "same_text_as_cpu": text == base,
                 }
                 results["accuracy"].append(row)
+                save(results)
                 print(json.dumps(row), flush=True)
     model = load_model(device=args.device)
     inputs = [samples] * args.inputs
@@ -109,9 +118,8 @@ def main() -> None:
                     "x_real_time": round(audio / seconds, 1),
                 }
                 results["many"].append(row)
+                save(results)
                 print(json.dumps(row), flush=True)
-    if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "e2e.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ step() {  # step SECONDS NAME COMMAND...
   echo "== $name: exit $? after $((SECONDS - start)) s"
 }
 step 150 gpu_check python3 benchmarks/gpu_check.py
-step 150 e2e python3 benchmarks/gpu/e2e.py --device cuda --inputs 64
-step 200 bench python3 -m benchmarks.size_matched --device cuda --presets small,base --minutes 1,10,60 \
-  --encoder-seconds 30,120,300,600,3600 --step-batches 1,16,64 --budget-minutes 3 --out "$OUT/bench"
+step 120 e2e python3 benchmarks/gpu/e2e.py --device cuda --inputs 32
+step 170 bench python3 -m benchmarks.size_matched --device cuda --presets small,base --minutes 1,10,60 \
+  --encoder-seconds 30,120,300,600,3600 --step-batches 1,16,64 --budget-minutes 2 --out "$OUT/bench"
 ls -la "$OUT" "$OUT/bench" 2>/dev/null
