@@ -207,7 +207,7 @@ def test_one_source_raises_its_error(tiny_tokenizer, speech):
 def test_flush_finishes_earlier_sources_before_a_blocking_one(tiny_tokenizer, speech, monkeypatch, threads):
     """A FLUSH before a source that may block (standard input) finishes the earlier sources without waiting for
     it, whether the windows are encoded in turn (one core) or ahead in a thread."""
-    monkeypatch.setattr(pipeline_module, "encoder_threads", lambda: threads)
+    monkeypatch.setattr(pipeline_module, "encoder_threads", lambda device: threads)
     pipeline = _pipeline(tiny_tokenizer, batch_size=64, encoder_batch_seconds=600.0)
     for flush in (False, True):
         finished = threading.Event()
@@ -247,7 +247,7 @@ def test_encoding_ahead_gives_the_same_events(tiny_tokenizer, speech, monkeypatc
     runs = []
     before = torch.get_num_threads()
     for threads in (0, 1):
-        monkeypatch.setattr(pipeline_module, "encoder_threads", lambda threads=threads: threads)
+        monkeypatch.setattr(pipeline_module, "encoder_threads", lambda device, threads=threads: threads)
         pipeline = _pipeline(tiny_tokenizer, batch_size=3, encoder_batch_seconds=0.0)
         runs.append(
             [
@@ -266,7 +266,7 @@ def test_an_ended_source_is_decoded_without_waiting_for_a_full_batch(tiny_tokeni
     written at the same moment, and an interrupt lost the short one finished long before."""
     # windows encoded in turn, so that reads and decoding interleave in a fixed order (ahead, the encoder thread
     # reads later sources earlier; the decoding side, tested here, is the same: see the test above)
-    monkeypatch.setattr(pipeline_module, "encoder_threads", lambda: 0)
+    monkeypatch.setattr(pipeline_module, "encoder_threads", lambda device: 0)
     log = []
 
     def windows(k, samples):

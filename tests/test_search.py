@@ -316,11 +316,11 @@ def test_ctc_beams_are_rescored_beside_the_attention_beam_search(monkeypatch):
         return attention_logprobs(model, memory, candidates)
 
     monkeypatch.setattr(ctc_module, "attention_logprobs", recording)
-    monkeypatch.setattr(ctc_module, "rescore_beside", lambda: False)
+    monkeypatch.setattr(ctc_module, "rescore_beside", lambda device: False)
     alone = ctc_decode(model, segments, options, pieces)
     assert forced_in and not any(name.startswith("samba-rescore") for name in forced_in)
     forced_in.clear()
-    monkeypatch.setattr(ctc_module, "rescore_beside", lambda: True)
+    monkeypatch.setattr(ctc_module, "rescore_beside", lambda device: True)
     beside = ctc_decode(model, segments, options, pieces)
     assert sum(name.startswith("samba-rescore") for name in forced_in) == len(segments)
     assert [h.tokens for h in beside] == [h.tokens for h in alone]

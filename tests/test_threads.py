@@ -169,3 +169,24 @@ def test_exit_waits_for_a_producer_inside_torch():
     )
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
+
+
+def test_no_helper_threads_do_cuda_work():
+    # A CUDA graph captured while another thread runs CUDA work fails (seen on an H200: the encoder thread and the
+    # rescoring thread against the attention beam search's captures), so on a GPU both run in turn.
+    import torch
+
+    from samba_cli.ctc import rescore_beside
+    from samba_cli.pipeline import encoder_threads
+
+    for device in ("cuda", "cuda:1"):
+        assert encoder_threads(torch.device(device)) == 0
+        assert rescore_beside(torch.device(device)) is False
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        if len(os.sched_getaffinity(0)) >= 2:  # the CPU keeps them
+            assert encoder_threads(torch.device("cpu")) == 1
+            assert rescore_beside(torch.device("cpu")) is True
+    finally:
+        torch.set_num_threads(before)

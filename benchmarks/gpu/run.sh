@@ -2,7 +2,7 @@
 # Every GPU check of the project in one command, for a lent CUDA machine (see docs/benchmarks.md). Run HERE first:
 #   benchmarks/gpu/prepare.sh
 # then with the device tool, from the repository root, carrying .whl:
-#   run(command="benchmarks/gpu/run.sh", carry=[".whl"], timeout_s=600)
+#   run(command="benchmarks/gpu/run.sh", carry=[".whl"], timeout_s=600)   (about 10 minutes of the 15)
 # Each step has its own time limit and a failing step does not stop the others; everything lands in $OUT
 # (at most 8 files come back from the device tool):
 #   run.log                  everything printed, with the GPU name, driver and commit
@@ -25,8 +25,10 @@ step() {  # step SECONDS NAME COMMAND...
   timeout "$limit" "$@"
   echo "== $name: exit $? after $((SECONDS - start)) s"
 }
-step 150 gpu_check python3 benchmarks/gpu_check.py
-step 120 e2e python3 benchmarks/gpu/e2e.py --device cuda --inputs 32
-step 170 bench python3 -m benchmarks.size_matched --device cuda --presets small,base --minutes 1,10,60 \
-  --encoder-seconds 30,120,300,600,3600 --step-batches 1,16,64 --budget-minutes 2 --out "$OUT/bench"
+# Order: what no GPU run has measured yet first. Triton compiles the Mamba-2 kernels in every new process (the
+# first run, 2026-12-04, spent most of its 15 minutes there: pytest -m cuda alone took 160 s).
+step 150 e2e python3 benchmarks/gpu/e2e.py --device cuda --inputs 16
+step 230 bench python3 -m benchmarks.size_matched --device cuda --presets small --minutes 10,60 \
+  --encoder-seconds 3600 --step-batches 64 --budget-minutes 3 --out "$OUT/bench"
+step 200 gpu_check python3 benchmarks/gpu_check.py
 ls -la "$OUT" "$OUT/bench" 2>/dev/null

@@ -136,7 +136,7 @@ def ctc_decode(
         for array, (_, n, _) in zip(arrays, segments, strict=True):
             args = (array, n, blank, options.beam_size, ctc, pieces, rescoring)
             jobs.append((pool or _search_thread()).submit(ctc_candidates, *args))
-        if rescoring and rescore_beside():
+        if rescoring and rescore_beside(next(model.parameters()).device):
             early = [
                 _rescore_thread().submit(_beam_scores, model, s[2], job)
                 for s, job in zip(segments, jobs, strict=True)
@@ -173,10 +173,11 @@ def ctc_decode(
         raise
 
 
-def rescore_beside() -> bool:
-    """Whether the CTC beams are teacher-forced in a thread of their own, beside the attention beam search: when
-    torch may use two threads or more here (two cores, and not ``--threads 1``)."""
-    return torch_threads_here() > 1
+def rescore_beside(device: torch.device) -> bool:
+    """Whether the CTC beams are teacher-forced in a thread of their own, beside the attention beam search: on
+    the CPU, when torch may use two threads or more here (two cores, and not ``--threads 1``). Not on a GPU,
+    whose CUDA graph captures (of the attention beam search) must not see another thread's CUDA work."""
+    return device.type == "cpu" and torch_threads_here() > 1
 
 
 @torch.inference_mode()

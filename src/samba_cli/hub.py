@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import httpx2
+import huggingface_hub
 import torch
 from huggingface_hub import constants, scan_cache_dir, snapshot_download
 from huggingface_hub.errors import (
@@ -33,6 +33,11 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.utils import validate_repo_id
+
+if int(huggingface_hub.__version__.split(".")[0]) >= 2:  # its HTTP client: httpx2 from 2.0, httpx before
+    from httpx2 import ConnectError, HTTPError, TimeoutException
+else:  # huggingface_hub 1.x (.ci/run tests it)
+    from httpx import ConnectError, HTTPError, TimeoutException  # type: ignore[no-redef]
 
 from samba_cli.errors import CheckpointError, HubError, SambaError
 from samba_cli.lm import LEXICON_FILE, LM_FILE
@@ -212,7 +217,7 @@ def download_model(
             token=token,
             force_download=force,
         )
-    except (OSError, httpx2.HTTPError) as exc:
+    except (OSError, HTTPError) as exc:
         raise hub_error(exc, repo_id, revision, local_files_only, hub_cache_dir(cache_dir)) from exc
     path = Path(folder)
     model = ResolvedModel(path=path, model_id=repo_id, revision=path.name, source="hub")
@@ -488,12 +493,12 @@ def hub_error(
                 f"{label}: not in the model cache ({cache_dir}) and downloads are off (offline mode); "
                 f"run `samba models download {repo_id}` with network access first"
             )
-        if isinstance(cause, (HfHubHTTPError, httpx2.HTTPError)):
+        if isinstance(cause, (HfHubHTTPError, HTTPError)):
             return hub_error(cause, repo_id, revision, local_files_only, cache_dir, write)
         return HubConnectionError(
             f"{label}: not in the model cache ({cache_dir}) and {endpoint} cannot be used ({_short(exc)})"
         )
-    if isinstance(exc, (httpx2.ConnectError, httpx2.TimeoutException, OfflineModeIsEnabled)):
+    if isinstance(exc, (ConnectError, TimeoutException, OfflineModeIsEnabled)):
         return HubConnectionError(
             f"{label}: cannot reach {endpoint} ({_short(exc)}); check the network, or HF_ENDPOINT if you use a mirror"
         )

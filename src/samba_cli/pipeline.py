@@ -210,11 +210,12 @@ class _Decode:
 ENCODED_AHEAD_SECONDS = 120.0
 
 
-def encoder_threads() -> int:
+def encoder_threads(device: torch.device) -> int:
     """Torch threads of the thread that reads and encodes windows ahead of the decoding: half of the threads
     torch may use here (at most the usable cores); 0, no such thread, when that is one (one core, or
-    ``--threads 1``), and the windows are encoded in turn."""
-    return torch_threads_here() // 2
+    ``--threads 1``) or the model runs on a GPU, and the windows are encoded in turn. (A GPU encodes fast, and
+    CUDA work from another thread while the decoding captures a CUDA graph breaks the capture: seen on an H200.)"""
+    return torch_threads_here() // 2 if device.type == "cpu" else 0
 
 
 class Pipeline:
@@ -435,7 +436,7 @@ class Pipeline:
         (put it before a source that may block, such as standard input, so that earlier sources are not held
         back). With :func:`encoder_threads`, sources are read and encoded in a thread ahead of the decoding.
         """
-        threads = encoder_threads()
+        threads = encoder_threads(self.param.device)
         if not threads:
             events = self._encoded_sources(sources)
         else:  # the windows of the next sources are read and encoded in a thread while these decode

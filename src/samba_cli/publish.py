@@ -11,7 +11,6 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx2
 from huggingface_hub import HfApi, ModelCardData, constants
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
@@ -23,6 +22,7 @@ from samba_cli.hub import (
     HUB_FILES,
     OPTIONAL_FILES,
     REQUIRED_FILES,
+    HTTPError,
     ResolvedModel,
     WeightsSummary,
     format_size,
@@ -159,7 +159,7 @@ def push_checkpoint(
             allow_patterns=list(HUB_FILES),
             commit_message=commit_message or f"Upload {MODEL_TYPE} checkpoint",
         )
-    except (OSError, httpx2.HTTPError) as exc:
+    except (OSError, HTTPError) as exc:
         raise hub_error(exc, repo_id, revision, False, hub_cache_dir(None), write=True) from exc
     return commit.commit_url
 
