@@ -16,6 +16,7 @@ exec > >(tee "$OUT/run.log") 2>&1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || { echo "wheel install failed"; exit 1; }
 export PYTHONPATH=/tmp/site:$PWD/src:$PWD PYTHONUNBUFFERED=1
+export TRITON_CACHE_AUTOTUNING=1  # later processes reuse the autotuning of earlier ones (a Triton knob; harmless where unknown)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 git rev-parse HEAD 2>/dev/null || true
 step() {  # step SECONDS NAME COMMAND...
