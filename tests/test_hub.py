@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 from huggingface_hub import constants
@@ -211,7 +212,7 @@ def test_a_typo_of_the_bundled_name_suggests_it_without_asking_the_hub(monkeypat
     def no_hub(*args, **kwargs):
         raise AssertionError("the Hub was asked")
 
-    monkeypatch.setattr(hub, "snapshot_download", no_hub)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_hub)
     for typo in ("samba-tiny", "samba-tiny-em", "Samba-Tiny-EN"):
         with pytest.raises(hub.ModelNotFoundError, match=f"{typo}: .*did you mean the bundled samba-tiny-en"):
             resolve_model(typo)

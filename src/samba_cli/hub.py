@@ -13,31 +13,12 @@ import difflib
 import json
 import math
 import os
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import huggingface_hub
 import torch
-from huggingface_hub import constants, scan_cache_dir, snapshot_download
-from huggingface_hub.errors import (
-    CacheNotFound,
-    GatedRepoError,
-    HfHubHTTPError,
-    HFValidationError,
-    IncompleteSnapshotError,
-    LocalEntryNotFoundError,
-    OfflineModeIsEnabled,
-    RemoteEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-from huggingface_hub.utils import validate_repo_id
-
-if int(huggingface_hub.__version__.split(".")[0]) >= 2:  # its HTTP client: httpx2 from 2.0, httpx before
-    from httpx2 import ConnectError, HTTPError, TimeoutException
-else:  # huggingface_hub 1.x (.ci/run tests it)
-    from httpx import ConnectError, HTTPError, TimeoutException  # type: ignore[no-redef]
 
 from samba_cli.errors import CheckpointError, HubError, SambaError
 from samba_cli.lm import LEXICON_FILE, LM_FILE
@@ -166,6 +147,9 @@ def resolve_model(
         model = ResolvedModel(path=path, model_id=str(name_or_path), revision=None, source="local")
         verify_checkpoint(model)
         return model
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     try:
         validate_repo_id(str(name_or_path))
     except HFValidationError as exc:
@@ -199,6 +183,10 @@ def download_model(
 
     ``force`` downloads the files again even when cached (the fix for a corrupt cached file).
     """
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     try:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
@@ -217,7 +205,7 @@ def download_model(
             token=token,
             force_download=force,
         )
-    except (OSError, HTTPError) as exc:
+    except (OSError, http_client().HTTPError) as exc:
         raise hub_error(exc, repo_id, revision, local_files_only, hub_cache_dir(cache_dir)) from exc
     path = Path(folder)
     model = ResolvedModel(path=path, model_id=repo_id, revision=path.name, source="hub")
@@ -336,6 +324,9 @@ def list_models(cache_dir: str | os.PathLike | None = None) -> list[CachedModel]
         )
         for name, folder in BUNDLED_MODELS.items()
     ]
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
     try:
         cache = scan_cache_dir(hub_cache_dir(cache_dir))
     except CacheNotFound:
@@ -361,6 +352,9 @@ def remove_model(
     repo_id: str, revision: str | None = None, cache_dir: str | os.PathLike | None = None
 ) -> RemovedModel:
     """Delete a Hub model from the cache: every revision, or one (branch, tag, commit hash or its prefix)."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
     cache_path = hub_cache_dir(cache_dir)
     try:
         cache = scan_cache_dir(cache_path)
@@ -402,7 +396,23 @@ def format_size(n_bytes: int) -> str:
 
 def hub_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
     """The Hub cache in use: the argument, else HF_HUB_CACHE (read by huggingface_hub at import)."""
+    from huggingface_hub import constants
+
     return Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser()
+
+
+def http_client() -> types.ModuleType:
+    """The HTTP client under huggingface_hub, whose errors a download can raise: httpx2 from huggingface_hub 2.0,
+    httpx in 1.x (.ci/run tests 1.22)."""
+    import huggingface_hub
+
+    if int(huggingface_hub.__version__.split(".")[0]) >= 2:
+        import httpx2
+
+        return httpx2
+    import httpx
+
+    return httpx
 
 
 def _folder_size(folder: Path) -> int | None:
@@ -450,6 +460,19 @@ def hub_error(
     write: bool = False,
 ) -> SambaError:
     """One line that says what went wrong with ``repo_id`` on the Hub and what to do about it."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        IncompleteSnapshotError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    http = http_client()
     label = _label(repo_id, revision)
     endpoint = constants.ENDPOINT
     if isinstance(exc, GatedRepoError):
@@ -493,12 +516,12 @@ def hub_error(
                 f"{label}: not in the model cache ({cache_dir}) and downloads are off (offline mode); "
                 f"run `samba models download {repo_id}` with network access first"
             )
-        if isinstance(cause, (HfHubHTTPError, HTTPError)):
+        if isinstance(cause, (HfHubHTTPError, http.HTTPError)):
             return hub_error(cause, repo_id, revision, local_files_only, cache_dir, write)
         return HubConnectionError(
             f"{label}: not in the model cache ({cache_dir}) and {endpoint} cannot be used ({_short(exc)})"
         )
-    if isinstance(exc, (ConnectError, TimeoutException, OfflineModeIsEnabled)):
+    if isinstance(exc, (http.ConnectError, http.TimeoutException, OfflineModeIsEnabled)):
         return HubConnectionError(
             f"{label}: cannot reach {endpoint} ({_short(exc)}); check the network, or HF_ENDPOINT if you use a mirror"
         )

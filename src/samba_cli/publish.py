@@ -22,10 +22,10 @@ from samba_cli.hub import (
     HUB_FILES,
     OPTIONAL_FILES,
     REQUIRED_FILES,
-    HTTPError,
     ResolvedModel,
     WeightsSummary,
     format_size,
+    http_client,
     hub_cache_dir,
     hub_error,
     verify_checkpoint,
@@ -159,7 +159,7 @@ def push_checkpoint(
             allow_patterns=list(HUB_FILES),
             commit_message=commit_message or f"Upload {MODEL_TYPE} checkpoint",
         )
-    except (OSError, HTTPError) as exc:
+    except (OSError, http_client().HTTPError) as exc:
         raise hub_error(exc, repo_id, revision, False, hub_cache_dir(None), write=True) from exc
     return commit.commit_url
 
