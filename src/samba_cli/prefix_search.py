@@ -146,19 +146,32 @@ class CTCPrefixScorer:
         self.lexicon, self.lexicon_penalty = lexicon, lexicon_penalty
         self._split: dict[str, tuple[str, str]] = {}  # split_finished, memoised: beams share their text
         self._penalty: dict[str, float] = {}  # an unfinished word's penalty, likewise
+        # (LM state, finished text) -> the terms _finish_word adds and subtracts, in order, and the state after
+        self._words: dict[tuple[tuple[str, ...], str], tuple[tuple[float, ...], tuple[str, ...]]] = {}
 
     def start(self) -> tuple[str, ...]:
         return self.lm.start() if self.lm is not None else ()
 
     def _finish_word(self, prefix: _Prefix, word: str) -> tuple[float, tuple[str, ...]]:
-        score, state = prefix.lm_score, prefix.lm_state
-        for w in lm_words(word):
-            logp, state = self.lm.score(state, w)
-            score += self.lm_weight * logp + self.word_bonus
-            if w not in self.lm.vocab:
-                in_lexicon = self.lexicon is not None and w in self.lexicon
-                score -= self.lexicon_penalty if in_lexicon else self.oov_penalty
-        return score, state
+        """The LM score and state after ``word`` (the text of one or more finished words) follows ``prefix``. The
+        terms depend on the LM state and the text only, so they are memoised and added to the prefix's score one
+        by one, in the same order: the same floating-point result as scoring the words afresh."""
+        key = (prefix.lm_state, word)
+        known = self._words.get(key)
+        if known is None:
+            terms: list[float] = []  # a penalty as its negative: x - p == x + (-p) exactly
+            state = prefix.lm_state
+            for w in lm_words(word):
+                logp, state = self.lm.score(state, w)
+                terms.append(self.lm_weight * logp + self.word_bonus)
+                if w not in self.lm.vocab:
+                    in_lexicon = self.lexicon is not None and w in self.lexicon
+                    terms.append(-(self.lexicon_penalty if in_lexicon else self.oov_penalty))
+            known = self._words[key] = (tuple(terms), state)
+        score = prefix.lm_score
+        for term in known[0]:
+            score += term
+        return score, known[1]
 
     def _spellable(self, word: str) -> bool:
         """Whether some word of the LM's vocabulary or of the lexicon starts with ``word``."""
@@ -166,9 +179,15 @@ class CTCPrefixScorer:
 
     def extend(self, prefix: _Prefix, token: int) -> _Prefix:
         """The new beam ``prefix`` + ``token`` (with empty path probabilities)."""
-        tokens = (*prefix.tokens, token)
+        beam = self.word_state(prefix, token)
+        beam.tokens = (*prefix.tokens, token)
+        return beam
+
+    def word_state(self, prefix: _Prefix, token: int) -> _Prefix:
+        """The word-level part of ``prefix`` + ``token`` (LM score and state, unfinished word, its penalty), with
+        empty tokens and path probabilities: :meth:`extend` without copying the token sequence."""
         if self.lm is None:
-            return _Prefix(tokens)
+            return _Prefix(())
         if self.starts[token]:
             score, state = self._finish_word(prefix, prefix.partial)
             partial = self.text[token]
@@ -188,7 +207,7 @@ class CTCPrefixScorer:
             words = lm_words(partial)
             penalty = UNK_PREFIX_PENALTY if words and not self._spellable(words[-1]) else 0.0
             self._penalty[partial] = penalty
-        return _Prefix(tokens, lm_score=score, lm_state=state, partial=partial, penalty=penalty)
+        return _Prefix((), lm_score=score, lm_state=state, partial=partial, penalty=penalty)
 
     def rank(self, prefix: _Prefix) -> float:
         """Search score of an unfinished beam: acoustic + LM, with a penalty for an impossible partial word."""
@@ -230,48 +249,87 @@ def ctc_nbest(
 ) -> list[tuple[float, tuple[int, ...]]]:
     """CTC prefix beam search over the first ``length`` frames of ``log_probs`` (S, V + 1), with the word-level
     scores of ``scorer`` (a language model, if it has one) added at each word boundary: the final beams as
-    (score, tokens), best first."""
+    (score, tokens), best first.
+
+    The loop runs once per beam, candidate token and frame, so it is kept lean: a prefix is a node number in a
+    trie of the prefixes seen (not a token tuple, whose hashing grows with its length), and a beam is a plain list
+    ``[blank, label, word]``: its path log-probabilities and its word-level state (:meth:`CTCPrefixScorer.
+    word_state`). The arithmetic and its order are those of the textbook recursion."""
     lp = _frames(log_probs, length)
     top_ids, top_lps = _top_tokens(lp, blank_id)
     blanks = lp[:, blank_id].tolist()
     inf = -math.inf
-    beams = {(): _Prefix((), blank=0.0, lm_state=scorer.start())}
-    # each beam's extensions, scored once while it stays a beam (the word-level part depends on tokens only)
-    made: dict[tuple[int, ...], dict[int, _Prefix]] = {}
-    extend, rank = scorer.extend, scorer.rank
+    log1p, exp = math.log1p, math.exp
+    parent: list[int] = [-1]  # the trie: node -> its parent and last token (node 0 is the empty prefix)
+    last_token: list[int | None] = [None]
+    child: dict[tuple[int, int], int] = {}  # (node, token) -> node
+    beams: dict[int, list] = {0: [0.0, inf, _Prefix((), blank=0.0, lm_state=scorer.start())]}
+    # each beam's extensions' word-level state, scored once while it stays a beam (it depends on tokens only)
+    made: dict[int, dict[int, _Prefix]] = {}
+    word_state = scorer.word_state
     for blank_lp, ids, lps in zip(blanks, top_ids, top_lps, strict=True):
-        nxt: dict[tuple[int, ...], _Prefix] = {}
-        for key, prefix in beams.items():
-            total = _logaddexp(prefix.blank, prefix.label)
-            same = nxt.get(key)
+        nxt: dict[int, list] = {}
+        for node, (b, lab, word) in beams.items():
+            # total = logaddexp(b, lab)
+            if b == inf:
+                total = lab
+            elif lab == inf:
+                total = b
+            else:
+                total = max(b, lab) + log1p(exp(-abs(b - lab)))
+            same = nxt.get(node)
             if same is None:
-                same = nxt[key] = _Prefix(
-                    key, inf, inf, prefix.lm_score, prefix.lm_state, prefix.partial, prefix.penalty
-                )
-            same.blank = _logaddexp(same.blank, total + blank_lp)
-            last = key[-1] if key else None
-            children = made.get(key)
+                # nothing else adds to a beam's blank path in a frame: logaddexp(-inf, x) is x
+                same = nxt[node] = [total + blank_lp, inf, word]
+            else:
+                same[0] = total + blank_lp
+            last = last_token[node]
+            children = made.get(node)
             if children is None:
-                children = made[key] = {}
+                children = made[node] = {}
             for tok, p in zip(ids, lps, strict=True):
-                ext_key = (*key, tok)
-                ext = nxt.get(ext_key)
+                ext_node = child.get((node, tok))
+                if ext_node is None:
+                    ext_node = child[node, tok] = len(parent)
+                    parent.append(node)
+                    last_token.append(tok)
+                ext = nxt.get(ext_node)
                 if ext is None:
                     # the next frame's beam, with empty path probabilities (word state reused when known)
-                    known = beams.get(ext_key) or children.get(tok)
-                    if known is None:
-                        known = children[tok] = extend(prefix, tok)
-                    ext = nxt[ext_key] = _Prefix(
-                        ext_key, inf, inf, known.lm_score, known.lm_state, known.partial, known.penalty
-                    )
+                    known = beams.get(ext_node)
+                    state = known[2] if known is not None else children.get(tok)
+                    if state is None:
+                        state = children[tok] = word_state(word, tok)
+                    ext = nxt[ext_node] = [inf, inf, state]
                 if tok == last:  # a repeat collapses unless a blank separates it
-                    same.label = _logaddexp(same.label, prefix.label + p)
-                    ext.label = _logaddexp(ext.label, prefix.blank + p)
+                    same[1] = _logaddexp(same[1], lab + p)
+                    x, y = ext[1], b + p
                 else:
-                    ext.label = _logaddexp(ext.label, total + p)
-        beams = {b.tokens: b for b in heapq.nlargest(beam_size, nxt.values(), key=rank)}
-        made = {key: made[key] for key in beams if key in made}
-    return sorted(((scorer.final(b), b.tokens) for b in beams.values()), key=lambda st: st[0], reverse=True)
+                    x, y = ext[1], total + p
+                # ext[1] = logaddexp(x, y)
+                if x == inf:
+                    ext[1] = y
+                elif y != inf:
+                    ext[1] = max(x, y) + log1p(exp(-abs(x - y)))
+        beams = dict(heapq.nlargest(beam_size, nxt.items(), key=_rank_item))
+        made = {node: made[node] for node in beams if node in made}
+    finals = []
+    for node, (b, lab, word) in beams.items():
+        tokens = []
+        while node:
+            tokens.append(last_token[node])
+            node = parent[node]
+        beam = _Prefix(
+            tuple(reversed(tokens)), b, lab, word.lm_score, word.lm_state, word.partial, word.penalty
+        )
+        finals.append((scorer.final(beam), beam.tokens))
+    return sorted(finals, key=lambda st: st[0], reverse=True)
+
+
+def _rank_item(item: tuple[int, list]) -> float:
+    """:meth:`CTCPrefixScorer.rank` of a beam of :func:`ctc_nbest` (node, [blank, label, word state])."""
+    b, lab, word = item[1]
+    return _logaddexp(b, lab) + word.lm_score + word.penalty
 
 
 def ctc_log_likelihood(log_probs, tokens: Sequence[int], blank_id: int) -> float:
