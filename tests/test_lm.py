@@ -151,6 +151,26 @@ def test_a_partial_word_outside_the_vocabulary_is_penalised(tiny_lm):
     assert scorer.final(cat) == pytest.approx((-0.3 - 0.2 - 0.1) * LN10)  # <s> the cat </s>
 
 
+def test_memoised_word_scores_add_up_bit_for_bit_as_scored_afresh(tiny_lm):
+    # the search memoises an (LM state, text) pair's terms and adds them to each prefix's own score in order:
+    # the sums must be exactly those of scoring the words again (beams are compared by these floats)
+    scorer = CTCPrefixScorer(PIECES, tiny_lm, lm_weight=0.7, word_bonus=1.3, oov_penalty=4.1)
+
+    def afresh(score, state, text):
+        for w in lm_words(text):
+            logp, state = tiny_lm.score(state, w)
+            score += 0.7 * logp + 1.3
+            if w not in tiny_lm.vocab:
+                score -= 4.1
+        return score, state
+
+    for text in ("the", "cat", "the,cat", "zebra", "the,zebra,cat"):
+        for state in (tiny_lm.start(), ("<s>", "the")):
+            for score in (0.0, -3.7, 12.345678901, -1e-9, 0.1):  # the memo is filled by the first, used after
+                prefix = _Prefix((3,), lm_score=score, lm_state=state)
+                assert scorer._finish_word(prefix, text) == afresh(score, state, text)
+
+
 def test_split_finished_cuts_after_the_last_word_punctuation_has_ended():
     assert split_finished("it,vene") == ("it,", "vene")
     assert split_finished("well-kno") == ("well-", "kno")
