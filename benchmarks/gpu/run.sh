@@ -28,8 +28,8 @@ step() {  # step SECONDS NAME COMMAND...
 }
 # Order: what no GPU run has measured yet first. Triton compiles the Mamba-2 kernels in every new process (the
 # first run, 2026-12-04, spent most of its 15 minutes there: pytest -m cuda alone took 160 s).
-step 150 e2e python3 benchmarks/gpu/e2e.py --device cuda --inputs 16
-step 230 bench python3 -m benchmarks.size_matched --device cuda --presets small --minutes 10,60 \
+step 240 e2e python3 benchmarks/gpu/e2e.py --device cuda --inputs 8
+step 200 bench python3 -m benchmarks.size_matched --device cuda --presets small --minutes 10,60 \
   --encoder-seconds 3600 --step-batches 64 --budget-minutes 3 --out "$OUT/bench"
-step 200 gpu_check python3 benchmarks/gpu_check.py
+step 150 gpu_check python3 benchmarks/gpu_check.py
 ls -la "$OUT" "$OUT/bench" 2>/dev/null
