@@ -124,6 +124,11 @@ def _logaddexp(a: float, b: float) -> float:
     return max(a, b) + math.log1p(math.exp(-abs(a - b)))
 
 
+def _search_score(blank: float, label: float, word: _Prefix) -> float:
+    """:meth:`CTCPrefixScorer.rank` of a beam with these path log-probabilities and ``word``'s word-level state."""
+    return _logaddexp(blank, label) + word.lm_score + word.penalty
+
+
 class CTCPrefixScorer:
     """The word-level part of CTC beam search: which tokens start words, and the LM score of finished words."""
 
@@ -211,7 +216,7 @@ class CTCPrefixScorer:
 
     def rank(self, prefix: _Prefix) -> float:
         """Search score of an unfinished beam: acoustic + LM, with a penalty for an impossible partial word."""
-        return prefix.acoustic + prefix.lm_score + prefix.penalty
+        return _search_score(prefix.blank, prefix.label, prefix)
 
     def final(self, prefix: _Prefix) -> float:
         """Score of a finished beam: its last word and the end of the sentence are scored."""
@@ -254,29 +259,22 @@ def ctc_nbest(
     The loop runs once per beam, candidate token and frame, so it is kept lean: a prefix is a node number in a
     trie of the prefixes seen (not a token tuple, whose hashing grows with its length), and a beam is a plain list
     ``[blank, label, word]``: its path log-probabilities and its word-level state (:meth:`CTCPrefixScorer.
-    word_state`). The arithmetic and its order are those of the textbook recursion."""
+    word_state`, computed once per node). The arithmetic and its order are those of the textbook recursion."""
     lp = _frames(log_probs, length)
     top_ids, top_lps = _top_tokens(lp, blank_id)
     blanks = lp[:, blank_id].tolist()
     inf = -math.inf
-    log1p, exp = math.log1p, math.exp
-    parent: list[int] = [-1]  # the trie: node -> its parent and last token (node 0 is the empty prefix)
+    # the trie, per node (0 is the empty prefix): its parent, last token, children by token and word-level state
+    parent: list[int] = [-1]
     last_token: list[int | None] = [None]
-    child: dict[tuple[int, int], int] = {}  # (node, token) -> node
-    beams: dict[int, list] = {0: [0.0, inf, _Prefix((), blank=0.0, lm_state=scorer.start())]}
-    # each beam's extensions' word-level state, scored once while it stays a beam (it depends on tokens only)
-    made: dict[int, dict[int, _Prefix]] = {}
+    children: list[dict[int, int]] = [{}]
+    words: list[_Prefix | None] = [_Prefix((), blank=0.0, lm_state=scorer.start())]
+    beams: dict[int, list] = {0: [0.0, inf, words[0]]}
     word_state = scorer.word_state
     for blank_lp, ids, lps in zip(blanks, top_ids, top_lps, strict=True):
         nxt: dict[int, list] = {}
         for node, (b, lab, word) in beams.items():
-            # total = logaddexp(b, lab)
-            if b == inf:
-                total = lab
-            elif lab == inf:
-                total = b
-            else:
-                total = max(b, lab) + log1p(exp(-abs(b - lab)))
+            total = _logaddexp(b, lab)
             same = nxt.get(node)
             if same is None:
                 # nothing else adds to a beam's blank path in a frame: logaddexp(-inf, x) is x
@@ -284,35 +282,27 @@ def ctc_nbest(
             else:
                 same[0] = total + blank_lp
             last = last_token[node]
-            children = made.get(node)
-            if children is None:
-                children = made[node] = {}
+            kids = children[node]
             for tok, p in zip(ids, lps, strict=True):
-                ext_node = child.get((node, tok))
+                ext_node = kids.get(tok)
                 if ext_node is None:
-                    ext_node = child[node, tok] = len(parent)
+                    ext_node = kids[tok] = len(parent)
                     parent.append(node)
                     last_token.append(tok)
+                    children.append({})
+                    words.append(None)
                 ext = nxt.get(ext_node)
-                if ext is None:
-                    # the next frame's beam, with empty path probabilities (word state reused when known)
-                    known = beams.get(ext_node)
-                    state = known[2] if known is not None else children.get(tok)
+                if ext is None:  # the next frame's beam, with empty path probabilities
+                    state = words[ext_node]
                     if state is None:
-                        state = children[tok] = word_state(word, tok)
+                        state = words[ext_node] = word_state(word, tok)
                     ext = nxt[ext_node] = [inf, inf, state]
                 if tok == last:  # a repeat collapses unless a blank separates it
                     same[1] = _logaddexp(same[1], lab + p)
-                    x, y = ext[1], b + p
+                    ext[1] = _logaddexp(ext[1], b + p)
                 else:
-                    x, y = ext[1], total + p
-                # ext[1] = logaddexp(x, y)
-                if x == inf:
-                    ext[1] = y
-                elif y != inf:
-                    ext[1] = max(x, y) + log1p(exp(-abs(x - y)))
+                    ext[1] = _logaddexp(ext[1], total + p)
         beams = dict(heapq.nlargest(beam_size, nxt.items(), key=_rank_item))
-        made = {node: made[node] for node in beams if node in made}
     finals = []
     for node, (b, lab, word) in beams.items():
         tokens = []
@@ -327,9 +317,8 @@ def ctc_nbest(
 
 
 def _rank_item(item: tuple[int, list]) -> float:
-    """:meth:`CTCPrefixScorer.rank` of a beam of :func:`ctc_nbest` (node, [blank, label, word state])."""
-    b, lab, word = item[1]
-    return _logaddexp(b, lab) + word.lm_score + word.penalty
+    """The search score of a beam of :func:`ctc_nbest`, (node, [blank, label, word state])."""
+    return _search_score(*item[1])
 
 
 def ctc_log_likelihood(log_probs, tokens: Sequence[int], blank_id: int) -> float:
