@@ -253,10 +253,8 @@ def test_rescoring_reuses_the_attention_beam_search_scores(monkeypatch):
 
     torch.manual_seed(1)
     model = _sharpen(tiny_model())
-    with torch.no_grad():
-        model.decoder.embed.weight[TINY.eos_id] *= (
-            4.0  # some hypotheses end with eos, some at their length cap
-        )
+    with torch.no_grad():  # some hypotheses end with eos, some at their length cap
+        model.decoder.embed.weight[TINY.eos_id] *= 4.0
     states, lengths, pieces, segments = _ctc_batch(model)
     options = dataclasses.replace(
         _ctc(beam_size=4, lm=None, rescore_weight=1.0, attention_beam=3), max_repeats=100
