@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from samba_cli.atomic import write_atomically
+from samba_cli.atomic import write_all_atomically, write_atomically
 
 
 def test_bytes_are_written_whole_or_not_at_all(tmp_path):
@@ -30,3 +30,17 @@ def test_text_is_utf8_with_newlines_and_the_mode_follows_the_umask(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_target_that_must_be_new_is_never_replaced(tmp_path):
+    made, taken = tmp_path / "a.txt", tmp_path / "b.txt"
+    taken.write_text("theirs\n")
+    with pytest.raises(FileExistsError) as caught:
+        write_all_atomically(
+            [(made, lambda s: s.write("mine\n")), (taken, lambda s: s.write("mine\n"))],
+            replace=[False, False],
+        )
+    assert caught.value.filename == str(taken)
+    assert taken.read_text() == "theirs\n" and sorted(os.listdir(tmp_path)) == ["b.txt"]  # all or none
+    write_all_atomically([(made, lambda s: s.write("mine\n"))], replace=[False])
+    assert made.read_text() == "mine\n" and sorted(os.listdir(tmp_path)) == ["a.txt", "b.txt"]

@@ -132,11 +132,22 @@ def test_plan_outputs_and_collisions(tmp_path):
         plan(clash, ("txt",), tmp_path)
 
 
+def test_plan_names_every_collision_at_once(tmp_path):
+    jobs = [Job(f"x/{n}", Path(Path(n).stem.lower())) for n in ("a.mp3", "a.wav", "B.mp3", "b.wav", "b.ogg")]
+    with pytest.raises(PlanError) as caught:
+        plan(Discovery(tuple(jobs), ()), ("txt",), tmp_path)
+    message = str(caught.value)
+    assert "x/a.mp3 and x/a.wav would both be written to" in message
+    assert "x/B.mp3, x/b.wav and x/b.ogg would all be written to" in message and "\n" not in message
+
+
 def test_plan_suggests_ext_only_for_files_found_in_folders(tmp_path):
     named = Discovery(
         (Job("Talk.mp3", Path("Talk"), named=True), Job("talk.wav", Path("talk"), named=True)), ()
     )
-    with pytest.raises(PlanError, match="rename one, or write them in two runs with different -o") as caught:
+    with pytest.raises(
+        PlanError, match="rename them, or write them in separate runs with different -o"
+    ) as caught:
         plan(named, ("txt",), tmp_path)
     assert "--ext" not in str(caught.value)
     found = Discovery((Job("x/Talk.mp3", Path("Talk")), Job("x/talk.wav", Path("talk"))), ())
@@ -407,6 +418,28 @@ def test_a_failed_overwrite_keeps_the_previous_transcripts(tmp_path, runner):
     assert summary.outcomes[0].message.startswith(f"{good}: cannot write {out / 'good.srt'}: ")
     assert (out / "good.txt").read_text() == "OLD\n"
     assert sorted(p.name for p in out.iterdir()) == ["good.srt", "good.txt"]
+
+
+@requires_espeak
+def test_outputs_another_run_wrote_meanwhile_are_left_alone(tmp_path, runner):
+    """main checked for existing outputs when it planned and replaced whatever was there when it wrote: two runs
+    on one folder both wrote, the second over the first's transcripts."""
+    first, second = make_speech(tmp_path / "a.wav"), make_speech(tmp_path / "b.wav")
+    out = tmp_path / "out"
+    work = plan(discover([str(first), str(second)]), ("txt", "json"), out)
+    out.mkdir()
+    (out / "a.json").write_text("THE OTHER RUN'S\n")  # appears after the plan, before this run writes
+    summary = run_batch(work, RecordingReporter(), runner, estimate_duration=False)
+    assert [o.status for o in summary.outcomes] == [Status.FAILED, Status.DONE]
+    message = summary.outcomes[0].message
+    assert message.startswith(f"{first}: cannot write {out / 'a.json'}: ") and "--overwrite" in message
+    assert (out / "a.json").read_text() == "THE OTHER RUN'S\n"
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "b.json", "b.txt"]  # nothing half-written
+    overwrite = plan(discover([str(first)]), ("txt", "json"), out, Existing.OVERWRITE)
+    assert run_batch(overwrite, RecordingReporter(), runner, estimate_duration=False).outcomes[0].status is (
+        Status.DONE
+    )
+    assert (out / "a.json").read_text() != "THE OTHER RUN'S\n"
 
 
 class _ClosedPipe(io.BytesIO):

@@ -130,3 +130,18 @@ def test_punctuation_after_a_long_pause_is_not_timed_into_the_word(model, tmp_pa
     assert all(w.end <= gap_start + 0.25 or w.start >= gap_end - 0.25 for w in words), words
     assert all(s.end <= gap_start + 0.25 or s.start >= gap_end - 0.25 for s in segments), segments
     assert len(segments) >= 2
+
+
+@pytest.mark.parametrize("vad", [True, False])
+def test_speech_from_the_first_sample_keeps_its_first_word(model, tmp_path, vad):
+    """main gave "ur meeting ..." for speech that starts at sample 0 (0.5 s of silence before it gave "Our"):
+    the model never heard speech begin at its first frame. The first window now starts after a lead-in."""
+    from tests.media_helpers import skip_without, speech_16k
+
+    skip_without("espeak-ng", "sox")
+    speech = speech_16k("Our meeting has been moved to Thursday afternoon in the small room.", tmp_path)
+    start = int(np.argmax(np.abs(speech) > 0.01))
+    segments, _ = model.transcribe(speech[start:], vad=vad)  # speech from sample 0
+    segments = list(segments)
+    assert segments[0].text.split()[0].lower() == "our", segments[0].text
+    assert segments[0].start == 0.0 and segments[0].words[0].start < 0.1

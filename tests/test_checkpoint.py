@@ -45,6 +45,18 @@ def test_truncated_weights_give_clear_error(tmp_path):
         load_checkpoint(tmp_path)
 
 
+def test_weights_overwritten_with_ff_bytes_are_refused_by_name(tmp_path):
+    """0xFF bytes in a float32 tensor are NaNs: the file still parses, the model would transcribe nothing."""
+    save_checkpoint(tiny_model(), tmp_path)
+    weights = tmp_path / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    half = len(data) // 2
+    data[half : half + 2000] = b"\xff" * 2000
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=f"{tmp_path}.*corrupt weights: .* NaN or infinite"):
+        load_checkpoint(tmp_path)
+
+
 def test_newer_format_version_is_refused(tmp_path):
     save_checkpoint(tiny_model(), tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())

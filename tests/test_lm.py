@@ -4,7 +4,10 @@ import dataclasses
 import gzip
 import itertools
 import math
+import os
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -364,30 +367,90 @@ def test_parsed_language_model_and_lexicon_are_cached_on_disk(tmp_path, monkeypa
     arpa, words = tmp_path / "lm.arpa", tmp_path / "words.txt"
     arpa.write_text(TINY_ARPA)
     words.write_text("cat\nhat\n")
-    parsed = lm_module.parsed_cache(str(arpa), "lm", NgramLM.from_arpa)
-    assert len(list((tmp_path / "cache" / "parsed").glob("lm-*.pickle"))) == 1
+    parsed = lm_module.parsed_cache(str(arpa), NgramLM.from_arpa, NgramLM)
+    assert len(list((tmp_path / "cache" / "parsed").glob("ngramlm-*.npz"))) == 1
     calls = []
 
     def counting(path):
         calls.append(path)
         return NgramLM.from_arpa(path)
 
-    again = lm_module.parsed_cache(str(arpa), "lm", counting)
+    again = lm_module.parsed_cache(str(arpa), counting, NgramLM)
     assert not calls and again.ngrams == parsed.ngrams and again.vocab == parsed.vocab  # read from the cache
     arpa.write_text(
         TINY_ARPA.replace("-0.6\tcat", "-0.45\tcat")
     )  # an edited file (other size) is parsed again
-    edited = lm_module.parsed_cache(str(arpa), "lm", counting)
+    edited = lm_module.parsed_cache(str(arpa), counting, NgramLM)
     assert calls and edited.ngrams[("cat",)][0] == -0.45
-    for cached in (tmp_path / "cache" / "parsed").glob("*.pickle"):
+    for cached in (tmp_path / "cache" / "parsed").glob("*.npz"):
         cached.write_bytes(b"truncated")  # a damaged copy is parsed again, and replaced
-    assert lm_module.parsed_cache(str(arpa), "lm", NgramLM.from_arpa).ngrams == edited.ngrams
-    assert list(lm_module.parsed_cache(str(words), "lexicon", Lexicon.from_file)) == ["cat", "hat"]
+    assert lm_module.parsed_cache(str(arpa), NgramLM.from_arpa, NgramLM).ngrams == edited.ngrams
+    assert list(lm_module.parsed_cache(str(words), Lexicon.from_file, Lexicon)) == ["cat", "hat"]
     # an unwritable cache folder costs nothing but the parse
     monkeypatch.setenv("SAMBA_CACHE_DIR", str(words / "not-a-folder"))
-    assert lm_module.parsed_cache(str(arpa), "lm", NgramLM.from_arpa).ngrams == edited.ngrams
+    assert lm_module.parsed_cache(str(arpa), NgramLM.from_arpa, NgramLM).ngrams == edited.ngrams
     with pytest.raises(SambaError, match="language model not found"):
-        lm_module.parsed_cache(str(tmp_path / "missing.arpa"), "lm", NgramLM.from_arpa)
+        lm_module.parsed_cache(str(tmp_path / "missing.arpa"), NgramLM.from_arpa, NgramLM)
+
+
+class _Planted:
+    """A pickle whose loading writes a file: what an attacker would plant in a shared cache folder."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "ran"))
+
+
+def test_a_planted_cache_file_never_runs_code_and_is_parsed_again(tmp_path, monkeypatch):
+    import pickle
+
+    from samba_cli import lm as lm_module
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SAMBA_CACHE_DIR", str(cache))
+    arpa, marker = tmp_path / "lm.arpa", tmp_path / "code-ran"
+    arpa.write_text(TINY_ARPA)
+    parsed = lm_module.parsed_cache(str(arpa), NgramLM.from_arpa, NgramLM)
+    assert (cache / "parsed").stat().st_mode & 0o777 == 0o700  # a private folder
+    (written,) = (cache / "parsed").iterdir()
+    written.write_bytes(pickle.dumps(_Planted(marker)))
+    again = lm_module.parsed_cache(str(arpa), NgramLM.from_arpa, NgramLM)
+    assert not marker.exists()
+    assert isinstance(again, NgramLM) and again.ngrams == parsed.ngrams
+    # well-formed arrays of the wrong kind (a lexicon's where a language model's belong) are parsed again too
+    np.savez(written, **Lexicon(["cat"]).to_arrays())
+    assert lm_module.parsed_cache(str(arpa), NgramLM.from_arpa, NgramLM).ngrams == parsed.ngrams
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root to give a file away")
+def test_a_cache_file_another_user_wrote_is_ignored(tmp_path, monkeypatch):
+    from samba_cli import lm as lm_module
+
+    monkeypatch.setenv("SAMBA_CACHE_DIR", str(tmp_path / "cache"))
+    arpa = tmp_path / "lm.arpa"
+    arpa.write_text(TINY_ARPA)
+    lm_module.parsed_cache(str(arpa), NgramLM.from_arpa, NgramLM)
+    (written,) = (tmp_path / "cache" / "parsed").iterdir()
+    foreign = NgramLM({("<unk>",): (-1.0, 0.0), ("dog",): (-0.1, 0.0)}, 1)
+    np.savez(written, **foreign.to_arrays())
+    os.chown(written, 65534, 65534)
+    calls = []
+
+    def counting(path):
+        calls.append(path)
+        return NgramLM.from_arpa(path)
+
+    assert "dog" not in lm_module.parsed_cache(str(arpa), counting, NgramLM).vocab and calls
+
+
+def test_cached_arrays_give_back_the_same_model_bit_for_bit(tmp_path):
+    (tmp_path / "lm.arpa").write_text(TINY_ARPA)
+    lm = NgramLM.from_arpa(tmp_path / "lm.arpa")
+    back = NgramLM.from_arrays(lm.to_arrays())
+    assert back.ngrams == lm.ngrams and list(back.ngrams) == list(lm.ngrams) and back.order == lm.order
+    assert list(Lexicon.from_arrays(Lexicon(["b", "a"]).to_arrays())) == ["a", "b"]
 
 
 def test_resolve_leaves_nothing_unset_and_the_searches_take_resolved_options_only(tmp_path):

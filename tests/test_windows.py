@@ -143,6 +143,15 @@ def test_time_map_round_trips_exactly(time_map, data):
     assert sources == sorted(set(sources))
 
 
+def test_the_lead_in_maps_to_the_first_piece_start():
+    time_map = TimeMap(((100, 0, 50), (150, 400, 10)), lead=100)
+    assert time_map.num_samples == 160
+    assert [time_map.to_source_sample(i) for i in (0, 99, 100, 149, 150, 160)] == [0, 0, 0, 49, 400, 410]
+    assert time_map.to_source_seconds(0.0) == 0.0 and time_map.to_source_seconds(50 / SAMPLE_RATE) == 0.0
+    with pytest.raises(ValueError, match="contiguous"):
+        TimeMap(((0, 0, 50),), lead=100)
+
+
 def test_speech_windows_cut_in_silence_keep_all_speech_and_map_exactly(layout):
     windows = list(iter_windows(blocks_of(layout.samples, 100_003), SHORT, SileroDetector()))
     assert [window.index for window in windows] == list(range(len(windows)))
@@ -170,7 +179,12 @@ def test_speech_windows_cut_in_silence_keep_all_speech_and_map_exactly(layout):
 def test_without_vad_every_sample_is_kept(layout):
     options = WindowOptions(window_seconds=20.0, margin_seconds=5.0, vad=False)
     windows = list(iter_windows(blocks_of(layout.samples, 48_000), options))
-    np.testing.assert_array_equal(np.concatenate([w.samples for w in windows]), layout.samples)
+    lead = windows[0].time_map.lead  # silence before the first window only (speech may start at sample 0)
+    assert lead == options.lead_in_ms * SAMPLE_RATE // 1000 and not windows[0].samples[:lead].any()
+    assert all(w.time_map.lead == 0 for w in windows[1:])
+    np.testing.assert_array_equal(
+        np.concatenate([w.samples[w.time_map.lead :] for w in windows]), layout.samples
+    )
     assert all(len(window.time_map.pieces) == 1 for window in windows)
     for cut in cuts(windows):
         assert in_any(cut, layout.silence)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from samba_cli.audio import SAMPLE_RATE, STDIN, iter_audio
+from samba_cli.audio import SAMPLE_RATE, is_stream, iter_audio
 from samba_cli.device import resolve_device, resolve_precision
 from samba_cli.errors import CheckpointError, OptionError
 from samba_cli.hub import ResolvedModel, resolve_model
@@ -112,8 +112,8 @@ class Transcriber:
             for item in inputs:
                 audio, source = item if isinstance(item, tuple) else (item, None)
                 name = source or _name(audio)
-                if name == STDIN and infos:
-                    yield FLUSH  # standard input may block: finish the earlier inputs first
+                if is_stream(name) and infos:
+                    yield FLUSH  # standard input or a named pipe may block: finish the earlier inputs first
                 infos.append(self._info(name, options))
                 yield self._windows(audio, infos[-1], options)
 

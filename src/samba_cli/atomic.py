@@ -32,16 +32,24 @@ def write_atomically(
 
 
 def write_all_atomically(
-    files: Sequence[tuple[str | os.PathLike, Callable[[IO[Any]], object]]], binary: bool = False
+    files: Sequence[tuple[str | os.PathLike, Callable[[IO[Any]], object]]],
+    binary: bool = False,
+    replace: Sequence[bool] | None = None,
 ) -> None:
     """Write several files all or none: every file is staged first (a temporary file next to its target, UTF-8
     text or with ``binary`` bytes, written by its callable and fsynced), and only once all are staged are they
     renamed over their targets.
 
-    If anything fails (a callable, a full disk, a target that is a folder, a rename), every temporary file is
-    removed and every old file is as it was: targets already replaced get their old file back, new ones are
-    removed. An OSError names the target in its ``filename``. Missing folders are made.
+    ``replace[k]`` False (default: True for every file): the k-th target must not exist when it is put in place;
+    if another process created it meanwhile, FileExistsError is raised and that file is left as it is (a hard
+    link puts the new file in place, which fails atomically when the target exists; on a file system without
+    hard links the check and the rename are two steps).
+
+    If anything fails (a callable, a full disk, a target that is a folder, a rename, a target that appeared),
+    every temporary file is removed and every old file is as it was: targets already replaced get their old
+    file back, new ones are removed. An OSError names the target in its ``filename``. Missing folders are made.
     """
+    replace = [True] * len(files) if replace is None else list(replace)
     staged: list[tuple[Path, Path]] = []  # (temporary, target)
     # (target, a hard link to its old file or None, whether it had one) for the targets being replaced
     backups: list[tuple[Path, Path | None, bool]] = []
@@ -59,8 +67,12 @@ def write_all_atomically(
                     write(stream)
                     stream.flush()
                     os.fsync(stream.fileno())
-        for temporary, target in staged:
+        for (temporary, target), replacing in zip(staged, replace, strict=True):
             with _naming(target):
+                if not replacing:
+                    _create(temporary, target)
+                    backups.append((target, None, False))
+                    continue
                 backups.append((target, _keep(target), target.exists()))
                 os.replace(temporary, target)
     except BaseException:
@@ -77,6 +89,20 @@ def write_all_atomically(
         for _, backup, _ in backups:
             if backup is not None:
                 backup.unlink(missing_ok=True)
+
+
+def _create(temporary: Path, target: Path) -> None:
+    """Move ``temporary`` to ``target``, which must not exist: FileExistsError when it does."""
+    try:
+        os.link(temporary, target)  # atomic: fails when the target exists
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (FAT, some network file systems): check, then rename
+        if target.exists():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target)) from None
+        os.replace(temporary, target)
+        return
+    temporary.unlink()
 
 
 def _temporary(target: Path, kind: str = "tmp") -> Path:

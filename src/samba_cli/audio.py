@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -71,7 +72,9 @@ def iter_audio(source: str | os.PathLike[str], block_seconds: float = 30.0) -> I
     """Decode ``source`` to float32 mono 16 kHz and yield it in blocks.
 
     Args:
-        source: a media file path, or ``"-"`` to read the media from standard input.
+        source: a media file path, or ``"-"`` to read the media from standard input. A path that is not a
+            regular file (a named pipe, ``/dev/fd/N`` from a shell's process substitution, a device) is read by
+            this process and fed to ffmpeg as standard input is: it is read once, from its start, by nobody else.
         block_seconds: the length of each yielded block; the last one is shorter.
 
     Yields:
@@ -96,11 +99,26 @@ def iter_audio(source: str | os.PathLike[str], block_seconds: float = 30.0) -> I
         raise InputNotFoundError(name, "no such file")
     if path.is_dir():
         raise NotAFileError(name, "is a directory, not a media file")
-    if path.stat().st_size == 0 and path.is_file():
+    if is_stream(name):
+        return _iter_ffmpeg(name, block_samples)
+    if path.stat().st_size == 0:
         raise EmptyAudioError(name, "the file is empty (0 bytes)")
     if _is_plain_16k_mono(path):
         return _iter_soundfile(path, name, block_samples)
     return _iter_ffmpeg(name, block_samples)
+
+
+def is_stream(source: str | os.PathLike[str]) -> bool:
+    """True for standard input and for existing paths that are not regular files (named pipes, ``/dev/fd/N``,
+    devices): inputs that can be read only once, whose length nobody knows before the end."""
+    name = os.fspath(source)
+    if name == STDIN:
+        return True
+    try:
+        mode = os.stat(name).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def load_audio(source: str | os.PathLike[str]) -> np.ndarray:
@@ -136,9 +154,9 @@ def _iter_soundfile(path: Path, name: str, block_samples: int) -> Iterator[np.nd
         raise EmptyAudioError(name, "contains no audio samples")
 
 
-def _start_ffmpeg(name: str) -> subprocess.Popen:
-    """Start ffmpeg decoding ``name`` (or stdin) to f32le mono 16 kHz on its stdout."""
-    stdin = name == STDIN
+def _start_ffmpeg(name: str, stdin: bool) -> subprocess.Popen:
+    """Start ffmpeg decoding ``name`` (or, with ``stdin``, what is written to its stdin) to f32le mono 16 kHz on
+    its stdout."""
     stream = ffmpeg.input("pipe:" if stdin else f"file:{os.path.abspath(name)}")
     stream = stream.output(
         "pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=SAMPLE_RATE, vn=None, sn=None, dn=None
@@ -153,10 +171,18 @@ def _start_ffmpeg(name: str) -> subprocess.Popen:
 
 
 def _iter_ffmpeg(name: str, block_samples: int) -> Iterator[np.ndarray]:
-    """Run ffmpeg on ``name`` and yield (block_samples,) float32 blocks read from its stdout."""
-    process = _start_ffmpeg(name)
+    """Run ffmpeg on ``name`` and yield (block_samples,) float32 blocks read from its stdout. Standard input and
+    other streams (:func:`is_stream`) are read here and fed to ffmpeg's stdin."""
+    streamed = is_stream(name)
+    source = None
+    if streamed and name != STDIN:
+        try:  # opened in this process: /dev/fd/N exists here, not in ffmpeg's process
+            source = open(name, "rb", buffering=0)  # noqa: SIM115 - closed by the feeder
+        except OSError as error:
+            raise DecodeError(name, f"cannot open the input ({error.strerror or error})") from error
+    process = _start_ffmpeg(name, streamed)
     stderr = _StderrDrain(process.stderr)
-    feeder = _StdinFeeder(process.stdin) if name == STDIN else None
+    feeder = _StdinFeeder(process.stdin, source) if streamed else None
     total = 0
     try:
         while True:
@@ -176,8 +202,8 @@ def _iter_ffmpeg(name: str, block_samples: int) -> Iterator[np.ndarray]:
     # The feeder is not joined: it may be blocked reading a terminal. It closes ffmpeg's stdin at end of
     # input, before ffmpeg can see end of file, so a count of 0 here is final.
     if feeder is not None and feeder.bytes_fed == 0:
-        raise EmptyAudioError(STDIN, "standard input is empty")
-    _check_result(name, returncode, list(stderr.lines), total)
+        raise EmptyAudioError(name, "standard input is empty" if name == STDIN else "the input is empty")
+    _check_result(name, returncode, list(stderr.lines), total, streamed)
 
 
 def _read_block(stream, block_samples: int) -> np.ndarray:
@@ -211,18 +237,19 @@ class _StderrDrain(threading.Thread):
 
 
 class _StdinFeeder(threading.Thread):
-    """Copies this process's standard input into ffmpeg's stdin, then closes it."""
+    """Copies this process's standard input (or another unbuffered stream) into ffmpeg's stdin, then closes it."""
 
-    def __init__(self, pipe) -> None:
+    def __init__(self, pipe, source=None) -> None:
         super().__init__(daemon=True)
         self.pipe = pipe  # ffmpeg's stdin pipe (bytes)
+        self.source = source  # an unbuffered binary file to read instead of standard input; closed at its end
         self.bytes_fed = 0  # bytes written so far
         self.start()
 
     def run(self) -> None:
         # The raw file, not its BufferedReader: a daemon thread blocked in BufferedReader.read holds the reader's
         # lock, and the interpreter aborts at exit when it cannot take it (Ctrl-C while stdin is still open).
-        source = getattr(sys.stdin.buffer, "raw", sys.stdin.buffer)
+        source = self.source or getattr(sys.stdin.buffer, "raw", sys.stdin.buffer)
         try:
             while chunk := source.read(_STDIN_CHUNK):
                 self.bytes_fed += len(chunk)
@@ -232,11 +259,14 @@ class _StdinFeeder(threading.Thread):
         finally:
             with contextlib.suppress(OSError):
                 self.pipe.close()
+            if self.source is not None:
+                with contextlib.suppress(OSError):
+                    self.source.close()
 
 
-def _check_result(name: str, returncode: int, stderr: list[str], total: int) -> None:
+def _check_result(name: str, returncode: int, stderr: list[str], total: int, streamed: bool = False) -> None:
     """Turn ffmpeg's exit status and stderr into a typed error, or a warning for a partial decode."""
-    what = "standard input" if name == STDIN else "the file"
+    what = "standard input" if name == STDIN else "the input" if streamed else "the file"
     if returncode == 0 and total:
         if stderr:
             logger.warning(
@@ -248,10 +278,10 @@ def _check_result(name: str, returncode: int, stderr: list[str], total: int) -> 
         return
     if any(_NO_STREAM.search(line) for line in stderr):
         raise NoAudioStreamError(name, f"{what} has no audio stream (video or data only)")
-    if name == STDIN and not total and any(_PARTIAL.search(line) for line in stderr):
+    if streamed and not total and any(_PARTIAL.search(line) for line in stderr):
         raise DecodeError(
             name,
-            "standard input is an MP4/M4A whose index (moov atom) is at its end, which ffmpeg cannot reach "
+            f"{what} is an MP4/M4A whose index (moov atom) is at its end, which ffmpeg cannot reach "
             "through a pipe; give the file's path instead (or remux it: ffmpeg -i IN -c copy -movflags "
             "+faststart OUT)",
         )
@@ -262,7 +292,7 @@ def _check_result(name: str, returncode: int, stderr: list[str], total: int) -> 
         seconds = total / SAMPLE_RATE
         raise DecodeError(name, f"decoding failed after {seconds:.1f} s (ffmpeg exit {returncode}: {reason})")
     if "Invalid data found" in reason:
-        media = "standard input is not media" if name == STDIN else "not a media file"
+        media = f"{what} is not media" if streamed else "not a media file"
         raise DecodeError(name, f"{media} ffmpeg can decode ({reason})")
     raise DecodeError(name, f"ffmpeg cannot decode {what} (exit {returncode}: {reason})")
 

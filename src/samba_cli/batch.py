@@ -37,7 +37,7 @@ import numpy as np
 import soundfile as sf
 
 from samba_cli.atomic import write_all_atomically
-from samba_cli.audio import SAMPLE_RATE, STDIN, ffmpeg_path, iter_audio
+from samba_cli.audio import SAMPLE_RATE, ffmpeg_path, is_stream, iter_audio
 from samba_cli.cues import CueOptions
 from samba_cli.errors import SambaError
 from samba_cli.planning import Outcome, Plan, Status, Task, failure
@@ -228,8 +228,9 @@ class Prefetcher:
 
 
 def probe_duration(source: str) -> float | None:
-    """The duration (seconds) the media header declares; None for stdin or when unknown. Reads headers only."""
-    if source == STDIN:
+    """The duration (seconds) the media header declares; None for stdin, a named pipe or another stream (reading
+    its header would take audio away from the transcription), or when unknown. Reads headers only."""
+    if is_stream(source) or not Path(source).is_file():
         return None
     with contextlib.suppress(sf.LibsndfileError, RuntimeError, OSError):
         if Path(source).suffix.lower() in (".wav", ".wave", ".flac"):
@@ -261,7 +262,7 @@ class _DurationEstimator(threading.Thread):
         self.stopped = threading.Event()  # set to stop early
 
     def run(self) -> None:
-        if STDIN in self.sources:
+        if any(map(is_stream, self.sources)):
             return
         total, last = 0.0, time.monotonic()
         for count, source in enumerate(self.sources, start=1):
@@ -416,13 +417,18 @@ def _write_outputs(
 ) -> tuple[Path, ...]:
     """Write every output of a task, or none: all the files are staged first and then swapped in, so after any
     failure (a full disk, a target that is a folder) the previous files are as they were."""
+    to_files = [output for output in task.outputs if output.path is not None]
     files = [
-        (output.path, functools.partial(writers[output.format].write, segments, info))
-        for output in task.outputs
-        if output.path is not None
+        (output.path, functools.partial(writers[output.format].write, segments, info)) for output in to_files
     ]
     try:
-        write_all_atomically(files)
+        write_all_atomically(files, replace=[output.replace for output in to_files])
+    except FileExistsError as error:
+        raise _WriteError(
+            Path(error.filename),
+            "it was created by someone else while this run worked (another run writing the same folder?); "
+            "left as it is, nothing of this input written; use --overwrite to replace it",
+        ) from error
     except OSError as error:
         where = Path(error.filename) if error.filename else files[0][0]
         raise _WriteError(where, error.strerror or str(error)) from error

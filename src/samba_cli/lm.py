@@ -13,12 +13,15 @@ import gzip
 import hashlib
 import math
 import os
-import pickle
 import re
+import stat
+import zipfile
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
+
+import numpy as np
 
 from samba_cli.atomic import write_atomically
 from samba_cli.errors import SambaError
@@ -116,6 +119,35 @@ class NgramLM:
         """True when some word of the vocabulary starts with ``partial`` (an already normalised string)."""
         return partial in self._prefixes
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The model as plain arrays (no Python objects), for :func:`parsed_cache`: the words as one UTF-8 text,
+        and per order n the n-grams as word numbers (count, n) with their (log10 p, log10 back-off) (count, 2)."""
+        words = sorted({w for gram in self._ngrams for w in gram})
+        number = {w: i for i, w in enumerate(words)}
+        arrays = {"words": _text_array(words), "order": np.array([self.order], dtype=np.int64)}
+        for n in range(1, self.order + 1):
+            grams = [(g, v) for g, v in self._ngrams.items() if len(g) == n]
+            ids = np.array([[number[w] for w in g] for g, _ in grams], dtype=np.int32).reshape(-1, n)
+            arrays[f"ids{n}"] = ids
+            arrays[f"values{n}"] = np.array([v for _, v in grams], dtype=np.float64).reshape(-1, 2)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> NgramLM:
+        """The inverse of :meth:`to_arrays`; arrays of the wrong kind or shape raise ValueError."""
+        words = _array_text(arrays["words"])
+        order = int(arrays["order"][0])
+        ngrams: dict[tuple[str, ...], tuple[float, float]] = {}
+        for n in range(1, order + 1):
+            ids, values = arrays[f"ids{n}"], arrays[f"values{n}"]
+            if ids.dtype != np.int32 or ids.ndim != 2 or ids.shape[1] != n or values.shape != (len(ids), 2):
+                raise ValueError(f"bad {n}-gram arrays")
+            if values.dtype != np.float64 or (len(ids) and (ids.min() < 0 or ids.max() >= len(words))):
+                raise ValueError(f"bad {n}-gram arrays")
+            columns = [[words[i] for i in column] for column in ids.T.tolist()]
+            ngrams.update(zip(zip(*columns), zip(*values.T.tolist())))
+        return cls(ngrams, order)
+
 
 class Lexicon:
     """A word list: spellings that CTC beam search accepts beyond the language model's vocabulary.
@@ -152,6 +184,20 @@ class Lexicon:
         i = bisect.bisect_left(self._sorted, partial)
         return i < len(self._sorted) and self._sorted[i].startswith(partial)
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The word list as one UTF-8 text array, for :func:`parsed_cache`."""
+        return {"words": _text_array(self._sorted)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Lexicon:
+        """The inverse of :meth:`to_arrays` (the words were normalised when they were saved: not done again)."""
+        words = _array_text(arrays["words"])
+        if any(a >= b for a, b in zip(words, words[1:])):
+            raise ValueError("lexicon words not sorted")
+        lexicon = cls(())
+        lexicon._sorted, lexicon._words = words, frozenset(words)
+        return lexicon
+
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> Lexicon:
         """Read a word list; a missing or unreadable file raises a one-line SambaError."""
@@ -171,7 +217,7 @@ class Lexicon:
 @lru_cache(maxsize=4)
 def load_lexicon(path: str) -> Lexicon:
     """Lexicon.from_file, cached by path in this process and on disk (see :func:`parsed_cache`)."""
-    return parsed_cache(path, "lexicon", Lexicon.from_file)
+    return parsed_cache(path, Lexicon.from_file, Lexicon)
 
 
 def _parse_arpa(stream) -> tuple[dict[tuple[str, ...], tuple[float, float]], int]:
@@ -225,11 +271,31 @@ def _parse_arpa(stream) -> tuple[dict[tuple[str, ...], tuple[float, float]], int
 def load_lm(path: str) -> NgramLM:
     """NgramLM.from_arpa, cached by path: transcription and evaluation load a model once per process, and the
     parsed model is kept on disk for the next process (see :func:`parsed_cache`)."""
-    return parsed_cache(path, "lm", NgramLM.from_arpa)
+    return parsed_cache(path, NgramLM.from_arpa, NgramLM)
 
 
-T = TypeVar("T")
-CACHE_FORMAT = 1  # bump when NgramLM or Lexicon change what they hold: older cached copies are then ignored
+def _text_array(words: list[str]) -> np.ndarray:
+    return np.frombuffer("\n".join(words).encode("utf-8"), dtype=np.uint8)
+
+
+def _array_text(array: np.ndarray) -> list[str]:
+    if array.dtype != np.uint8 or array.ndim != 1:
+        raise ValueError("bad word array")
+    text = array.tobytes().decode("utf-8")
+    return text.split("\n") if text else []
+
+
+class Parsed(Protocol):
+    """What :func:`parsed_cache` keeps: a parsed file that converts to and from plain arrays."""
+
+    def to_arrays(self) -> dict[str, np.ndarray]: ...
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Parsed: ...
+
+
+T = TypeVar("T", bound=Parsed)
+CACHE_FORMAT = 2  # bump when NgramLM or Lexicon change what they hold: older cached copies are then ignored
 
 
 def cache_dir() -> Path:
@@ -241,28 +307,43 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "samba-asr"
 
 
-def parsed_cache(path: str, kind: str, parse: Callable[[str], T]) -> T:
-    """``parse(path)``, or the copy of its result pickled by an earlier process for the same file (same absolute
-    path, size and modification time). Reading a pickle takes a fifth of the time of parsing the text (about
-    0.3 s less for the bundled model's language model and lexicon). A missing, unreadable or stale copy is
-    parsed again; a cache folder that cannot be written is skipped. Only this process's own user's cache folder
-    is read."""
+def _own_file(path: Path) -> bool:
+    """True when ``path`` is a regular file of this user in a folder of this user that nobody else may write."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    folder, info = path.parent.lstat(), path.lstat()
+    if uid is not None and (folder.st_uid != uid or info.st_uid != uid):
+        return False
+    return not folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and stat.S_ISREG(info.st_mode)
+
+
+def _read_arrays(cached: Path) -> dict[str, np.ndarray]:
+    with np.load(cached, allow_pickle=False) as archive:  # plain arrays only: a cache file never runs code
+        return {name: archive[name] for name in archive.files}
+
+
+def parsed_cache(path: str, parse: Callable[[str], T], parsed: type[T]) -> T:
+    """``parse(path)``, an instance of ``parsed``, or the copy an earlier process saved for the same file
+    (same absolute path, size and modification time). Reading the copy is several times faster than parsing
+    the text. The copy holds plain numpy arrays (``.npz`` read with ``allow_pickle=False``), never pickles, and
+    is only read when this user owns it and its folder and nobody else may write them: a shared or planted
+    cache file is ignored, never executed. The folder is created private (0700). A missing, unreadable, stale
+    or malformed copy is parsed again; a cache folder that cannot be written is skipped."""
+    kind = parsed.__name__.lower()
     source = Path(path)
     try:
-        stat = source.stat()
+        info = source.stat()
     except OSError:
         return parse(path)  # the parser reports the missing file
-    key = f"{CACHE_FORMAT}|{kind}|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    cached = cache_dir() / "parsed" / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:32]}.pickle"
+    key = f"{CACHE_FORMAT}|{kind}|{source.resolve()}|{info.st_size}|{info.st_mtime_ns}"
+    cached = cache_dir() / "parsed" / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
     try:
-        with cached.open("rb") as stream:
-            return pickle.load(stream)
-    except Exception:  # noqa: BLE001 - absent, truncated or from another version: parse the file again
-        pass
+        if _own_file(cached):
+            return parsed.from_arrays(_read_arrays(cached))
+    except (OSError, ValueError, KeyError, IndexError, UnicodeDecodeError, zipfile.BadZipFile, EOFError):
+        pass  # absent, truncated, foreign or from another version: parse the file again
     result = parse(path)
     # a cache that cannot be written costs the next process a parse, nothing more
-    with contextlib.suppress(Exception):
-        write_atomically(
-            cached, lambda stream: pickle.dump(result, stream, protocol=pickle.HIGHEST_PROTOCOL), binary=True
-        )
+    with contextlib.suppress(OSError, ValueError):
+        cached.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomically(cached, lambda stream: np.savez(stream, **result.to_arrays()), binary=True)
     return result

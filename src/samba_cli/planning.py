@@ -81,6 +81,9 @@ class Discovery:
 class Output:
     format: str  # writer name, also the file extension
     path: Path | None  # None: standard output
+    # the file may replace one that is there when it is written (--overwrite); else a file that appeared since
+    # the plan was made (another run writing the same folder) fails the input and is left as it is
+    replace: bool = False
 
 
 @dataclass(frozen=True)
@@ -225,26 +228,29 @@ def plan(
             )
         tasks = tuple(Task(job, (Output(formats[0], None),)) for job in jobs)
         return Plan(tasks, discovery.failures)
-    owners: dict[str, Job] = {}
+    owners: dict[str, list[Job]] = {}
     for job in jobs:
-        key = job.name.as_posix().casefold()
-        if key in owners:
-            how = (
-                "write them in two runs with different -o folders"
-                if job.named or owners[key].named
-                else "choose one type with --ext"
-            )
-            raise PlanError(
-                f"{owners[key].source} and {job.source} would both be written to "
-                f"{job.output(output_dir, formats[0])}; rename one, or {how}"
-            )
-        owners[key] = job
+        owners.setdefault(job.name.as_posix().casefold(), []).append(job)
+    clashes = [group for group in owners.values() if len(group) > 1]
+    if clashes:
+        named = any(job.named for group in clashes for job in group)
+        how = (
+            "write them in separate runs with different -o folders" if named else "choose one type with --ext"
+        )
+        described = "; ".join(
+            f"{', '.join(job.source for job in group[:-1])} and {group[-1].source} would "
+            f"{'both' if len(group) == 2 else 'all'} be written to {group[0].output(output_dir, formats[0])}"
+            for group in clashes
+        )
+        raise PlanError(f"{described}; rename them, or {how}")
     if jobs:
         check_output_dir(output_dir)
     tasks: list[Task] = []
     settled = list(discovery.failures)
     for job in jobs:
-        outputs = tuple(Output(fmt, job.output(output_dir, fmt)) for fmt in formats)
+        outputs = tuple(
+            Output(fmt, job.output(output_dir, fmt), existing is Existing.OVERWRITE) for fmt in formats
+        )
         present = [o.path for o in outputs if o.path is not None and o.path.exists()]
         if not present or existing is Existing.OVERWRITE:
             tasks.append(Task(job, outputs))

@@ -57,8 +57,14 @@ class CTCOptions:
     attention_beam: int | None = None
 
     def __post_init__(self) -> None:
-        if self.rescore_weight is not None and not self.rescore_weight >= 0:
-            raise ValueError(f"rescore_weight must be >= 0, got {self.rescore_weight}")
+        for name in ("lm_weight", "word_bonus", "oov_penalty", "lexicon_penalty", "rescore_weight"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+        for name in ("lm_weight", "rescore_weight"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
         if self.attention_beam is not None and self.attention_beam < 0:
             raise ValueError(f"attention_beam must be >= 0, got {self.attention_beam}")
 

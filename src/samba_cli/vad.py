@@ -100,7 +100,9 @@ def _silero() -> _SileroParts:
     finally:
         torch.set_num_threads(threads)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load, importlib.resources.path
+        # torch.jit.load (a FutureWarning in newer torch), importlib.resources.path: silero's, not the user's
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
         model = load_silero_vad()._model
     cell = model.decoder.rnn
     lstm = torch.nn.LSTM(_SILERO_HIDDEN, _SILERO_HIDDEN, batch_first=True)

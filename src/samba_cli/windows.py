@@ -53,6 +53,9 @@ class WindowOptions:
     min_speech_ms: int = 250  # speech regions shorter than this are dropped
     min_silence_ms: int = 500  # silences shorter than this do not split a speech region
     speech_pad_ms: int = 200  # kept on each side of a speech region; also the half-width of the cut score
+    # silence put before a window that opens at the source's first sample: speech from sample 0 lost its first
+    # sounds ("ur meeting" for "Our meeting"); 80 ms was enough on the bundled model
+    lead_in_ms: int = 160
 
     def __post_init__(self) -> None:
         if not self.window_seconds * SAMPLE_RATE >= FRAME_SAMPLES:
@@ -63,7 +66,7 @@ class WindowOptions:
             )
         if not 0 < self.vad_threshold < 1:
             raise ValueError(f"vad_threshold must be in (0, 1), got {self.vad_threshold}")
-        for name in ("min_speech_ms", "min_silence_ms", "speech_pad_ms"):
+        for name in ("min_speech_ms", "min_silence_ms", "speech_pad_ms", "lead_in_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -79,19 +82,21 @@ class WindowOptions:
 class TimeMap:
     """Window sample positions -> source positions, exact to the sample.
 
-    A window's samples are the concatenation of source pieces. Piece k covers window samples
-    [window_offset, window_offset + length) and source samples [source_offset, source_offset + length).
-    Window offsets are contiguous from 0; source offsets increase, with gaps where non-speech was dropped.
-    A sample at a piece edge belongs to the piece that starts there; the window's end (``num_samples``) maps
-    to the end of the last piece. Source times inside a dropped gap are never produced.
+    A window's samples are ``lead`` samples of added silence, then the concatenation of source pieces. Piece k
+    covers window samples [window_offset, window_offset + length) and source samples [source_offset,
+    source_offset + length). Window offsets are contiguous from ``lead``; source offsets increase, with gaps
+    where non-speech was dropped. A sample at a piece edge belongs to the piece that starts there; the lead-in
+    maps to the start of the first piece; the window's end (``num_samples``) maps to the end of the last piece.
+    Source times inside a dropped gap are never produced.
     """
 
     pieces: tuple[tuple[int, int, int], ...]  # (window_offset, source_offset, length) in samples, in order
+    lead: int = 0  # samples of silence before the first piece (WindowOptions.lead_in_ms)
 
     def __post_init__(self) -> None:
         if not self.pieces:
             raise ValueError("a TimeMap needs at least one piece")
-        expected, source_end = 0, 0
+        expected, source_end = self.lead, 0
         for window_offset, source_offset, length in self.pieces:
             if window_offset != expected or length <= 0 or source_offset < source_end:
                 raise ValueError(
@@ -109,8 +114,8 @@ class TimeMap:
         """Source sample of window sample ``index``, 0 <= index <= num_samples."""
         if not 0 <= index <= self.num_samples:
             raise ValueError(f"window sample {index} outside [0, {self.num_samples}]")
-        window_offset, source_offset, _ = self._piece(index)
-        return source_offset + index - window_offset
+        window_offset, source_offset, _ = self._piece(max(index, self.lead))
+        return source_offset + max(index, self.lead) - window_offset
 
     def to_source_seconds(self, seconds: float) -> float:
         """Source time (s) of window time ``seconds``; whole samples map exactly as :meth:`to_source_sample`."""
@@ -120,6 +125,7 @@ class TimeMap:
             position = nearest
         if not 0 <= position <= self.num_samples:
             raise ValueError(f"window time {seconds} s outside [0, {self.num_samples / SAMPLE_RATE}] s")
+        position = max(position, self.lead)
         window_offset, source_offset, _ = self._piece(math.floor(position))
         return (source_offset + (position - window_offset)) / SAMPLE_RATE
 
@@ -268,7 +274,10 @@ class _Cutter:
             regions = [(0, cut)]
         source_start, source_end = self.start / SAMPLE_RATE, (self.start + cut) / SAMPLE_RATE
         if regions:
-            offsets = np.cumsum([0] + [end - begin for begin, end in regions]).tolist()
+            lead = (
+                round(self.options.lead_in_ms * SAMPLE_RATE / 1000) if self.start + regions[0][0] == 0 else 0
+            )
+            offsets = np.cumsum([lead] + [end - begin for begin, end in regions]).tolist()
             pieces = tuple(
                 (offset, self.start + begin, end - begin)
                 for offset, (begin, end) in zip(offsets, regions, strict=False)
@@ -278,13 +287,15 @@ class _Cutter:
                 self.index,
                 source_start,
                 source_end,
-                offsets[-1] / SAMPLE_RATE,
+                (offsets[-1] - lead) / SAMPLE_RATE,
                 len(pieces),
             )
             yield Window(
                 index=self.index,
-                samples=np.concatenate([samples[begin:end] for begin, end in regions]),
-                time_map=TimeMap(pieces),
+                samples=np.concatenate(
+                    [np.zeros(lead, np.float32)] + [samples[begin:end] for begin, end in regions]
+                ),
+                time_map=TimeMap(pieces, lead),
                 source_start=source_start,
                 source_end=source_end,
             )

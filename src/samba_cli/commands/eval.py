@@ -15,6 +15,7 @@ from samba_cli.commands.options import (
     SearchArgs,
     decode_options,
     device_parameter,
+    finite,
     usage_error,
     with_groups,
 )
@@ -42,7 +43,9 @@ def eval_command(
     dtype: DType = typer.Option(
         DType.float32, case_sensitive=False, help="weights' precision (auto: as `samba transcribe` runs)"
     ),
-    batch_seconds: float = typer.Option(300.0, help="padded audio seconds decoded together"),
+    batch_seconds: float = typer.Option(
+        300.0, min=1.0, callback=finite, help="padded audio seconds decoded together"
+    ),
     workers: int = typer.Option(0, help="processes reading audio and computing features"),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)"),
     group_by: str | None = typer.Option(
@@ -63,6 +66,8 @@ def eval_command(
         labels = [u.labels[group_by] for u in utterances] if group_by else None
     except (ValueError, FileNotFoundError) as exc:
         raise SambaError(str(exc)) from exc
+    if not utterances:
+        raise SambaError(f"{manifest}: the manifest holds no utterances; nothing to score")
     try:
         result = evaluate(
             transcriber.model,

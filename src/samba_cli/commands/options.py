@@ -18,6 +18,7 @@ import functools
 import importlib.util
 import inspect
 import io
+import math
 import re
 import tokenize
 import typing
@@ -139,10 +140,22 @@ def _parameter(spec: dataclasses.Field, kind: type) -> inspect.Parameter:
     ]
     if choices and default is not None:  # an enum option's default: the member, for its help and its value
         default = choices[0](default)
-    info = typer.Option(*meta["flags"], help=help, **meta["settings"])
+    settings = dict(meta["settings"])
+    if float in (typing.get_args(kind) or (kind,)):
+        settings["callback"] = finite
+    info = typer.Option(*meta["flags"], help=help, **settings)
     return inspect.Parameter(
         spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info]
     )
+
+
+def finite(value: Any) -> Any:
+    """An option callback refusing nan and inf (parsed as numbers: "nan", "inf", "-inf"): every float option of
+    the command line takes finite numbers only, within the range its help shows."""
+    for number in value if isinstance(value, (tuple, list)) else (value,):
+        if isinstance(number, float) and not math.isfinite(number):
+            raise typer.BadParameter(f"{number} is not a finite number")
+    return value
 
 
 def with_groups(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -305,7 +318,7 @@ class CTCArgs:
         metavar="ARPA|auto|none",
         help="Word n-gram language model of CTC decoding; auto: the model's own (lm.arpa.gz), if it has one",
     )
-    lm_weight: float | None = _models_or("lm_weight", "Language-model weight")
+    lm_weight: float | None = _models_or("lm_weight", "Language-model weight", min=0.0)
     word_bonus: float | None = _models_or("word_bonus", "Score added per word with a language model")
     oov_penalty: float | None = _models_or(
         "oov_penalty", "Score taken off each word outside the language model's vocabulary"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from samba_cli.commands.options import finite
 from samba_cli.errors import OptionError, SambaError, original_message
 from samba_cli.tokenizer import train_tokenizer
 from samba_cli.train.config import Schedule, TrainConfig, field_help
@@ -27,11 +28,21 @@ def _option(name: str, *flags: str) -> typer.models.OptionInfo:
     """An option whose default (None) means the TrainConfig default, shown in the help."""
     default = _DEFAULTS[name]
     shown = ",".join(map(str, default)) if isinstance(default, tuple) else getattr(default, "value", default)
-    return typer.Option(None, *flags, help=_HELP[name], show_default=str(shown))
+    checked = {"callback": finite} if isinstance(default, float) else {}
+    return typer.Option(None, *flags, help=_HELP[name], show_default=str(shown), **checked)
 
 
-def _floats(text: str | None) -> tuple[float, ...] | None:
-    return None if text is None else tuple(float(x) for x in text.split(","))
+def _floats(name: str, text: str | None) -> tuple[float, ...] | None:
+    """The comma-separated numbers of option ``--name``: finite ones only."""
+    if text is None:
+        return None
+    try:
+        return finite(tuple(float(x) for x in text.split(",")))
+    except (ValueError, typer.BadParameter):
+        raise typer.BadParameter(
+            f"{text!r}: expected finite numbers separated by commas",
+            param_hint=f"'--{name.replace('_', '-')}'",
+        ) from None
 
 
 @app.command("run")
@@ -96,10 +107,10 @@ def run_command(
     """
     given = {k: v for k, v in locals().items() if k not in ("manifest", "tokenizer") and v is not None}
     given.update(
-        speeds=_floats(speeds),
-        betas=_floats(betas),
-        noise_snr=_floats(noise_snr),
-        reverb_rt60=_floats(reverb_rt60),
+        speeds=_floats("speeds", speeds),
+        betas=_floats("betas", betas),
+        noise_snr=_floats("noise_snr", noise_snr),
+        reverb_rt60=_floats("reverb_rt60", reverb_rt60),
     )
     given = {k: v for k, v in given.items() if v is not None}
     from samba_cli.train.loop import train
@@ -109,6 +120,8 @@ def run_command(
         train(config)
     except (ValueError, FileNotFoundError) as exc:
         raise SambaError(original_message(exc)) from exc
+    except KeyboardInterrupt:  # stopped by Ctrl-C or SIGTERM after a checkpoint: exit as transcribe does
+        raise typer.Exit(130) from None
 
 
 def _texts(paths: list[Path], out) -> int:

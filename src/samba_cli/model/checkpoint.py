@@ -114,7 +114,8 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def check_state_dict(model: SambaASR, tensors: dict[str, torch.Tensor], source: str) -> None:
-    """Raise a CheckpointError naming every missing, unexpected or mis-shaped tensor."""
+    """Raise a CheckpointError naming every missing, unexpected or mis-shaped tensor, or the tensors holding
+    NaN or infinite values (a damaged file that still parses)."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     problems = []
     missing = sorted(set(expected) - set(tensors))
@@ -129,6 +130,15 @@ def check_state_dict(model: SambaASR, tensors: dict[str, torch.Tensor], source: 
     if problems:
         shown = "; ".join(problems[:6]) + ("; ..." if len(problems) > 6 else "")
         raise CheckpointError(f"{source}: weights do not match config.json: {shown}")
+    broken = [
+        name for name, tensor in tensors.items() if tensor.is_floating_point() and not tensor.isfinite().all()
+    ]
+    if broken:
+        shown = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
+        raise CheckpointError(
+            f"{source}: corrupt weights: {shown} hold NaN or infinite values; delete the model and download or "
+            "export it again"
+        )
 
 
 def load_checkpoint(

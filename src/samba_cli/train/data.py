@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
+from samba_cli.audio import load_audio
+from samba_cli.errors import SambaError
 from samba_cli.features import SAMPLE_RATE, log_mel
 from samba_cli.train.augment import NoiseAugment, SpecAugment, speed_perturb
 
@@ -65,14 +66,13 @@ def _label(value) -> str:
 
 
 def read_audio(path: Path) -> torch.Tensor:
-    """A 16 kHz mono WAV/FLAC file -> float32 samples (N,)."""
+    """An audio file -> float32 mono samples (N,) at 16 kHz, decoded as `samba transcribe` decodes it: mono 16 kHz
+    WAV/FLAC straight through soundfile, anything else by ffmpeg (resampled, downmixed). A file that cannot be
+    decoded raises a one-line ValueError naming it."""
     try:
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except sf.LibsndfileError as exc:
-        raise ValueError(f"{path}: cannot read audio: {exc.error_string.rstrip('.')}") from None
-    if rate != SAMPLE_RATE:
-        raise ValueError(f"{path}: sample rate {rate} Hz, training data must be {SAMPLE_RATE} Hz")
-    return torch.from_numpy(samples.mean(axis=1))
+        return torch.from_numpy(load_audio(path))
+    except SambaError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def plan_batches(

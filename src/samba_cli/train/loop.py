@@ -497,19 +497,25 @@ def groups(batches: Iterable[Batch], size: int) -> Iterator[tuple[list[Batch], b
 
 
 def train(config: TrainConfig, on_step: StepHook | None = None) -> Path:
-    """Train (or resume) the run in ``config.out_dir``; SIGTERM/SIGINT stop it after a checkpoint."""
+    """Train (or resume) the run in ``config.out_dir``; SIGTERM/SIGINT stop it after a checkpoint, and then
+    KeyboardInterrupt is raised (the run folder is complete: rerunning resumes)."""
     world = init_world()
     try:
         trainer = Trainer(config, world)
+        signalled: list[int] = []
 
         def request_stop(signum, frame) -> None:
             trainer.stop_requested = True
+            signalled.append(signum)
 
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            return trainer.run(on_step)
+            run_dir = trainer.run(on_step)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if signalled:
+            raise KeyboardInterrupt
+        return run_dir
     finally:
         close_world(world)
