@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import shutil
 import subprocess
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -168,6 +170,63 @@ def test_truncated_mp3_keeps_what_decodes_and_warns(speech, tmp_path, caplog):
     assert any("truncated.mp3" in record.getMessage() for record in caplog.records)
 
 
+def test_truncated_16k_wav_keeps_what_decodes_and_warns(tmp_path, caplog):
+    wav = tmp_path / "cut.wav"
+    sf.write(wav, np.full(SAMPLE_RATE * 2, 0.1, np.float32), SAMPLE_RATE, subtype="PCM_16")
+    wav.write_bytes(wav.read_bytes()[: 44 + SAMPLE_RATE])  # half a second of 2 s
+    with caplog.at_level(logging.WARNING, logger="samba_cli.audio"):
+        samples = load_audio(wav)
+    assert samples.size == SAMPLE_RATE // 2
+    assert any("cut.wav" in r.getMessage() and "truncated" in r.getMessage() for r in caplog.records)
+
+
+def _write_later(path: str, data: bytes) -> threading.Thread:
+    """A writer that opens ``path`` (a named pipe: blocks until a reader opens it) and writes ``data``."""
+
+    def write() -> None:
+        with open(path, "wb") as pipe:
+            pipe.write(data)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    return writer
+
+
+@pytest.mark.parametrize("name", ["wav", "mp3"])
+def test_a_named_pipe_is_read_once_and_whole(speech, tmp_path, name):
+    """main read a FIFO with ffmpeg by path, after the duration probe (for the ETA) had eaten its start: a 3.8 s
+    wav came back as 2 s of garbled audio, an mp3 as "not a media file"."""
+    from samba_cli.batch import probe_duration
+
+    data = (speech[0] if name == "wav" else encode(speech, "mp3")).read_bytes()
+    fifo = tmp_path / f"input.{name}"
+    os.mkfifo(fifo)
+    assert audio.is_stream(fifo) and probe_duration(str(fifo)) is None  # returns at once, reads nothing
+    writer = _write_later(str(fifo), data)
+    samples = load_audio(fifo)
+    writer.join(10)
+    expected = load_audio(speech[0] if name == "wav" else encode(speech, "mp3"))
+    assert abs(samples.size - expected.size) <= 0.05 * SAMPLE_RATE
+    if name == "wav":
+        np.testing.assert_allclose(samples, expected, atol=1e-6)
+
+
+def test_process_substitution_path_is_read_here(speech):
+    """``samba transcribe <(cat x.mp3)``: /dev/fd/N exists in this process only (main: "No such file")."""
+    data = encode(speech, "mp3").read_bytes()
+    read_end, write_end = os.pipe()
+    try:
+        writer = threading.Thread(
+            target=lambda: (os.write(write_end, data), os.close(write_end)), daemon=True
+        )
+        writer.start()
+        samples = load_audio(f"/dev/fd/{read_end}")
+        writer.join(10)
+    finally:
+        os.close(read_end)
+    assert abs(samples.size / SAMPLE_RATE - speech[1]) <= STDIN_TOLERANCE
+
+
 def test_text_file_named_wav(tmp_path):
     path = tmp_path / "notes.wav"
     path.write_text("these are meeting notes, not audio\n" * 20)
@@ -218,8 +277,8 @@ def test_missing_file(tmp_path):
 def test_closing_early_kills_ffmpeg(speech, monkeypatch):
     started = []
 
-    def spy(name: str) -> subprocess.Popen:
-        started.append(start(name))
+    def spy(name: str, stdin: bool) -> subprocess.Popen:
+        started.append(start(name, stdin))
         return started[-1]
 
     start = audio._start_ffmpeg

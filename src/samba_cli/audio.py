@@ -49,6 +49,7 @@ _SOUNDFILE_SUFFIXES = frozenset({".wav", ".wave", ".flac"})  # probed for the fa
 _SOUNDFILE_FORMATS = frozenset({"WAV", "WAVEX", "FLAC"})
 _NO_STREAM = re.compile(r"does not contain any stream|matches no streams|no audio stream", re.IGNORECASE)
 _PARTIAL = re.compile(r"partial file|moov atom not found")  # an MP4 read through a pipe, index at its end
+_TRUNCATED = re.compile(r"^data\s*:\s*\d+\s*\(should be", re.MULTILINE)  # libsndfile's note on a short WAV
 _LOG_PREFIX = re.compile(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*")
 
 
@@ -139,9 +140,11 @@ def _is_plain_16k_mono(path: Path) -> bool:
 
 def _iter_soundfile(path: Path, name: str, block_samples: int) -> Iterator[np.ndarray]:
     """Yield (block_samples,) float32 blocks straight from a mono 16 kHz WAV/FLAC."""
-    total = 0
+    total, truncated = 0, None
     try:
         with sf.SoundFile(str(path)) as file:
+            # libsndfile counts the frames that are there; its notes say when the header declared more
+            truncated = _TRUNCATED.search(file.extra_info)
             while True:
                 block = file.read(block_samples, dtype="float32")
                 if block.size == 0:
@@ -152,6 +155,12 @@ def _iter_soundfile(path: Path, name: str, block_samples: int) -> Iterator[np.nd
         raise DecodeError(name, f"cannot read the audio data ({error})") from error
     if total == 0:
         raise EmptyAudioError(name, "contains no audio samples")
+    if truncated:  # as ffmpeg's errors for a damaged mp3: keep what was read, and say so
+        logger.warning(
+            "%s: decoded %.1f s, less than its header declares: the file may be truncated",
+            name,
+            total / SAMPLE_RATE,
+        )
 
 
 def _start_ffmpeg(name: str, stdin: bool) -> subprocess.Popen:
