@@ -57,6 +57,17 @@ def test_weights_overwritten_with_ff_bytes_are_refused_by_name(tmp_path):
         load_checkpoint(tmp_path)
 
 
+def test_an_unknown_config_field_names_the_model_folder(tmp_path):
+    save_checkpoint(tiny_model(), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model"]["bogus_field"] = 1
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        CheckpointError, match=f"^{tmp_path}/config.json: .*unknown model fields .'bogus_field'."
+    ):
+        load_checkpoint(tmp_path)
+
+
 def test_newer_format_version_is_refused(tmp_path):
     save_checkpoint(tiny_model(), tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())

@@ -240,3 +240,40 @@ def test_eval_of_missing_or_unreadable_audio_is_a_one_line_error(checkpoint, tmp
         assert result.exit_code == 1, result.output
         assert result.stderr.strip().splitlines() == [message]
         assert not report.exists()
+
+
+def test_eval_of_an_empty_manifest_is_an_error(checkpoint, tmp_path):
+    """main printed `WER 0.00% (0/0)` and exited 0."""
+    from samba_cli.cli import app as samba_app
+
+    model_dir, _ = checkpoint
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    result = CliRunner().invoke(samba_app, ["eval", str(model_dir), str(empty), "--lm", "none"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == f"error: {empty}: the manifest holds no utterances; nothing to score"
+
+
+def test_eval_resamples_audio_as_transcribe_does(checkpoint, tmp_path):
+    """main refused a 22 kHz file with "training data must be 16000 Hz" and let libmpg123 print on stderr."""
+    import soundfile as sf
+
+    from samba_cli.cli import app as samba_app
+    from tests.media_helpers import run_ffmpeg
+
+    model_dir, manifest = checkpoint
+    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
+    audio = manifest.parent / entries[0]["audio"]
+    samples, rate = sf.read(audio, dtype="float32")
+    sf.write(tmp_path / "a22k.wav", samples, 22050)  # the same samples, declared at 22.05 kHz
+    run_ffmpeg("-i", audio, tmp_path / "a.mp3")
+    resampled = tmp_path / "m.jsonl"
+    resampled.write_text(
+        "".join(json.dumps(dict(entries[0], audio=name)) + "\n" for name in ("a22k.wav", "a.mp3"))
+    )
+    result = CliRunner().invoke(
+        samba_app,
+        ["eval", str(model_dir), str(resampled), "--lm", "none", "--report", str(tmp_path / "r.json")],
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 utterances" in result.stdout and "Note:" not in result.stderr

@@ -72,8 +72,9 @@ def test_offline_uses_the_cache_and_explains_what_is_missing(fake_hub, tmp_path,
         resolve_model("org/other", local_files_only=True)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     assert resolve_model(REPO) == resolved
-    with pytest.raises(ModelNotCachedError, match="offline mode"):
+    with pytest.raises(ModelNotCachedError, match=r"HF_HUB_OFFLINE is set\); unset HF_HUB_OFFLINE") as caught:
         resolve_model("org/other")
+    assert "samba models download" not in str(caught.value)  # main sent the user in a circle
     with pytest.raises(HubError, match="--force .*needs the network"):
         download_model(REPO, force=True)
     assert not any("org/other" in r.path for r in fake_hub.requests)
@@ -197,6 +198,12 @@ def test_local_folders_and_bad_names(tmp_path):
     assert (resolved.source, resolved.path, resolved.revision) == ("local", folder, None)
     with pytest.raises(CheckpointError, match="is a file"):
         resolve_model(folder / "config.json")
+    run = tmp_path / "runs" / "r2"  # a `samba train run` folder: its weights are in checkpoint/
+    checkpoint_folder(run / "checkpoint")
+    with pytest.raises(
+        CheckpointError, match=f"a training run folder: its weights are in {run / 'checkpoint'}"
+    ):
+        resolve_model(run)
     with pytest.raises(CheckpointError, match="no such checkpoint folder, and not a Hub repo id"):
         resolve_model(str(tmp_path / "missing"))
     with pytest.raises(HubError, match="--revision applies to Hub repos only"):
@@ -295,5 +302,5 @@ def test_environment_variables_configure_the_hub(tmp_path, monkeypatch):
     assert procs[1].returncode == 0, offline_err
     lines = offline.splitlines()
     assert lines[0] == str(cached)
-    assert lines[1].startswith("org/absent: not in the model cache") and "offline mode" in lines[1]
+    assert lines[1].startswith("org/absent: not in the model cache") and "HF_HUB_OFFLINE is set" in lines[1]
     assert not [r for r in server.requests[seen_before:] if "org/public" in r.path or "org/absent" in r.path]

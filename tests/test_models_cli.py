@@ -135,6 +135,10 @@ def test_export_push_download(fake_hub, tmp_path):
     assert "| wer | 0.125 |" in card and "| dataset | synthetic-en |" in card and "| d_state | 8 |" in card
     fails_with(invoke("export", folder, out), "not an empty folder; pass --force")
     assert invoke("export", folder, out, "--force").exit_code == 0
+    afile = out.parent / "afile"
+    afile.write_text("kept\n")
+    fails_with(invoke("export", folder, afile, "--force"), f"{afile}: is a file, not a folder")
+    assert afile.read_text() == "kept\n"
 
     fails_with(invoke("push", out, "org/samba-test"), r"org/samba-test: .*HTTP 401.*write access")
     fails_with(invoke("push", folder / "config.json", "org/samba-test"), "no config.json")

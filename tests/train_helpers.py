@@ -45,7 +45,10 @@ def manifests_with_bad_audio(manifest, out_dir) -> list[tuple[object, str]]:
     cases = []
     for audio, error in (
         (missing, "{manifest}:2: {audio}: audio file not found"),
-        (broken, "{audio}: cannot read audio: Format not recognised"),
+        (
+            broken,
+            "{audio}: ffmpeg cannot decode the file (exit 183: Nothing was written into output file, because at least one of its streams received no packets.)",
+        ),
     ):
         edited = out_dir / f"{audio.stem}.jsonl"
         lines = [entries[0], dict(entries[1], audio=str(audio)), *entries[2:]]

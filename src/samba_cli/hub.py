@@ -248,8 +248,12 @@ def verify_checkpoint(model: ResolvedModel) -> WeightsSummary:
     label = _model_label(model)
     missing = [name for name in REQUIRED_FILES if not (model.path / name).is_file()]
     if missing:
+        hint = ""
+        if (model.path / "checkpoint" / REQUIRED_FILES[0]).is_file():  # a `samba train run` folder
+            hint = f" (a training run folder: its weights are in {model.path / 'checkpoint'})"
         raise CheckpointError(
-            f"{label}: no {', '.join(missing)} in {model.path}; a samba-asr checkpoint holds {', '.join(REQUIRED_FILES)}"
+            f"{label}: no {', '.join(missing)} in {model.path}; a samba-asr checkpoint holds "
+            f"{', '.join(REQUIRED_FILES)}{hint}"
         )
     try:
         read_config_file(model.path)
@@ -511,10 +515,15 @@ def hub_error(
         )
     if isinstance(exc, LocalEntryNotFoundError):
         cause = exc.__cause__
-        if local_files_only or isinstance(cause, OfflineModeIsEnabled) or constants.is_offline_mode():
+        if local_files_only:
             return ModelNotCachedError(
-                f"{label}: not in the model cache ({cache_dir}) and downloads are off (offline mode); "
+                f"{label}: not in the model cache ({cache_dir}) and downloads are off (--local-files-only); "
                 f"run `samba models download {repo_id}` with network access first"
+            )
+        if isinstance(cause, OfflineModeIsEnabled) or constants.is_offline_mode():
+            return ModelNotCachedError(
+                f"{label}: not in the model cache ({cache_dir}) and downloads are off (HF_HUB_OFFLINE is set); "
+                "unset HF_HUB_OFFLINE to download it"
             )
         if isinstance(cause, (HfHubHTTPError, http.HTTPError)):
             return hub_error(cause, repo_id, revision, local_files_only, cache_dir, write)

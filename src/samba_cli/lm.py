@@ -145,7 +145,7 @@ class NgramLM:
             if values.dtype != np.float64 or (len(ids) and (ids.min() < 0 or ids.max() >= len(words))):
                 raise ValueError(f"bad {n}-gram arrays")
             columns = [[words[i] for i in column] for column in ids.T.tolist()]
-            ngrams.update(zip(zip(*columns), zip(*values.T.tolist())))
+            ngrams.update(zip(zip(*columns, strict=True), zip(*values.T.tolist(), strict=True), strict=True))
         return cls(ngrams, order)
 
 
@@ -192,7 +192,7 @@ class Lexicon:
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Lexicon:
         """The inverse of :meth:`to_arrays` (the words were normalised when they were saved: not done again)."""
         words = _array_text(arrays["words"])
-        if any(a >= b for a, b in zip(words, words[1:])):
+        if any(a >= b for a, b in zip(words, words[1:], strict=False)):
             raise ValueError("lexicon words not sorted")
         lexicon = cls(())
         lexicon._sorted, lexicon._words = words, frozenset(words)

@@ -50,7 +50,9 @@ def export_checkpoint(
     weights = verify_checkpoint(model)
     if out.exists() and out.resolve() == model.path.resolve():
         raise CheckpointError(f"{out}: is the checkpoint itself; export into another folder")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not overwrite)):
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{out}: is a file, not a folder; give a new or empty folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
         raise CheckpointError(f"{out}: exists and is not an empty folder; pass --force to overwrite")
     out.mkdir(parents=True, exist_ok=True)
     for filename in REQUIRED_FILES:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from samba_cli.errors import CheckpointError
-
 FORMAT_VERSION = 1  # bump when config.json or the tensor layout changes incompatibly
 
 
@@ -78,7 +76,9 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise CheckpointError(f"config.json has unknown model fields {unknown}: is the package too old?")
+            raise ValueError(
+                f"unknown model fields {unknown}; a newer samba-asr may read them (pip install -U samba-asr)"
+            )
         return cls(**data)
 
     def replace(self, **changes) -> ModelConfig:
