@@ -7,6 +7,7 @@ import gzip
 import inspect
 import io
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -190,6 +191,46 @@ def test_usage_errors(model, speech, args):
     result = transcribe(model, speech, *args)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--lm-weight", "nan"],
+        ["--lm-weight", "inf"],
+        ["--lm-weight", "-5"],
+        ["--word-bonus", "nan"],
+        ["--oov-penalty", "-inf"],
+        ["--lexicon-penalty", "nan"],
+        ["--window-length", "inf"],
+        ["--max-cue-duration", "nan"],
+        ["--encoder-batch", "inf"],
+    ],
+)
+def test_float_options_take_finite_numbers_only(model, speech, args):
+    """main accepted `--lm-weight nan` and friends and wrote garbage text with exit 0."""
+    result = transcribe(model, speech, *args)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{args[0]}'" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_named_pipe_is_transcribed_whole_with_the_time_estimate_on(model, speech, tmp_path):
+    """main's background duration probe (for the ETA) read the FIFO first: `not a media file`, or audio lost."""
+    fifo = tmp_path / "w.fifo"
+    os.mkfifo(fifo)
+    expected = transcribe(model, speech, "-o", "-")
+    assert expected.exit_code == 0, expected.output
+    process = subprocess.Popen(
+        [*SAMBA, "transcribe", fifo, "-m", model, "--no-vad", "-o", "-"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    with fifo.open("wb") as pipe:  # opens once samba opens it for reading
+        pipe.write(speech.read_bytes())
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr.decode()
+    assert stdout.decode() == expected.stdout
+    assert b"1 done" in stderr
 
 
 def test_usage_errors_about_inputs(model, speech, tmp_path):
