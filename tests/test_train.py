@@ -5,6 +5,7 @@ import math
 import os
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -498,3 +499,38 @@ def test_average_refuses_checkpoints_of_different_models(corpus, tmp_path):
     with pytest.raises(CheckpointError, match="no config.json"):
         average_checkpoints([run / "checkpoint", tmp_path / "missing"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_stops_training_after_a_checkpoint_and_exits_130(corpus, tmp_path):
+    """main saved the state and exited 0 after Ctrl-C (transcribe and cluster exit 130)."""
+    import signal
+    import subprocess
+    import time
+
+    manifest, tokenizer = corpus
+    out = tmp_path / "run"
+    code = "from tests.model_helpers import TINY; from samba_cli.model.config import PRESETS; PRESETS['test'] = TINY; "
+    code += "from samba_cli.cli import main; main()"
+    command = [sys.executable, "-c", code, "train", "run", str(manifest)]
+    command += ["--tokenizer", str(tokenizer), "--out", str(out), "--preset", "test", "--max-steps", "100000"]
+    options = {"--workers": 0, "--threads": 1, "--speeds": "1.0", "--save-every": 100000, "--log-every": 1}
+    options |= {"--accumulate": 1, "--max-batch-utterances": 8, "--max-batch-seconds": 8}
+    command += [str(x) for option in options.items() for x in option]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).parent.parent,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text().strip():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"training never took a step: {process.communicate()[1].decode()}")
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr.decode()
+    assert b"Traceback" not in stderr
+    assert (out / "state.pt").is_file()  # the stop saved a checkpoint: rerunning resumes
