@@ -291,7 +291,9 @@ class SearchArgs:
     decoder: Decoder = option(
         field=(*DECODE, "decoder"),
         case_sensitive=False,
-        help="auto (the model's recommended decoder), attention (Mamba decoder) or ctc (fastest)",
+        help="auto (the model's recommended decoder), attention (the Mamba decoder alone: the bundled model's "
+        "attention decoder is trained to rescore CTC hypotheses and may repeat phrases when it decodes alone) "
+        "or ctc (fastest)",
     )
     beam_size: int = option(
         field=(*DECODE, "beam_size"),

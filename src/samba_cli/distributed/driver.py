@@ -68,6 +68,9 @@ def connect(cluster: ClusterOptions) -> bool:
     # the actors' own output (a traceback when the model cannot load) stays in Ray's logs unless verbose: the
     # driver reports each input's error from its row, and a failed job in one line
     verbose = cluster.log_level <= logging.INFO
+    if not verbose:
+        # Ray's note about itself on every run, not about the job: token authentication is on
+        logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     ray.init(
         address=cluster.address,
         logging_level=cluster.log_level,
