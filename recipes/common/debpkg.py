@@ -1,0 +1,119 @@
+"""Helpers the real-voice recipes share: fetch a Debian package without installing it, unpack it, convert a clip
+to the project's audio format, write manifests all or none.
+
+The user-facing failure type, the ffmpeg lookup and the duration reader are the amazon-queen recipe's (imported,
+not copied), so every recipe reports a bad input the same way: one line naming the file and the cause.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from samba_cli.atomic import write_all_atomically
+
+RECIPES = Path(__file__).resolve().parents[1]
+SAMPLE_RATE = 16000
+
+
+def load_recipe_module(recipe: str, name: str):
+    """``recipes/<recipe>/<name>.py`` as a module named ``<recipe>_<name>`` (recipes all have a prepare.py)."""
+    folder = RECIPES / recipe
+    unique = f"{recipe.replace('-', '_')}_{name}"
+    if unique in sys.modules:
+        return sys.modules[unique]
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location(unique, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[unique] = module  # dataclasses look their module up while the class is made
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(folder))
+
+
+_queen_prepare = load_recipe_module("amazon-queen", "prepare")
+RecipeError = _queen_prepare.RecipeError
+ffmpeg_exe = _queen_prepare.ffmpeg_exe
+duration = _queen_prepare.duration
+normalise = load_recipe_module("amazon-queen", "queen").normalise
+
+
+def download(package: str, folder: Path, marker: Path) -> Path:
+    """``apt-get download PACKAGE`` into ``folder`` (nothing installed); the .deb. Skipped when ``marker`` exists."""
+    found = sorted(folder.glob(f"{package}_*.deb"))
+    if found and marker.exists():
+        return found[-1]
+    if shutil.which("apt-get") is None:
+        raise RecipeError(f"apt-get not found: download {package}'s .deb by hand and pass it with --deb")
+    folder.mkdir(parents=True, exist_ok=True)
+    run = subprocess.run(["apt-get", "download", package], cwd=folder, capture_output=True, text=True)
+    found = sorted(folder.glob(f"{package}_*.deb"))
+    if run.returncode != 0 or not found:
+        errors = [x for x in run.stderr.strip().splitlines() if not x.startswith("W:")] or ["no output"]
+        raise RecipeError(f"apt-get download {package} failed: {errors[-1]}")
+    marker.touch()
+    return found[-1]
+
+
+def extract(deb: Path, target: Path, marker: Path) -> Path:
+    """``dpkg-deb -x DEB`` into ``target`` (through a temporary folder, so a failure leaves nothing half unpacked);
+    skipped when ``marker`` exists."""
+    if target.is_dir() and marker.exists():
+        return target
+    if not deb.is_file():
+        raise RecipeError(f"{deb}: no such package file")
+    if shutil.which("dpkg-deb") is None:
+        raise RecipeError("dpkg-deb not found: it unpacks the .deb (Debian's dpkg package)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        run = subprocess.run(["dpkg-deb", "-x", str(deb), tmp], capture_output=True, text=True)
+        if run.returncode != 0:
+            lines = run.stderr.strip().splitlines()
+            raise RecipeError(
+                f"{deb}: not a readable Debian package: {lines[-1] if lines else 'dpkg-deb failed'}"
+            )
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+        os.mkdir(tmp)  # TemporaryDirectory removes its folder on exit
+    marker.touch()
+    return target
+
+
+def to_flac(
+    ffmpeg: str, source: Path | bytes, target: Path, name: str, input_format: Sequence[str] = (), cut=None
+) -> None:
+    """One clip (a file, or bytes fed on stdin in ``input_format``) -> 16 kHz mono 16-bit FLAC at ``target``,
+    through a .part file renamed at the end. ``cut`` = (start, seconds) keeps that stretch. ``name`` names the
+    clip in the one-line error."""
+    part = target.with_name(target.name + ".part")
+    command = [ffmpeg, "-nostdin", "-loglevel", "error", "-y", *input_format]
+    command += ["-i", "pipe:0" if isinstance(source, bytes) else str(source)]
+    if cut is not None:
+        command += ["-ss", f"{cut[0]:.3f}", "-t", f"{cut[1]:.3f}"]
+    command += ["-ac", "1", "-ar", str(SAMPLE_RATE), "-sample_fmt", "s16", "-f", "flac", str(part)]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    run = subprocess.run(command, input=source if isinstance(source, bytes) else None, capture_output=True)
+    if run.returncode != 0 or not part.exists():
+        part.unlink(missing_ok=True)
+        cause = run.stderr.decode(errors="replace").strip().splitlines()
+        raise RecipeError(f"{name}: ffmpeg cannot decode it: {cause[-1] if cause else 'no output'}")
+    os.replace(part, target)
+
+
+def write_manifests(manifests: dict[Path, list[dict]]) -> None:
+    """Every manifest (JSON lines) written all or none."""
+
+    def writer(rows: list[dict]):
+        return lambda stream: stream.writelines(json.dumps(row) + "\n" for row in rows)
+
+    write_all_atomically([(path, writer(rows)) for path, rows in manifests.items()])
