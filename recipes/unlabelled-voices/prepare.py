@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Real voices without transcripts, from Debian packages, for training losses that need no text (distillation).
+
+Packages (see sources.py and README.md): hedgewars-data, warzone2100-data, the non-English Asterisk prompts
+(asterisk-core-sounds-{es,fr,it,ru}-wav, asterisk-prompt-es-co, -fr-armelle, -it-menardi-wav),
+fillets-ng-data-cs, fillets-ng-data-nl, klettres-data. The English Asterisk prompts are refused.
+
+Steps per package, each skipped when its marker exists in OUT/pkg/<package>/:
+  1. download  `apt-get download PACKAGE` (no install), or the .deb found in --debs DIR  (.done-download)
+  2. extract   `dpkg-deb -x`                                                                (.done-extract)
+  3. audio     every speech file -> 16 kHz mono 16-bit FLAC; clips under 0.5 s dropped, clips over 30 s cut
+               into equal pieces of at most 30 s                                           (.done-audio)
+Then the manifests, all written together or none: OUT/<package>.jsonl per package and OUT/unlabelled.jsonl
+with every clip, each row {"audio", "text": null, "duration", "source", "language", "speaker", "clip"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import shutil
+import sys
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
+
+import debpkg  # noqa: E402
+import sources  # noqa: E402
+
+MIN_SECONDS = 0.5
+MAX_SECONDS = 30.0
+RecipeError = debpkg.RecipeError
+
+
+def refuse(package: str, path: str = "") -> None:
+    try:
+        sources.refuse_held_out(package, path)
+    except ValueError as e:
+        raise RecipeError(str(e)) from None
+
+
+def find_deb(package: str, debs: Path | None, pkg: Path) -> Path:
+    if debs is None:
+        return debpkg.download(package, pkg, pkg / ".done-download")
+    found = sorted(debs.glob(f"{package}_*.deb"))
+    if not found:
+        raise RecipeError(f"{debs}: no {package}_*.deb in it")
+    return found[-1]
+
+
+def members(source: sources.Source, root: Path) -> tuple[list[str], zipfile.ZipFile | None]:
+    """The package's file list (or the list of its zip's members) and the open zip, if any."""
+    if not source.zip_member:
+        return [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()], None
+    path = root / source.zip_member
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise RecipeError(f"{source.package}: {source.zip_member} is not a readable zip ({e})") from None
+    return archive.namelist(), archive
+
+
+def convert(
+    ffmpeg: str, source_file: Path | bytes, target: Path, name: str, fmt: tuple[str, ...]
+) -> list[Path]:
+    """The clip as FLAC file(s): ``target``, or ``target``'s pieces when it is over 30 s; none when under 0.5 s."""
+    pieces = sorted(target.parent.glob(f"{target.stem}-part*.flac"))
+    if target.exists() or pieces:
+        return [target] if target.exists() else pieces
+    whole = target.with_name(f".{target.stem}.whole.flac")
+    debpkg.to_flac(ffmpeg, source_file, whole, name, fmt)
+    seconds = debpkg.duration(whole)
+    if seconds < MIN_SECONDS:
+        whole.unlink()
+        return []
+    if seconds <= MAX_SECONDS:
+        whole.rename(target)
+        return [target]
+    count = math.ceil(seconds / MAX_SECONDS)
+    step = seconds / count
+    out = []
+    for k in range(count):
+        piece = target.with_name(f"{target.stem}-part{k:02d}.flac")
+        debpkg.to_flac(ffmpeg, whole, piece, f"{name} (piece {k})", (), cut=(k * step, step))
+        out.append(piece)
+    whole.unlink()
+    return out
+
+
+def step_package(out: Path, source: sources.Source, debs: Path | None, jobs: int) -> list[dict]:
+    """One package's rows (audio relative to OUT)."""
+    refuse(source.package)
+    pkg = out / "pkg" / source.package
+    pkg.mkdir(parents=True, exist_ok=True)
+    deb = find_deb(source.package, debs, pkg)
+    root = debpkg.extract(deb, pkg / "root", pkg / ".done-extract")
+    copyright_file = root / "usr/share/doc" / source.package / "copyright"
+    if copyright_file.is_file():
+        shutil.copyfile(copyright_file, out / "licences" / f"{source.package}.copyright")
+    names, archive = members(source, root)
+    paths = sources.speech_paths(source, names)
+    if not paths:
+        raise RecipeError(f"{deb}: no speech files where {source.package} keeps them ({source.globs[0]})")
+    for path in paths:
+        refuse(source.package, path)
+    ffmpeg = debpkg.ffmpeg_exe()
+    audio = out / "audio" / source.package
+
+    def one(path: str) -> list[dict]:
+        clip = re.sub(r"^usr/share/(games/)?", "", path).replace("/", "__").rsplit(".", 1)[0]
+        fmt = ("-f", "gsm") if path.endswith(".gsm") else ()
+        name = f"{source.package}: {path}"
+        if archive is not None:
+            try:
+                data = archive.read(path)
+            except (OSError, zipfile.BadZipFile) as e:
+                raise RecipeError(f"{name}: cannot read it from {source.zip_member} ({e})") from None
+            made = convert(ffmpeg, data, audio / f"{clip}.flac", name, fmt)
+        else:
+            made = convert(ffmpeg, root / path, audio / f"{clip}.flac", name, fmt)
+        return [
+            {
+                "audio": piece.relative_to(out).as_posix(),
+                "text": None,
+                "duration": debpkg.duration(piece),
+                "source": f"{source.package}:{path}" + (f"@{source.zip_member}" if archive else ""),
+                "language": sources.language_of(source, path),
+                "speaker": sources.speaker_of(source, path),
+                "clip": piece.stem,
+            }
+            for piece in made
+        ]
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        rows = [row for made in pool.map(one, paths) for row in made]
+    (pkg / ".done-audio").touch()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("data/unlabelled-voices"))
+    ap.add_argument("--packages", nargs="+", default=list(sources.SOURCES), metavar="PACKAGE")
+    ap.add_argument("--debs", type=Path, help="a folder of already downloaded .deb files (skips apt-get)")
+    ap.add_argument("--jobs", type=int, default=2, help="parallel ffmpeg conversions")
+    args = ap.parse_args(argv)
+    out: Path = args.out
+    written: dict[Path, list[dict]] = {}
+    try:
+        for package in args.packages:
+            refuse(package)
+            if package not in sources.SOURCES:
+                raise RecipeError(
+                    f"{package}: not a package this recipe knows ({', '.join(sources.SOURCES)})"
+                )
+        (out / "licences").mkdir(parents=True, exist_ok=True)
+        for package in args.packages:
+            rows = step_package(out, sources.SOURCES[package], args.debs, args.jobs)
+            written[out / f"{package}.jsonl"] = rows
+            print(
+                f"{package}: {len(rows)} clips, {sum(r['duration'] for r in rows) / 3600:.3f} h", flush=True
+            )
+        every = [row for rows in written.values() for row in rows]
+        for row in every:
+            refuse(row["source"].split(":", 1)[0], row["source"])
+        written[out / "unlabelled.jsonl"] = every
+        debpkg.write_manifests(written)
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"unlabelled: {len(every)} clips, {sum(r['duration'] for r in every) / 3600:.2f} h")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
