@@ -110,6 +110,32 @@ def to_flac(
     os.replace(part, target)
 
 
+def to_flac_batch(ffmpeg: str, items: Sequence[tuple[Path, Path, str, Sequence[str]]]) -> None:
+    """Several clips (source file, target, name, input format) -> 16 kHz mono FLAC in one ffmpeg run (starting
+    ffmpeg costs more than decoding a short clip); when that run fails, clip by clip, so that the one-line error
+    names the clip that cannot be decoded."""
+    if not items:
+        return
+    command = [ffmpeg, "-nostdin", "-loglevel", "error", "-y"]
+    for source, _, _, input_format in items:
+        command += [*input_format, "-i", str(source)]
+    parts = []
+    for index, (_, target, _, _) in enumerate(items):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        parts.append(target.with_name(target.name + ".part"))
+        command += ["-map", f"{index}:a:0", "-ac", "1", "-ar", str(SAMPLE_RATE), "-sample_fmt", "s16"]
+        command += ["-f", "flac", str(parts[-1])]
+    run = subprocess.run(command, capture_output=True)
+    if run.returncode == 0 and all(part.exists() for part in parts):
+        for part, (_, target, _, _) in zip(parts, items, strict=True):
+            os.replace(part, target)
+        return
+    for part in parts:
+        part.unlink(missing_ok=True)
+    for source, target, name, input_format in items:
+        to_flac(ffmpeg, source, target, name, input_format)
+
+
 def write_manifests(manifests: dict[Path, list[dict]]) -> None:
     """Every manifest (JSON lines) written all or none."""
 

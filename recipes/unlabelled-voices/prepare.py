@@ -64,15 +64,11 @@ def members(source: sources.Source, root: Path) -> tuple[list[str], zipfile.ZipF
     return archive.namelist(), archive
 
 
-def convert(
-    ffmpeg: str, source_file: Path | bytes, target: Path, name: str, fmt: tuple[str, ...]
-) -> list[Path]:
-    """The clip as FLAC file(s): ``target``, or ``target``'s pieces when it is over 30 s; none when under 0.5 s."""
-    pieces = sorted(target.parent.glob(f"{target.stem}-part*.flac"))
-    if target.exists() or pieces:
-        return [target] if target.exists() else pieces
-    whole = target.with_name(f".{target.stem}.whole.flac")
-    debpkg.to_flac(ffmpeg, source_file, whole, name, fmt)
+BATCH = 24  # clips per ffmpeg run
+
+
+def finish(ffmpeg: str, whole: Path, target: Path, name: str) -> list[Path]:
+    """A converted clip's final file(s): ``target``, its pieces when over 30 s, none when under 0.5 s."""
     seconds = debpkg.duration(whole)
     if seconds < MIN_SECONDS:
         whole.unlink()
@@ -82,13 +78,53 @@ def convert(
         return [target]
     count = math.ceil(seconds / MAX_SECONDS)
     step = seconds / count
-    out = []
+    pieces = []
     for k in range(count):
         piece = target.with_name(f"{target.stem}-part{k:02d}.flac")
         debpkg.to_flac(ffmpeg, whole, piece, f"{name} (piece {k})", (), cut=(k * step, step))
-        out.append(piece)
+        pieces.append(piece)
     whole.unlink()
-    return out
+    return pieces
+
+
+def done(target: Path) -> list[Path] | None:
+    """The final file(s) of a clip converted by an earlier run, or None."""
+    if target.exists():
+        return [target]
+    return sorted(target.parent.glob(f"{target.stem}-part*.flac")) or None
+
+
+def convert_batch(ffmpeg: str, batch: list[tuple[Path, Path, str]]) -> list[list[Path]]:
+    """(source file, target, name) -> each clip's final file(s), converting only what an earlier run left."""
+    pending = [(s, t.with_name(f".{t.stem}.whole.flac"), n) for s, t, n in batch if done(t) is None]
+    debpkg.to_flac_batch(
+        ffmpeg, [(s, w, n, ("-f", "gsm") if s.suffix == ".gsm" else ()) for s, w, n in pending]
+    )
+    wholes = {w.name: (w, n) for _, w, n in pending}
+    made = []
+    for _, target, _ in batch:
+        key = f".{target.stem}.whole.flac"
+        made.append(
+            finish(ffmpeg, *wholes[key][:1], target, wholes[key][1]) if key in wholes else done(target)
+        )
+    return made
+
+
+def unzip(archive: zipfile.ZipFile, paths: list[str], folder: Path, package: str) -> Path:
+    """The zip's speech members as files under ``folder`` (written through .part files)."""
+    for path in paths:
+        target = folder / path
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            data = archive.read(path)
+        except (OSError, zipfile.BadZipFile) as e:
+            raise RecipeError(f"{package}: {path}: cannot read it from its zip ({e})") from None
+        part = target.with_name(target.name + ".part")
+        part.write_bytes(data)
+        part.replace(target)
+    return folder
 
 
 def step_package(out: Path, source: sources.Source, debs: Path | None, jobs: int) -> list[dict]:
@@ -107,36 +143,30 @@ def step_package(out: Path, source: sources.Source, debs: Path | None, jobs: int
         raise RecipeError(f"{deb}: no speech files where {source.package} keeps them ({source.globs[0]})")
     for path in paths:
         refuse(source.package, path)
+    files = unzip(archive, paths, pkg / "zip", source.package) if archive is not None else root
     ffmpeg = debpkg.ffmpeg_exe()
     audio = out / "audio" / source.package
-
-    def one(path: str) -> list[dict]:
+    items = []
+    for path in paths:
         clip = re.sub(r"^usr/share/(games/)?", "", path).replace("/", "__").rsplit(".", 1)[0]
-        fmt = ("-f", "gsm") if path.endswith(".gsm") else ()
-        name = f"{source.package}: {path}"
-        if archive is not None:
-            try:
-                data = archive.read(path)
-            except (OSError, zipfile.BadZipFile) as e:
-                raise RecipeError(f"{name}: cannot read it from {source.zip_member} ({e})") from None
-            made = convert(ffmpeg, data, audio / f"{clip}.flac", name, fmt)
-        else:
-            made = convert(ffmpeg, root / path, audio / f"{clip}.flac", name, fmt)
-        return [
-            {
-                "audio": piece.relative_to(out).as_posix(),
-                "text": None,
-                "duration": debpkg.duration(piece),
-                "source": f"{source.package}:{path}" + (f"@{source.zip_member}" if archive else ""),
-                "language": sources.language_of(source, path),
-                "speaker": sources.speaker_of(source, path),
-                "clip": piece.stem,
-            }
-            for piece in made
-        ]
-
+        items.append((files / path, audio / f"{clip}.flac", f"{source.package}: {path}"))
+    batches = [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        rows = [row for made in pool.map(one, paths) for row in made]
+        made = [pieces for batch in pool.map(lambda b: convert_batch(ffmpeg, b), batches) for pieces in batch]
+    rows = []
+    for path, pieces in zip(paths, made, strict=True):
+        for piece in pieces:
+            rows.append(
+                {
+                    "audio": piece.relative_to(out).as_posix(),
+                    "text": None,
+                    "duration": debpkg.duration(piece),
+                    "source": f"{source.package}:{path}" + (f"@{source.zip_member}" if archive else ""),
+                    "language": sources.language_of(source, path),
+                    "speaker": sources.speaker_of(source, path),
+                    "clip": piece.stem,
+                }
+            )
     (pkg / ".done-audio").touch()
     return rows
 
