@@ -189,6 +189,19 @@ def test_bad_packages_are_one_line_errors_and_leave_no_manifest(prepare, debs, t
     assert prepare.main(["--debs", str(bad), "--out", str(out), "--packages", "fillets-ng-data-cs"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "fillets-ng-data-cs" in err
+    # one clip ffmpeg cannot decode among good ones: the batch falls back to clip by clip and names it
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    voices = "usr/share/games/hedgewars/Data/Sounds/voices/Pirate"
+    build_deb(
+        corrupt,
+        "hedgewars-data",
+        {f"{voices}/Arr.ogg": (tone(1.0, 44100), 44100, "OGG"), f"{voices}/Bad.ogg": b"OggS not really" * 9},
+    )
+    assert prepare.main(["--debs", str(corrupt), "--out", str(out), "--packages", "hedgewars-data"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Pirate/Bad.ogg" in err and "decode" in err
+    assert not list(out.glob("*.jsonl"))
     # a package with no speech where the recipe expects it
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -66,11 +66,12 @@ def download(package: str, folder: Path, marker: Path) -> Path:
 
 def extract(deb: Path, target: Path, marker: Path) -> Path:
     """``dpkg-deb -x DEB`` into ``target`` (through a temporary folder, so a failure leaves nothing half unpacked);
-    skipped when ``marker`` exists."""
-    if target.is_dir() and marker.exists():
-        return target
+    skipped when ``marker`` names this same .deb (its file name and size)."""
     if not deb.is_file():
         raise RecipeError(f"{deb}: no such package file")
+    stamp = f"{deb.name} {deb.stat().st_size}\n"
+    if target.is_dir() and marker.exists() and marker.read_text() == stamp:
+        return target
     if shutil.which("dpkg-deb") is None:
         raise RecipeError("dpkg-deb not found: it unpacks the .deb (Debian's dpkg package)")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +86,7 @@ def extract(deb: Path, target: Path, marker: Path) -> Path:
             shutil.rmtree(target)
         os.replace(tmp, target)
         os.mkdir(tmp)  # TemporaryDirectory removes its folder on exit
-    marker.touch()
+    marker.write_text(stamp)
     return target
 
 

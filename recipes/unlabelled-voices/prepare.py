@@ -97,16 +97,17 @@ def done(target: Path) -> list[Path] | None:
 def convert_batch(ffmpeg: str, batch: list[tuple[Path, Path, str]]) -> list[list[Path]]:
     """(source file, target, name) -> each clip's final file(s), converting only what an earlier run left."""
     pending = [(s, t.with_name(f".{t.stem}.whole.flac"), n) for s, t, n in batch if done(t) is None]
-    debpkg.to_flac_batch(
-        ffmpeg, [(s, w, n, ("-f", "gsm") if s.suffix == ".gsm" else ()) for s, w, n in pending]
-    )
+    fresh = [(s, w, n, ("-f", "gsm") if s.suffix == ".gsm" else ()) for s, w, n in pending if not w.exists()]
+    debpkg.to_flac_batch(ffmpeg, fresh)  # a whole file left by a failed run is kept
     wholes = {w.name: (w, n) for _, w, n in pending}
     made = []
     for _, target, _ in batch:
         key = f".{target.stem}.whole.flac"
-        made.append(
-            finish(ffmpeg, *wholes[key][:1], target, wholes[key][1]) if key in wholes else done(target)
-        )
+        if key in wholes:
+            whole, name = wholes[key]
+            made.append(finish(ffmpeg, whole, target, name))
+        else:
+            made.append(done(target))
     return made
 
 
