@@ -220,7 +220,8 @@ SPEECH = {  # (section, line) of each speech file; text sections have 4 lines ea
     (6, 1): "Six.",
     (7, 2): "Seven.",
 }
-NARRATION = (59494, 59600)
+NARRATION = (59494, 59600)  # kept as they are
+NARRATION_SHORT, NARRATION_LONG = 59601, 59602  # under 0.5 s: dropped; over 30 s: cut in two
 
 
 def speech_blob(pcm: bytes, packed: bool) -> bytes:
@@ -251,6 +252,9 @@ def build_game(folder: Path, codes: dict[int, str], corrupt: int | None = None) 
     for k, number in enumerate(NARRATION):
         seconds[number] = 0.8 + 0.1 * k
         files[number] = (speech_blob(tone(seconds[number]), packed=True), False)
+    for number, length in ((NARRATION_SHORT, 0.05), (NARRATION_LONG, 31.0)):
+        seconds[number] = length
+        files[number] = (speech_blob(tone(length), packed=False), False)
     if corrupt is not None:
         blob = bytearray(files[corrupt][0])
         blob[26:30] = struct.pack(">I", 7)  # the RNC header's unpacked size
@@ -313,8 +317,9 @@ def test_prepare_from_a_deb_splits_by_section_and_never_writes_section_4(prepare
     assert texts["50000"] == "Hello there, Joey." and texts["51100"] == "I ope it works."  # normalised
     assert "51101" not in texts  # digits: not in the model's text
     assert texts["50602"] == "A test line."
-    assert [r["text"] for r in rows["unlabelled"]] == [None, None]
-    assert {r["clip"] for r in rows["unlabelled"]} == {str(n) for n in NARRATION}
+    assert [r["text"] for r in rows["unlabelled"]] == [None] * 4
+    pieces = {f"{NARRATION_LONG}-part00", f"{NARRATION_LONG}-part01"}
+    assert {r["clip"] for r in rows["unlabelled"]} == {str(n) for n in NARRATION} | pieces
     # section 4: no row, no text id, no audio file anywhere
     every = [r for split in rows.values() for r in split]
     assert not [r for r in every if r["section"] == 4 or (r["text_id"] or 0) >> 12 == 4]
@@ -322,7 +327,9 @@ def test_prepare_from_a_deb_splits_by_section_and_never_writes_section_4(prepare
     for row in every:
         audio, rate = sf.read(out / row["audio"])
         assert rate == 16000 and audio.ndim == 1
-        assert abs(row["duration"] - durations[int(row["clip"])]) < 0.01  # the right file's samples
+        whole = durations[int(row["clip"].split("-")[0])]
+        share = 2 if row["clip"] in pieces else 1
+        assert abs(row["duration"] - whole / share) < 0.01  # the right file's samples
     # a rerun skips finished steps and gives the same manifests
     before = (out / "train.jsonl").read_text()
     assert prepare.main(args) == 0 and (out / "train.jsonl").read_text() == before

@@ -112,33 +112,50 @@ def plan(records: dict[int, sky.Record], dsk: bytes, tree: sky.TextTree, dev: in
     return rows
 
 
-def step_audio(out: Path, records: dict[int, sky.Record], dsk: bytes, rows: list[dict], jobs: int) -> None:
+def step_audio(
+    out: Path, records: dict[int, sky.Record], dsk: bytes, rows: list[dict], jobs: int
+) -> list[dict]:
+    """Each row's clip as FLAC; the rows with their audio and duration. Untexted narration follows the
+    unlabelled-voices rules (under 0.5 s dropped, over 30 s cut into equal pieces), so one row may become
+    several or none."""
     ffmpeg = debpkg.ffmpeg_exe()
     pcm_in = ("-f", "u8", "-ar", str(sky.SAMPLE_RATE), "-ac", "1")
 
-    def one(row: dict) -> None:
-        rel = f"audio/{row['split']}/{row['file']}.flac"
-        row["audio"] = rel
-        target = out / rel
-        if target.exists():
+    def one(row: dict) -> list[dict]:
+        target = out / "audio" / row["split"] / f"{row['file']}.flac"
+        made = debpkg.done(target)
+        if made is None:
             try:
-                row["duration"] = debpkg.duration(target)
-                return
-            except RuntimeError:
-                target.unlink()
-        try:
-            pcm = sky.speech_pcm(sky.read_file(dsk, records[row["file"]]))
-        except sky.SkyFormatError as e:
-            raise RecipeError(f"sky.dsk: speech file {row['file']}: {e}") from None
-        if not pcm:
-            raise RecipeError(f"sky.dsk: speech file {row['file']} holds no samples")
-        debpkg.to_flac(ffmpeg, pcm, target, f"speech file {row['file']}", pcm_in)
-        row["duration"] = debpkg.duration(target)
+                pcm = sky.speech_pcm(sky.read_file(dsk, records[row["file"]]))
+            except sky.SkyFormatError as e:
+                raise RecipeError(f"sky.dsk: speech file {row['file']}: {e}") from None
+            if not pcm:
+                raise RecipeError(f"sky.dsk: speech file {row['file']} holds no samples")
+            name = f"speech file {row['file']}"
+            if row["text"] is not None:
+                debpkg.to_flac(ffmpeg, pcm, target, name, pcm_in)
+                made = [target]
+            else:
+                whole = target.with_name(f".{target.stem}.whole.flac")
+                debpkg.to_flac(ffmpeg, pcm, whole, name, pcm_in)
+                made = debpkg.finish(ffmpeg, whole, target, name)
+        return [
+            {
+                **row,
+                "audio": path.relative_to(out).as_posix(),
+                "clip": path.stem,
+                "duration": debpkg.duration(path),
+            }
+            for path in made
+        ]
 
+    result = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for done, _ in enumerate(pool.map(one, rows), start=1):
+        for done, made in enumerate(pool.map(one, rows), start=1):
+            result += made
             if done % 500 == 0:
                 print(f"audio: {done}/{len(rows)} clips", flush=True)
+    return result
 
 
 def manifests(out: Path, rows: list[dict]) -> dict[Path, list[dict]]:
@@ -153,7 +170,7 @@ def manifests(out: Path, rows: list[dict]) -> dict[Path, list[dict]]:
                     f"speech file {row['file']} is in held-out text section {HELD_OUT_SECTION}"
                 )
             if row["split"] == split:
-                full = {**row, "clip": str(row["file"]), "source": f"{PACKAGE}:sky.dsk#{row['file']}"}
+                full = {**row, "source": f"{PACKAGE}:sky.dsk#{row['file']}"}
                 chosen.append({k: full[k] for k in fields})
         result[out / f"{split}.jsonl"] = chosen
     return result
@@ -185,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = plan(records, dsk, tree, args.dev_section, args.test_section)
         if not any(row["text"] for row in rows):
             raise RecipeError(f"{folder}: no voiced lines with text found")
-        step_audio(out, records, dsk, rows, args.jobs)
+        rows = step_audio(out, records, dsk, rows, args.jobs)
         (out / ".done-audio").touch()
         written = manifests(out, rows)
         debpkg.write_manifests(written)

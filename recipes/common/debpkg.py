@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -21,6 +22,8 @@ from samba_cli.atomic import write_all_atomically
 
 RECIPES = Path(__file__).resolve().parents[1]
 SAMPLE_RATE = 16000
+MIN_SECONDS = 0.5  # shorter untexted clips are dropped
+MAX_SECONDS = 30.0  # longer untexted clips are cut into pieces
 
 
 def load_recipe_module(recipe: str, name: str):
@@ -135,6 +138,35 @@ def to_flac_batch(ffmpeg: str, items: Sequence[tuple[Path, Path, str, Sequence[s
         part.unlink(missing_ok=True)
     for source, target, name, input_format in items:
         to_flac(ffmpeg, source, target, name, input_format)
+
+
+def finish(ffmpeg: str, whole: Path, target: Path, name: str) -> list[Path]:
+    """A converted clip (``whole``) as its final file(s): ``target``, or equal pieces of at most 30 s named
+    ``<target>-partNN.flac`` when longer, or none when under 0.5 s (for clips without text: a cut needs no
+    transcript)."""
+    seconds = duration(whole)
+    if seconds < MIN_SECONDS:
+        whole.unlink()
+        return []
+    if seconds <= MAX_SECONDS:
+        whole.rename(target)
+        return [target]
+    count = math.ceil(seconds / MAX_SECONDS)
+    step = seconds / count
+    pieces = []
+    for k in range(count):
+        piece = target.with_name(f"{target.stem}-part{k:02d}.flac")
+        to_flac(ffmpeg, whole, piece, f"{name} (piece {k})", (), cut=(k * step, step))
+        pieces.append(piece)
+    whole.unlink()
+    return pieces
+
+
+def done(target: Path) -> list[Path] | None:
+    """The final file(s) of a clip converted by an earlier run, or None."""
+    if target.exists():
+        return [target]
+    return sorted(target.parent.glob(f"{target.stem}-part*.flac")) or None
 
 
 def write_manifests(manifests: dict[Path, list[dict]]) -> None:

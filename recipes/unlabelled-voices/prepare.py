@@ -17,7 +17,6 @@ with every clip, each row {"audio", "text": null, "duration", "source", "languag
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import shutil
 import sys
@@ -31,8 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 import debpkg  # noqa: E402
 import sources  # noqa: E402
 
-MIN_SECONDS = 0.5
-MAX_SECONDS = 30.0
 RecipeError = debpkg.RecipeError
 
 
@@ -67,36 +64,9 @@ def members(source: sources.Source, root: Path) -> tuple[list[str], zipfile.ZipF
 BATCH = 24  # clips per ffmpeg run
 
 
-def finish(ffmpeg: str, whole: Path, target: Path, name: str) -> list[Path]:
-    """A converted clip's final file(s): ``target``, its pieces when over 30 s, none when under 0.5 s."""
-    seconds = debpkg.duration(whole)
-    if seconds < MIN_SECONDS:
-        whole.unlink()
-        return []
-    if seconds <= MAX_SECONDS:
-        whole.rename(target)
-        return [target]
-    count = math.ceil(seconds / MAX_SECONDS)
-    step = seconds / count
-    pieces = []
-    for k in range(count):
-        piece = target.with_name(f"{target.stem}-part{k:02d}.flac")
-        debpkg.to_flac(ffmpeg, whole, piece, f"{name} (piece {k})", (), cut=(k * step, step))
-        pieces.append(piece)
-    whole.unlink()
-    return pieces
-
-
-def done(target: Path) -> list[Path] | None:
-    """The final file(s) of a clip converted by an earlier run, or None."""
-    if target.exists():
-        return [target]
-    return sorted(target.parent.glob(f"{target.stem}-part*.flac")) or None
-
-
 def convert_batch(ffmpeg: str, batch: list[tuple[Path, Path, str]]) -> list[list[Path]]:
     """(source file, target, name) -> each clip's final file(s), converting only what an earlier run left."""
-    pending = [(s, t.with_name(f".{t.stem}.whole.flac"), n) for s, t, n in batch if done(t) is None]
+    pending = [(s, t.with_name(f".{t.stem}.whole.flac"), n) for s, t, n in batch if debpkg.done(t) is None]
     fresh = [(s, w, n, ("-f", "gsm") if s.suffix == ".gsm" else ()) for s, w, n in pending if not w.exists()]
     debpkg.to_flac_batch(ffmpeg, fresh)  # a whole file left by a failed run is kept
     wholes = {w.name: (w, n) for _, w, n in pending}
@@ -105,9 +75,9 @@ def convert_batch(ffmpeg: str, batch: list[tuple[Path, Path, str]]) -> list[list
         key = f".{target.stem}.whole.flac"
         if key in wholes:
             whole, name = wholes[key]
-            made.append(finish(ffmpeg, whole, target, name))
+            made.append(debpkg.finish(ffmpeg, whole, target, name))
         else:
-            made.append(done(target))
+            made.append(debpkg.done(target))
     return made
 
 
