@@ -103,6 +103,7 @@ def debs(tmp_path_factory) -> Path:
             f"{sounds}/digits/1.wav": (tone(0.6, 8000), 8000, "WAV"),
             f"{sounds}/silence/5.wav": (np.zeros(40000, np.float32), 8000, "WAV"),  # no speech
             f"{sounds}/long.wav": (tone(65.0, 8000), 8000, "WAV"),  # cut into 3 pieces of 21.7 s
+            f"{sounds}/is.wav": (np.zeros(0, np.float32), 8000, "WAV"),  # no samples (as in the Russian set)
         },
     )
     build_deb(folder, "warzone2100-data", {"usr/share/games/warzone2100/base.wz": wz_zip(folder)})
@@ -127,7 +128,8 @@ def test_prepare_writes_one_manifest_per_package_and_a_combined_one(prepare, deb
     assert hedgewars["Hello"]["language"] == "en" and hedgewars["Oops"]["language"] == "pl"
     assert hedgewars["Hello"]["speaker"] == "hedgewars-data/British"
     asterisk = rows["asterisk-core-sounds-fr-wav"]
-    assert not [r for r in asterisk if "silence" in r["source"]]
+    assert not [r for r in asterisk if "silence" in r["source"] or r["clip"].endswith("__is")]
+    assert len(asterisk) == 5  # hello, 1, three pieces of long
     long = sorted(r["duration"] for r in asterisk if "long" in r["clip"])
     assert len(long) == 3 and all(21.0 < d <= 30.0 for d in long) and abs(sum(long) - 65.0) < 0.1
     assert {r["language"] for r in asterisk} == {"fr"}
