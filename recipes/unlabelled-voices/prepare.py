@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import sys
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 
 import debpkg  # noqa: E402
 import sources  # noqa: E402
+
+from samba_cli.atomic import write_atomically  # noqa: E402
 
 RecipeError = debpkg.RecipeError
 
@@ -107,14 +108,18 @@ def step_package(out: Path, source: sources.Source, debs: Path | None, jobs: int
     root = debpkg.extract(deb, pkg / "root", pkg / ".done-extract")
     copyright_file = root / "usr/share/doc" / source.package / "copyright"
     if copyright_file.is_file():
-        shutil.copyfile(copyright_file, out / "licences" / f"{source.package}.copyright")
+        text = copyright_file.read_text(encoding="utf-8", errors="replace")
+        write_atomically(out / "licences" / f"{source.package}.copyright", lambda stream: stream.write(text))
     names, archive = members(source, root)
     paths = sources.speech_paths(source, names)
     if not paths:
         raise RecipeError(f"{deb}: no speech files where {source.package} keeps them ({source.globs[0]})")
     for path in paths:
         refuse(source.package, path)
-    files = unzip(archive, paths, pkg / "zip", source.package) if archive is not None else root
+    files = root
+    if archive is not None:
+        with archive:
+            files = unzip(archive, paths, pkg / "zip", source.package)
     ffmpeg = debpkg.ffmpeg_exe()
     audio = out / "audio" / source.package
     items = []
