@@ -150,7 +150,13 @@ def step_package(out: Path, source: sources.Source, debs: Path | None, jobs: int
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("data/unlabelled-voices"))
-    ap.add_argument("--packages", nargs="+", default=list(sources.SOURCES), metavar="PACKAGE")
+    ap.add_argument(
+        "--packages",
+        nargs="+",
+        default=list(sources.DEFAULT_PACKAGES),
+        metavar="PACKAGE",
+        help="default: every source but asterisk-core-sounds-es-wav (the voice of the held-out English prompts)",
+    )
     ap.add_argument("--debs", type=Path, help="a folder of already downloaded .deb files (skips apt-get)")
     ap.add_argument("--jobs", type=int, default=2, help="parallel ffmpeg conversions")
     args = ap.parse_args(argv)
