@@ -3,6 +3,7 @@ and Ctrl-C. A tiny random model writes gibberish: these tests check structure, f
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import inspect
 import io
@@ -568,3 +569,51 @@ def test_each_command_summary_is_the_first_line_of_its_help(name):
     lines = [line.replace("\b", "").strip() for line in inspect.cleandoc(command.help or "").splitlines()]
     first_line = next(line for line in lines if line)
     assert spec.summary == first_line
+
+
+def _children(pid: int) -> list[str]:
+    """Command lines of the child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                found.append(Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace"))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_kill_9_leaves_no_python_internals_on_stderr(model, speech, tmp_path):
+    """main: after kill -9 with search workers running, multiprocessing's resource tracker printed
+    `There appear to be 5 leaked semaphore objects` on the stderr samba shares with it."""
+    folder = tmp_path / "with-lm"
+    shutil.copytree(model, folder)
+    write_tiny_lm(folder / "lm.arpa.gz")
+    long = tmp_path / "long.flac"
+    run_ffmpeg("-stream_loop", "99", "-i", speech, "-ac", "1", "-ar", "16000", long)
+    command = [
+        *SAMBA,
+        "transcribe",
+        long,
+        "-m",
+        folder,
+        "--no-vad",
+        "--decoder",
+        "ctc",
+        "-o",
+        tmp_path / "out",
+    ]
+    process = subprocess.Popen(
+        [*command, "--search-workers", "2", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while not any("spawn_main" in line for line in _children(process.pid)):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"no search worker started: {process.communicate()[1].decode()}")
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.kill()
+    _, stderr = process.communicate(
+        timeout=60
+    )  # to the end: the tracker holds stderr until it has cleaned up
+    assert b"leaked" not in stderr and b"resource_tracker" not in stderr, stderr.decode()

@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -22,6 +23,10 @@ logger = logging.getLogger(__name__)
 PARALLEL_SEARCH_MIN_SEGMENTS = 2
 MAX_AUTO_SEARCH_WORKERS = 4  # what --search-workers 0 (auto) starts at most
 WORKER_PARENT_CHECK_SECONDS = 1.0  # how often a search worker checks that its parent still runs
+# After a kill -9, multiprocessing's resource tracker (a process of its own, sharing samba's stderr) removes the
+# pool's semaphores and warns "resource_tracker: There appear to be N leaked semaphore objects": a note about
+# Python's internals, not for the user. The tracker takes its -W options from sys.warnoptions when it starts.
+_QUIET_TRACKER = "ignore:resource_tracker:UserWarning"
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 _NO_POOL = False  # set once making a pool has failed
 
@@ -68,6 +73,8 @@ def search_pool(workers: int) -> ProcessPoolExecutor | None:
     start): the searches then run in the calling process."""
     pool = _POOLS.get(workers)
     if pool is None and not _NO_POOL:
+        if _QUIET_TRACKER not in sys.warnoptions:
+            sys.warnoptions.append(_QUIET_TRACKER)
         context = multiprocessing.get_context("spawn")
         try:
             pool = _POOLS[workers] = ProcessPoolExecutor(
