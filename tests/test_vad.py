@@ -165,3 +165,25 @@ def test_speech_regions_are_sorted_disjoint_and_cover_confident_speech(
     if min_speech_ms == 0:  # nothing is dropped: every confident frame is inside a region
         for frame in np.flatnonzero(array.astype(np.float64) >= threshold):
             assert any(a <= frame * FRAME_SAMPLES and (frame + 1) * FRAME_SAMPLES <= b for a, b in regions)
+
+
+def test_loading_silero_prints_no_warning(monkeypatch):
+    """With torch 2.14, main printed `FutureWarning: torch.jit.load is deprecated` (silero-vad's loading) on every
+    default run, even with -q. Here torch.jit.load is made to warn as that torch does."""
+    import warnings
+
+    load = torch.jit.load
+
+    def deprecated_load(*args, **kwargs):
+        warnings.warn("`torch.jit.load` is deprecated", FutureWarning, stacklevel=2)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch.jit, "load", deprecated_load)
+    vad._silero.cache_clear()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            vad._silero()
+    finally:
+        vad._silero.cache_clear()
+    assert not [w for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))], caught
