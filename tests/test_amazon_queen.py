@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +11,14 @@ import pytest
 import soundfile as sf
 
 from tests.media_helpers import run_ffmpeg
+from tests.recipe_helpers import load_recipe_module
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "amazon-queen"
 HEADER = b"AmBk" + bytes(16)  # the 20-byte AMOS bank header the reader skips
 
 
 def _load(name: str):
-    sys.path.insert(0, str(RECIPE))
-    try:
-        spec = importlib.util.spec_from_file_location(f"amazon_queen_{name}", RECIPE / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(RECIPE))
+    return load_recipe_module("amazon-queen", name)
 
 
 @pytest.fixture(scope="module")

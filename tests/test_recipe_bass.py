@@ -13,22 +13,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.recipe_helpers import load_recipe_module
+
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "beneath-a-steel-sky"
 
 
 def _load(name: str):
-    import importlib.util
-    import sys
-
-    sys.path.insert(0, str(RECIPE))
-    try:
-        spec = importlib.util.spec_from_file_location(f"bass_{name}", RECIPE / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(RECIPE))
+    return load_recipe_module("beneath-a-steel-sky", name)
 
 
 @pytest.fixture(scope="module")

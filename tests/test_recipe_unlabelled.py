@@ -4,17 +4,17 @@ Asterisk prompts refused."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+from tests.recipe_helpers import load_recipe_module
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "unlabelled-voices"
 
@@ -24,15 +24,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _load(name: str):
-    sys.path.insert(0, str(RECIPE))
-    try:
-        spec = importlib.util.spec_from_file_location(f"unlabelled_voices_{name}", RECIPE / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(RECIPE))
+    return load_recipe_module("unlabelled-voices", name)
 
 
 @pytest.fixture(scope="module")
