@@ -465,3 +465,18 @@ def test_student_captures_the_chosen_block():
     torch.testing.assert_close(predicted, student.head(captured[0]))
     with pytest.raises(ValueError, match="distill_layer"):
         Student(model, TEACHER_DIM, layer=TINY.encoder_layers + 1)
+
+
+def test_labelled_utterances_without_targets_train_without_the_distillation_loss(corpus, tmp_path):
+    manifest = corpus[0]
+    targets = tmp_path / "targets"
+    # the targets of the training manifest's first two utterances only
+    utterances = read_manifest(manifest)[:2]
+    arrays = {utterance_key(u.audio, manifest.parent): fake_teacher(u.samples().numpy()) for u in utterances}
+    write_shard(targets / "train-00000.safetensors", arrays, {})
+    config = config_for(
+        corpus, tmp_path / "run", distill_targets=str(targets), max_batch_utterances=2, max_steps=4
+    )
+    steps = [r for r in records(train(config)) if "loss" in r]
+    assert len(steps) == 4 and all(math.isfinite(r["loss"]) for r in steps)
+    assert sum(r["distill"] == 0.0 for r in steps) >= 2 and sum(r["distill"] > 0.0 for r in steps) >= 1

@@ -4,7 +4,8 @@ exact resume.
 Run folder (``TrainConfig.out_dir``)::
 
     train_config.json   the options (a resumed run must match them, except RUNTIME_FIELDS)
-    state.pt            model + optimizer + RNG states + data position (written atomically every save_every)
+    state.pt            model + optimizer + RNG states + data position (written atomically every save_every);
+                        with --distill-targets also the training-only distillation head (never in checkpoints)
     checkpoint/         the latest weights as a model folder (config.json, model.safetensors, tokenizer.model)
     best/               the weights with the best validation WER
     snapshots/step-N/   copies of the weights every keep_every steps (for checkpoint averaging)
