@@ -30,8 +30,10 @@ def resolve_layer(layer: int, encoder_layers: int) -> int:
 
 
 class Student(nn.Module):
-    """``model`` and ``head``: Linear(d_model, teacher dimension) on the output of encoder block ``layer``
-    (1-based), captured by a forward hook, so the model's own forward pass is unchanged.
+    """``model`` and ``head``: RMSNorm, then Linear(d_model, teacher dimension), on the output of encoder block
+    ``layer`` (1-based), captured by a forward hook, so the model's own forward pass is unchanged. The norm is
+    there because a block's output is the residual stream before the encoder's final norm: in a trained model
+    its scale is far from one.
 
     Parameters are registered model first, then head: an optimizer over them lists the model's in the order an
     optimizer over the model alone would, then the head's.
@@ -41,7 +43,9 @@ class Student(nn.Module):
         super().__init__()
         self.model = model
         self.layer = resolve_layer(layer, model.config.encoder_layers)
-        self.head = nn.Linear(model.config.d_model, teacher_dim)
+        self.head = nn.Sequential(
+            nn.RMSNorm(model.config.d_model, eps=1e-5), nn.Linear(model.config.d_model, teacher_dim)
+        )
         self._captured: torch.Tensor | None = None
         model.encoder.blocks[self.layer - 1].register_forward_hook(self._capture)
 

@@ -81,17 +81,32 @@ def resample_targets(targets: torch.Tensor, count: int, factor: float) -> torch.
     return t[low] * (1 - weight) + t[high] * weight
 
 
+def frame_statistics(arrays: list[np.ndarray]) -> dict:
+    """Frames, and the sum and sum of squares per dimension, of targets (S, D), for the folder's standardisation."""
+    stacked = np.concatenate([a.astype(np.float64) for a in arrays]) if arrays else np.zeros((0, 1))
+    return {
+        "frames": len(stacked),
+        "sum": stacked.sum(0).tolist(),
+        "sum_squares": np.square(stacked).sum(0).tolist(),
+    }
+
+
 def write_shard(path: Path, arrays: dict[str, np.ndarray], done: dict) -> None:
-    """The shard (float16 tensors by key) and then its marker, each written atomically."""
-    data = save({key: np.ascontiguousarray(value, dtype=np.float16) for key, value in arrays.items()})
+    """The shard (float16 tensors by key) and then its marker (``done`` plus the shard's frame statistics), each
+    written atomically."""
+    half = {key: np.ascontiguousarray(value, dtype=np.float16) for key, value in arrays.items()}
+    data = save(half)
+    record = {**done, "statistics": frame_statistics(list(half.values()))}
     write_atomically(path, lambda stream: stream.write(data), binary=True)
-    write_atomically(path.with_suffix(DONE_SUFFIX), lambda stream: stream.write(json.dumps(done) + "\n"))
+    write_atomically(path.with_suffix(DONE_SUFFIX), lambda stream: stream.write(json.dumps(record) + "\n"))
 
 
 class TeacherTargets:
-    """The complete shards of a targets folder (those with a .done marker), read one utterance at a time.
+    """The complete shards of a targets folder (those with a .done marker), read one utterance at a time and
+    standardised per dimension with the mean and standard deviation of all their frames (Whisper's encoder has a
+    few dimensions of large magnitude that would otherwise dominate an L1 loss).
 
-    Picklable (a folder and an index), so DataLoader workers can read targets themselves.
+    Picklable (a folder, an index and the statistics), so DataLoader workers can read targets themselves.
     """
 
     def __init__(self, folder: str | os.PathLike) -> None:
@@ -99,18 +114,27 @@ class TeacherTargets:
         if not self.folder.is_dir():
             raise FileNotFoundError(f"{self.folder}: teacher targets folder not found")
         self.index: dict[str, str] = {}  # key -> shard file name
-        self.dim = 0
+        frames, sums, squares = 0, 0.0, 0.0
         for marker in sorted(self.folder.glob(f"*{DONE_SUFFIX}")):
             shard = marker.with_suffix(SHARD_SUFFIX)
             with safe_open(shard, framework="numpy") as tensors:
                 names = tensors.keys()  # safe_open is not iterable
-                for key in names:
-                    self.index[key] = shard.name
-                    self.dim = tensors.get_slice(key).get_shape()[1]
-        if not self.index:
+                self.index.update((key, shard.name) for key in names)
+                statistics = json.loads(marker.read_text(encoding="utf-8")).get("statistics")
+                if statistics is None:  # a marker of an earlier version: count the frames here
+                    statistics = frame_statistics([tensors.get_tensor(key) for key in names])
+            frames += statistics["frames"]
+            sums = sums + np.asarray(statistics["sum"])
+            squares = squares + np.asarray(statistics["sum_squares"])
+        if not self.index or frames == 0:
             raise ValueError(
                 f"{self.folder}: no finished shards of teacher targets; build them with recipes/teacher/targets.py"
             )
+        mean = sums / frames
+        self.mean = torch.tensor(mean, dtype=torch.float32)  # (D,)
+        self.std = torch.tensor(np.sqrt(np.maximum(squares / frames - mean**2, 1e-10)), dtype=torch.float32)
+        self.std = self.std.clamp(min=1e-3)  # (D,)
+        self.dim = len(self.mean)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -119,12 +143,12 @@ class TeacherTargets:
         return key in self.index
 
     def get(self, key: str) -> torch.Tensor | None:
-        """The targets (S, D) float16 of ``key``, or None when the folder has none."""
+        """The standardised targets (S, D) float32 of ``key``, or None when the folder has none."""
         shard = self.index.get(key)
         if shard is None:
             return None
         with safe_open(self.folder / shard, framework="numpy") as tensors:
-            return torch.from_numpy(tensors.get_tensor(key))
+            return (torch.from_numpy(tensors.get_tensor(key)).float() - self.mean) / self.std
 
 
 def distill_loss(predicted: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -149,5 +173,5 @@ class TeacherLookup:
     subsampling: int  # the student's subsampling factor (the targets' frames are its encoder frames)
 
     def get(self, index: int) -> torch.Tensor | None:
-        """Targets (S, D) float16 of utterance ``index``, or None."""
+        """Standardised targets (S, D) float32 of utterance ``index``, or None."""
         return self.targets.get(self.keys[index])
