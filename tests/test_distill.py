@@ -234,7 +234,13 @@ def test_recipe_builds_resumes_and_refuses_other_options(tmp_path, monkeypatch):
     every = torch.cat(every)
     torch.testing.assert_close(every.mean(0), torch.zeros(4), atol=1e-4, rtol=0)
     torch.testing.assert_close(every.std(0, unbiased=False), torch.ones(4), atol=1e-4, rtol=0)
-    assert json.loads((out / "train-00000.done").read_text())["statistics"]["frames"] > 0
+    marker = out / "train-00000.done"
+    record = json.loads(marker.read_text())
+    assert record.pop("statistics")["frames"] > 0
+    marker.write_text(json.dumps(record))  # a marker without statistics: they are counted from the shard
+    again = TeacherTargets(out)
+    torch.testing.assert_close(again.mean, targets.mean)
+    torch.testing.assert_close(again.std, targets.std)
     calls.clear()
     assert recipe.main(argv) == 0 and not calls  # nothing left to do: the teacher is not started
     assert recipe.main(argv[:-1] + ["4"]) == 1  # other shards than before: refused
