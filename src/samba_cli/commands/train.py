@@ -87,6 +87,9 @@ def run_command(
     clip_grad_norm: float = _option("clip_grad_norm"),
     ctc_weight: float = _option("ctc_weight"),
     label_smoothing: float = _option("label_smoothing"),
+    distill_targets: str = _option("distill_targets", "--distill-targets"),
+    distill_weight: float = _option("distill_weight"),
+    distill_layer: int = _option("distill_layer"),
     device: str = _option("device"),
     backend: str = _option("backend"),
     bf16: bool = _option("bf16", "--bf16/--no-bf16"),
@@ -140,7 +143,7 @@ def _texts(paths: list[Path], out) -> int:
         with path.open(encoding="utf-8") as source:
             for line in source:
                 text = json.loads(line)["text"] if path.suffix == ".jsonl" and line.strip() else line.strip()
-                if text.strip():
+                if text and text.strip():  # "text": null marks unlabelled audio
                     out.write(text.strip() + "\n")
                     lines += 1
     return lines

@@ -62,6 +62,10 @@ class TrainConfig:
     clip_grad_norm: float = 1.0  # gradient clipping by global norm (0: off)
     ctc_weight: float = 0.3  # loss = ctc_weight x CTC + (1 - ctc_weight) x attention cross-entropy
     label_smoothing: float = 0.1  # label smoothing of the attention cross-entropy
+    # distillation from a teacher's encoder (recipes/teacher/targets.py builds the targets)
+    distill_targets: str | None = None  # teacher targets folder; enables the distillation loss (None: off)
+    distill_weight: float = 1.0  # loss += distill_weight x (L1 - log sigmoid(cosine)) to the teacher's frames
+    distill_layer: int = 0  # encoder block (1-based) whose output predicts the teacher (0: the last)
     # runtime
     device: str = "auto"  # auto, cpu, cuda, cuda:N (under torchrun: the local GPU)
     backend: str = "auto"  # SSD backend: auto, torch, fused (mamba-ssm kernels, CUDA)
@@ -80,6 +84,8 @@ class TrainConfig:
             raise ValueError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
         if self.accumulate < 1 or self.max_steps < 1 or self.save_every < 1 or self.log_every < 1:
             raise ValueError("accumulate, max_steps, save_every and log_every must be positive")
+        if self.distill_weight < 0 or self.distill_layer < 0:
+            raise ValueError("distill_weight and distill_layer must not be negative")
         if self.buckets < 1:
             raise ValueError(f"buckets must be positive, got {self.buckets}")
         if self.keep_every < 0:

@@ -14,13 +14,15 @@ from torch.utils.data import Dataset
 from samba_cli.audio import load_audio
 from samba_cli.errors import SambaError
 from samba_cli.features import SAMPLE_RATE, log_mel
+from samba_cli.model.encoder import Subsampling
 from samba_cli.train.augment import NoiseAugment, SpecAugment, speed_perturb
+from samba_cli.train.teacher import TeacherLookup, resample_targets
 
 
 @dataclass(frozen=True)
 class Utterance:
     audio: Path  # absolute, or relative to the working directory
-    text: str  # reference transcript
+    text: str | None  # reference transcript; None for unlabelled audio (trains the distillation loss only)
     duration: float  # seconds
     # the manifest fields asked for through read_manifest's ``fields``, as text
     labels: dict[str, str] = field(default_factory=dict, hash=False)
@@ -32,8 +34,8 @@ class Utterance:
 
 def read_manifest(path: str | os.PathLike, fields: Sequence[str] = ()) -> list[Utterance]:
     """One JSON object per line with "audio", "text", "duration"; relative audio paths are taken relative to the
-    manifest's folder. Each of ``fields`` goes into the utterance's labels as text (JSON for a non-string value;
-    "" where absent)."""
+    manifest's folder. ``"text": null`` marks unlabelled audio (text None). Each of ``fields`` goes into the
+    utterance's labels as text (JSON for a non-string value; "" where absent)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: manifest not found")
@@ -47,7 +49,7 @@ def read_manifest(path: str | os.PathLike, fields: Sequence[str] = ()) -> list[U
                 audio = Path(entry["audio"])
                 utterance = Utterance(
                     audio if audio.is_absolute() else path.parent / audio,
-                    str(entry["text"]),
+                    None if entry["text"] is None else str(entry["text"]),
                     float(entry["duration"]),
                     {name: _label(entry.get(name, "")) for name in fields},
                 )
@@ -126,6 +128,9 @@ class Batch:
     ids: list[str] = field(default_factory=list)  # utterance ids (lhotse cut ids; manifest line numbers)
     # lhotse repeated these utterances so that every process gets a batch at an epoch's end: trained with weight 0
     repeated: bool = False
+    labelled: torch.Tensor | None = None  # (B,) bool: the utterance has a transcript (None: all have)
+    teacher: torch.Tensor | None = None  # (B, S, D) teacher targets at the encoder's frame rate, zero-padded
+    teacher_frames: torch.Tensor | None = None  # (B,) valid target frames (0: no targets for the utterance)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -140,6 +145,9 @@ class Batch:
             self.seconds,
             self.ids,
             self.repeated,
+            None if self.labelled is None else self.labelled.to(device),
+            None if self.teacher is None else self.teacher.to(device, non_blocking=True),
+            None if self.teacher_frames is None else self.teacher_frames.to(device),
         )
 
 
@@ -166,9 +174,11 @@ class BatchDataset(Dataset):
         pad_id: int,
         augmentation: Augmentation | None = None,
         seeds: list[int] | None = None,
+        teacher: TeacherLookup | None = None,
     ) -> None:
         if augmentation is not None and (seeds is None or len(seeds) != len(batches)):
             raise ValueError("augmentation needs one seed per batch")
+        self.teacher = teacher
         self.utterances = utterances
         self.token_ids = token_ids
         self.batches = batches
@@ -194,6 +204,9 @@ class BatchDataset(Dataset):
             generator,
             indices=list(indices),
             ids=[str(index + 1) for index in indices],
+            labelled=[self.utterances[index].text is not None for index in indices],
+            teacher=None if self.teacher is None else [self.teacher.get(index) for index in indices],
+            subsampling=4 if self.teacher is None else self.teacher.subsampling,
         )
 
 
@@ -206,12 +219,22 @@ def make_batch(
     generator: torch.Generator | None,
     indices: list[int],
     ids: list[str],
+    labelled: list[bool] | None = None,
+    teacher: list[torch.Tensor | None] | None = None,
+    subsampling: int = 4,
 ) -> Batch:
     """Augment (when ``augmentation`` is given, drawing from ``generator``), featurise with the model's own log-mel
-    front end and pad utterances (N,) into one batch."""
+    front end and pad utterances (N,) into one batch.
+
+    ``labelled`` marks the utterances with transcripts (None: all). ``teacher`` holds each utterance's teacher
+    targets (S, D) of the clean clip, or None: they are resampled in time to the speed-perturbed clip's
+    encoder frames (the model's ``subsampling``), see teacher.resample_targets.
+    """
     features = []
+    factors = []
     samples_total = 0
     for samples in waveforms:
+        factor = 1.0
         if augmentation is not None:
             speeds = augmentation.speeds
             factor = speeds[int(torch.randint(0, len(speeds), (1,), generator=generator))]
@@ -224,6 +247,7 @@ def make_batch(
         if augmentation is not None and augmentation.spec_augment is not None:
             feats = augmentation.spec_augment(feats, generator)
         features.append(feats)
+        factors.append(factor)
     lengths = torch.tensor([f.shape[1] for f in features])
     padded = torch.zeros(len(features), n_mels, int(lengths.max()))
     for row, feats in enumerate(features):
@@ -232,4 +256,27 @@ def make_batch(
     tokens = torch.full((len(features), max(1, int(token_lengths.max()))), pad_id, dtype=torch.long)
     for row, row_ids in enumerate(token_ids):
         tokens[row, : token_lengths[row]] = torch.tensor(row_ids, dtype=torch.long)
-    return Batch(padded, lengths, tokens, token_lengths, indices, samples_total / SAMPLE_RATE, ids)
+    batch = Batch(padded, lengths, tokens, token_lengths, indices, samples_total / SAMPLE_RATE, ids)
+    if labelled is not None:
+        batch.labelled = torch.tensor(labelled, dtype=torch.bool)
+    if teacher is not None:
+        batch.teacher, batch.teacher_frames = _pad_targets(teacher, lengths, factors, subsampling)
+    return batch
+
+
+def _pad_targets(
+    targets: list[torch.Tensor | None], lengths: torch.Tensor, factors: list[float], subsampling: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each utterance's targets, resampled to its encoder frames, in one zero-padded (B, S, D) float32 tensor, and
+    the valid frames (B,) (0 where an utterance has none)."""
+    frames = Subsampling.output_lengths(lengths, subsampling)
+    dim = max((t.shape[1] for t in targets if t is not None), default=1)
+    padded = torch.zeros(len(targets), int(frames.max()), dim)
+    valid = torch.zeros(len(targets), dtype=torch.long)
+    for row, (clean, factor) in enumerate(zip(targets, factors, strict=True)):
+        if clean is None:
+            continue
+        count = int(frames[row])
+        padded[row, :count] = resample_targets(clean, count, factor)
+        valid[row] = count
+    return padded, valid

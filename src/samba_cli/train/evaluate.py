@@ -232,6 +232,12 @@ def evaluate(
     """Transcribe ``utterances`` as the resolved ``options`` ask (:meth:`DecodeOptions.resolve`; None: the
     defaults resolved without a model folder, greedy attention decoding) and score them against their
     transcripts."""
+    unlabelled = [u for u in utterances if u.text is None]
+    if unlabelled:
+        raise ValueError(
+            f'{manifest_name or unlabelled[0].audio}: {len(unlabelled)} utterances have "text": null; '
+            "evaluation needs a transcript for every utterance"
+        )
     options = DecodeOptions().resolve() if options is None else options
     options.require_resolved()
     device = next(model.parameters()).device

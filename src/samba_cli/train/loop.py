@@ -4,7 +4,8 @@ exact resume.
 Run folder (``TrainConfig.out_dir``)::
 
     train_config.json   the options (a resumed run must match them, except RUNTIME_FIELDS)
-    state.pt            model + optimizer + RNG states + data position (written atomically every save_every)
+    state.pt            model + optimizer + RNG states + data position (written atomically every save_every);
+                        with --distill-targets also the training-only distillation head (never in checkpoints)
     checkpoint/         the latest weights as a model folder (config.json, model.safetensors, tokenizer.model)
     best/               the weights with the best validation WER
     snapshots/step-N/   copies of the weights every keep_every steps (for checkpoint averaging)
@@ -60,6 +61,7 @@ from samba_cli.train.data import (
     read_manifest,
     shard_batches,
 )
+from samba_cli.train.distill import Student, batch_distill_loss, check_labels, teacher_lookup
 from samba_cli.train.distributed import World, close_world, init_world, sum_over_ranks
 from samba_cli.train.evaluate import ErrorCounts, batch_seconds, count_errors, decode_states, normalize
 from samba_cli.train.model_init import initial_model
@@ -67,6 +69,7 @@ from samba_cli.train.objective import decoder_io, joint_loss
 from samba_cli.train.optim import build_optimizer, learning_rate, set_learning_rate
 from samba_cli.train.progress import Reporter, format_metrics
 from samba_cli.train.state import STATE_FILE, Position, load_state, run_lock, save_state
+from samba_cli.train.teacher import TeacherTargets
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -95,17 +98,27 @@ class Trainer:
         self.tokenizer = Tokenizer(config.tokenizer)
         self.model = initial_model(config, self.tokenizer)
         self.model_config = self.model.config
-        self.model.to(self.device)
+        # distillation: the model and a training-only head on an encoder block, trained (and synced) together
+        self.teacher = TeacherTargets(config.distill_targets) if config.distill_targets else None
+        self.student = (
+            None if self.teacher is None else Student(self.model, self.teacher.dim, config.distill_layer)
+        )
+        self.trained: torch.nn.Module = self.model if self.student is None else self.student
+        self.trained.to(self.device)
         self.model.set_backend(config.backend)
-        self.optimizer = build_optimizer(self.model, config)
-        self.net: torch.nn.Module = self.model
+        self.optimizer = build_optimizer(self.trained, config)
+        self.net: torch.nn.Module = self.trained
         if world.size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids)
+            self.net = DistributedDataParallel(self.trained, device_ids=ids)
         # A lhotse CutSet is read lazily, batch by batch; a JSONL manifest into memory.
         self.train_cuts = None
         self.train_set: list[Utterance] = []
         if is_cutset(config.train_manifest):
+            if self.teacher is not None:
+                raise ValueError(
+                    f"{config.train_manifest}: distillation needs a JSONL manifest, not a CutSet"
+                )
             self.train_cuts = open_cuts(config.train_manifest, config.min_duration, config.max_duration)
         else:
             self.train_set = [
@@ -115,11 +128,18 @@ class Trainer:
             ]
             if not self.train_set:
                 raise ValueError(f"{config.train_manifest}: no utterances between min and max duration")
-        self.train_tokens = [self.tokenizer.encode(u.text) for u in self.train_set]
+            check_labels(self.train_set, config.train_manifest, self.teacher is not None)
+        self.lookup, lookup_line = None, ""
+        if self.teacher is not None:
+            self.lookup, lookup_line = teacher_lookup(
+                self.train_set, config.train_manifest, self.teacher, self.model_config.subsampling
+            )
+        self.train_tokens = [self.tokenizer.encode(u.text) if u.text else [] for u in self.train_set]
         self.dev_set: list = []
         if config.dev_manifest:
             dev = config.dev_manifest
-            self.dev_set = read_cut_utterances(dev) if is_cutset(dev) else read_manifest(dev)
+            dev_set = read_cut_utterances(dev) if is_cutset(dev) else read_manifest(dev)
+            self.dev_set = [u for u in dev_set if u.text is not None]  # validation needs transcripts
         self.dev_tokens = [self.tokenizer.encode(u.text) for u in self.dev_set]
         self.augmentation = Augmentation(
             config.speeds,
@@ -136,6 +156,8 @@ class Trainer:
         )
         self.position = Position()
         self.reporter = Reporter(config.max_steps, enabled=world.is_main)
+        if lookup_line:
+            self.reporter.message(lookup_line)
         self.stop_requested = False
 
     # ----------------------------------------------------------------- run folder
@@ -156,7 +178,7 @@ class Trainer:
             self.config.save(config_path)
         state_path = self.run_dir / STATE_FILE
         if state_path.is_file():
-            self.position = load_state(state_path, self.model, self.optimizer, self.device)
+            self.position = load_state(state_path, self.model, self.optimizer, self.device, self._head())
             self.reporter.message(
                 f"resumed {state_path} at step {self.position.step}, "
                 f"epoch {self.position.epoch}, batch {self.position.batch}"
@@ -196,12 +218,16 @@ class Trainer:
             self.model_config,
             self.config.ctc_weight,
             self.config.label_smoothing,
+            batch.labelled,
         )
+
+    def _head(self) -> torch.nn.Module | None:
+        return None if self.student is None else self.student.head
 
     def _save(self) -> None:
         if not self.world.is_main:
             return
-        save_state(self.run_dir / STATE_FILE, self.model, self.optimizer, self.position)
+        save_state(self.run_dir / STATE_FILE, self.model, self.optimizer, self.position, self._head())
         self._save_weights("checkpoint", epoch=self.position.epoch)
 
     def _save_weights(self, folder: str, **metadata) -> None:
@@ -260,6 +286,7 @@ class Trainer:
             self.model_config.pad_id,
             self.augmentation,
             [seed for _, seed in rest],
+            self.lookup,
         )
         return DataLoader(dataset, batch_size=None, num_workers=self.config.workers)
 
@@ -275,6 +302,8 @@ class Trainer:
         set_learning_rate(self.optimizer, lr)
         self.net.train()
         totals = {"loss": 0.0, "ctc": 0.0, "attention": 0.0}
+        if self.student is not None:
+            totals["distill"] = 0.0
         for i, batch in enumerate(batches):
             batch = batch.to(self.device)
             last = i == len(batches) - 1
@@ -283,26 +312,35 @@ class Trainer:
                 with self._autocast():
                     inputs, targets = decoder_io(batch.tokens, batch.token_lengths, self.model_config)
                     out = self.net(batch.features, batch.lengths, inputs)
+                    distill = None
+                    if self.student is not None:
+                        out, predicted = out
+                        distill = batch_distill_loss(predicted, batch, out.encoder_lengths)
                     losses = self._losses(out, batch, targets)
+                    total = losses.total
+                    if distill is not None:
+                        total = total + config.distill_weight * distill
+                        totals["distill"] += float(distill.detach()) / len(batches)
                 # a batch lhotse repeated (see cuts.DUPLICATE) still runs, for DDP's gradient sync, with weight 0
                 weight = 0.0 if batch.repeated else 1.0
-                (losses.total * weight / len(batches)).backward()
-            totals["loss"] += float(losses.total.detach()) / len(batches)
+                (total * weight / len(batches)).backward()
+            totals["loss"] += float(total.detach()) / len(batches)
             totals["ctc"] += float(losses.ctc) / len(batches)
             totals["attention"] += float(losses.attention) / len(batches)
         max_norm = config.clip_grad_norm if config.clip_grad_norm > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.trained.parameters(), max_norm))
         if math.isfinite(grad_norm):
             self.optimizer.step()
         else:
             self.reporter.message(f"step {self.position.step}: non-finite gradient norm, update skipped")
         self.optimizer.zero_grad(set_to_none=True)
         # Under DDP, the step's losses are the mean over ranks and its counts the sum (the whole step's).
-        loss, ctc, attention, utterances, seconds = sum_over_ranks(
+        loss, ctc, attention, distill, utterances, seconds = sum_over_ranks(
             [
                 totals["loss"],
                 totals["ctc"],
                 totals["attention"],
+                totals.get("distill", 0.0),
                 sum(len(b) for b in batches if not b.repeated),
                 sum(b.seconds for b in batches if not b.repeated),
             ],
@@ -314,6 +352,7 @@ class Trainer:
             "loss": loss / size,
             "ctc": ctc / size,
             "attention": attention / size,
+            **({} if self.student is None else {"distill": distill / size}),
             "lr": lr,
             "grad_norm": grad_norm,
             "utterances": round(utterances),

@@ -42,11 +42,21 @@ def joint_loss(
     config: ModelConfig,
     ctc_weight: float,
     label_smoothing: float,
+    labelled: torch.Tensor | None = None,
 ) -> Losses:
     """Both losses of a forward pass (in float32), each normalised per target token.
 
     ``out`` comes from the model run on the decoder inputs of :func:`decoder_io`; ``targets`` are its targets.
+    ``labelled`` (B,) bool leaves out the utterances without a transcript (None: every utterance counts); with
+    none labelled both losses are zero (and still connected to the graph).
     """
+    rows = tokens.shape[0]
+    ctc_reduction = "sum"
+    if labelled is not None and not bool(labelled.all()):
+        targets = targets.masked_fill(~labelled[:, None], config.pad_id)
+        token_lengths = token_lengths * labelled
+        rows = int(labelled.sum())
+        ctc_reduction = "none"
     n_tokens = int(token_lengths.sum())
     attention = F.cross_entropy(
         out.logits.float().flatten(0, 1),
@@ -54,7 +64,7 @@ def joint_loss(
         ignore_index=config.pad_id,
         label_smoothing=label_smoothing,
         reduction="sum",
-    ) / max(1, n_tokens + tokens.shape[0])
+    ) / max(1, n_tokens + rows)
     if out.ctc_logits is None:
         ctc = torch.zeros((), device=tokens.device)
     else:
@@ -65,8 +75,11 @@ def joint_loss(
             out.encoder_lengths,
             token_lengths,
             blank=config.blank_id,
-            reduction="sum",
+            reduction=ctc_reduction,
             zero_infinity=True,
-        ) / max(1, n_tokens)
+        )
+        if ctc_reduction == "none":  # (B,): the unlabelled rows' all-blank losses are left out
+            ctc = (ctc * labelled).sum()
+        ctc = ctc / max(1, n_tokens)
     total = ctc_weight * ctc + (1.0 - ctc_weight) * attention
     return Losses(total, ctc.detach(), attention.detach(), n_tokens)

@@ -29,10 +29,18 @@ class Position:
     default_decoder: str = "attention"  # the decoder with the lower WER at the last validation
 
 
-def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, position: Position) -> None:
-    """Write the state to ``path`` through a temporary file and a rename: a crash leaves the old file whole."""
+def save_state(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    position: Position,
+    head: nn.Module | None = None,
+) -> None:
+    """Write the state to ``path`` through a temporary file and a rename: a crash leaves the old file whole.
+    ``head``: the training-only distillation head, kept beside the model (never in its checkpoints)."""
     state = {
         "model": model.state_dict(),
+        **({} if head is None else {"distill_head": head.state_dict()}),
         "optimizer": optimizer.state_dict(),
         "position": dataclasses.asdict(position),
         "rng": {
@@ -44,11 +52,20 @@ def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, p
 
 
 def load_state(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    head: nn.Module | None = None,
 ) -> Position:
-    """Restore model, optimizer and RNG states from ``path``; returns the data position to continue from."""
+    """Restore model, optimizer and RNG states (and the distillation ``head``'s) from ``path``; returns the data
+    position to continue from."""
     state = torch.load(path, map_location=device, weights_only=True)
     model.load_state_dict(state["model"])
+    if head is not None:
+        if "distill_head" not in state:
+            raise ValueError(f"{path}: the training state has no distillation head; use another --out folder")
+        head.load_state_dict(state["distill_head"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"]["torch"].cpu())
     if state["rng"]["cuda"] and torch.cuda.is_available():
