@@ -163,8 +163,6 @@ def transformers_config(dims: WhisperDims, ct2_config: dict) -> tuple[dict, dict
         "eos_token_id": eot,
         "pad_token_id": eot,
         "decoder_start_token_id": sot,
-        "suppress_tokens": ct2_config.get("suppress_ids", []),
-        "begin_suppress_tokens": ct2_config.get("suppress_ids_begin", [220, eot]),
         "torch_dtype": "float16",
     }
     generation = {
@@ -176,8 +174,8 @@ def transformers_config(dims: WhisperDims, ct2_config: dict) -> tuple[dict, dict
         "is_multilingual": False,
         "no_timestamps_token_id": 50362,
         "prev_sot_token_id": 50360,
-        "suppress_tokens": config["suppress_tokens"],
-        "begin_suppress_tokens": config["begin_suppress_tokens"],
+        "suppress_tokens": ct2_config.get("suppress_ids", []),
+        "begin_suppress_tokens": ct2_config.get("suppress_ids_begin", [220, eot]),
         "alignment_heads": ct2_config.get("alignment_heads", []),
         "return_timestamps": False,
     }

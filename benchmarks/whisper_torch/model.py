@@ -71,6 +71,9 @@ def load_whisper(
     model = model.to(device=device, dtype=dtype).eval()
     tokenizer = WhisperTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
     tokenizer.pad_token = "<|endoftext|>"  # batches are padded (the pipeline refuses to batch without it)
+    timestamps = model.config.vocab_size - len(tokenizer)  # tokenizer.json stops at <|notimestamps|>
+    if timestamps > 0:  # <|0.00|> ... <|30.00|>, as vocabulary.txt lists them after it
+        tokenizer.add_tokens([f"<|{i * 0.02:.2f}|>" for i in range(timestamps)], special_tokens=True)
     features = WhisperFeatureExtractor.from_pretrained(folder)
     return WhisperPeer(model, features, tokenizer, weights)
 
@@ -92,9 +95,12 @@ def transcribe_clips(
     return texts
 
 
-def transcribe_long(peer: WhisperPeer, audio: np.ndarray, batch_size: int = 16, num_beams: int = 1) -> str:
+def transcribe_long(
+    peer: WhisperPeer, audio: np.ndarray, batch_size: int = 16, num_beams: int = 1, timestamps: bool = True
+) -> str:
     """Text of a recording of any length, as transformers' ASR pipeline does it: 30 s windows overlapping by
-    5 s on each side (``chunk_length_s=30``), decoded in batches, the overlaps merged."""
+    5 s on each side (``chunk_length_s=30``), decoded in batches, the overlaps merged (by the predicted
+    timestamps with ``timestamps``, else by the longest common token sequence)."""
     from transformers import pipeline
 
     asr = pipeline(
@@ -112,5 +118,6 @@ def transcribe_long(peer: WhisperPeer, audio: np.ndarray, batch_size: int = 16, 
         result = asr(
             {"raw": audio.astype(np.float32), "sampling_rate": SAMPLE_RATE},
             generate_kwargs={"num_beams": num_beams},
+            return_timestamps=timestamps,
         )
     return result["text"].strip()
