@@ -142,9 +142,13 @@ def timed(device: str, call: Callable[[], list[str]]) -> tuple[list[str], float,
 
 def samba_runner(device: str, greedy: bool) -> tuple[Callable, Callable]:
     from samba_cli.api import load_model
+    from samba_cli.search_pool import auto_search_workers
 
     model = load_model(device=device)
-    options = {"lm": None} if greedy else {}
+    # the search pool `samba transcribe` starts (the library's default is no pool)
+    options = {"search_workers": auto_search_workers(gpu=model.device.type == "cuda")}
+    if greedy:
+        options["lm"] = None
 
     def long(audio: np.ndarray) -> list[str]:
         segments, _ = model.transcribe(audio, **options)
@@ -229,7 +233,7 @@ def main() -> None:
                 "dtype": whisper_dtype,
                 "batch_size": args.whisper_batch,
                 "decoding": "greedy",
-                "long_form": "transformers pipeline, chunk_length_s=30",
+                "long_form": "transformers pipeline, chunk_length_s=30, return_timestamps",
             }
         elif system in ("samba-default", "samba-greedy"):
             long, many = samba_runner(args.device, greedy=system == "samba-greedy")

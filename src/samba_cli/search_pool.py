@@ -20,7 +20,10 @@ logger = logging.getLogger(__name__)
 
 # a batch of fewer segments is searched in this process: not worth a round trip to the workers
 PARALLEL_SEARCH_MIN_SEGMENTS = 2
-MAX_AUTO_SEARCH_WORKERS = 4  # what --search-workers 0 (auto) starts at most
+MAX_AUTO_SEARCH_WORKERS = 4  # what --search-workers 0 (auto) starts at most when the model runs on the CPU
+# on a GPU the model leaves the CPU cores to the searches: auto starts one worker per core but this many, kept for
+# the process that feeds the GPU (its decoding loop, the encoder's read-ahead, the rescoring)
+GPU_FEEDER_CORES = 1
 WORKER_PARENT_CHECK_SECONDS = 1.0  # how often a search worker checks that its parent still runs
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 _NO_POOL = False  # set once making a pool has failed
@@ -37,8 +40,12 @@ def give_up_pools(error: BaseException) -> None:
     _POOLS.clear()
 
 
-def auto_search_workers() -> int:
-    """One search worker per CPU core this process may use, at most MAX_AUTO_SEARCH_WORKERS (1: no pool)."""
+def auto_search_workers(gpu: bool = False) -> int:
+    """One search worker per CPU core this process may use (1: no pool): at most MAX_AUTO_SEARCH_WORKERS when the
+    model runs on the CPU (the model's own threads need the cores), all cores but GPU_FEEDER_CORES when it runs
+    on a GPU (``gpu``), where the searches are what the CPU is for."""
+    if gpu:
+        return max(1, usable_cores() - GPU_FEEDER_CORES)
     return max(1, min(MAX_AUTO_SEARCH_WORKERS, usable_cores()))
 
 
