@@ -7,7 +7,9 @@ the converted Whisper tiny.en, small enough to travel (a run carries at most 64 
 Writes ``OUT/clips/NNNN.ogg`` (the first ``--count`` clips of ``--min-seconds``-``--max-seconds`` of the manifest,
 16 kHz Ogg Vorbis: about a tenth of FLAC's size, and both systems decode the same samples), ``OUT/clips/clips.jsonl``
 (``audio``, ``text``, ``source``: the manifest line it came from), and ``OUT/whisper-tiny.en/`` (the configs,
-tokenizer and the int8 weights of benchmarks/whisper_torch/convert.py, not the float16 checkpoint). Prints sizes.
+tokenizer and the int8 weights of benchmarks/whisper_torch/convert.py, not the float16 checkpoint); with
+``--voices MANIFEST`` also ``OUT/voices/`` (every utterance of it, the same way: the long recording is built from
+them, else from samples/heldout-voices.flac). Prints sizes.
 """
 
 from __future__ import annotations
@@ -32,15 +34,15 @@ WHISPER_FILES = (
 VORBIS_QUALITY = 0.5  # soundfile's compression_level for Vorbis (0: best quality, 1: smallest)
 
 
-def pack_clips(manifest: Path, count: int, low: float, high: float, out: Path) -> float:
-    """Write the clips and their manifest; returns their seconds."""
+def pack_clips(manifest: Path, count: int | None, low: float, high: float, folder: Path) -> float:
+    """Write the first ``count`` (all: None) clips of ``low``-``high`` seconds and their manifest into ``folder``;
+    returns their seconds."""
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     chosen = [row for row in rows if low <= float(row["duration"]) <= high][:count]
-    if len(chosen) < count:
+    if count is not None and len(chosen) < count:
         raise SystemExit(
             f"error: {manifest}: only {len(chosen)} clips of {low:g}-{high:g} s, {count} asked for"
         )
-    folder = out / "clips"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     lines, seconds = [], 0.0
@@ -76,7 +78,11 @@ def main() -> None:
         raise SystemExit(
             f"error: {args.whisper}: no {', '.join(missing)} (python -m benchmarks.whisper_torch.convert)"
         )
-    seconds = pack_clips(args.clips, args.count, args.min_seconds, args.max_seconds, args.out)
+    seconds = pack_clips(args.clips, args.count, args.min_seconds, args.max_seconds, args.out / "clips")
+    if args.voices:
+        voices = pack_clips(args.voices, None, 0.0, float("inf"), args.out / "voices")
+        voice_bytes = sum(p.stat().st_size for p in (args.out / "voices").iterdir())
+        print(f"voices: {voices / 60:.1f} min, {voice_bytes / 2**20:.2f} MiB")
     target = args.out / "whisper-tiny.en"
     target.mkdir(parents=True, exist_ok=True)
     for name in WHISPER_FILES:

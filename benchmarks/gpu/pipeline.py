@@ -4,9 +4,10 @@
     python benchmarks/gpu/pipeline.py --device cpu --minutes 2 --clips 10 --out /tmp/pipeline.json   # dry run
 
 Inputs, built on the machine from what a run carries (no network):
-- ``60min``: the four utterances of ``samples/heldout-voices.flac`` (the held-out synthetic voices; cut where its
-  json says), shuffled and repeated with 0.3-1.5 s pauses (seeded) up to ``--minutes``; the reference is their
-  texts in that order.
+- ``60min``: synthetic utterances of voices held out of training, shuffled and repeated with 0.3-1.5 s pauses
+  (seeded) up to ``--minutes``; the reference is their texts in that order. The utterances are ``--data``/voices
+  (the synthetic test split packed by ``benchmarks/gpu/pack.py --voices``) when it is there, else the four of
+  ``samples/heldout-voices.flac`` (cut where its json says).
 - ``200clips``: the ``--clips`` clips of ``--data``/clips (real speech of 1-10 s: Amazon Queen dev lines, packed
   as Ogg Vorbis by ``benchmarks/gpu/pack.py``), decoded to float32 once, before any timing.
 
@@ -39,10 +40,11 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
 
 from samba_cli.atomic import write_atomically
-from samba_cli.train.evaluate import count_errors, normalize
+
+# torch is imported where it is used: the CTC search workers are spawned and import this module again, and
+# they must not load torch (samba_cli.search_pool)
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "heldout-voices.flac"
@@ -71,10 +73,12 @@ def sample_utterances() -> list[tuple[np.ndarray, str]]:
     return out
 
 
-def build_recording(minutes: float, seed: int = 0) -> tuple[np.ndarray, str]:
-    """(samples, reference): the sample's utterances shuffled, repeated and joined by 0.3-1.5 s pauses until
-    ``minutes`` long."""
-    utterances = sample_utterances()
+def build_recording(
+    utterances: list[tuple[np.ndarray, str]], minutes: float, seed: int = 0
+) -> tuple[np.ndarray, str]:
+    """(samples, reference): ``utterances`` shuffled, repeated and joined by 0.3-1.5 s pauses until ``minutes``
+    long."""
+    utterances = list(utterances)
     rng = random.Random(seed)
     pieces, texts, total, target = [], [], 0, int(minutes * 60 * SAMPLE_RATE)
     while total < target:
@@ -89,23 +93,36 @@ def build_recording(minutes: float, seed: int = 0) -> tuple[np.ndarray, str]:
     return np.concatenate(pieces), " ".join(texts)
 
 
-def load_clips(data: Path, count: int) -> tuple[list[np.ndarray], list[str]]:
-    """The first ``count`` packed clips (``data``/clips/clips.jsonl) as float32 arrays, with their texts."""
-    manifest = data / "clips" / "clips.jsonl"
+def load_packed(folder: Path, count: int | None = None) -> tuple[list[np.ndarray], list[str]]:
+    """The first ``count`` (all: None) clips packed in ``folder`` (``clips.jsonl``) as float32 arrays, with their
+    texts."""
+    manifest = folder / "clips.jsonl"
     if not manifest.exists():
-        raise SystemExit(f"error: {manifest}: missing (run benchmarks/gpu/prepare.sh and carry {data})")
+        raise SystemExit(
+            f"error: {manifest}: missing (run benchmarks/gpu/prepare.sh and carry {folder.parent})"
+        )
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()][:count]
     clips = []
     for row in rows:
-        audio, rate = sf.read(manifest.parent / row["audio"], dtype="float32")
+        audio, rate = sf.read(folder / row["audio"], dtype="float32")
         if rate != SAMPLE_RATE:
-            raise SystemExit(f"error: {manifest.parent / row['audio']}: {rate} Hz, expected {SAMPLE_RATE}")
+            raise SystemExit(f"error: {folder / row['audio']}: {rate} Hz, expected {SAMPLE_RATE}")
         clips.append(audio)
     return clips, [row["text"] for row in rows]
 
 
+def recording_utterances(data: Path) -> tuple[list[tuple[np.ndarray, str]], str]:
+    """The utterances the long recording is made of, and where they come from."""
+    if (data / "voices" / "clips.jsonl").exists():
+        clips, texts = load_packed(data / "voices")
+        return list(zip(clips, texts, strict=True)), f"{data / 'voices'} ({len(clips)} utterances)"
+    return sample_utterances(), f"{SAMPLE.name} (4 utterances)"
+
+
 def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
     """Percent word errors over all pairs after the normaliser (benchmarks/peers.py's count)."""
+    from samba_cli.train.evaluate import count_errors, normalize
+
     total = None
     for ref, hyp in zip(references, hypotheses, strict=True):
         counted = count_errors(normalize(ref), normalize(hyp))
@@ -128,6 +145,8 @@ def commit(data: Path) -> str:
 
 def timed(device: str, call: Callable[[], list[str]]) -> tuple[list[str], float, float | None]:
     """(texts, seconds, peak GiB allocated on the GPU during the call)."""
+    import torch
+
     cuda = device.startswith("cuda")
     if cuda:
         torch.cuda.synchronize()
@@ -168,6 +187,8 @@ def samba_runner(device: str, greedy: bool) -> tuple[Callable, Callable]:
 
 
 def whisper_runner(device: str, data: Path, dtype: str, batch: int) -> tuple[Callable, Callable]:
+    import torch
+
     from benchmarks.whisper_torch.model import load_whisper, transcribe_clips, transcribe_long
 
     peer = load_whisper(data / "whisper-tiny.en", device=device, dtype=getattr(torch, dtype))
@@ -202,6 +223,8 @@ def main() -> None:
     parser.add_argument("--whisper-batch", type=int, default=32)
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp")) / "pipeline.json")
     args = parser.parse_args()
+    import torch
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cuda = args.device.startswith("cuda")
     if not cuda and args.out.resolve() == GUARDED.resolve():
@@ -214,10 +237,12 @@ def main() -> None:
     inputs = args.inputs.split(",")
     recording = reference = clips = clip_texts = None
     if "60min" in inputs:
-        recording, reference = build_recording(args.minutes)
-        warm_recording = build_recording(min(args.warmup_minutes, args.minutes), seed=1)[0]
+        utterances, origin = recording_utterances(args.data)
+        log.info("long recording made of %s", origin)
+        recording, reference = build_recording(utterances, args.minutes)
+        warm_recording = build_recording(utterances, min(args.warmup_minutes, args.minutes), seed=1)[0]
     if "200clips" in inputs:
-        clips, clip_texts = load_clips(args.data, args.clips)
+        clips, clip_texts = load_packed(args.data / "clips", args.clips)
     log.info(
         "device %s, commit %s; recording %.1f min; %d clips, %.1f s",
         device_name,

@@ -7,12 +7,15 @@
 #    model file samba loads (silero_vad.jit): its wheel holds eight, 11 MB.
 # 2. .gpu-data/ (gitignored), for benchmarks/gpu/pipeline.py: 200 real clips of 1-10 s (Ogg Vorbis) from $CLIPS
 #    and the int8 Whisper tiny.en from $WHISPER (make it once with python -m benchmarks.whisper_torch.convert),
-#    plus COMMIT (the tree's commit; the copy that travels may have no .git).
+#    plus COMMIT (the tree's commit; the copy that travels may have no .git), and when $VOICES exists (the
+#    synthetic test split: voices held out of training) its utterances for the long recording (else the run uses
+#    the four of samples/heldout-voices.flac).
 # 3. Checks that the tree that travels (tracked and untracked files, .whl, .gpu-data) fits in 64 MiB.
 # Then carry both with benchmarks/gpu/run.sh: run(command="benchmarks/gpu/run.sh", carry=[".whl", ".gpu-data"]).
 set -euo pipefail
 CLIPS=${CLIPS:-/work/data/amazon-queen/dev.jsonl}
 WHISPER=${WHISPER:-/work/data/whisper-tiny-en-torch}
+VOICES=${VOICES:-data/synthetic-en/test.jsonl}
 rm -rf .whl && mkdir -p .whl
 tools/mamba-wheel.sh .whl
 # the versions this project is tested with on the CPU (pip freeze of .venv, 2026-11-26)
@@ -33,7 +36,10 @@ os.replace(path + ".tmp", path)
 PY
 ls -l .whl
 rm -rf .gpu-data && mkdir -p .gpu-data
-PYTHONPATH=$PWD/src:$PWD python3 benchmarks/gpu/pack.py --clips "$CLIPS" --count 200 --whisper "$WHISPER" --out .gpu-data
+voices=()  # the synthetic test split (held-out voices), when built: the long recording is made of it
+[ -f "$VOICES" ] && voices=(--voices "$VOICES")
+PYTHONPATH=$PWD/src:$PWD python3 benchmarks/gpu/pack.py --clips "$CLIPS" --count 200 --whisper "$WHISPER" \
+  "${voices[@]}" --out .gpu-data
 git describe --always --dirty > .gpu-data/COMMIT
 travelling=$( { git ls-files -z --cached --others --exclude-standard; find .whl .gpu-data -type f -print0; } \
   | du -cb --files0-from=- | tail -1 | cut -f1)
