@@ -71,6 +71,11 @@ def main() -> None:
     parser.add_argument(
         "--whisper", type=Path, required=True, help="folder of benchmarks/whisper_torch/convert.py"
     )
+    parser.add_argument(
+        "--voices",
+        type=Path,
+        help="synthetic utterances of held-out voices for the long recording (all packed)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     missing = [name for name in WHISPER_FILES if not (args.whisper / name).exists()]
