@@ -13,18 +13,25 @@
 # Each step has its own time limit, a failing step does not stop the others, and every step writes its rows as
 # it measures them; everything lands in $OUT (at most 8 files come back from the device tool): run.log (all
 # output, with the GPU, driver and commit), pipeline.json, e2e.json, gpu_check.json, bench/.
+# A dry run here, in the project venv, with reduced sizes (no wheels installed, CPU rows, never for docs/):
+#   DEVICE=cpu TIME_SCALE=4 PIPELINE_ARGS="--minutes 2 --clips 10 --warmup-minutes 0.5" OUT=/tmp/dry \
+#     benchmarks/gpu/run.sh pipeline
 set -uo pipefail
 OUT=${OUT:-/tmp/samba-gpu-out}
+DEVICE=${DEVICE:-cuda}
+read -ra PIPELINE_ARGS <<< "${PIPELINE_ARGS:-}"
 mkdir -p "$OUT"
 exec > >(tee "$OUT/run.log") 2>&1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  || { echo "wheel install failed"; exit 1; }
+if [ "$DEVICE" != cpu ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "wheel install failed"; exit 1; }
+fi
 export PYTHONPATH=/tmp/site:$PWD/src:$PWD PYTHONUNBUFFERED=1
 export TRITON_CACHE_AUTOTUNING=1  # later processes reuse the autotuning of earlier ones (a Triton knob; harmless where unknown)
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
 git rev-parse HEAD 2>/dev/null || cat .gpu-data/COMMIT 2>/dev/null || true
 step() {  # step SECONDS NAME COMMAND...
-  local limit=$1 name=$2; shift 2
+  local limit=$(($1 * ${TIME_SCALE:-1})) name=$2; shift 2  # TIME_SCALE: longer limits for a slow dry run
   local start=$SECONDS
   echo "== $name (limit ${limit}s)"
   timeout "$limit" "$@"
@@ -36,10 +43,11 @@ for name in "${@:-pipeline e2e}"; do
   for one in $name; do
     case $one in
       pipeline)
-        step 150 pipeline-whisper python3 benchmarks/gpu/pipeline.py --systems whisper-tiny.en --out "$OUT/pipeline.json"
-        step 300 pipeline-samba python3 benchmarks/gpu/pipeline.py --systems samba-default,samba-greedy \
-          --warmup-minutes 2 --out "$OUT/pipeline.json" ;;
-      e2e) step 140 e2e python3 benchmarks/gpu/e2e.py --device cuda --inputs 8 ;;
+        step 150 pipeline-whisper python3 benchmarks/gpu/pipeline.py --device "$DEVICE" --systems whisper-tiny.en \
+          --out "$OUT/pipeline.json" "${PIPELINE_ARGS[@]}"
+        step 300 pipeline-samba python3 benchmarks/gpu/pipeline.py --device "$DEVICE" \
+          --systems samba-default,samba-greedy --warmup-minutes 2 --out "$OUT/pipeline.json" "${PIPELINE_ARGS[@]}" ;;
+      e2e) step 140 e2e python3 benchmarks/gpu/e2e.py --device "$DEVICE" --inputs 8 ;;
       bench) step 200 bench python3 -m benchmarks.size_matched --device cuda --presets small --minutes 10,60 \
           --encoder-seconds 3600 --step-batches 64 --budget-minutes 3 --out "$OUT/bench" ;;
       gpu_check) step 150 gpu_check python3 benchmarks/gpu_check.py ;;
