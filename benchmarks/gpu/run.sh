@@ -3,9 +3,9 @@
 #   benchmarks/gpu/prepare.sh
 # then with the device tool, from the repository root, carrying .whl and .gpu-data:
 #   run(command="benchmarks/gpu/run.sh", carry=[".whl", ".gpu-data"], timeout_s=600)
-# Arguments name the steps, in order (default: pipeline e2e, about 590 s of limits, inside one 10-minute command
+# Arguments name the steps, in order (default: pipeline e2e, 590 s of limits, inside one 10-minute command
 # and the 15-minute lease with the machine's start); the others: bench, gpu_check (590 s together with e2e).
-#   pipeline    benchmarks/gpu/pipeline.py: Whisper tiny.en (PyTorch, float16), then samba default and greedy,
+#   pipeline    benchmarks/gpu/pipeline.py: Whisper tiny.en (PyTorch, float16), samba default, samba greedy,
 #               on a 60-minute recording and 200 short clips -> pipeline.json (copy it to docs/bench/cuda/)
 #   e2e         benchmarks/gpu/e2e.py: bundled model accuracy per dtype / CUDA graphs, many-input speed
 #   bench       size-matched Whisper comparison (random weights, forced decoding) -> bench/
@@ -42,12 +42,14 @@ step() {  # step SECONDS NAME COMMAND...
 for name in "${@:-pipeline e2e}"; do
   for one in $name; do
     case $one in
-      pipeline)
-        step 150 pipeline-whisper python3 benchmarks/gpu/pipeline.py --device "$DEVICE" --systems whisper-tiny.en \
+      pipeline)  # one process per system: a step stopped at its limit loses only its own rows
+        step 120 pipeline-whisper python3 benchmarks/gpu/pipeline.py --device "$DEVICE" --systems whisper-tiny.en \
           --out "$OUT/pipeline.json" "${PIPELINE_ARGS[@]}"
-        step 300 pipeline-samba python3 benchmarks/gpu/pipeline.py --device "$DEVICE" \
-          --systems samba-default,samba-greedy --warmup-minutes 2 --out "$OUT/pipeline.json" "${PIPELINE_ARGS[@]}" ;;
-      e2e) step 140 e2e python3 benchmarks/gpu/e2e.py --device "$DEVICE" --inputs 8 ;;
+        step 240 pipeline-samba-default python3 benchmarks/gpu/pipeline.py --device "$DEVICE" \
+          --systems samba-default --warmup-minutes 2 --out "$OUT/pipeline.json" "${PIPELINE_ARGS[@]}"
+        step 120 pipeline-samba-greedy python3 benchmarks/gpu/pipeline.py --device "$DEVICE" \
+          --systems samba-greedy --warmup-minutes 2 --out "$OUT/pipeline.json" "${PIPELINE_ARGS[@]}" ;;
+      e2e) step 110 e2e python3 benchmarks/gpu/e2e.py --device "$DEVICE" --inputs 8 ;;
       bench) step 200 bench python3 -m benchmarks.size_matched --device cuda --presets small --minutes 10,60 \
           --encoder-seconds 3600 --step-batches 64 --budget-minutes 3 --out "$OUT/bench" ;;
       gpu_check) step 150 gpu_check python3 benchmarks/gpu_check.py ;;
