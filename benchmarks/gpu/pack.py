@@ -8,8 +8,8 @@ Writes ``OUT/clips/NNNN.ogg`` (the first ``--count`` clips of ``--min-seconds``-
 16 kHz Ogg Vorbis: about a tenth of FLAC's size, and both systems decode the same samples), ``OUT/clips/clips.jsonl``
 (``audio``, ``text``, ``source``: the manifest line it came from), and ``OUT/whisper-tiny.en/`` (the configs,
 tokenizer and the int8 weights of benchmarks/whisper_torch/convert.py, not the float16 checkpoint); with
-``--voices MANIFEST`` also ``OUT/voices/`` (every utterance of it, the same way: the long recording is built from
-them, else from samples/heldout-voices.flac). Prints sizes.
+``--voices MANIFEST`` also ``OUT/voices/`` (its utterances up to ``--voice-minutes``, the same way: the long
+recording is built from them, else from samples/heldout-voices.flac). Prints sizes.
 """
 
 from __future__ import annotations
@@ -34,11 +34,18 @@ WHISPER_FILES = (
 VORBIS_QUALITY = 0.5  # soundfile's compression_level for Vorbis (0: best quality, 1: smallest)
 
 
-def pack_clips(manifest: Path, count: int | None, low: float, high: float, folder: Path) -> float:
-    """Write the first ``count`` (all: None) clips of ``low``-``high`` seconds and their manifest into ``folder``;
-    returns their seconds."""
+def pack_clips(
+    manifest: Path, count: int | None, low: float, high: float, folder: Path, minutes: float = float("inf")
+) -> float:
+    """Write the first ``count`` (all: None) clips of ``low``-``high`` seconds, at most ``minutes`` in all, and
+    their manifest into ``folder``; returns their seconds."""
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    chosen = [row for row in rows if low <= float(row["duration"]) <= high][:count]
+    chosen, total = [], 0.0
+    for row in rows:
+        if low <= float(row["duration"]) <= high and total + float(row["duration"]) <= minutes * 60:
+            chosen.append(row)
+            total += float(row["duration"])
+    chosen = chosen[:count]
     if count is not None and len(chosen) < count:
         raise SystemExit(
             f"error: {manifest}: only {len(chosen)} clips of {low:g}-{high:g} s, {count} asked for"
@@ -74,7 +81,13 @@ def main() -> None:
     parser.add_argument(
         "--voices",
         type=Path,
-        help="synthetic utterances of held-out voices for the long recording (all packed)",
+        help="manifest of synthetic utterances by held-out voices, for the long recording",
+    )
+    parser.add_argument(
+        "--voice-minutes",
+        type=float,
+        default=10.0,
+        help="at most this much of --voices (2 MiB per 7 minutes)",
     )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -85,7 +98,7 @@ def main() -> None:
         )
     seconds = pack_clips(args.clips, args.count, args.min_seconds, args.max_seconds, args.out / "clips")
     if args.voices:
-        voices = pack_clips(args.voices, None, 0.0, float("inf"), args.out / "voices")
+        voices = pack_clips(args.voices, None, 0.0, float("inf"), args.out / "voices", args.voice_minutes)
         voice_bytes = sum(p.stat().st_size for p in (args.out / "voices").iterdir())
         print(f"voices: {voices / 60:.1f} min, {voice_bytes / 2**20:.2f} MiB")
     target = args.out / "whisper-tiny.en"
