@@ -120,3 +120,32 @@ def test_budget_skips_cases_predicted_to_overrun():
     assert [r.audio_seconds for r in results.end_to_end] == [1.0]
     (skipped,) = results.skipped
     assert skipped.audio_seconds == 36000.0 and "predicted" in skipped.reason
+
+
+def test_gpu_pipeline_inputs(tmp_path):
+    """benchmarks/gpu: the sample cut into its four utterances, a recording of them with its reference, and
+    clips packed as Ogg Vorbis read back at 16 kHz with their texts (the count and the length filter kept)."""
+    import soundfile as sf
+
+    from benchmarks.gpu.pack import pack_clips
+    from benchmarks.gpu.pipeline import build_recording, corpus_wer, load_packed, sample_utterances
+
+    utterances = sample_utterances()
+    assert [round(len(a) / SAMPLE_RATE, 2) for a, _ in utterances] == [4.33, 4.67, 7.62, 3.2]
+    audio, reference = build_recording(utterances, 0.5)
+    assert 30 <= len(audio) / SAMPLE_RATE < 30 + 7.7 + 1.5
+    assert all(text in reference for _, text in utterances)
+    assert corpus_wer([reference], [reference]) == 0 and corpus_wer(["a b"], ["a c"]) == 50
+    rows = []
+    for i, seconds in enumerate([0.5, 1.5, 2.0, 12.0, 3.0]):
+        t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+        sf.write(tmp_path / f"c{i}.flac", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), SAMPLE_RATE)
+        rows.append(json.dumps({"audio": f"c{i}.flac", "text": f"clip {i}", "duration": seconds}))
+    (tmp_path / "m.jsonl").write_text("\n".join(rows) + "\n")
+    seconds = pack_clips(tmp_path / "m.jsonl", 2, 1.0, 10.0, tmp_path / "out")
+    assert seconds == pytest.approx(3.5)
+    clips, texts = load_packed(tmp_path / "out")
+    assert texts == ["clip 1", "clip 2"] and [len(c) for c in clips] == [24000, 32000]
+    assert np.corrcoef(clips[1], sf.read(tmp_path / "c2.flac")[0])[0, 1] > 0.99
+    with pytest.raises(SystemExit, match="only 3 clips"):
+        pack_clips(tmp_path / "m.jsonl", 4, 1.0, 10.0, tmp_path / "out2")

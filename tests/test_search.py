@@ -450,3 +450,20 @@ def test_ctc_searches_run_beside_the_attention_beam_search(monkeypatch):
         for (lp, n, memory), hyps in zip(segments, found, strict=True)
     ]
     assert [(h.tokens, h.score) for h in decoded] == [(h.tokens, h.score) for h in reference]
+
+
+@pytest.mark.parametrize(("cores", "cpu", "gpu"), [(1, 1, 1), (2, 2, 1), (4, 4, 3), (16, 4, 15)])
+def test_auto_search_workers_fill_a_gpu_machine(monkeypatch, cores, cpu, gpu):
+    """On the CPU the pool stays at MAX_AUTO_SEARCH_WORKERS (the model needs the cores); with the model on a GPU
+    every core but the feeder's searches, and `samba transcribe` resolves its auto pool that way on CUDA."""
+    import samba_cli.search_pool as pool_module
+    from samba_cli.commands.transcribe import gpu_search_workers
+    from samba_cli.pipeline import TranscribeOptions
+
+    monkeypatch.setattr(pool_module, "usable_cores", lambda: cores)
+    assert pool_module.auto_search_workers() == cpu
+    assert pool_module.auto_search_workers(gpu=True) == gpu
+    options = TranscribeOptions()
+    resolved = gpu_search_workers(options)
+    assert resolved.decode.search_workers == gpu
+    assert dataclasses.replace(resolved.decode, search_workers=1) == options.decode

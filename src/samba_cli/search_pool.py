@@ -21,7 +21,10 @@ logger = logging.getLogger(__name__)
 
 # a batch of fewer segments is searched in this process: not worth a round trip to the workers
 PARALLEL_SEARCH_MIN_SEGMENTS = 2
-MAX_AUTO_SEARCH_WORKERS = 4  # what --search-workers 0 (auto) starts at most
+MAX_AUTO_SEARCH_WORKERS = 4  # what --search-workers 0 (auto) starts at most when the model runs on the CPU
+# on a GPU the model leaves the CPU cores to the searches: auto starts one worker per core but this many, kept for
+# the process that feeds the GPU (its decoding loop, the encoder's read-ahead, the rescoring)
+GPU_FEEDER_CORES = 1
 WORKER_PARENT_CHECK_SECONDS = 1.0  # how often a search worker checks that its parent still runs
 # After a kill -9, multiprocessing's resource tracker (a process of its own, sharing samba's stderr) removes the
 # pool's semaphores and warns "resource_tracker: There appear to be N leaked semaphore objects": a note about
@@ -42,8 +45,12 @@ def give_up_pools(error: BaseException) -> None:
     _POOLS.clear()
 
 
-def auto_search_workers() -> int:
-    """One search worker per CPU core this process may use, at most MAX_AUTO_SEARCH_WORKERS (1: no pool)."""
+def auto_search_workers(gpu: bool = False) -> int:
+    """One search worker per CPU core this process may use (1: no pool): at most MAX_AUTO_SEARCH_WORKERS when the
+    model runs on the CPU (the model's own threads need the cores), all cores but GPU_FEEDER_CORES when it runs
+    on a GPU (``gpu``), where the searches are what the CPU is for."""
+    if gpu:
+        return max(1, usable_cores() - GPU_FEEDER_CORES)
     return max(1, min(MAX_AUTO_SEARCH_WORKERS, usable_cores()))
 
 

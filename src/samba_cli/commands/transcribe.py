@@ -6,10 +6,11 @@ completion stay fast. Exit status: 0 all inputs done or skipped, 1 any failed, 2
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -38,6 +39,9 @@ from samba_cli.planning import (
     plan,
 )
 from samba_cli.progress import make_reporter, package_logging
+
+if TYPE_CHECKING:
+    from samba_cli.pipeline import TranscribeOptions
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -140,6 +144,8 @@ def transcribe_command(
                     )
                 except BackendError as error:  # --device cuda (or cuda:N) where there is no such GPU
                     raise usage_error(error) from None
+                if ctc.search_workers == 0 and transcriber.device.type == "cuda":
+                    options = gpu_search_workers(options)
                 if transcriber.resolved.source == "bundled":
                     reporter.note(
                         f"using the bundled model {transcriber.resolved.model_id} "
@@ -164,3 +170,12 @@ def transcribe_command(
     if summary.stdout_closed:  # what is left in stdout's buffer cannot be written: drop it quietly at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     raise typer.Exit(exit_code(summary))
+
+
+def gpu_search_workers(options: TranscribeOptions) -> TranscribeOptions:
+    """``options`` with the automatic search pool of a GPU run (every core but the GPU's feeder: the model leaves
+    the CPU to the CTC searches); resolved after loading, when the device is known."""
+    from samba_cli.search_pool import auto_search_workers
+
+    decode = dataclasses.replace(options.decode, search_workers=auto_search_workers(gpu=True))
+    return dataclasses.replace(options, decode=decode)
