@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 from samba_cli.features import log_mel, num_frames
 from samba_cli.model import PRESETS, SambaASR, load_checkpoint
 from samba_cli.model.encoder import Subsampling
-from samba_cli.train.config import TrainConfig
 from samba_cli.train.data import Augmentation, BatchDataset, read_manifest
 from samba_cli.train.distill import Student
 from samba_cli.train.loop import METRICS_FILE, train
@@ -34,7 +33,7 @@ from samba_cli.train.teacher import (
     write_shard,
 )
 from tests.model_helpers import TINY, tiny_model
-from tests.train_helpers import write_corpus
+from tests.train_helpers import tiny_train_config, write_corpus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "teacher"))
 
@@ -99,27 +98,7 @@ def corpus(tmp_path_factory):
 
 def config_for(corpus, out_dir, **changes):
     manifest, tokenizer, targets = corpus
-    base = TrainConfig(
-        train_manifest=str(manifest),
-        tokenizer=str(tokenizer),
-        out_dir=str(out_dir),
-        preset="test",
-        max_batch_seconds=8.0,
-        max_batch_utterances=8,
-        accumulate=1,
-        workers=0,
-        threads=1,
-        lr=3e-3,
-        warmup_steps=2,
-        max_steps=12,
-        log_every=100,
-        save_every=100,
-        speeds=(1.0,),
-        freq_masks=0,
-        time_masks=0,
-        distill_targets=str(targets),
-    )
-    return base.replace(**changes)
+    return tiny_train_config(manifest, tokenizer, out_dir, **{"distill_targets": str(targets), **changes})
 
 
 def records(run_dir):

@@ -33,7 +33,7 @@ from samba_cli.train.objective import decoder_io
 from samba_cli.train.optim import learning_rate, parameter_groups
 from samba_cli.train.state import LOCK_FILE
 from tests.model_helpers import TINY
-from tests.train_helpers import SENTENCES, manifests_with_bad_audio, write_corpus
+from tests.train_helpers import SENTENCES, manifests_with_bad_audio, tiny_train_config, write_corpus
 
 
 @pytest.fixture(scope="module")
@@ -70,26 +70,7 @@ def one_thread():
 
 def config_for(corpus, out_dir, **changes):
     manifest, tokenizer = corpus
-    base = TrainConfig(
-        train_manifest=str(manifest),
-        tokenizer=str(tokenizer),
-        out_dir=str(out_dir),
-        preset="test",
-        max_batch_seconds=8.0,
-        max_batch_utterances=8,
-        accumulate=1,
-        workers=0,
-        threads=1,
-        lr=3e-3,
-        warmup_steps=2,
-        max_steps=12,
-        log_every=100,
-        save_every=100,
-        speeds=(1.0,),
-        freq_masks=0,
-        time_masks=0,
-    )
-    return base.replace(**changes)
+    return tiny_train_config(manifest, tokenizer, out_dir, **changes)
 
 
 def losses(run_dir):

@@ -74,3 +74,30 @@ def write_cuts(manifest, out):
     )
     cuts.to_file(out)
     return out
+
+
+def tiny_train_config(manifest, tokenizer, out_dir, **changes):
+    """A TrainConfig for the tiny "test" preset (tests register PRESETS["test"]): one thread, 12 quick steps,
+    no augmentation; ``changes`` replace fields."""
+    from samba_cli.train.config import TrainConfig
+
+    base = TrainConfig(
+        train_manifest=str(manifest),
+        tokenizer=str(tokenizer),
+        out_dir=str(out_dir),
+        preset="test",
+        max_batch_seconds=8.0,
+        max_batch_utterances=8,
+        accumulate=1,
+        workers=0,
+        threads=1,
+        lr=3e-3,
+        warmup_steps=2,
+        max_steps=12,
+        log_every=100,
+        save_every=100,
+        speeds=(1.0,),
+        freq_masks=0,
+        time_masks=0,
+    )
+    return base.replace(**changes)
