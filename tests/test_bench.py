@@ -128,7 +128,8 @@ def test_gpu_pipeline_inputs(tmp_path):
     import soundfile as sf
 
     from benchmarks.gpu.pack import pack_clips
-    from benchmarks.gpu.pipeline import build_recording, corpus_wer, load_packed, sample_utterances
+    from benchmarks.gpu.pipeline import build_recording, load_packed, sample_utterances
+    from benchmarks.whisper_torch.check import corpus_wer
 
     utterances = sample_utterances()
     assert [round(len(a) / SAMPLE_RATE, 2) for a, _ in utterances] == [4.33, 4.67, 7.62, 3.2]

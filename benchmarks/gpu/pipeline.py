@@ -119,15 +119,10 @@ def recording_utterances(data: Path) -> tuple[list[tuple[np.ndarray, str]], str]
     return sample_utterances(), f"{SAMPLE.name} (4 utterances)"
 
 
-def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
-    """Percent word errors over all pairs after the normaliser (benchmarks/peers.py's count)."""
-    from samba_cli.train.evaluate import count_errors, normalize
+def _corpus_wer(references: list[str], hypotheses: list[str]) -> float:
+    from benchmarks.whisper_torch.check import corpus_wer  # one count for every benchmark of issue 49
 
-    total = None
-    for ref, hyp in zip(references, hypotheses, strict=True):
-        counted = count_errors(normalize(ref), normalize(hyp))
-        total = counted if total is None else total + counted
-    return 100 * total.word_errors / max(1, total.words)
+    return corpus_wer(references, hypotheses)
 
 
 def commit(data: Path) -> str:
@@ -282,7 +277,7 @@ def main() -> None:
                     "system": system,
                     "input": name,
                     "x_real_time": round(audio_seconds / seconds, 1),
-                    "wer": round(corpus_wer(refs, texts), 2),
+                    "wer": round(_corpus_wer(refs, texts), 2),
                     "gpu_memory_gib": None if memory is None else round(memory, 3),
                     "device": device_name,
                     "commit": stamp,
