@@ -28,7 +28,7 @@ from samba_cli.train.cuts import (
 from samba_cli.train.data import Augmentation
 from samba_cli.train.loop import METRICS_FILE, train
 from tests.model_helpers import TINY
-from tests.train_helpers import SENTENCES, write_corpus, write_cuts
+from tests.train_helpers import SENTENCES, tiny_train_config, write_corpus, write_cuts
 
 UTTERANCES = 24
 OPTIONS = SamplerOptions(max_seconds=2.5, max_utterances=4, buckets=2, seed=0)
@@ -60,27 +60,9 @@ def test_preset(monkeypatch):
 
 def config_for(cuts, out_dir, **changes) -> TrainConfig:
     path, tokenizer, _ = cuts
-    base = TrainConfig(
-        train_manifest=str(path),
-        tokenizer=str(tokenizer),
-        out_dir=str(out_dir),
-        preset="test",
-        max_batch_seconds=OPTIONS.max_seconds,
-        max_batch_utterances=OPTIONS.max_utterances,
-        buckets=OPTIONS.buckets,
-        accumulate=1,
-        workers=0,
-        threads=1,
-        lr=3e-3,
-        warmup_steps=2,
-        max_steps=4,
-        log_every=100,
-        save_every=100,
-        speeds=(1.0,),
-        freq_masks=0,
-        time_masks=0,
-    )
-    return base.replace(**changes)
+    lhotse = {"max_batch_seconds": OPTIONS.max_seconds, "max_batch_utterances": OPTIONS.max_utterances}
+    lhotse |= {"buckets": OPTIONS.buckets, "max_steps": 4}
+    return tiny_train_config(path, tokenizer, out_dir, **{**lhotse, **changes})
 
 
 def records(run_dir) -> list[dict]:
