@@ -140,9 +140,9 @@ class NgramLM:
         ngrams: dict[tuple[str, ...], tuple[float, float]] = {}
         for n in range(1, order + 1):
             ids, values = arrays[f"ids{n}"], arrays[f"values{n}"]
-            if ids.dtype != np.int32 or ids.ndim != 2 or ids.shape[1] != n or values.shape != (len(ids), 2):
-                raise ValueError(f"bad {n}-gram arrays")
-            if values.dtype != np.float64 or (len(ids) and (ids.min() < 0 or ids.max() >= len(words))):
+            shaped = ids.dtype == np.int32 and ids.ndim == 2 and ids.shape[1] == n
+            shaped = shaped and values.dtype == np.float64 and values.shape == (len(ids), 2)
+            if not shaped or (len(ids) and (ids.min() < 0 or ids.max() >= len(words))):
                 raise ValueError(f"bad {n}-gram arrays")
             columns = [[words[i] for i in column] for column in ids.T.tolist()]
             ngrams.update(zip(zip(*columns, strict=True), zip(*values.T.tolist(), strict=True), strict=True))
