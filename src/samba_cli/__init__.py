@@ -24,10 +24,14 @@ except PackageNotFoundError:  # running from a source tree without an install
 
 def __getattr__(name: str):
     # Lazy: `import samba_cli` (and the CLI's --help) does not import torch.
-    if name in ("load_model", "Transcriber", "TranscribeOptions"):
-        from samba_cli import api, pipeline
+    if name == "TranscribeOptions":
+        from samba_cli import options
 
-        return getattr(api, name, None) or getattr(pipeline, name)
+        return options.TranscribeOptions
+    if name in ("load_model", "Transcriber"):
+        from samba_cli import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'samba_cli' has no attribute {name!r}")
 
 

@@ -113,6 +113,7 @@ def word_spans(
     spoken: list[bool] | None = None,
     seconds: Callable[[float], float] | None = None,
     split_seconds: float = math.inf,
+    aligned: list[TokenSpan] | None = None,
 ) -> list[WordSpan]:
     """Word timings in frames of the segment, from the CTC alignment when possible.
 
@@ -123,12 +124,14 @@ def word_spans(
     time. ``seconds`` maps a frame to source seconds: a word whose sounding tokens are ``split_seconds`` or
     more apart there (a model may glue the last word before a pause to the first one after it) becomes two
     words at that pause. Without posteriors, or when they are too short to align, words are spread over the
-    segment in proportion to their token counts.
+    segment in proportion to their token counts. ``aligned``: the tokens' alignment on ``log_probs`` when the
+    search made it already (else it is made here).
     """
     groups = group_words(tokens, starts_word, spoken)
     if not groups:
         return []
-    aligned = forced_align(log_probs, tokens, blank_id) if log_probs is not None else None
+    if aligned is None and log_probs is not None:
+        aligned = forced_align(log_probs, tokens, blank_id)
     spans: list[WordSpan] = []
     if aligned is None:
         total = log_probs.shape[0] if log_probs is not None else len(tokens)

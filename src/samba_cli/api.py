@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -12,22 +11,15 @@ import numpy as np
 import torch
 
 from samba_cli.audio import SAMPLE_RATE, is_stream, iter_audio
+from samba_cli.decoding.stepper import StepperFactory
 from samba_cli.device import resolve_device, resolve_precision
-from samba_cli.errors import CheckpointError, OptionError
+from samba_cli.errors import CheckpointError
 from samba_cli.hub import ResolvedModel, resolve_model
 from samba_cli.model import SambaASR, load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
-from samba_cli.pipeline import (
-    CUDA_ENCODER_BATCH,
-    FLUSH,
-    Pipeline,
-    SourceEvent,
-    TranscribeOptions,
-    max_decoder_frames,
-)
+from samba_cli.options import ModelFacts, ResolvedOptions, TranscribeOptions, recommended_decoder, resolve
+from samba_cli.pipeline import FLUSH, Pipeline, SourceEvent, pipeline_decoder_frames
 from samba_cli.results import Segment, TranscriptionInfo
-from samba_cli.search import recommended_decoder
-from samba_cli.stepper import StepperFactory
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.windows import Window, iter_windows
 
@@ -54,19 +46,16 @@ class Transcriber:
         except ValueError as error:
             raise CheckpointError(f"{resolved.path}: {error}") from None
 
-    def resolve_options(self, options: TranscribeOptions) -> TranscribeOptions:
-        """The options with every choice made, once per run: the decoding options by
-        :meth:`samba_cli.search.DecodeOptions.resolve` with this model's folder and metadata,
-        ``encoder_batch_seconds=None`` by this device's value and an unset window margin by WindowOptions' rule;
-        OptionError (a ValueError) for options the model cannot run."""
-        decode = options.decode.resolve(self.resolved.path, self.metadata)
-        if decode.decoder == "ctc" and self.model.ctc_head is None:
-            raise OptionError("decoder 'ctc' needs a model with a CTC head", "--decoder")
-        encoder_batch = options.encoder_batch_seconds
-        if encoder_batch is None:
-            encoder_batch = CUDA_ENCODER_BATCH if self.device.type == "cuda" else 0.0
-        window = dataclasses.replace(options.window, margin_seconds=options.window.margin)
-        return dataclasses.replace(options, window=window, decode=decode, encoder_batch_seconds=encoder_batch)
+    @property
+    def facts(self) -> ModelFacts:
+        """What resolving options needs to know of this model: its folder, metadata, CTC head."""
+        return ModelFacts(Path(self.resolved.path), self.metadata, self.model.ctc_head is not None)
+
+    def resolve_options(self, options: TranscribeOptions | ResolvedOptions | None = None) -> ResolvedOptions:
+        """The options with every choice made for this model on its device (:func:`samba_cli.options.resolve`);
+        OptionError (a ValueError) for options the model cannot run. Resolved options are given back as they
+        are."""
+        return resolve(options or TranscribeOptions(), self.facts, self.device.type)
 
     @property
     def device(self) -> torch.device:
@@ -75,7 +64,7 @@ class Transcriber:
     def transcribe(
         self,
         audio: AudioInput,
-        options: TranscribeOptions | None = None,
+        options: TranscribeOptions | ResolvedOptions | None = None,
         source: str | None = None,
         **overrides,
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
@@ -84,16 +73,17 @@ class Transcriber:
         Returns a lazy generator of Segments and an info object; nothing is decoded until the generator is
         iterated, and ``info.duration`` is final once it is exhausted. ``source`` names the input in the info
         (default: the path, or "<array>"). ``overrides`` replace option fields by name, nested ones included
-        (``beam_size=5``, ``vad=False``, ``lm=None``, ...).
+        (``beam_size=5``, ``vad=False``, ``lm=None``, ...). ``options`` resolved already
+        (:meth:`resolve_options`) are used as they are, without overrides.
         """
-        options = self.resolve_options(TranscribeOptions.from_kwargs(options, **overrides))
+        options = self._resolved(options, overrides)
         info = self._info(source or _name(audio), options)
         return self._pipeline(options).run(self._windows(audio, info, options)), info
 
     def transcribe_many(
         self,
         inputs: Iterable[AudioInput | tuple[AudioInput, str]],
-        options: TranscribeOptions | None = None,
+        options: TranscribeOptions | ResolvedOptions | None = None,
         **overrides,
     ) -> tuple[Iterator[SourceEvent], list[TranscriptionInfo]]:
         """Transcribe several inputs (each as for :meth:`transcribe`, or an ``(audio, source name)`` pair) with
@@ -105,7 +95,7 @@ class Transcriber:
         once an event of input ``k`` has been given. Inputs are read one after the other, lazily; a bad input
         does not stop the others. Standard input (``"-"``) may block, so the inputs before it are finished first.
         """
-        options = self.resolve_options(TranscribeOptions.from_kwargs(options, **overrides))
+        options = self._resolved(options, overrides)
         infos: list[TranscriptionInfo] = []
 
         def sources() -> Iterator[Iterator[Window] | object]:
@@ -119,7 +109,16 @@ class Transcriber:
 
         return self._pipeline(options).run_sources(sources()), infos
 
-    def _info(self, source: str, options: TranscribeOptions) -> TranscriptionInfo:
+    def _resolved(
+        self, options: TranscribeOptions | ResolvedOptions | None, overrides: dict
+    ) -> ResolvedOptions:
+        if isinstance(options, ResolvedOptions):
+            if overrides:
+                raise TypeError("options resolved already take no overrides: resolve the changed options")
+            return options
+        return self.resolve_options(TranscribeOptions.from_kwargs(options, **overrides))
+
+    def _info(self, source: str, options: ResolvedOptions) -> TranscriptionInfo:
         return TranscriptionInfo(
             source=source,
             duration=0.0,
@@ -129,7 +128,7 @@ class Transcriber:
         )
 
     def _windows(
-        self, audio: AudioInput, info: TranscriptionInfo, options: TranscribeOptions
+        self, audio: AudioInput, info: TranscriptionInfo, options: ResolvedOptions
     ) -> Iterator[Window]:
         """The input's windows, lazily; media is opened on the first ``next`` and ``info.duration`` counts up."""
 
@@ -146,8 +145,8 @@ class Transcriber:
 
         return iter_windows(counted(), options.window)
 
-    def _pipeline(self, options: TranscribeOptions) -> Pipeline:
-        key = (max_decoder_frames(self.model, options), options.decode.cuda_graphs)
+    def _pipeline(self, options: ResolvedOptions) -> Pipeline:
+        key = (pipeline_decoder_frames(self.model, options), options.decode.cuda_graphs)
         if key not in self._steppers:
             self._steppers[key] = StepperFactory(self.model, *key)
         return Pipeline(self.model, self.tokenizer, options, self._steppers[key])

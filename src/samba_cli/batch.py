@@ -46,7 +46,7 @@ from samba_cli.writers import Writer, get_writer
 
 if TYPE_CHECKING:
     from samba_cli.api import Transcriber
-    from samba_cli.pipeline import TranscribeOptions
+    from samba_cli.options import TranscribeOptions
 
 PREFETCH_SECONDS = 300.0  # decoded audio held ahead of the model: 19 MB of float32 at 16 kHz
 BLOCK_SECONDS = 30.0  # decoded audio per prefetched block

@@ -1,149 +1,40 @@
-"""The transcription stages as a lazy generator.
+"""The schedule of the transcription stages, as a lazy generator.
 
 samples -> windows -> features -> encoder -> CTC posteriors -> segments -> decoder search -> alignment -> Segments
 
 Windows come one at a time from the windowing stage of one or several sources. Consecutive windows, of one
 source or of the next ones, are encoded together in one padded batch of at most ``encoder_batch_seconds`` of
-audio; the segments they hold are pooled and decoded in batches of ``DecodeOptions.batch_size``, across windows
-and sources, and given in source order as soon as their batch is done.
+audio; the segments they hold are pooled and decoded (samba_cli.decoding) in batches of ``batch_size``, across
+windows and sources, turned into Segments (samba_cli.transcript) and given in source order as soon as their batch
+is done.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
-import typing
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from samba_cli.align import word_spans
-from samba_cli.ctc import ctc_decode
-from samba_cli.errors import OptionError, SambaError
-from samba_cli.features import HOP_LENGTH, SAMPLE_RATE, log_mel
+from samba_cli.audio import SAMPLE_RATE
+from samba_cli.decoding.attention import Hypothesis
+from samba_cli.decoding.decode import Encoded, decode, decoder_frames
+from samba_cli.decoding.stepper import StepperFactory
+from samba_cli.errors import SambaError
+from samba_cli.features import log_mel
 from samba_cli.model import SambaASR
-from samba_cli.results import Segment, Word
-from samba_cli.search import DecodeOptions, Hypothesis, decode_segments
-from samba_cli.segments import FrameSpan, SegmentOptions, split_at_gaps, split_segments
-from samba_cli.stepper import StepperFactory
+from samba_cli.options import ResolvedOptions
+from samba_cli.results import Segment
+from samba_cli.segments import FrameSpan, split_segments
 from samba_cli.threads import read_ahead, torch_threads_here
 from samba_cli.tokenizer import Tokenizer
-from samba_cli.windows import Window, WindowOptions
+from samba_cli.transcript import CutJoiner, SegmentBuilder
+from samba_cli.windows import Window
 
 logger = logging.getLogger(__name__)
-
-# seconds of padded audio per encoder batch on CUDA when encoder_batch_seconds is auto
-CUDA_ENCODER_BATCH = 600.0
-
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    window: WindowOptions = field(default_factory=WindowOptions)  # long windows, VAD
-    segments: SegmentOptions = field(default_factory=SegmentOptions)  # utterance segments inside a window
-    decode: DecodeOptions = field(default_factory=DecodeOptions)  # search
-    word_timestamps: bool = True  # align words with the CTC posteriors
-    # Consecutive windows (of one or several sources) are encoded in one padded batch of at most this many
-    # seconds; 0: one window at a time; None: auto (0 on CPU, where batching measured no faster; CUDA_ENCODER_BATCH
-    # on CUDA, where encoder calls are launch-bound), resolved by Transcriber.resolve_options.
-    encoder_batch_seconds: float | None = None
-    # A source that has ended waits for its decoder batch to fill with the next sources' segments while they
-    # hold less than this many seconds of speech; then its segments are decoded in a partial batch, so that
-    # it can be written long before the batch would be full.
-    end_wait_seconds: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.encoder_batch_seconds is not None and not self.encoder_batch_seconds >= 0:
-            raise ValueError(f"encoder_batch_seconds must be >= 0, got {self.encoder_batch_seconds}")
-        if not self.end_wait_seconds >= 0:
-            raise ValueError(f"end_wait_seconds must be >= 0, got {self.end_wait_seconds}")
-
-    @classmethod
-    def from_kwargs(cls, base: TranscribeOptions | None = None, **kwargs) -> TranscribeOptions:
-        """Options with fields of any option group, nested ones included, replaced by name, e.g. ``beam_size=5,
-        vad=False, lm=None``: the flat keywords of ``Transcriber.transcribe``. Every field name in the tree is
-        unique (a test checks it), so a keyword names one field (:func:`option_owners`)."""
-        owners = option_owners()
-        unknown = [key for key in kwargs if key not in owners]
-        if unknown:
-            raise TypeError(f"unknown transcription option {unknown[0]!r}")
-        return _replaced(base or cls(), {(*owners[key], key): value for key, value in kwargs.items()})
-
-    def to_dict(self) -> dict:
-        """Plain JSON values by group (window, segments, decode); a nested group's fields (decode.ctc) stand in
-        their parent group under their own names, the flat keywords of :meth:`from_kwargs`."""
-        out = dataclasses.asdict(self)
-        groups = out["decode"].items()
-        out["decode"] = {
-            k: v for key, value in groups for k, v in (value if key == "ctc" else {key: value}).items()
-        }
-        return out
-
-
-def _replaced(options, changes: dict[tuple[str, ...], object]):
-    """``options`` (a dataclass) with the fields at the paths of ``changes`` (group, ..., field) replaced; each
-    group is rebuilt once, so that its checks see all its new values together."""
-    fields: dict[str, object] = {}
-    groups: dict[str, dict[tuple[str, ...], object]] = {}
-    for (name, *rest), value in changes.items():
-        if rest:
-            groups.setdefault(name, {})[tuple(rest)] = value
-        else:
-            fields[name] = value
-    fields |= {name: _replaced(getattr(options, name), inner) for name, inner in groups.items()}
-    return dataclasses.replace(options, **fields)
-
-
-def join_across_cut(first: Segment, second: Segment, pause: float, longest: float) -> Segment | None:
-    """``first`` and ``second`` (consecutive segments of one source) as one segment with ``first``'s id, when
-    less than ``pause`` seconds of silence separate them and together they last at most ``longest`` seconds;
-    else None. The silence is measured between their words (the last word's end, the next one's start) when both
-    have word times, as within a window, where segments are only split at such pauses: so this joins what a
-    window cut split."""
-    end = first.words[-1].end if first.words and second.words else first.end
-    start = second.words[0].start if first.words and second.words else second.start
-    if start - end >= pause or second.end - first.start > longest:
-        return None
-    first_seconds, second_seconds = first.end - first.start, second.end - second.start
-    weights = (max(1, len(first.words)), max(1, len(second.words)))
-    return Segment(
-        id=first.id,
-        start=first.start,
-        end=second.end,
-        text=f"{first.text} {second.text}",
-        words=first.words + second.words,
-        avg_logprob=(first.avg_logprob * weights[0] + second.avg_logprob * weights[1]) / sum(weights),
-        no_speech_prob=(first.no_speech_prob * first_seconds + second.no_speech_prob * second_seconds)
-        / max(first_seconds + second_seconds, 1e-9),
-    )
-
-
-def option_owners(owner: type | None = None, path: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
-    """Each flat keyword of :meth:`TranscribeOptions.from_kwargs` -> the path of option groups holding it, e.g.
-    ``beam_size`` -> ("decode",), ``lm`` -> ("decode", "ctc"), ``word_timestamps`` -> (). A field whose type is
-    a dataclass is a group: its fields are keywords, not the group itself."""
-    owner = owner or TranscribeOptions
-    hints = typing.get_type_hints(owner)
-    owners: dict[str, tuple[str, ...]] = {}
-    for member in dataclasses.fields(owner):
-        kind = hints[member.name]
-        if dataclasses.is_dataclass(kind):
-            owners |= {k: v for k, v in option_owners(kind, (*path, member.name)).items() if k not in owners}
-        else:
-            owners.setdefault(member.name, path)
-    return owners
-
-
-def max_decoder_frames(model: SambaASR, options: TranscribeOptions) -> int:
-    """Most encoder frames one segment can hand the decoder (segment + both margins), rounded up to 64."""
-    seg = options.segments
-    frames = (
-        math.ceil((seg.max_segment_seconds + 2 * seg.attention_margin_seconds) / model.config.frame_seconds)
-        + 2
-    )
-    return -(-frames // 64) * 64
 
 
 class _Flush:
@@ -176,9 +67,7 @@ class _Pending:
     source: int
     window: Window
     span: FrameSpan
-    states: torch.Tensor  # (S', D) encoder frames of the span plus the attention margin
-    ctc: torch.Tensor | None  # (span.length, V + 1) CTC log-posteriors of the span
-    offset: int  # frames of margin before span.start inside ``states``
+    encoded: Encoded  # the span's encoder frames plus the attention margin, and its CTC log-posteriors
 
 
 @dataclass(frozen=True)
@@ -214,37 +103,30 @@ def encoder_threads(device: torch.device) -> int:
     """Torch threads of the thread that reads and encodes windows ahead of the decoding: half of the threads
     torch may use here (at most the usable cores); 0, no such thread, when that is one (one core, or
     ``--threads 1``) or the model runs on a GPU, and the windows are encoded in turn. (A GPU encodes fast, and
-    CUDA work from another thread while the decoding captures a CUDA graph breaks the capture: seen on an H200.)"""
+    CUDA work from another thread while the decoding captures a CUDA graph breaks the capture.)"""
     return torch_threads_here() // 2 if device.type == "cpu" else 0
 
 
 class Pipeline:
-    """Runs the model stages over windows. Holds no per-source state besides the segment counter.
-
-    The decoding options must be resolved (:meth:`samba_cli.search.DecodeOptions.resolve`, which
-    :meth:`samba_cli.api.Transcriber.resolve_options` calls with the model's folder and metadata).
-    """
+    """Schedules the model stages over windows: encoder batches, decoder batches across windows and sources, and
+    the order Segments are given in. Holds no per-source state besides the segment counters."""
 
     def __init__(
         self,
         model: SambaASR,
         tokenizer: Tokenizer,
-        options: TranscribeOptions,
+        options: ResolvedOptions,
         steppers: StepperFactory | None = None,
     ) -> None:
-        options.decode.require_resolved()
         self.model = model
         self.tokenizer = tokenizer
         self.options = options
         self.steppers = steppers or StepperFactory(
-            model, max_decoder_frames(model, options), options.decode.cuda_graphs
+            model, pipeline_decoder_frames(model, options), options.decode.cuda_graphs
         )
-        cfg = model.config
-        self.frame_seconds = cfg.frame_seconds
-        self.samples_per_frame = cfg.subsampling * HOP_LENGTH
+        self.frame_seconds = model.config.frame_seconds
+        self.builder = SegmentBuilder(tokenizer, model.config, options)
         self.param = next(model.parameters())
-        if options.decode.decoder == "ctc" and model.ctc_head is None:
-            raise OptionError("decoder 'ctc' needs a model with a CTC head", "--decoder")
 
     @torch.inference_mode()
     def encode_windows(self, windows: list[Window], sources: list[int] | None = None) -> list[list[_Pending]]:
@@ -278,110 +160,20 @@ class Pipeline:
             pending = []
             for span in spans:
                 lo, hi = max(0, span.start - margin), min(frames, span.end + margin)
-                pending.append(
-                    _Pending(
-                        0 if sources is None else sources[row],
-                        window,
-                        span,
-                        window_states[lo:hi],
-                        None if window_ctc is None else window_ctc[span.start : span.end],
-                        span.start - lo,
-                    )
-                )
+                span_ctc = None if window_ctc is None else window_ctc[span.start : span.end]
+                encoded = Encoded(window_states[lo:hi], span.length, span_ctc)
+                pending.append(_Pending(0 if sources is None else sources[row], window, span, encoded))
             out.append(pending)
         return out
 
     def decode_batch(self, batch: list[_Pending]) -> list[Hypothesis]:
-        if self.options.decode.decoder == "ctc":
-            segments = [(p.ctc, p.span.length, p.states) for p in batch]
-            return ctc_decode(self.model, segments, self.options.decode, self.tokenizer.pieces, self.steppers)
-        lengths = torch.tensor([p.states.shape[0] for p in batch], device=self.param.device)
-        padded = torch.nn.utils.rnn.pad_sequence([p.states for p in batch], batch_first=True)
-        seconds = [p.span.length * self.frame_seconds for p in batch]
-        return decode_segments(self.model, padded, lengths, seconds, self.options.decode, self.steppers)
-
-    def _seconds(self, window: Window, frame: float) -> float:
-        """Window frame position (fractional allowed) -> source seconds."""
-        sample = min(frame * self.samples_per_frame, window.time_map.num_samples)
-        return window.time_map.to_source_seconds(sample / SAMPLE_RATE)
+        return decode(
+            self.model, [p.encoded for p in batch], self.options.decode, self.tokenizer.pieces, self.steppers
+        )
 
     def to_segments(self, index: int, pending: _Pending, hyp: Hypothesis) -> list[Segment]:
-        """The hypothesis of one decoded span as Segments numbered from ``index``: one, or several when the
-        aligned words leave a pause of ``break_pause_seconds`` or more. Segments without a letter or digit
-        (punctuation alone) are left out."""
-        tokens = list(hyp.tokens)
-        span = pending.span
-        if not tokens:
-            return []
-        pieces = self.tokenizer.pieces
-        spoken = [any(c.isalnum() for c in pieces[t]) for t in tokens]
-        spans = []
-        if self.options.word_timestamps or pending.ctc is not None:
-            starts = self.tokenizer.word_starts(tokens)
-            blank = self.model.config.blank_id
-            spans = word_spans(
-                tokens,
-                list(hyp.token_logprobs),
-                starts,
-                pending.ctc,
-                blank,
-                spoken=spoken,
-                seconds=lambda frame: self._seconds(pending.window, span.start + frame),
-                split_seconds=self.options.segments.break_pause_seconds,
-            )
-            # a bare word-start piece before another word start spells nothing
-            spans = [w for w in spans if self.tokenizer.decode(list(w.tokens)).strip()]
-        # word times in source seconds: VAD may have cut most of a pause out of the window
-        times = [
-            (
-                self._seconds(pending.window, span.start + w.start),
-                self._seconds(pending.window, span.start + w.end),
-            )
-            for w in spans
-        ]
-        runs = [(0, len(spans))]
-        if pending.ctc is not None and spans:
-            runs = split_at_gaps(times, self.options.segments.break_pause_seconds)
-        segments = []
-        for k, (a, b) in enumerate(runs):
-            first = span.start if k == 0 else span.start + round(spans[a].start)
-            last = span.end if k + 1 == len(runs) else span.start + math.ceil(spans[b - 1].end)
-            part_tokens = [t for w in spans[a:b] for t in w.tokens] if len(runs) > 1 else tokens
-            part_logprobs = (
-                [w.logprob for w in spans[a:b] for _ in w.tokens]
-                if len(runs) > 1
-                else list(hyp.token_logprobs)
-            )
-            text = self.tokenizer.decode(part_tokens).strip()
-            if not any(c.isalnum() for c in text):
-                continue
-            words: tuple[Word, ...] = ()
-            if self.options.word_timestamps:
-                words = tuple(
-                    Word(
-                        text=self.tokenizer.decode(list(w.tokens)).strip(),
-                        start=start,
-                        end=end,
-                        probability=math.exp(w.logprob),
-                    )
-                    for w, (start, end) in zip(spans[a:b], times[a:b], strict=True)
-                )
-            no_speech = span.no_speech_prob
-            if len(runs) > 1:
-                blank = pending.ctc[first - span.start : last - span.start, self.model.config.blank_id]
-                no_speech = float(blank.exp().mean())
-            segments.append(
-                Segment(
-                    id=index + len(segments),
-                    start=self._seconds(pending.window, first),
-                    end=self._seconds(pending.window, last),
-                    text=text,
-                    words=words,
-                    avg_logprob=sum(part_logprobs) / len(part_logprobs),
-                    no_speech_prob=no_speech,
-                )
-            )
-        return segments
+        """The hypothesis of one decoded span as Segments numbered from ``index`` (:class:`SegmentBuilder`)."""
+        return self.builder.build(index, pending.window, pending.span, pending.encoded.ctc, hyp)
 
     def run(self, windows: Iterable[Window]) -> Iterator[Segment]:
         """Windows of one source in order -> its non-empty Segments in order. A SambaError raised while the
@@ -393,37 +185,19 @@ class Pipeline:
                 yield event.segment
 
     def run_sources(self, sources: Iterable[Iterable[Window] | _Flush]) -> Iterator[SourceEvent]:
-        """Several sources, each an iterable of its windows, read one after the other -> events in source order.
-
-        A segment followed by the next one of its source after less than half ``break_pause_seconds`` of silence
-        between their words (what a window cut inside speech leaves) is given joined with it, unless together
-        they would last longer than ``max_segment_seconds``; segment ids count the segments given.
-        """
-        held: dict[int, Segment] = {}  # per source, its last segment, until the next one or the source's end
-        given: dict[int, int] = {}  # per source, segments numbered so far
-        options = self.options.segments
+        """Several sources, each an iterable of its windows, read one after the other -> events in source order;
+        segments that a window cut split are given joined (:class:`CutJoiner`)."""
+        joiner = CutJoiner(self.options.segments)
         for event in self._decoded_sources(sources):
-            previous = held.pop(event.source, None)
+            ready = (
+                joiner.end(event.source)
+                if event.segment is None
+                else joiner.push(event.source, event.segment)
+            )
+            if ready is not None:
+                yield SourceEvent(event.source, ready)
             if event.segment is None:  # the source's end
-                if previous is not None:
-                    yield SourceEvent(event.source, previous)
                 yield event
-                continue
-            joined = None
-            if previous is not None:
-                # the words at a cut carry up to a VAD pad of silence each (and the first word of a window starts
-                # early): half the break pause tells a cut inside speech from one in a pause
-                joined = join_across_cut(
-                    previous, event.segment, options.break_pause_seconds / 2, options.max_segment_seconds
-                )
-            if joined is not None:
-                held[event.source] = joined
-                continue
-            if previous is not None:
-                yield SourceEvent(event.source, previous)
-            number = given.get(event.source, 0)
-            given[event.source] = number + 1
-            held[event.source] = dataclasses.replace(event.segment, id=number)
 
     def _decoded_sources(self, sources: Iterable[Iterable[Window] | _Flush]) -> Iterator[SourceEvent]:
         """:meth:`run_sources` before segments cut by a window boundary are joined.
@@ -538,3 +312,10 @@ class Pipeline:
                 counts[item.source] = counts.get(item.source, 0) + len(segments)
                 for segment in segments:
                     yield SourceEvent(item.source, segment)
+
+
+def pipeline_decoder_frames(model: SambaASR, options: ResolvedOptions) -> int:
+    """Most encoder frames one segment of the pipeline hands the decoder: the longest segment and both attention
+    margins (:func:`samba_cli.decoding.decode.decoder_frames`)."""
+    segments = options.segments
+    return decoder_frames(model, segments.max_segment_seconds + 2 * segments.attention_margin_seconds)

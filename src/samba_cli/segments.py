@@ -6,17 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-
-@dataclass(frozen=True)
-class SegmentOptions:
-    max_segment_seconds: float = 20.0  # longest segment handed to the decoder
-    min_pause_seconds: float = 0.32  # a run of blank-dominated frames at least this long is a pause
-    blank_threshold: float = 0.9  # a frame whose blank probability exceeds this counts as silence
-    min_speech_seconds: float = 0.12  # drop segments with less speech than this (all blank noise)
-    attention_margin_seconds: float = 0.24  # extra encoder frames on each side that cross-attention may see
-    # A decoded span holds speech runs packed across pauses (for context and batching); its transcript is given
-    # as several segments, split where two aligned words are at least this far apart.
-    break_pause_seconds: float = 0.8
+from samba_cli.options import SegmentOptions
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from samba_cli.audio import SAMPLE_RATE
+from samba_cli.options import WindowOptions
 from samba_cli.vad import (
     FRAME_MS,
     FRAME_SAMPLES,
@@ -36,46 +37,6 @@ logger = logging.getLogger(__name__)
 
 _PROB_STEP = 0.01  # speech probabilities closer than this count as a tie when choosing a cut
 _SNAP = 1e-6  # a time within this many samples of a whole sample is that sample
-MAX_MARGIN_SECONDS = 10.0  # an unset margin_seconds: this, ...
-MARGIN_SHARE = 0.25  # ... or this share of window_seconds when less (a short window keeps its cuts apart)
-
-
-@dataclass(frozen=True)
-class WindowOptions:
-    # nominal window length: the bundled model, trained on single utterances, transcribes long recordings best in
-    # 4-6 s windows and twice as badly in 120 s ones (docs/windowing.md); a model trained on long audio may want more
-    window_seconds: float = 5.0
-    # each cut may move this far either way to reach the quietest point; None: MAX_MARGIN_SECONDS, at most
-    # MARGIN_SHARE of window_seconds (see margin)
-    margin_seconds: float | None = None
-    vad: bool = True  # keep only speech regions (silero-vad, energy fallback); off: keep every sample
-    vad_threshold: float = 0.5  # speech starts at this probability and ends below it minus 0.15
-    min_speech_ms: int = 250  # speech regions shorter than this are dropped
-    min_silence_ms: int = 500  # silences shorter than this do not split a speech region
-    speech_pad_ms: int = 200  # kept on each side of a speech region; also the half-width of the cut score
-    # silence put before a window that opens at the source's first sample: speech from sample 0 lost its first
-    # sounds ("ur meeting" for "Our meeting"); 80 ms was enough on the bundled model
-    lead_in_ms: int = 160
-
-    def __post_init__(self) -> None:
-        if not self.window_seconds * SAMPLE_RATE >= FRAME_SAMPLES:
-            raise ValueError(f"window_seconds must be >= {FRAME_MS / 1000} s, got {self.window_seconds}")
-        if not 0 <= self.margin < self.window_seconds:
-            raise ValueError(
-                f"margin_seconds must be in [0, window_seconds={self.window_seconds}), got {self.margin_seconds}"
-            )
-        if not 0 < self.vad_threshold < 1:
-            raise ValueError(f"vad_threshold must be in (0, 1), got {self.vad_threshold}")
-        for name in ("min_speech_ms", "min_silence_ms", "speech_pad_ms", "lead_in_ms"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-    @property
-    def margin(self) -> float:
-        """``margin_seconds``, or when unset the rule: MAX_MARGIN_SECONDS, at most MARGIN_SHARE of the window."""
-        if self.margin_seconds is not None:
-            return self.margin_seconds
-        return min(MAX_MARGIN_SECONDS, self.window_seconds * MARGIN_SHARE)
 
 
 @dataclass(frozen=True)

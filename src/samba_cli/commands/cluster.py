@@ -16,7 +16,6 @@ import typer
 from rich.console import Console
 
 from samba_cli.commands.options import (
-    CLUSTER,
     MediaArgs,
     ModelArgs,
     PipelineArgs,
@@ -27,6 +26,7 @@ from samba_cli.commands.options import (
 )
 from samba_cli.commands.transcribe import exit_code
 from samba_cli.distributed import require
+from samba_cli.options import ClusterOptions
 from samba_cli.planning import PlanError
 from samba_cli.progress import make_reporter, package_logging
 
@@ -37,27 +37,29 @@ app = typer.Typer(
 
 @dataclass(frozen=True)
 class ClusterArgs:
-    """Where and how wide the cluster runs; defaults are ClusterOptions' (read without importing ray)."""
+    """Where and how wide the cluster runs; defaults are ClusterOptions'."""
 
     address: str | None = option(
-        field=(*CLUSTER, "address"),
+        field=(ClusterOptions, "address"),
         help="Ray cluster to join (auto, ray://HEAD:10001)",
         show_default="RAY_ADDRESS, else local",
     )
     actors: int | None = option(
-        field=(*CLUSTER, "actors"),
+        field=(ClusterOptions, "actors"),
         min=1,
         help="Actors (model copies)",
         show_default="cluster GPUs or CPUs / per actor",
     )
     cpus_per_actor: float = option(
-        field=(*CLUSTER, "cpus_per_actor"), min=0.0, help="CPUs reserved per actor"
+        field=(ClusterOptions, "cpus_per_actor"), min=0.0, help="CPUs reserved per actor"
     )
     gpus_per_actor: float = option(
-        field=(*CLUSTER, "gpus_per_actor"), min=0.0, help="GPUs per actor; 0.5: two per GPU"
+        field=(ClusterOptions, "gpus_per_actor"), min=0.0, help="GPUs per actor; 0.5: two per GPU"
     )
     files_per_batch: int = option(
-        field=(*CLUSTER, "batch_size"), min=1, help="Input files per actor call, transcribed together"
+        field=(ClusterOptions, "files_per_batch"),
+        min=1,
+        help="Input files per actor call, transcribed together",
     )
 
 
@@ -118,7 +120,7 @@ def transcribe_command(
         raise typer.BadParameter(str(error)) from None
 
     from samba_cli.cues import CueOptions
-    from samba_cli.distributed.driver import ClusterOptions, run
+    from samba_cli.distributed.driver import run
     from samba_cli.distributed.worker import WorkerSpec
 
     options = transcribe_options(search, pipeline)
@@ -137,7 +139,7 @@ def transcribe_command(
         actors=cluster.actors,
         cpus_per_actor=cluster.cpus_per_actor,
         gpus_per_actor=cluster.gpus_per_actor,
-        batch_size=cluster.files_per_batch,
+        files_per_batch=cluster.files_per_batch,
         log_level=logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING,
     )
     console = Console(stderr=True)

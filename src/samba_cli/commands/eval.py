@@ -20,7 +20,7 @@ from samba_cli.commands.options import (
     with_groups,
 )
 from samba_cli.errors import BackendError, SambaError, original_message
-from samba_cli.pipeline import TranscribeOptions
+from samba_cli.options import resolve_decode
 from samba_cli.train.data import read_manifest
 from samba_cli.train.evaluate import evaluate
 
@@ -61,7 +61,7 @@ def eval_command(
     except BackendError as error:  # a device or SSD backend this machine does not have
         raise usage_error(error) from None
     try:
-        options = transcriber.resolve_options(TranscribeOptions(decode=decode_options(search, ctc))).decode
+        options = resolve_decode(decode_options(search, ctc), transcriber.facts, transcriber.device.type)
         utterances = read_manifest(manifest, fields=(group_by,) if group_by else ())
         labels = [u.labels[group_by] for u in utterances] if group_by else None
     except (ValueError, FileNotFoundError) as exc:

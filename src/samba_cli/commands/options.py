@@ -2,116 +2,57 @@
 
 An option group is a frozen dataclass whose fields are options (:func:`option`); a command takes the group as one
 parameter (``search: SearchArgs``) and :func:`with_groups` expands it into the group's options for Typer, then
-hands the command the parsed group. An option that sets a field of a library dataclass (``DecodeOptions.beam_size``,
-``WindowOptions.vad``, ...) names that field: its default, and unless given its help, are the field's default and
-comment, read from the library's source text (parsed, not imported: the library modules import torch, and
-`samba transcribe --help` and shell completion should not). tests/test_options.py checks each such default
-against the imported dataclass.
+hands the command the parsed group. An option that sets a field of a library option dataclass
+(``DecodeOptions.beam_size``, ``WindowOptions.vad``, ...) names that field: its default is the field's default.
+The library's option classes live in samba_cli.options (and samba_cli.cues), which import no torch, so that
+`samba transcribe --help` and shell completion stay fast.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import enum
 import functools
-import importlib.util
 import inspect
-import io
 import math
 import re
-import tokenize
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
+from samba_cli.cues import CueOptions
+from samba_cli.options import (
+    CUDA_ENCODER_BATCH,
+    DEFAULT_ATTENTION_BEAM,
+    DEFAULT_LEXICON_PENALTY,
+    DEFAULT_LM_WEIGHT,
+    DEFAULT_OOV_PENALTY,
+    DEFAULT_RESCORE_WEIGHT,
+    DEFAULT_WORD_BONUS,
+    DEVICE_NAME,
+    LM_BEAM_SIZE,
+    CTCOptions,
+    DecodeOptions,
+    TranscribeOptions,
+    WindowOptions,
+)
 from samba_cli.planning import DEFAULT_EXTENSIONS, normalize_extensions
 from samba_cli.writers import WRITERS
-
-if TYPE_CHECKING:
-    from samba_cli.cues import CueOptions
-    from samba_cli.pipeline import TranscribeOptions
-    from samba_cli.search import DecodeOptions
-
-# the library dataclasses whose fields options set: (module, class)
-DECODE = ("samba_cli.search", "DecodeOptions")
-CTC = ("samba_cli.prefix_search", "CTCOptions")  # DecodeOptions.ctc
-WINDOW = ("samba_cli.windows", "WindowOptions")
-TRANSCRIBE = ("samba_cli.pipeline", "TranscribeOptions")
-CUES = ("samba_cli.cues", "CueOptions")
-CLUSTER = ("samba_cli.distributed.driver", "ClusterOptions")
-
-
-@dataclass(frozen=True)
-class LibraryField:
-    default: Any  # the field's literal default
-    comment: str  # its comment: the lines above it and the one after it, joined
-
-
-def _source(module: str) -> str:
-    spec = importlib.util.find_spec(module)  # finds the file without running the module
-    if spec is None or spec.origin is None:
-        raise ImportError(f"no source for {module}")
-    return Path(spec.origin).read_text(encoding="utf-8")
-
-
-@functools.cache
-def library_fields(module: str, owner: str) -> dict[str, LibraryField]:
-    """The fields of the dataclass ``owner`` of ``module`` with a literal default, by name."""
-    source = _source(module)
-    comments: dict[int, str] = {}  # line -> comment text
-    code_lines: set[int] = set()
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type == tokenize.COMMENT:
-            comments[token.start[0]] = token.string.lstrip("#").strip()
-        elif token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
-            code_lines.add(token.start[0])
-    tree = ast.parse(source)
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == owner)
-    fields = {}
-    for node in cls.body:
-        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value):
-            continue
-        try:
-            default = ast.literal_eval(node.value)
-        except ValueError:  # field(default_factory=...), an expression: not an option default
-            continue
-        above, line = [], node.lineno - 1
-        while line in comments and line not in code_lines:  # comment lines right above the field
-            above.insert(0, comments[line])
-            line -= 1
-        inline = [comments[n] for n in range(node.lineno, node.end_lineno + 1) if n in comments]
-        fields[node.target.id] = LibraryField(default, " ".join(above + inline))
-    return fields
-
-
-@functools.cache
-def library_constant(module: str, name: str) -> Any:
-    """The literal value of the module-level constant ``name`` of ``module``."""
-    for node in ast.parse(_source(module)).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise LookupError(f"{module} has no constant {name}")
-
-
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 def option(
     *flags: str,
-    field: tuple[str, str, str] | None = None,
+    field: tuple[type, str] | None = None,
     default: Any = None,
     help: str | None = None,
     **settings: Any,
 ) -> Any:
-    """A group field declaring one option. ``field`` (module, class, field name): the library dataclass field the
-    option sets, whose default the option takes and whose comment is the help unless ``help`` is given; without
-    it, ``default`` is the option's own (an option the library does not have, or whose value the CLI resolves)."""
+    """A group field declaring one option. ``field`` (class, field name): the library dataclass field the option
+    sets, whose default the option takes; without it, ``default`` is the option's own (an option the library does
+    not have, or whose value the CLI resolves)."""
     return dataclasses.field(
         metadata={"flags": flags, "field": field, "default": default, "help": help, "settings": settings}
     )
@@ -122,19 +63,17 @@ def option_default(spec: dataclasses.Field) -> Any:
     meta = spec.metadata
     if meta["field"] is None:
         return meta["default"]
-    module, owner, name = meta["field"]
-    fields = library_fields(module, owner)
-    if name not in fields:
-        raise LookupError(f"{owner}.{name}: no literal default in {module} for the command line to show")
-    return fields[name].default
+    owner, name = meta["field"]
+    (member,) = [f for f in dataclasses.fields(owner) if f.name == name]
+    if member.default is dataclasses.MISSING:
+        raise LookupError(f"{owner.__name__}.{name}: no plain default for the command line to show")
+    return member.default
 
 
 def _parameter(spec: dataclasses.Field, kind: type) -> inspect.Parameter:
     meta = spec.metadata
     help = meta["help"]
     default = option_default(spec)
-    if help is None and meta["field"] is not None:
-        help = _sentence(library_fields(*meta["field"][:2])[meta["field"][2]].comment)
     choices = [
         t for t in (typing.get_args(kind) or (kind,)) if isinstance(t, type) and issubclass(t, enum.Enum)
     ]
@@ -203,7 +142,7 @@ class DType(str, enum.Enum):
 
 def check_device(value: str) -> str:
     """A usage error unless ``value`` is auto, cpu, cuda or cuda:N (whether CUDA is there is checked on use)."""
-    if not re.fullmatch(library_constant("samba_cli.device", "DEVICE_NAME"), value):
+    if not re.fullmatch(DEVICE_NAME, value):
         raise typer.BadParameter(f"{value!r} is not auto, cpu, cuda or cuda:N")
     return value
 
@@ -289,26 +228,24 @@ class SearchArgs:
     """The search: every command that decodes."""
 
     decoder: Decoder = option(
-        field=(*DECODE, "decoder"),
+        field=(DecodeOptions, "decoder"),
         case_sensitive=False,
         help="auto (the model's recommended decoder), attention (the Mamba decoder alone: the bundled model's "
         "attention decoder is trained to rescore CTC hypotheses and may repeat phrases when it decodes alone) "
         "or ctc (fastest)",
     )
     beam_size: int = option(
-        field=(*DECODE, "beam_size"),
+        field=(DecodeOptions, "beam_size"),
         min=1,
-        help="Beam width (1: greedy; CTC with a language model: "
-        f"{library_constant('samba_cli.search', 'LM_BEAM_SIZE')} when 1)",
+        help=f"Beam width (1: greedy; CTC with a language model: {LM_BEAM_SIZE} when 1)",
     )
 
 
-def _models_or(field: str, help: str, **settings: Any) -> Any:
-    """A CTC option whose unset value (None) means the model's metadata value, else the library's fallback
-    constant (prefix_search.DEFAULT_<FIELD>), as its help shows."""
-    fallback = library_constant(CTC[0], f"DEFAULT_{field.upper()}")
+def _models_or(field: str, fallback: float, help: str, **settings: Any) -> Any:
+    """A CTC option whose unset value (None) means the model's metadata value, else the library's ``fallback``
+    (options.DEFAULT_<FIELD>), as its help shows."""
     shown = "0" if fallback == 0 else str(fallback)
-    return option(field=(*CTC, field), help=help, show_default=f"the model's, else {shown}", **settings)
+    return option(field=(CTCOptions, field), help=help, show_default=f"the model's, else {shown}", **settings)
 
 
 @dataclass(frozen=True)
@@ -316,37 +253,44 @@ class CTCArgs:
     """CTC decoding with a language model, lexicon and attention rescoring: `transcribe` and `eval`."""
 
     lm: str = option(
-        field=(*CTC, "lm"),
+        field=(CTCOptions, "lm"),
         metavar="ARPA|auto|none",
         help="Word n-gram language model of CTC decoding; auto: the model's own (lm.arpa.gz), if it has one",
     )
-    lm_weight: float | None = _models_or("lm_weight", "Language-model weight", min=0.0)
-    word_bonus: float | None = _models_or("word_bonus", "Score added per word with a language model")
+    lm_weight: float | None = _models_or("lm_weight", DEFAULT_LM_WEIGHT, "Language-model weight", min=0.0)
+    word_bonus: float | None = _models_or(
+        "word_bonus", DEFAULT_WORD_BONUS, "Score added per word with a language model"
+    )
     oov_penalty: float | None = _models_or(
-        "oov_penalty", "Score taken off each word outside the language model's vocabulary"
+        "oov_penalty",
+        DEFAULT_OOV_PENALTY,
+        "Score taken off each word outside the language model's vocabulary",
     )
     lexicon: str = option(
-        field=(*CTC, "lexicon"),
+        field=(CTCOptions, "lexicon"),
         metavar="FILE|auto|none",
         help="Word list accepted beside the language model's vocabulary; auto: the model's own "
         "(lexicon.txt.gz) when its language model is used",
     )
     lexicon_penalty: float | None = _models_or(
         "lexicon_penalty",
+        DEFAULT_LEXICON_PENALTY,
         "Score taken off each lexicon word outside the language model's vocabulary (instead of the OOV penalty)",
     )
     rescore_weight: float | None = _models_or(
         "rescore_weight",
+        DEFAULT_RESCORE_WEIGHT,
         "CTC beam search: weight of the attention decoder's score when it reranks the final beams (0: off)",
         min=0.0,
     )
     attention_beam: int | None = _models_or(
         "attention_beam",
+        DEFAULT_ATTENTION_BEAM,
         "CTC beam search with rescoring: width of an attention beam search whose hypotheses join the final "
         "beams as rescoring candidates (0: off)",
         min=0,
     )
-    # 0 (auto) here, resolved by ctc.auto_search_workers(); the library's default is 1 (no pool)
+    # 0 (auto) here, resolved with the device by samba_cli.options.resolve; the library's default is 1 (no pool)
     search_workers: int = option(
         default=0,
         min=0,
@@ -359,48 +303,58 @@ class PipelineArgs:
     """The transcription pipeline: `transcribe` and `cluster transcribe`."""
 
     vad: bool = option(
-        "--vad/--no-vad", field=(*WINDOW, "vad"), help="Transcribe only the speech found by VAD"
+        "--vad/--no-vad", field=(WindowOptions, "vad"), help="Transcribe only the speech found by VAD"
     )
     word_timestamps: bool = option(
         "--word-timestamps/--no-word-timestamps",
-        field=(*TRANSCRIBE, "word_timestamps"),
+        field=(TranscribeOptions, "word_timestamps"),
         help="Align words (json words, subtitle cue timing)",
     )
-    batch_size: int = option(field=(*DECODE, "batch_size"), min=1)
+    batch_size: int = option(field=(DecodeOptions, "batch_size"), min=1, help="Segments decoded together")
 
 
 @dataclass(frozen=True)
 class WindowArgs:
     """Long windows and how many are encoded together: `transcribe`."""
 
-    window_length: float = option(
-        field=(*WINDOW, "window_seconds"),
+    window_seconds: float = option(
+        field=(WindowOptions, "window_seconds"),
         metavar="SECONDS",
         min=1.0,
         help="Audio encoded at once; cuts are moved to the quietest point",
     )
-    encoder_batch: float | None = option(
-        field=(*TRANSCRIBE, "encoder_batch_seconds"),
+    encoder_batch_seconds: float | None = option(
+        field=(TranscribeOptions, "encoder_batch_seconds"),
         metavar="SECONDS",
         min=0.0,
         help="Windows of one or several files encoded together, up to this much audio; 0: one at a time",
-        show_default=f"auto: 0 on cpu, {library_constant(TRANSCRIBE[0], 'CUDA_ENCODER_BATCH'):g} on cuda",
+        show_default=f"auto: 0 on cpu, {CUDA_ENCODER_BATCH:g} on cuda",
     )
+    # the spellings before the library's names were taken, kept for scripts that use them
+    window_length: float | None = option("--window-length", min=1.0, hidden=True)
+    encoder_batch: float | None = option("--encoder-batch", min=0.0, hidden=True)
+
+    def window(self, vad: bool) -> WindowOptions:
+        seconds = self.window_seconds if self.window_length is None else self.window_length
+        return WindowOptions(vad=vad, window_seconds=seconds)
+
+    def encoder_batch_or_auto(self) -> float | None:
+        return self.encoder_batch_seconds if self.encoder_batch is None else self.encoder_batch
 
 
 @dataclass(frozen=True)
 class CueArgs:
     """Subtitle cues: `transcribe`."""
 
-    max_line_width: int = option(field=(*CUES, "max_line_width"), min=1, help="Subtitle characters per line")
-    max_line_count: int = option(field=(*CUES, "max_line_count"), min=1, help="Subtitle lines per cue")
+    max_line_width: int = option(
+        field=(CueOptions, "max_line_width"), min=1, help="Subtitle characters per line"
+    )
+    max_line_count: int = option(field=(CueOptions, "max_line_count"), min=1, help="Subtitle lines per cue")
     max_cue_duration: float = option(
-        field=(*CUES, "max_duration"), min=0.1, help="Subtitle cue length, seconds"
+        field=(CueOptions, "max_duration"), min=0.1, help="Subtitle cue length, seconds"
     )
 
     def options(self) -> CueOptions:
-        from samba_cli.cues import CueOptions
-
         shortest = CueOptions().min_duration
         return CueOptions(
             max_line_width=self.max_line_width,
@@ -440,15 +394,10 @@ def decode_options(
     search: SearchArgs, ctc: CTCArgs | None = None, batch_size: int | None = None
 ) -> DecodeOptions:
     """The decoding options the command line asks for (unset fields keep DecodeOptions' defaults)."""
-    from samba_cli.prefix_search import CTCOptions
-    from samba_cli.search import DecodeOptions  # torch
-
     given: dict[str, Any] = {"decoder": search.decoder.value, "beam_size": search.beam_size}
     if batch_size is not None:
         given["batch_size"] = batch_size
     if ctc is not None:
-        from samba_cli.search_pool import auto_search_workers
-
         given["ctc"] = CTCOptions(
             lm=_none_or(ctc.lm),
             lm_weight=ctc.lm_weight,
@@ -459,7 +408,7 @@ def decode_options(
             rescore_weight=ctc.rescore_weight,
             attention_beam=ctc.attention_beam,
         )
-        given["search_workers"] = ctc.search_workers or auto_search_workers()
+        given["search_workers"] = ctc.search_workers
     return DecodeOptions(**given)
 
 
@@ -470,18 +419,12 @@ def transcribe_options(
     window: WindowArgs | None = None,
 ) -> TranscribeOptions:
     """The transcription options the command line asks for: a usage error for values the library refuses."""
-    from samba_cli.pipeline import TranscribeOptions  # torch
-    from samba_cli.windows import WindowOptions
-
     try:
-        window_options = WindowOptions(vad=pipeline.vad)
-        if window is not None:
-            window_options = WindowOptions(vad=pipeline.vad, window_seconds=window.window_length)
         return TranscribeOptions(
-            window=window_options,
+            window=WindowOptions(vad=pipeline.vad) if window is None else window.window(pipeline.vad),
             decode=decode_options(search, ctc, pipeline.batch_size),
             word_timestamps=pipeline.word_timestamps,
-            encoder_batch_seconds=None if window is None else window.encoder_batch,
+            encoder_batch_seconds=None if window is None else window.encoder_batch_or_auto(),
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None

@@ -6,11 +6,10 @@ completion stay fast. Exit status: 0 all inputs done or skipped, 1 any failed, 2
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -29,8 +28,8 @@ from samba_cli.commands.options import (
     usage_error,
     with_groups,
 )
+from samba_cli.decoding.lm import LEXICON_FILE, LM_FILE
 from samba_cli.errors import BackendError, OptionError
-from samba_cli.lm import LEXICON_FILE, LM_FILE
 from samba_cli.planning import (
     Existing,
     PlanError,
@@ -39,9 +38,6 @@ from samba_cli.planning import (
     plan,
 )
 from samba_cli.progress import make_reporter, package_logging
-
-if TYPE_CHECKING:
-    from samba_cli.pipeline import TranscribeOptions
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -144,8 +140,6 @@ def transcribe_command(
                     )
                 except BackendError as error:  # --device cuda (or cuda:N) where there is no such GPU
                     raise usage_error(error) from None
-                if ctc.search_workers == 0 and transcriber.device.type == "cuda":
-                    options = gpu_search_workers(options)
                 if transcriber.resolved.source == "bundled":
                     reporter.note(
                         f"using the bundled model {transcriber.resolved.model_id} "
@@ -170,12 +164,3 @@ def transcribe_command(
     if summary.stdout_closed:  # what is left in stdout's buffer cannot be written: drop it quietly at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     raise typer.Exit(exit_code(summary))
-
-
-def gpu_search_workers(options: TranscribeOptions) -> TranscribeOptions:
-    """``options`` with the automatic search pool of a GPU run (every core but the GPU's feeder: the model leaves
-    the CPU to the CTC searches); resolved after loading, when the device is known."""
-    from samba_cli.search_pool import auto_search_workers
-
-    decode = dataclasses.replace(options.decode, search_workers=auto_search_workers(gpu=True))
-    return dataclasses.replace(options, decode=decode)

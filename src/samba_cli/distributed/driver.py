@@ -16,7 +16,6 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from samba_cli.batch import Reporter, Summary
 from samba_cli.distributed.storage import Target, is_url, write_index
 from samba_cli.distributed.worker import TranscribeBatch, WorkerSpec
 from samba_cli.errors import SambaError
+from samba_cli.options import ClusterOptions
 from samba_cli.planning import Outcome, Plan, Status
 
 logger = logging.getLogger(__name__)
@@ -33,22 +33,6 @@ logger = logging.getLogger(__name__)
 
 class ClusterError(SambaError):
     """The Ray job itself failed (the actors could not load the model, the cluster went away, ...)."""
-
-
-@dataclass(frozen=True)
-class ClusterOptions:
-    address: str | None = (
-        None  # Ray cluster to join ("auto", "ray://head:10001"); None: RAY_ADDRESS, else local
-    )
-    actors: int | None = (
-        None  # actor pool size; None: the cluster's GPUs (or CPUs) divided by what one actor takes
-    )
-    cpus_per_actor: float = 1.0  # CPUs reserved per actor (and torch threads when on CPU)
-    gpus_per_actor: float = 0.0  # GPUs per actor; 0.5 puts two actors on each GPU
-    batch_size: int = 16  # input files per map_batches call, transcribed together by one actor
-    log_level: int = (
-        logging.WARNING
-    )  # Ray's own log lines on the driver (start-up, Ray Data's plan and progress)
 
 
 def connect(cluster: ClusterOptions) -> bool:
@@ -109,7 +93,7 @@ def transcribe_dataset(
     return dataset.map_batches(
         worker,
         fn_constructor_args=(spec,),
-        batch_size=cluster.batch_size,
+        batch_size=cluster.files_per_batch,
         compute=ray.data.ActorPoolStrategy(size=actors),
         **resources,
     )
@@ -179,7 +163,7 @@ def _results(
         }
         for task in work.tasks
     ]
-    batches = math.ceil(len(items) / cluster.batch_size)
+    batches = math.ceil(len(items) / cluster.files_per_batch)
     actors = pool_size(cluster, batches)
     logger.info("%d inputs in %d batches on %d actors", len(items), batches, actors)
     dataset = ray.data.from_items(items, override_num_blocks=batches)

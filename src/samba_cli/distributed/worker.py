@@ -28,7 +28,7 @@ import numpy as np
 
 from samba_cli.cues import CueOptions
 from samba_cli.distributed.storage import fetch, is_url, write_transcripts
-from samba_cli.pipeline import TranscribeOptions
+from samba_cli.options import TranscribeOptions
 from samba_cli.planning import Status
 from samba_cli.results import Segment, TranscriptionInfo
 from samba_cli.writers import LANGUAGE, JsonWriter

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -13,12 +12,11 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader
 
-from samba_cli.ctc import ctc_decode
+from samba_cli.decoding.decode import Encoded, decode, decoder_frames
+from samba_cli.decoding.stepper import StepperFactory
 from samba_cli.errors import SambaError
-from samba_cli.features import FRAMES_PER_SECOND
 from samba_cli.model import SambaASR
-from samba_cli.search import DecodeOptions, decode_segments
-from samba_cli.stepper import StepperFactory
+from samba_cli.options import DecodeOptions, ModelFacts, ResolvedDecode, resolve_decode
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.data import Batch, BatchDataset, Utterance, plan_batches
 
@@ -92,7 +90,7 @@ class UtteranceResult:
 class EvalReport:
     model: str  # checkpoint folder or name
     manifest: str  # evaluated manifest
-    options: DecodeOptions  # decoder and search used
+    options: ResolvedDecode  # decoder and search used
     utterances: list[UtteranceResult]  # in manifest order
     audio_seconds: float  # total audio duration
     wall_seconds: float  # time to load, featurise and decode everything
@@ -169,42 +167,36 @@ class EvalReport:
 
 
 @torch.no_grad()
+def decode_batch(
+    model: SambaASR,
+    batch: Batch,
+    options: ResolvedDecode,
+    steppers: StepperFactory | None = None,
+    pieces: list[str] | None = None,
+) -> list[list[int]]:
+    """Token ids of each utterance of ``batch`` (already on the model's device), decoded as one segment each.
+    ``pieces`` (the tokenizer's, by id) are needed by CTC beam search only."""
+    features = batch.features.to(next(model.parameters()).dtype)  # float32 features, a bfloat16 model
+    states, lengths = model.encode(features, batch.lengths)
+    return decode_states(model, states, lengths, options, steppers, pieces)
+
+
+@torch.no_grad()
 def decode_states(
     model: SambaASR,
     states: torch.Tensor,
     lengths: torch.Tensor,
-    seconds: list[float],
-    options: DecodeOptions,
+    options: ResolvedDecode,
     steppers: StepperFactory | None = None,
     pieces: list[str] | None = None,
 ) -> list[list[int]]:
-    """Token ids for encoder states (B, S, D) with valid lengths (B,) of segments lasting ``seconds``.
-    ``pieces`` (the tokenizer's, by id) are needed by CTC beam search only."""
-    if options.decoder == "ctc":
-        log_probs = model.ctc_logits(states).float().log_softmax(-1)
-        segments = [
-            (lp, int(n), seg[: int(n)]) for lp, n, seg in zip(log_probs, lengths, states, strict=True)
-        ]
-        return [list(h.tokens) for h in ctc_decode(model, segments, options, pieces or [], steppers)]
-    return [list(h.tokens) for h in decode_segments(model, states, lengths, seconds, options, steppers)]
-
-
-def decode_batch(
-    model: SambaASR,
-    batch: Batch,
-    options: DecodeOptions,
-    steppers: StepperFactory | None = None,
-    pieces: list[str] | None = None,
-) -> list[list[int]]:
-    """Token ids of each utterance of ``batch`` (already on the model's device)."""
-    with torch.no_grad():
-        features = batch.features.to(next(model.parameters()).dtype)  # float32 features, a bfloat16 model
-        states, lengths = model.encode(features, batch.lengths)
-    return decode_states(model, states, lengths, batch_seconds(batch), options, steppers, pieces)
-
-
-def batch_seconds(batch: Batch) -> list[float]:
-    return (batch.lengths.float() / FRAMES_PER_SECOND).tolist()
+    """Token ids for encoder states (B, S, D) with valid lengths (B,), each row decoded as one segment."""
+    log_probs = model.ctc_logits(states).float().log_softmax(-1) if model.ctc_head is not None else None
+    segments = [
+        Encoded(states[row, : int(n)], int(n), None if log_probs is None else log_probs[row, : int(n)])
+        for row, n in enumerate(lengths.tolist())
+    ]
+    return [list(h.tokens) for h in decode(model, segments, options, pieces or [], steppers)]
 
 
 def batches_in_order(
@@ -222,15 +214,15 @@ def evaluate(
     model: SambaASR,
     tokenizer: Tokenizer,
     utterances: list[Utterance],
-    options: DecodeOptions | None = None,
+    options: ResolvedDecode | None = None,
     max_batch_seconds: float = 300.0,
     workers: int = 0,
     model_name: str = "",
     manifest_name: str = "",
     on_batch: Callable[[int], None] | None = None,
 ) -> EvalReport:
-    """Transcribe ``utterances`` as the resolved ``options`` ask (:meth:`DecodeOptions.resolve`; None: the
-    defaults resolved without a model folder, greedy attention decoding) and score them against their
+    """Transcribe ``utterances`` as the resolved ``options`` ask (:func:`samba_cli.options.resolve_decode`; None:
+    the defaults resolved without a model folder, greedy attention decoding) and score them against their
     transcripts."""
     unlabelled = [u for u in utterances if u.text is None]
     if unlabelled:
@@ -238,12 +230,11 @@ def evaluate(
             f'{manifest_name or unlabelled[0].audio}: {len(unlabelled)} utterances have "text": null; '
             "evaluation needs a transcript for every utterance"
         )
-    options = DecodeOptions().resolve() if options is None else options
-    options.require_resolved()
+    options = resolve_decode(DecodeOptions(), ModelFacts()) if options is None else options
     device = next(model.parameters()).device
     longest = max((u.duration for u in utterances), default=0.0)
-    max_frames = math.ceil((longest * FRAMES_PER_SECOND + 1) / model.config.subsampling) + 1
-    steppers = StepperFactory(model, max_frames, options.cuda_graphs)  # CUDA graphs on CUDA, as transcription
+    # CUDA graphs on CUDA, as transcription
+    steppers = StepperFactory(model, decoder_frames(model, longest), options.cuda_graphs)
     hypotheses: dict[int, str] = {}
     start = time.perf_counter()
     for batch in batches_in_order(utterances, tokenizer, model.config.n_mels, max_batch_seconds, workers):

@@ -40,7 +40,7 @@ from samba_cli.model import (
     ModelOutput,
     save_checkpoint,
 )
-from samba_cli.search import DecodeOptions
+from samba_cli.options import DecodeOptions, ModelFacts, resolve_decode
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.augment import NoiseAugment, SpecAugment
 from samba_cli.train.config import RUNTIME_FIELDS, TrainConfig
@@ -63,7 +63,7 @@ from samba_cli.train.data import (
 )
 from samba_cli.train.distill import Student, batch_distill_loss, check_labels, teacher_lookup
 from samba_cli.train.distributed import World, close_world, init_world, sum_over_ranks
-from samba_cli.train.evaluate import ErrorCounts, batch_seconds, count_errors, decode_states, normalize
+from samba_cli.train.evaluate import ErrorCounts, count_errors, decode_states, normalize
 from samba_cli.train.model_init import initial_model
 from samba_cli.train.objective import decoder_io, joint_loss
 from samba_cli.train.optim import build_optimizer, learning_rate, set_learning_rate
@@ -376,7 +376,9 @@ class Trainer:
         tokens = 0
         ctc_errors, att_errors = ErrorCounts(), ErrorCounts()
         # greedy decoding of each kind, resolved as `samba eval` resolves (no model folder yet: no language model)
-        greedy_ctc, greedy_attention = (DecodeOptions(decoder=d).resolve() for d in ("ctc", "attention"))
+        greedy_ctc, greedy_attention = (
+            resolve_decode(DecodeOptions(decoder=d), ModelFacts()) for d in ("ctc", "attention")
+        )
         for batch in DataLoader(dataset, batch_size=None, num_workers=self.config.workers):
             batch = batch.to(self.device)
             with self._autocast():
@@ -386,10 +388,9 @@ class Trainer:
                     self.model.ctc_logits(states), lengths, self.model.decode(inputs, states, lengths)
                 )
                 losses = self._losses(out, batch, targets)
-                seconds = batch_seconds(batch)
-                ctc_hyps = decode_states(self.model, states, lengths, seconds, greedy_ctc)
+                ctc_hyps = decode_states(self.model, states, lengths, greedy_ctc)
                 att_hyps = (
-                    decode_states(self.model, states, lengths, seconds, greedy_attention)
+                    decode_states(self.model, states, lengths, greedy_attention)
                     if self.config.val_attention
                     else []
                 )

@@ -1,4 +1,4 @@
-"""The worker processes that run CTC prefix searches (samba_cli.prefix_search) in parallel.
+"""The worker processes that run CTC prefix searches (samba_cli.decoding.prefix_search) in parallel.
 
 Workers import NumPy and the language model code only, never torch: each starts in well under a second and
 holds the language model and lexicon, not a second copy of torch.

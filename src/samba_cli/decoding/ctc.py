@@ -1,11 +1,10 @@
-"""CTC decoding with the model: greedy, and prefix beam search (samba_cli.prefix_search) whose final beams the
-attention decoder reranks (attention rescoring, with an attention beam search's hypotheses as extra candidates);
-the searches of a batch run in worker processes (samba_cli.search_pool) when asked."""
+"""CTC decoding with the model: greedy, and prefix beam search (samba_cli.decoding.prefix_search) whose final beams
+the attention decoder reranks (attention rescoring, with an attention beam search's hypotheses as extra
+candidates); the searches of a batch run in worker processes (samba_cli.decoding.pool) when asked."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -16,11 +15,12 @@ from functools import partial
 import torch
 
 from samba_cli.align import forced_align
+from samba_cli.decoding.attention import Hypothesis, attention_logprobs, beam_search_nbest
+from samba_cli.decoding.pool import PARALLEL_SEARCH_MIN_SEGMENTS, give_up_pools, search_pool
+from samba_cli.decoding.prefix_search import ctc_candidates, make_scorer, with_candidates
+from samba_cli.decoding.stepper import MakeStepper
 from samba_cli.model import SambaASR
-from samba_cli.prefix_search import ctc_candidates, with_candidates
-from samba_cli.search import DecodeOptions, Hypothesis, attention_logprobs, beam_search_nbest
-from samba_cli.search_pool import PARALLEL_SEARCH_MIN_SEGMENTS, give_up_pools, search_pool
-from samba_cli.stepper import MakeStepper
+from samba_cli.options import ResolvedDecode
 from samba_cli.threads import torch_threads_here, usable_cores
 
 
@@ -40,37 +40,34 @@ def ctc_greedy(log_probs: torch.Tensor, length: int, blank_id: int) -> Hypothesi
 def _ctc_hypothesis(
     log_probs: torch.Tensor, tokens: tuple[int, ...], blank_id: int, score: float
 ) -> Hypothesis:
-    return Hypothesis(tokens, tuple(_token_logprobs(log_probs, list(tokens), blank_id)), score)
-
-
-def _token_logprobs(log_probs: torch.Tensor, tokens: list[int], blank_id: int) -> list[float]:
-    """Each token's best CTC log-probability over the frames where the Viterbi alignment emits it."""
-    spans = forced_align(log_probs, tokens, blank_id)
+    """The chosen tokens with their Viterbi alignment (kept for the word times) and each token's best CTC
+    log-probability over the frames where the alignment emits it."""
+    spans = forced_align(log_probs, list(tokens), blank_id)
     if spans is None:
-        return [float(log_probs[:, tok].max()) for tok in tokens]
-    return [float(log_probs[s.start : s.end, s.token].max()) for s in spans]
+        return Hypothesis(tokens, tuple(float(log_probs[:, tok].max()) for tok in tokens), score)
+    logprobs = tuple(float(log_probs[s.start : s.end, s.token].max()) for s in spans)
+    return Hypothesis(tokens, logprobs, score, alignment=tuple(spans))
 
 
 # attention log-probability of each candidate token sequence of one segment (see attention_logprobs)
 Rescorer = Callable[[list[tuple[int, ...]]], list[float]]
 
 
-def ctc_search(
+def ctc_search_ref(
     log_probs: torch.Tensor,
     length: int,
     blank_id: int,
-    options: DecodeOptions,
+    options: ResolvedDecode,
     pieces: list[str],
     rescorer: Rescorer | None = None,
     candidates: Sequence[tuple[int, ...]] = (),
 ) -> Hypothesis:
-    """CTC decoding of one segment as the resolved ``options`` ask (:meth:`DecodeOptions.resolve`): greedy, or
-    prefix beam search of ``beam_size`` with or without a language model (``options.ctc``). ``pieces``: the
+    """The reference of :func:`ctc_decode`, one segment at a time in this thread (tests compare the two): greedy,
+    or prefix beam search of ``beam_size`` with or without a language model (``options.ctc``). ``pieces``: the
     tokenizer's pieces by id. With a ``rescorer`` and a ``rescore_weight`` above 0, beam search returns the one of
     its RESCORE_BEAMS best final beams, and of the extra ``candidates`` (token sequences, e.g. attention beam
-    search hypotheses, scored by :func:`samba_cli.prefix_search.sequence_score`), with the best score +
+    search hypotheses, scored by :func:`samba_cli.decoding.prefix_search.sequence_score`), with the best score +
     rescore_weight x its attention log-probability."""
-    options.require_resolved()
     if _greedy(options):
         return ctc_greedy(log_probs, length, blank_id)
     rescoring = rescorer is not None and options.ctc.rescore_weight > 0
@@ -83,7 +80,7 @@ def ctc_search(
     )
 
 
-def _greedy(options: DecodeOptions) -> bool:
+def _greedy(options: ResolvedDecode) -> bool:
     """Best path decoding: no language model and a beam of 1."""
     return options.ctc.lm is None and options.beam_size == 1
 
@@ -110,7 +107,7 @@ def _choose(
 def ctc_decode(
     model: SambaASR,
     segments: list[tuple[torch.Tensor, int, torch.Tensor]],
-    options: DecodeOptions,
+    options: ResolvedDecode,
     pieces: list[str],
     make_stepper: MakeStepper | None = None,
 ) -> list[Hypothesis]:
@@ -120,8 +117,7 @@ def ctc_decode(
     beside this thread, which meanwhile runs the attention beam search and the rescoring: in worker processes
     (:func:`search_pool`) with ``search_workers`` above 1, else in one search thread (the searches are Python,
     the attention work mostly torch kernels that release the GIL). The result is the same as
-    :func:`ctc_search` of each segment."""
-    options.require_resolved()
+    :func:`ctc_search_ref` of each segment."""
     ctc = options.ctc
     blank = model.config.blank_id
     if _greedy(options):
@@ -145,7 +141,7 @@ def ctc_decode(
         searching = options.search_workers if pool is not None else 1
         with torch_threads_at_most(max(1, usable_cores() - searching)):
             candidates = _attention_candidates(model, segments, options, make_stepper)
-            scorer = ctc.scorer(pieces) if rescoring else None
+            scorer = make_scorer(ctc, pieces) if rescoring else None
             chosen = []
             for k, ((lp, n, memory), array, job, extra) in enumerate(
                 zip(segments, arrays, jobs, candidates, strict=True)
@@ -204,7 +200,7 @@ def _attention_scores(
 def _attention_candidates(
     model: SambaASR,
     segments: list[tuple[torch.Tensor, int, torch.Tensor]],
-    options: DecodeOptions,
+    options: ResolvedDecode,
     make_stepper: MakeStepper | None,
 ) -> list[list[Hypothesis]]:
     """The finished hypotheses of an attention beam search of ``options.ctc.attention_beam`` on every segment
@@ -216,8 +212,16 @@ def _attention_candidates(
     lengths = torch.tensor([s.shape[0] for _, _, s in segments], device=states.device)
     seconds = [n * model.config.frame_seconds for _, n, _ in segments]
     max_tokens = [max(1, math.ceil(s * options.max_tokens_per_second)) for s in seconds]
-    beam = dataclasses.replace(options, beam_size=ctc.attention_beam)
-    return beam_search_nbest(model, states, lengths, max_tokens, beam, make_stepper)
+    return beam_search_nbest(
+        model,
+        states,
+        lengths,
+        max_tokens,
+        beam_size=ctc.attention_beam,
+        length_penalty=options.length_penalty,
+        max_repeats=options.max_repeats,
+        make_stepper=make_stepper,
+    )
 
 
 @functools.cache

@@ -1,8 +1,8 @@
 """CTC prefix beam search with a word n-gram language model and a lexicon: the model-free half of CTC decoding.
 
-It needs NumPy and the language model only, not torch, so the search worker processes (samba_cli.search_pool)
+It needs NumPy and the language model only, not torch, so the search worker processes (samba_cli.decoding.pool)
 start in a fraction of a second and stay small. The attention rescoring that picks among its final beams runs
-with the model, in samba_cli.ctc.
+with the model, in samba_cli.decoding.ctc.
 """
 
 from __future__ import annotations
@@ -14,94 +14,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from samba_cli.lm import EOS, Lexicon, NgramLM, lm_words, load_lexicon, load_lm, split_finished
-
-# What an unset (None) field of CTCOptions becomes when the model's metadata gives no value (DecodeOptions.resolve)
-DEFAULT_LM_WEIGHT = 0.5  # language-model weight
-DEFAULT_WORD_BONUS = 2.0  # word bonus
-# score taken off each word outside the LM's vocabulary (0: the LM's <unk> probability only)
-DEFAULT_OOV_PENALTY = 0.0
-DEFAULT_LEXICON_PENALTY = 0.0  # score taken off each lexicon word outside the LM's vocabulary
-DEFAULT_RESCORE_WEIGHT = 0.0  # attention rescoring of the final beams: off
-DEFAULT_ATTENTION_BEAM = 0  # attention beam search adding rescoring candidates: off
-
-
-@dataclass(frozen=True)
-class CTCOptions:
-    """CTC decoding's language model, lexicon and attention rescoring (DecodeOptions.ctc). None and "auto" are
-    unset: :meth:`samba_cli.search.DecodeOptions.resolve` fills them once per run, from the model folder and its
-    metadata, else the DEFAULT_* constants above; CTC decoding reads the resolved values as they are."""
-
-    # Word n-gram language model (ARPA file) of CTC decoding. "auto": the model folder's lm.arpa.gz, if it has
-    # one; None: none.
-    lm: str | None = "auto"
-    # weight of its ln probabilities; None: the model's value, else DEFAULT_LM_WEIGHT
-    lm_weight: float | None = None
-    # score added per word with a language model; None: the model's value, else DEFAULT_WORD_BONUS
-    word_bonus: float | None = None
-    # score taken off each word outside the language model's vocabulary, on top of its <unk> probability;
-    # None: the model's value, else DEFAULT_OOV_PENALTY
-    oov_penalty: float | None = None
-    # Word list (one word per line) of spellings accepted beside the LM's vocabulary. "auto": the model folder's
-    # lexicon.txt.gz when its language model is used; None: none.
-    lexicon: str | None = "auto"
-    # score taken off each lexicon word outside the LM's vocabulary, instead of the OOV penalty; None: the
-    # model's value, else DEFAULT_LEXICON_PENALTY
-    lexicon_penalty: float | None = None
-    # CTC beam search: weight of the attention decoder's log-probability when it reranks the final beams
-    # (attention rescoring); None: the model's value, else DEFAULT_RESCORE_WEIGHT
-    rescore_weight: float | None = None
-    # CTC beam search with attention rescoring: beam width of an attention-decoder beam search whose finished
-    # hypotheses join the final CTC beams as rescoring candidates (scored by CTC, the language model and the
-    # attention decoder alike); None: the model's value, else DEFAULT_ATTENTION_BEAM
-    attention_beam: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("lm_weight", "word_bonus", "oov_penalty", "lexicon_penalty", "rescore_weight"):
-            value = getattr(self, name)
-            if value is not None and not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value}")
-        for name in ("lm_weight", "rescore_weight"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
-        if self.attention_beam is not None and self.attention_beam < 0:
-            raise ValueError(f"attention_beam must be >= 0, got {self.attention_beam}")
-
-    @property
-    def resolved(self) -> bool:
-        """Whether nothing is left unset (no None but a "none" language model or lexicon, no "auto")."""
-        tuned = (self.lm_weight, self.word_bonus, self.oov_penalty, self.lexicon_penalty)
-        return "auto" not in (self.lm, self.lexicon) and None not in (
-            *tuned,
-            self.rescore_weight,
-            self.attention_beam,
-        )
-
-    def scorer(self, pieces: list[str]) -> CTCPrefixScorer:
-        """The word-level scorer of these (resolved) options; the language model and lexicon are loaded once per
-        process."""
-        if self.lm is None:
-            return CTCPrefixScorer(pieces)
-        return CTCPrefixScorer(
-            pieces,
-            load_lm(self.lm),
-            self.lm_weight,
-            self.word_bonus,
-            self.oov_penalty,
-            None if self.lexicon is None else load_lexicon(self.lexicon),
-            self.lexicon_penalty,
-        )
-
+from samba_cli.decoding.lm import EOS, Lexicon, NgramLM, lm_words, load_lexicon, load_lm, split_finished
+from samba_cli.options import (
+    DEFAULT_LEXICON_PENALTY,
+    DEFAULT_LM_WEIGHT,
+    DEFAULT_OOV_PENALTY,
+    DEFAULT_WORD_BONUS,
+    ResolvedCTC,
+)
 
 # ln penalty of a CTC beam whose unfinished word starts no word of the language model's vocabulary
 UNK_PREFIX_PENALTY = -10.0
-# CTC beam search extends a hypothesis only by tokens at least this likely (bundled stage-24 model, default
-# decoding on dev-heldout: -8 / -6 gave 20.77 / 20.73 % WER, and -6 halves the search time)
+# CTC beam search extends a hypothesis only by tokens at least this likely (as accurate as -8 on the bundled model's
+# dev set, in half the search time: docs/bench/history/benchmarks-log.md)
 CTC_TOKEN_MIN_LOGPROB = -6.0
 CTC_TOKENS_PER_FRAME = 16  # ... and by at most this many per frame
-# attention rescoring reranks this many of the best final CTC beams: each costs a teacher-forced decoder pass
-# (bundled stage-8 model on dev-heldout, beam 32, weight 1.0: 16 beams 26.15 % WER, all 32 26.02 %, none 27.55 %)
+# attention rescoring reranks this many of the best final CTC beams: each costs a teacher-forced decoder pass, and
+# reranking all 32 beams of a beam-32 search was no more accurate than the best 16
 RESCORE_BEAMS = 16
 
 
@@ -369,17 +298,17 @@ def ctc_candidates(
     length: int,
     blank_id: int,
     beam_size: int,
-    options: CTCOptions,
+    ctc: ResolvedCTC,
     pieces: list[str],
     rescoring: bool = False,
     candidates: Sequence[tuple[int, ...]] = (),
 ) -> list[tuple[float, tuple[int, ...]]]:
-    """The model-free half of CTC beam search of width ``beam_size`` with the resolved ``options``, as (score,
+    """The model-free half of CTC beam search of width ``beam_size`` with the language model of ``ctc``, as (score,
     tokens), best first: the prefix search's final beams; with ``rescoring``, its RESCORE_BEAMS best and the
     extra ``candidates`` CTC can align (:func:`with_candidates`). ``log_probs``: (S, V + 1), NumPy or a CPU
     tensor."""
     lp = _frames(log_probs, length)
-    scorer = options.scorer(pieces)
+    scorer = make_scorer(ctc, pieces)
     beams = ctc_nbest(lp, length, blank_id, beam_size, scorer)
     if not rescoring:
         return beams
@@ -406,3 +335,19 @@ def with_candidates(
             if extra_score > -math.inf:
                 beams.append((extra_score, extra))
     return beams
+
+
+def make_scorer(ctc: ResolvedCTC, pieces: list[str]) -> CTCPrefixScorer:
+    """The word-level scorer of CTC decoding's resolved options; the language model and lexicon are loaded once
+    per process."""
+    if ctc.lm is None:
+        return CTCPrefixScorer(pieces)
+    return CTCPrefixScorer(
+        pieces,
+        load_lm(ctc.lm),
+        ctc.lm_weight,
+        ctc.word_bonus,
+        ctc.oov_penalty,
+        None if ctc.lexicon is None else load_lexicon(ctc.lexicon),
+        ctc.lexicon_penalty,
+    )
