@@ -6,13 +6,13 @@ its search time, peak RSS and WER (Whisper's English normalisation, as ``samba e
 this compares the searches alone. The model folder's language model, lexicon and metadata weights are used.
 
 - ``greedy``: best path, no language model.
-- ``samba``: :func:`samba_cli.prefix_search.ctc_nbest`, the word-level prefix search of the default decoding (beam 64).
+- ``samba``: :func:`samba_cli.decoding.prefix_search.ctc_nbest`, the word-level prefix search of the default decoding (beam 64).
 - ``flashlight``: flashlight-text's ``LexiconDecoder`` (C++, KenLM inside; what torchaudio's ``ctc_decoder``
   wraps) over a trie of the LM vocabulary and the lexicon, each word spelled lower-case and capitalised, LM
   words also with each punctuation piece after them (the acoustic model writes case and punctuation; a lexicon
   decoder can only emit spellings its trie holds). KenLM scores are log10, so the LM weight is scaled by ln 10.
 - ``pyctcdecode``: pyctcdecode's BPE beam search (Python) with a language-model class that scores words after
-  :func:`samba_cli.lm.lm_words`, with samba's OOV and lexicon penalties, through the ``kenlm`` module.
+  :func:`samba_cli.decoding.lm.lm_words`, with samba's OOV and lexicon penalties, through the ``kenlm`` module.
 
 The candidates need ``pip install flashlight-text pyctcdecode kenlm`` (pyctcdecode 0.5.0 pins numpy<2: install
 it with ``--no-deps`` in an environment with numpy 2). A search whose package is missing is skipped.
@@ -32,10 +32,10 @@ from pathlib import Path
 
 import torch
 
-import samba_cli.pipeline
+import samba_cli.decoding.decode
 from samba_cli.api import load_model
-from samba_cli.lm import lm_words, load_lexicon, load_lm
-from samba_cli.prefix_search import CTCPrefixScorer, ctc_nbest
+from samba_cli.decoding.lm import lm_words, load_lexicon, load_lm
+from samba_cli.decoding.prefix_search import CTCPrefixScorer, ctc_nbest
 from samba_cli.train.evaluate import count_errors, normalize
 
 Search = Callable[[torch.Tensor], list[int]]  # (S, V + 1) log-posteriors -> token ids
@@ -45,13 +45,13 @@ def posteriors(model, manifest: Path, count: int) -> list[tuple[str, list[torch.
     """(reference text, the CTC log-posteriors of its segments) for the manifest's first utterances."""
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()][:count]
     kept: list[torch.Tensor] = []
-    decode = samba_cli.pipeline.ctc_decode
+    decode = samba_cli.decoding.decode.ctc_decode
 
     def keep(net, segments, options, pieces, steppers=None):
         kept.extend(lp[:n].clone() for lp, n, _ in segments)
         return decode(net, segments, options, pieces, steppers)
 
-    samba_cli.pipeline.ctc_decode = keep
+    samba_cli.decoding.decode.ctc_decode = keep
     out = []
     try:
         for row in rows:
@@ -59,7 +59,7 @@ def posteriors(model, manifest: Path, count: int) -> list[tuple[str, list[torch.
             list(model.transcribe(str(manifest.parent / row["audio"]), decoder="ctc", lm=None)[0])
             out.append((row["text"], list(kept)))
     finally:
-        samba_cli.pipeline.ctc_decode = decode
+        samba_cli.decoding.decode.ctc_decode = decode
     return out
 
 
@@ -191,7 +191,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_model(args.model, device="cpu", threads=1)
-    decode = model.resolve_options(samba_cli.pipeline.TranscribeOptions()).decode
+    decode = model.resolve_options().decode
     ctc = decode.ctc
     if ctc.lm is None or ctc.lexicon is None:
         parser.error("the model has no language model and lexicon")

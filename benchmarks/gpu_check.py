@@ -51,21 +51,22 @@ _prepare_imports()
 
 import torch  # noqa: E402
 
+from samba_cli.decoding.stepper import EagerStepper, StaticStepper, bucket  # noqa: E402
 from samba_cli.model import SambaASR, preset  # noqa: E402
 from samba_cli.model.encoder import mixer_kwargs  # noqa: E402
 from samba_cli.model.mamba import Mamba2Mixer  # noqa: E402
 from samba_cli.ops import fused_available, get_ops  # noqa: E402
-from samba_cli.stepper import EagerStepper, StaticStepper, bucket  # noqa: E402
 
 
 def decoder_frames(model: SambaASR) -> int:
     """Encoder frames of the longest segment the pipeline hands the decoder (576 for 40 ms frames)."""
     try:  # the pipeline imports sentencepiece and more, which a bare GPU machine may lack
-        from samba_cli.pipeline import TranscribeOptions, max_decoder_frames
+        from samba_cli.options import SegmentOptions
+        from samba_cli.pipeline import pipeline_decoder_frames
     except ImportError as exc:
         print(f"samba_cli.pipeline not importable ({exc}): 576 decoder frames assumed")
         return 576
-    return max_decoder_frames(model, TranscribeOptions())
+    return pipeline_decoder_frames(model, SegmentOptions())
 
 
 def _version(name: str) -> str | None:

@@ -108,3 +108,36 @@ def test_transcribe_many_shares_decoder_batches_across_inputs(checkpoint, tmp_pa
     assert any(len(sources) > 1 for sources in batches), "segments of several inputs share a batch"
     alone, _ = model.transcribe(clips[1], vad=False, blank_threshold=0.05, max_segment_seconds=0.5)
     assert [s.text for s in alone] == [e.segment.text for e in events if e.source == 1 and e.segment]
+
+
+def test_options_are_resolved_once_per_run(checkpoint, tmp_path, monkeypatch):
+    """`transcribe` resolves its options once; resolved options pass through unchanged (the batch resolves once
+    for all its files, then hands the resolved options on); overrides of resolved options are refused."""
+    import soundfile as sf
+
+    import samba_cli.api as api_module
+    from samba_cli.batch import BatchTranscriber
+    from samba_cli.options import TranscribeOptions, resolve
+
+    calls = []
+
+    def counting(options, model, device="cpu"):
+        calls.append(type(options).__name__)
+        return resolve(options, model, device)
+
+    monkeypatch.setattr(api_module, "resolve", counting)
+    model = samba_cli.load_model(checkpoint, device="cpu")
+    segments, info = model.transcribe(np.zeros(16000, np.float32), beam_size=2)
+    list(segments)
+    assert calls == ["TranscribeOptions"] and info.options["decode"]["beam_size"] == 2
+    calls.clear()
+    resolved = model.resolve_options(TranscribeOptions.from_kwargs(vad=False))
+    assert model.resolve_options(resolved) is resolved
+    list(model.transcribe(np.zeros(16000, np.float32), resolved)[0])
+    with pytest.raises(TypeError, match="resolved already"):
+        model.transcribe(np.zeros(16000, np.float32), resolved, beam_size=3)
+    runner = BatchTranscriber(model, TranscribeOptions.from_kwargs(vad=False))
+    sf.write(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)
+    events, _ = model.transcribe_many([tmp_path / "a.wav", np.zeros(8000, np.float32)], runner.options)
+    list(events)
+    assert calls == ["TranscribeOptions", "ResolvedOptions", "TranscribeOptions"]  # the batch: once

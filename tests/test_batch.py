@@ -364,7 +364,7 @@ class RecordingReporter:
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory) -> BatchTranscriber:
     from samba_cli.api import load_model
-    from samba_cli.pipeline import TranscribeOptions
+    from samba_cli.options import TranscribeOptions
 
     transcriber = load_model(make_checkpoint(tmp_path_factory.mktemp("ckpt")), device="cpu")
     return BatchTranscriber(transcriber, TranscribeOptions.from_kwargs(vad=False))

@@ -58,7 +58,7 @@ def test_bundled_model_recognises_held_out_voices(transcript):
 
 
 def test_the_language_model_steers_towards_its_vocabulary(model, transcript):
-    from samba_cli.lm import lm_words, load_lm
+    from samba_cli.decoding.lm import lm_words, load_lm
 
     segments, info = transcript
     lm = load_lm(info.options["decode"]["lm"])

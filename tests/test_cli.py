@@ -120,7 +120,17 @@ def test_folders_are_mirrored(model, speech, tmp_path):
     assert len(texts) == 1, "the same audio gives the same subtitles, whichever files share its batches"
 
     # all three files in one encoder batch and one decoder batch: still the same subtitles
-    shared = ["-r", "-o", tmp_path / "shared", "-f", "srt", "--encoder-batch", "600", "--batch-size", "64"]
+    shared = [
+        "-r",
+        "-o",
+        tmp_path / "shared",
+        "-f",
+        "srt",
+        "--encoder-batch-seconds",
+        "600",
+        "--batch-size",
+        "64",
+    ]
     assert transcribe(model, tmp_path / "in", *shared, vad=True).exit_code == 0
     assert {(tmp_path / "shared" / name).read_text() for name in written} == texts
 
@@ -182,6 +192,7 @@ def test_stdout_output(model, speech, tmp_path):
         ["-f", "txt,srt", "-o", "-"],
         ["--beam-size", "0"],
         ["--decoder", "rnnt"],
+        ["--window-seconds", "0"],
         ["--window-length", "0"],
         ["--device", "tpu"],
         ["--max-line-width", "0"],
@@ -206,6 +217,7 @@ def test_usage_errors(model, speech, args):
         ["--window-length", "inf"],
         ["--max-cue-duration", "nan"],
         ["--encoder-batch", "inf"],
+        ["--encoder-batch-seconds", "nan"],
     ],
 )
 def test_float_options_take_finite_numbers_only(model, speech, args):
@@ -280,7 +292,7 @@ def test_bundled_model_is_announced(model, speech, tmp_path, monkeypatch):
 
 
 def test_cli_defaults_match_the_library():
-    from samba_cli.pipeline import TranscribeOptions
+    from samba_cli.options import TranscribeOptions
 
     library = TranscribeOptions()
     cli = {p.name: p.default for p in inspect.signature(transcribe_command).parameters.values()}
@@ -288,8 +300,8 @@ def test_cli_defaults_match_the_library():
     assert cli["batch_size"] == library.decode.batch_size
     assert cli["decoder"].value == library.decode.decoder
     assert cli["vad"] == library.window.vad
-    assert cli["window_length"] == library.window.window_seconds
-    assert cli["encoder_batch"] == library.encoder_batch_seconds
+    assert cli["window_seconds"] == library.window.window_seconds
+    assert cli["encoder_batch_seconds"] == library.encoder_batch_seconds
     assert cli["word_timestamps"] == library.word_timestamps
     cues = CueOptions()
     assert (cli["max_line_width"], cli["max_line_count"], cli["max_cue_duration"]) == (
@@ -542,7 +554,8 @@ def test_help_at_80_columns_shows_every_option_name_in_full(command):
     cmd = group.get_command(ctx, command[0])
     for name in command[1:]:
         cmd = cmd.get_command(ctx, name)
-    names = [o for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
+    shown = [p for p in cmd.params if not getattr(p, "hidden", False)]
+    names = [o for p in shown for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
     assert names and all(name in result.stdout for name in names), [
         n for n in names if n not in result.stdout
     ]
@@ -617,3 +630,24 @@ def test_kill_9_leaves_no_python_internals_on_stderr(model, speech, tmp_path):
         timeout=60
     )  # to the end: the tracker holds stderr until it has cleaned up
     assert b"leaked" not in stderr and b"resource_tracker" not in stderr, stderr.decode()
+
+
+def test_the_old_spellings_of_window_options_still_work_unlisted(speech, model, tmp_path):
+    """--window-length and --encoder-batch became --window-seconds and --encoder-batch-seconds (the library's
+    names); scripts that use the old spellings get the same options, and --help lists only the new ones."""
+    runs = {}
+    for name, args in {
+        "new": ["--window-seconds", "3", "--encoder-batch-seconds", "30"],
+        "old": ["--window-length", "3", "--encoder-batch", "30"],
+    }.items():
+        out = tmp_path / name
+        result = runner.invoke(
+            app, ["transcribe", str(speech), "-m", str(model), "-f", "json", "-o", str(out), *args]
+        )
+        assert result.exit_code == 0, result.output
+        runs[name] = json.loads(next(out.glob("*.json")).read_text())["options"]
+    assert runs["new"] == runs["old"]
+    assert (runs["new"]["window"]["window_seconds"], runs["new"]["encoder_batch_seconds"]) == (3.0, 30.0)
+    help_text = runner.invoke(app, ["transcribe", "--help"], env={"COLUMNS": "200"}).output
+    assert "--window-seconds" in help_text and "--encoder-batch-seconds" in help_text
+    assert "--window-length" not in help_text and "--encoder-batch " not in help_text

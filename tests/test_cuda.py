@@ -69,8 +69,10 @@ def test_fused_model_teacher_forcing_bfloat16():
 
 
 def test_cuda_graph_decoding_matches_eager():
-    from samba_cli.search import DecodeOptions, beam_search, greedy_search
-    from samba_cli.stepper import StepperFactory
+    from functools import partial
+
+    from samba_cli.decoding.attention import beam_search, greedy_search
+    from samba_cli.decoding.stepper import StepperFactory
 
     model = tiny_model().cuda()
     model.set_backend("auto")
@@ -78,9 +80,11 @@ def test_cuda_graph_decoding_matches_eager():
         torch.randn(3, 16, 120, device="cuda"), torch.tensor([120, 90, 60], device="cuda")
     )
     factory = StepperFactory(model, max_frames=64, cuda_graphs=True)
-    for options in (DecodeOptions(max_repeats=100), DecodeOptions(beam_size=2, max_repeats=100)):
-        search = greedy_search if options.beam_size == 1 else beam_search
-        eager = search(model, states, lengths, [12] * 3, options)
-        graphed = search(model, states, lengths, [12] * 3, options, factory)
+    for search in (
+        partial(greedy_search, max_repeats=100),
+        partial(beam_search, beam_size=2, length_penalty=1.0, max_repeats=100),
+    ):
+        eager = search(model, states, lengths, [12] * 3)
+        graphed = search(model, states, lengths, [12] * 3, make_stepper=factory)
         assert [h.tokens for h in eager] == [h.tokens for h in graphed]
     assert factory._static, "a CUDA graph should have been captured"

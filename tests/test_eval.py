@@ -11,8 +11,7 @@ from typer.testing import CliRunner
 
 from samba_cli.commands.eval import eval_command
 from samba_cli.model import SambaASR, save_checkpoint
-from samba_cli.prefix_search import CTCOptions
-from samba_cli.search import DecodeOptions
+from samba_cli.options import CTCOptions, DecodeOptions, resolve_decode
 from samba_cli.tokenizer import Tokenizer, train_tokenizer
 from samba_cli.train import evaluate as evaluate_module
 from samba_cli.train.data import read_manifest
@@ -99,7 +98,7 @@ def test_real_decoders_run_on_a_random_model(checkpoint, decoder, tmp_path):
     if decoder == "ctc-lm":
         options = dataclasses.replace(options, ctc=CTCOptions(lm=str(tmp_path / "lm.arpa.gz")))
         write_tiny_lm(tmp_path / "lm.arpa.gz")
-    report = evaluate(SambaASR(TINY).eval(), tokenizer, read_manifest(manifest), options.resolve())
+    report = evaluate(SambaASR(TINY).eval(), tokenizer, read_manifest(manifest), resolve_decode(options))
     assert len(report.utterances) == 3
     assert all(isinstance(u.hypothesis, str) for u in report.utterances)
 

@@ -17,11 +17,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from samba_cli.decoding.attention import beam_search, greedy_search
+from samba_cli.decoding.stepper import StaticStepper
 from samba_cli.model import PRESETS, SambaASR, load_checkpoint, save_checkpoint
 from samba_cli.model.mamba import Mamba2Mixer
 from samba_cli.ops import get_ops
-from samba_cli.search import DecodeOptions, beam_search, greedy_search
-from samba_cli.stepper import StaticStepper
 from tests import fused_shims
 from tests.model_helpers import TINY
 from tests.train_helpers import write_corpus
@@ -129,10 +129,12 @@ def test_static_stepper_on_fused_kernels_matches_eager_torch(dtype):
             torch.randn(3, FUSED_TINY.n_mels, 120, dtype=dtype), torch.tensor([120, 90, 60])
         )
     static = StaticStepper(fused, rows=8, frames=32, use_graph=False)  # 3 segments x beam 2
-    for options in (DecodeOptions(max_repeats=100), DecodeOptions(beam_size=2, max_repeats=100)):
-        search = greedy_search if options.beam_size == 1 else beam_search
-        eager = search(reference, states, lengths, [6] * 3, options)
-        fixed = search(fused, states, lengths, [6] * 3, options, partial(static.load))
+    for search in (
+        partial(greedy_search, max_repeats=100),
+        partial(beam_search, beam_size=2, length_penalty=1.0, max_repeats=100),
+    ):
+        eager = search(reference, states, lengths, [6] * 3)
+        fixed = search(fused, states, lengths, [6] * 3, make_stepper=partial(static.load))
         assert [h.tokens for h in fixed] == [h.tokens for h in eager]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from samba_cli.lm import Lexicon
+from samba_cli.decoding.lm import Lexicon
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "general-lm"
 

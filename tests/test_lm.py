@@ -11,21 +11,29 @@ import numpy as np
 import pytest
 import torch
 
-from samba_cli.ctc import ctc_greedy, ctc_search
-from samba_cli.errors import SambaError
-from samba_cli.lm import LN10, Lexicon, NgramLM, lm_words, split_finished
-from samba_cli.prefix_search import (
-    DEFAULT_LM_WEIGHT,
-    DEFAULT_OOV_PENALTY,
+from samba_cli.decoding.ctc import ctc_greedy, ctc_search_ref
+from samba_cli.decoding.lm import LN10, Lexicon, NgramLM, lm_words, split_finished
+from samba_cli.decoding.prefix_search import (
     UNK_PREFIX_PENALTY,
-    CTCOptions,
     CTCPrefixScorer,
     _Prefix,
     ctc_log_likelihood,
     ctc_nbest,
     sequence_score,
 )
-from samba_cli.search import DEFAULT_DECODER, LM_BEAM_SIZE, DecodeOptions
+from samba_cli.errors import SambaError
+from samba_cli.options import (
+    DEFAULT_DECODER,
+    DEFAULT_LM_WEIGHT,
+    DEFAULT_OOV_PENALTY,
+    LM_BEAM_SIZE,
+    CTCOptions,
+    DecodeOptions,
+    ModelFacts,
+    ResolvedCTC,
+    ResolvedDecode,
+    resolve_decode,
+)
 from tests.model_helpers import TINY_ARPA, write_tiny_lm
 
 PIECES = ["<unk>", "<s>", "</s>", "\u2581the", "\u2581cat", "\u2581hat", "s", "\u2581", ","]
@@ -110,9 +118,9 @@ def test_prefix_beam_search_finds_the_most_probable_labelling(seed):
         assert ctc_log_likelihood(log_probs, labels, 3) == pytest.approx(total, abs=1e-4)
 
 
-def _ctc(beam_size: int = 1, **ctc) -> DecodeOptions:
+def _ctc(beam_size: int = 1, **ctc) -> ResolvedDecode:
     """Resolved options of CTC decoding with these CTC options (no model folder)."""
-    return DecodeOptions(decoder="ctc", beam_size=beam_size, ctc=CTCOptions(**ctc)).resolve()
+    return resolve_decode(DecodeOptions(decoder="ctc", beam_size=beam_size, ctc=CTCOptions(**ctc)))
 
 
 def _posteriors(frames: list[dict[int, float]]) -> torch.Tensor:
@@ -127,7 +135,7 @@ def _posteriors(frames: list[dict[int, float]]) -> torch.Tensor:
 
 def test_beam_without_lm_agrees_with_greedy_on_clear_posteriors():
     lp = _posteriors([{3: 0.95}, {}, {4: 0.9}, {4: 0.9}, {}, {4: 0.9}, {8: 0.8}])
-    hyp = ctc_search(lp, lp.shape[0], BLANK, _ctc(beam_size=8, lm=None), PIECES)
+    hyp = ctc_search_ref(lp, lp.shape[0], BLANK, _ctc(beam_size=8, lm=None), PIECES)
     assert hyp.tokens == ctc_greedy(lp, lp.shape[0], BLANK).tokens == (3, 4, 4, 8)
 
 
@@ -136,11 +144,11 @@ def test_the_language_model_decides_between_close_words(tmp_path):
     lm_path = tmp_path / "lm.arpa.gz"
     write_tiny_lm(lm_path)
     plain = _ctc(beam_size=8, lm=None)
-    assert ctc_search(lp, 4, BLANK, plain, PIECES).tokens == (3, 5)
+    assert ctc_search_ref(lp, 4, BLANK, plain, PIECES).tokens == (3, 5)
     with_lm = _ctc(beam_size=8, lm=str(lm_path), lm_weight=1.0, word_bonus=0.0)
-    assert ctc_search(lp, 4, BLANK, with_lm, PIECES).tokens == (3, 4)
+    assert ctc_search_ref(lp, 4, BLANK, with_lm, PIECES).tokens == (3, 4)
     # beam_size 1 with a language model still runs a beam search (of LM_BEAM_SIZE)
-    assert ctc_search(lp, 4, BLANK, _ctc(lm=str(lm_path)), PIECES).tokens == (3, 4)
+    assert ctc_search_ref(lp, 4, BLANK, _ctc(lm=str(lm_path)), PIECES).tokens == (3, 4)
 
 
 def test_a_partial_word_outside_the_vocabulary_is_penalised(tiny_lm):
@@ -203,16 +211,17 @@ def test_the_oov_penalty_is_taken_off_each_word_outside_the_vocabulary(tiny_lm, 
     lp = _posteriors([{3: 0.95}, {}, {4: 0.95}, {6: 0.7}, {}])
     write_tiny_lm(tmp_path / "lm.arpa.gz")
     opts = _ctc(beam_size=8, lm=str(tmp_path / "lm.arpa.gz"), lm_weight=0.1, word_bonus=0)
-    assert ctc_search(lp, 5, BLANK, opts, PIECES).tokens == (3, 4, 6)
+    assert ctc_search_ref(lp, 5, BLANK, opts, PIECES).tokens == (3, 4, 6)
     strict = _ctc(beam_size=8, lm=str(tmp_path / "lm.arpa.gz"), lm_weight=0.1, word_bonus=0, oov_penalty=5.0)
-    assert ctc_search(lp, 5, BLANK, strict, PIECES).tokens == (3, 4)
+    assert ctc_search_ref(lp, 5, BLANK, strict, PIECES).tokens == (3, 4)
 
 
 def test_resolve_uses_the_model_folder_and_its_tuned_weights(tmp_path):
     meta = {"lm": {"lm_weight": 0.7, "word_bonus": 1.5, "oov_penalty": 2.5}}
 
-    def resolve(metadata=meta, decoder="ctc", **ctc) -> CTCOptions:
-        return DecodeOptions(decoder=decoder, ctc=CTCOptions(**ctc)).resolve(tmp_path, metadata).ctc
+    def resolve(metadata=meta, decoder="ctc", **ctc) -> ResolvedCTC:
+        options = DecodeOptions(decoder=decoder, ctc=CTCOptions(**ctc))
+        return resolve_decode(options, ModelFacts(tmp_path, metadata)).ctc
 
     assert resolve().lm is None  # the folder has no language model
     write_tiny_lm(tmp_path / "lm.arpa.gz")
@@ -282,8 +291,10 @@ def test_resolve_finds_the_folders_lexicon_with_its_language_model(tmp_path):
     write_tiny_lm(tmp_path / "lm.arpa.gz")
     meta = {"lm": {"lexicon_penalty": 1.5}}
 
-    def resolve(**ctc) -> CTCOptions:
-        return DecodeOptions(decoder="ctc", ctc=CTCOptions(**ctc)).resolve(tmp_path, meta).ctc
+    def resolve(**ctc) -> ResolvedCTC:
+        return resolve_decode(
+            DecodeOptions(decoder="ctc", ctc=CTCOptions(**ctc)), ModelFacts(tmp_path, meta)
+        ).ctc
 
     assert resolve().lexicon is None  # the folder has none
     (tmp_path / "lexicon.txt.gz").write_bytes(gzip.compress(b"cats\n"))
@@ -323,12 +334,12 @@ def test_extra_candidates_join_the_rescored_beams(tmp_path):
     def likes_commas(candidates):  # an attention decoder that loves ", ,": worth any CTC cost
         return [100.0 * c.count(8) for c in candidates]
 
-    assert 8 not in ctc_search(lp, 4, BLANK, options, PIECES, likes_commas).tokens  # no beam holds one
-    assert ctc_search(lp, 4, BLANK, options, PIECES, likes_commas, [(8,)]).tokens == (8,)
+    assert 8 not in ctc_search_ref(lp, 4, BLANK, options, PIECES, likes_commas).tokens  # no beam holds one
+    assert ctc_search_ref(lp, 4, BLANK, options, PIECES, likes_commas, [(8,)]).tokens == (8,)
     # a candidate CTC cannot align in the frames is dropped, whatever the rescorer thinks of it
-    assert ctc_search(lp, 4, BLANK, options, PIECES, likes_commas, [(8, 8, 8)]).tokens != (8, 8, 8)
+    assert ctc_search_ref(lp, 4, BLANK, options, PIECES, likes_commas, [(8, 8, 8)]).tokens != (8, 8, 8)
     off = _ctc(beam_size=8, lm=None, rescore_weight=0.0)
-    assert ctc_search(lp, 4, BLANK, off, PIECES, likes_commas, [(8,)]).tokens == (3, 5)  # no rescoring
+    assert ctc_search_ref(lp, 4, BLANK, off, PIECES, likes_commas, [(8,)]).tokens == (3, 5)  # no rescoring
 
 
 @pytest.mark.parametrize(
@@ -349,11 +360,13 @@ def test_scores_agree_with_kenlms_own_query(tmp_path, sentence):
 
 def test_search_workers_do_not_import_torch():
     """Workers stay small and start fast: the prefix search needs NumPy and the language model only."""
-    import samba_cli.search_pool as pools
+    import samba_cli.decoding.pool as pools
 
     pool = pools.ProcessPoolExecutor(1, mp_context=pools.multiprocessing.get_context("spawn"))
     try:
-        loaded = pool.submit(exec, "import samba_cli.prefix_search, samba_cli.search_pool").result()
+        loaded = pool.submit(
+            exec, "import samba_cli.decoding.prefix_search, samba_cli.decoding.pool"
+        ).result()
         assert loaded is None
         assert pool.submit(eval, "'torch' in __import__('sys').modules").result() is False
     finally:
@@ -361,7 +374,7 @@ def test_search_workers_do_not_import_torch():
 
 
 def test_parsed_language_model_and_lexicon_are_cached_on_disk(tmp_path, monkeypatch):
-    from samba_cli import lm as lm_module
+    from samba_cli.decoding import lm as lm_module
 
     monkeypatch.setenv("SAMBA_CACHE_DIR", str(tmp_path / "cache"))
     arpa, words = tmp_path / "lm.arpa", tmp_path / "words.txt"
@@ -406,7 +419,7 @@ class _Planted:
 def test_a_planted_cache_file_never_runs_code_and_is_parsed_again(tmp_path, monkeypatch):
     import pickle
 
-    from samba_cli import lm as lm_module
+    from samba_cli.decoding import lm as lm_module
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("SAMBA_CACHE_DIR", str(cache))
@@ -426,7 +439,7 @@ def test_a_planted_cache_file_never_runs_code_and_is_parsed_again(tmp_path, monk
 
 @pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root to give a file away")
 def test_a_cache_file_another_user_wrote_is_ignored(tmp_path, monkeypatch):
-    from samba_cli import lm as lm_module
+    from samba_cli.decoding import lm as lm_module
 
     monkeypatch.setenv("SAMBA_CACHE_DIR", str(tmp_path / "cache"))
     arpa = tmp_path / "lm.arpa"
@@ -458,19 +471,21 @@ def test_resolve_leaves_nothing_unset_and_the_searches_take_resolved_options_onl
     (tmp_path / "lexicon.txt.gz").write_bytes(gzip.compress(b"cats\n"))
     meta = {"default_decoder": "ctc", "rescore_weight": 1.0, "attention_beam": 4, "lm": {"lm_weight": 0.7}}
     for options in (DecodeOptions(), DecodeOptions(beam_size=3), DecodeOptions(ctc=CTCOptions(lm=None))):
-        for folder, metadata in ((tmp_path, meta), (None, None)):
-            resolved = options.resolve(folder, metadata)
-            assert resolved.resolved and resolved.decoder != "auto"
+        for model in (ModelFacts(tmp_path, meta), ModelFacts()):
+            resolved = resolve_decode(options, model)
+            assert isinstance(resolved, ResolvedDecode) and resolved.decoder != "auto"
             unset = [k for k, v in dataclasses.asdict(resolved.ctc).items() if v is None or v == "auto"]
             assert set(unset) <= {"lm", "lexicon"}, "only a language model or lexicon may be none"
-            assert resolved.resolve(folder, metadata) == resolved, "resolving again changes nothing"
-    default = DecodeOptions().resolve(tmp_path, meta)
+    default = resolve_decode(DecodeOptions(), ModelFacts(tmp_path, meta))
     assert (default.decoder, default.beam_size) == ("ctc", LM_BEAM_SIZE)  # the model's choice, the LM's beam
     assert (default.ctc.lm_weight, default.ctc.rescore_weight, default.ctc.attention_beam) == (0.7, 1.0, 4)
-    greedy = DecodeOptions(ctc=CTCOptions(lm=None)).resolve(tmp_path, meta)
+    greedy = resolve_decode(DecodeOptions(ctc=CTCOptions(lm=None)), ModelFacts(tmp_path, meta))
     assert (greedy.beam_size, greedy.ctc.rescore_weight, greedy.ctc.attention_beam) == (1, 0.0, 0)
-    assert DecodeOptions().resolve().decoder == DEFAULT_DECODER  # no metadata
-    lp = _posteriors([{3: 0.95}, {}, {4: 0.9}])
-    for unresolved in (DecodeOptions(decoder="ctc"), DecodeOptions(decoder="ctc", ctc=CTCOptions(lm=None))):
-        with pytest.raises(ValueError, match="resolve them first"):
-            ctc_search(lp, 3, BLANK, unresolved, PIECES)
+    assert resolve_decode(DecodeOptions()).decoder == DEFAULT_DECODER  # no metadata
+    import typing
+
+    from samba_cli.decoding.ctc import ctc_decode
+    from samba_cli.decoding.decode import decode
+
+    for search in (ctc_decode, ctc_search_ref, decode):  # resolved options by type: no check at run time
+        assert typing.get_type_hints(search)["options"] is ResolvedDecode

@@ -9,7 +9,8 @@ import torch
 
 import samba_cli.pipeline as pipeline_module
 from samba_cli.errors import MediaError
-from samba_cli.pipeline import FLUSH, Pipeline, TranscribeOptions
+from samba_cli.options import ModelFacts, ResolvedOptions, TranscribeOptions, resolve
+from samba_cli.pipeline import FLUSH, Pipeline
 from samba_cli.windows import iter_windows
 from tests.media_helpers import ESPEAK, speech_16k
 from tests.model_helpers import tiny_model
@@ -24,9 +25,9 @@ def speech(tmp_path_factory):
     return np.concatenate([silence, clip, silence, clip, silence])
 
 
-def _resolved(options: TranscribeOptions) -> TranscribeOptions:
-    """The options with their decoding resolved as for a model folder without metadata or language model."""
-    return dataclasses.replace(options, decode=options.decode.resolve())
+def _resolved(options: TranscribeOptions) -> ResolvedOptions:
+    """The options resolved as for a model without folder, metadata or language model, on the CPU."""
+    return resolve(options, ModelFacts())
 
 
 def _run(tokenizer, samples, **kwargs):
@@ -101,17 +102,14 @@ def test_flat_keywords_reach_nested_fields_and_the_json_options_stay_flat():
         "beam_size",
         "lm",
     ]  # the CTC fields where they stood before nesting
-    with pytest.raises(ValueError, match="resolve them first"):
-        Pipeline(tiny_model(), None, opts)
+    resolved = _resolved(opts)
+    assert resolve(resolved, ModelFacts(folder=None, metadata={"default_decoder": "ctc"})) is resolved
+    assert resolved.to_dict()["decode"]["lm"] is None and list(resolved.to_dict()) == list(opts.to_dict())
 
 
 def test_flat_keywords_name_one_field_each():
     """``transcribe(beam_size=5, vad=False)``: a keyword can only mean one field of one option group."""
-    from samba_cli.pipeline import option_owners
-    from samba_cli.prefix_search import CTCOptions
-    from samba_cli.search import DecodeOptions
-    from samba_cli.segments import SegmentOptions
-    from samba_cli.windows import WindowOptions
+    from samba_cli.options import CTCOptions, DecodeOptions, SegmentOptions, WindowOptions, option_owners
 
     groups = ("window", "segments", "decode", "ctc")  # the option groups (DecodeOptions.ctc nested in decode)
     members = (WindowOptions, SegmentOptions, DecodeOptions, CTCOptions, TranscribeOptions)
@@ -160,8 +158,8 @@ def test_batched_encoder_matches_one_window_at_a_time(tiny_tokenizer, speech):
         for a, b in zip(alone, batched, strict=True):
             assert b.span.no_speech_prob == pytest.approx(a.span.no_speech_prob, abs=1e-5)
         for a, b in zip(alone, batched, strict=True):
-            torch.testing.assert_close(b.states, a.states, atol=1e-5, rtol=1e-4)
-            torch.testing.assert_close(b.ctc, a.ctc, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(b.encoded.states, a.encoded.states, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(b.encoded.ctc, a.encoded.ctc, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("decoder", ["attention", "ctc"])
@@ -283,8 +281,8 @@ def test_an_ended_source_is_decoded_without_waiting_for_a_full_batch(tiny_tokeni
 
 
 def test_a_window_cut_inside_speech_does_not_split_a_segment():
-    from samba_cli.pipeline import join_across_cut
     from samba_cli.results import Segment, Word
+    from samba_cli.transcript import join_across_cut
 
     def seg(i, start, end, text):
         return Segment(i, start, end, text, (Word(text, start, end, 0.9),), -0.5, 0.1)

@@ -131,7 +131,7 @@ def test_worker_columns_without_ray(model_dir, tmp_path):
     """The callable class on its own: paths and bytes in, one row per input, the bad one failed with its error."""
     pytest.importorskip("pyarrow")
     from samba_cli.distributed.worker import TranscribeBatch, WorkerSpec
-    from samba_cli.pipeline import TranscribeOptions
+    from samba_cli.options import TranscribeOptions
 
     clips = make_clips(tmp_path / "in", 2)
     worker = TranscribeBatch(WorkerSpec(str(model_dir), options=TranscribeOptions.from_kwargs(vad=False)))
@@ -191,9 +191,9 @@ def test_a_killed_actor_loses_nothing(ray_cluster, model_dir, tmp_path):
     from rich.console import Console
 
     from samba_cli.distributed import storage
-    from samba_cli.distributed.driver import ClusterOptions, run
+    from samba_cli.distributed.driver import run
     from samba_cli.distributed.worker import TranscribeBatch, WorkerSpec
-    from samba_cli.pipeline import TranscribeOptions
+    from samba_cli.options import ClusterOptions, TranscribeOptions
     from samba_cli.progress import QuietReporter
 
     marker = tmp_path / "crashed"
@@ -214,7 +214,7 @@ def test_a_killed_actor_loses_nothing(ray_cluster, model_dir, tmp_path):
     spec = WorkerSpec(str(model_dir), options=TranscribeOptions.from_kwargs(vad=False))
     index = target.child("index.parquet")
     summary = run(
-        work, spec, ClusterOptions(batch_size=2), QuietReporter(Console()), index, target, CrashOnce
+        work, spec, ClusterOptions(files_per_batch=2), QuietReporter(Console()), index, target, CrashOnce
     )
     assert marker.exists()
     assert summary.count(storage.Status.DONE) == CLIPS and not summary.interrupted

@@ -217,7 +217,7 @@ def test_lexicon_script_writes_a_normalised_list_with_its_notice(tmp_path):
     import subprocess
     import sys
 
-    from samba_cli.lm import Lexicon
+    from samba_cli.decoding.lm import Lexicon
 
     source = tmp_path / "words"
     source.write_text("Apple\napple\nApple's\nice cream\nzebra\n", encoding="utf-8")
@@ -251,7 +251,7 @@ def _bigram_model(unigrams: dict[str, float], bigrams: dict[str, dict[str, float
 
 def test_interpolated_language_model_is_the_linear_mix_and_stays_normalised(tmp_path):
     lm = _load("lm")
-    from samba_cli.lm import NgramLM
+    from samba_cli.decoding.lm import NgramLM
 
     a = _bigram_model(
         {"the": 0.4, "cat": 0.3, "</s>": 0.2, "<unk>": 0.1},

@@ -8,17 +8,16 @@ from functools import partial
 import pytest
 import torch
 
-from samba_cli.ctc import ctc_decode, ctc_greedy, ctc_search
-from samba_cli.prefix_search import CTCOptions
-from samba_cli.search import (
-    DecodeOptions,
+from samba_cli.decoding.attention import (
     attention_logprobs,
     beam_search,
     beam_search_nbest,
     greedy_search,
     repetition_cut,
 )
-from samba_cli.search_pool import search_pool
+from samba_cli.decoding.ctc import ctc_decode, ctc_greedy, ctc_search_ref
+from samba_cli.decoding.pool import search_pool
+from samba_cli.options import CTCOptions, DecodeOptions, ResolvedDecode, resolve_decode
 from tests.model_helpers import TINY, tiny_model
 
 
@@ -38,9 +37,8 @@ def _sharpen(model):
 def test_greedy_equals_beam_size_one():
     model = _sharpen(tiny_model())
     states, lengths = _encoded(model)
-    options = DecodeOptions(max_repeats=100)
-    greedy = greedy_search(model, states, lengths, [12, 9, 15], options)
-    beam = beam_search(model, states, lengths, [12, 9, 15], DecodeOptions(beam_size=1, max_repeats=100))
+    greedy = greedy_search(model, states, lengths, [12, 9, 15], max_repeats=100)
+    beam = beam_search(model, states, lengths, [12, 9, 15], beam_size=1, length_penalty=1.0, max_repeats=100)
     assert [h.tokens for h in greedy] == [h.tokens for h in beam]
     for g, b in zip(greedy, beam, strict=True):
         assert g.token_logprobs == b.token_logprobs
@@ -49,12 +47,14 @@ def test_greedy_equals_beam_size_one():
 def test_batched_decoding_equals_one_at_a_time():
     model = _sharpen(tiny_model())
     states, lengths = _encoded(model)
-    for options in (DecodeOptions(max_repeats=100), DecodeOptions(beam_size=3, max_repeats=100)):
-        search = greedy_search if options.beam_size == 1 else beam_search
-        batched = search(model, states, lengths, [10, 10, 10], options)
+    for search in (
+        partial(greedy_search, max_repeats=100),
+        partial(beam_search, beam_size=3, length_penalty=1.0, max_repeats=100),
+    ):
+        batched = search(model, states, lengths, [10, 10, 10])
         for i in range(3):
             n = int(lengths[i])
-            alone = search(model, states[i : i + 1, :n], lengths[i : i + 1], [10], options)
+            alone = search(model, states[i : i + 1, :n], lengths[i : i + 1], [10])
             assert alone[0].tokens == batched[i].tokens
 
 
@@ -62,7 +62,7 @@ class _CountingStepper:
     """An eager stepper that records the rows of every step."""
 
     def __init__(self, model, rows, states, lengths, group=1):
-        from samba_cli.stepper import EagerStepper
+        from samba_cli.decoding.stepper import EagerStepper
 
         self.inner, self.rows = EagerStepper(model, states, lengths, group), rows
 
@@ -80,21 +80,25 @@ class _CountingStepper:
 def test_finished_segments_leave_the_batch():
     """Segments that end early stop costing decoder rows, and the others decode as if alone (eager and static
     buffers)."""
-    from samba_cli.stepper import StaticStepper
+    from samba_cli.decoding.stepper import StaticStepper
 
     model = _sharpen(tiny_model())
     states, lengths = _encoded(model)
     caps = [3, 12, 6]
     static = StaticStepper(model, rows=16, frames=64, use_graph=False)
-    for options in (DecodeOptions(max_repeats=100), DecodeOptions(beam_size=3, max_repeats=100)):
-        search = greedy_search if options.beam_size == 1 else beam_search
+    for beam_size in (1, 3):
+        search = (
+            partial(greedy_search, max_repeats=100)
+            if beam_size == 1
+            else partial(beam_search, beam_size=beam_size, length_penalty=1.0, max_repeats=100)
+        )
         rows: list[int] = []
-        batched = search(model, states, lengths, caps, options, partial(_CountingStepper, model, rows))
-        fixed = search(model, states, lengths, caps, options, partial(static.load))
+        batched = search(model, states, lengths, caps, make_stepper=partial(_CountingStepper, model, rows))
+        fixed = search(model, states, lengths, caps, make_stepper=partial(static.load))
         assert [h.tokens for h in fixed] == [h.tokens for h in batched]
         for i in range(3):
             n = int(lengths[i])
-            alone = search(model, states[i : i + 1, :n], lengths[i : i + 1], caps[i : i + 1], options)
+            alone = search(model, states[i : i + 1, :n], lengths[i : i + 1], caps[i : i + 1])
             assert alone[0].tokens == batched[i].tokens
             assert (
                 max(
@@ -103,7 +107,7 @@ def test_finished_segments_leave_the_batch():
                 )
                 < 1e-4
             )
-        beam = options.beam_size
+        beam = beam_size
         assert rows[0] == 3 * beam and rows[-1] == beam  # only the longest segment's hypotheses at the end
         assert rows == sorted(rows, reverse=True) and sum(rows) < len(rows) * 3 * beam
 
@@ -111,10 +115,8 @@ def test_finished_segments_leave_the_batch():
 def test_beam_never_scores_below_greedy_sequence():
     model = _sharpen(tiny_model())
     states, lengths = _encoded(model, batch=2)
-    greedy = greedy_search(model, states, lengths, [8, 8], DecodeOptions(max_repeats=100))
-    beam = beam_search(
-        model, states, lengths, [8, 8], DecodeOptions(beam_size=4, length_penalty=0.0, max_repeats=100)
-    )
+    greedy = greedy_search(model, states, lengths, [8, 8], max_repeats=100)
+    beam = beam_search(model, states, lengths, [8, 8], beam_size=4, length_penalty=0.0, max_repeats=100)
     for g, b in zip(greedy, beam, strict=True):
         assert b.score >= sum(g.token_logprobs) - 1e-4
 
@@ -122,7 +124,7 @@ def test_beam_never_scores_below_greedy_sequence():
 def test_max_tokens_caps_length():
     model = tiny_model()
     states, lengths = _encoded(model, batch=2)
-    hyps = greedy_search(model, states, lengths, [3, 5], DecodeOptions(max_repeats=100))
+    hyps = greedy_search(model, states, lengths, [3, 5], max_repeats=100)
     assert len(hyps[0].tokens) <= 3 and len(hyps[1].tokens) <= 5
 
 
@@ -146,15 +148,17 @@ def test_static_buffers_match_eager_decoding():
     """The CUDA-graph stepper's static-buffer logic, run without a graph on the CPU."""
     from functools import partial
 
-    from samba_cli.stepper import StaticStepper
+    from samba_cli.decoding.stepper import StaticStepper
 
     model = _sharpen(tiny_model())
     states, lengths = _encoded(model)
     static = StaticStepper(model, rows=8, frames=64, use_graph=False)
-    for options in (DecodeOptions(max_repeats=100), DecodeOptions(beam_size=2, max_repeats=100)):
-        search = greedy_search if options.beam_size == 1 else beam_search
-        eager = search(model, states, lengths, [10, 10, 10], options)
-        fixed = search(model, states, lengths, [10, 10, 10], options, partial(static.load))
+    for search in (
+        partial(greedy_search, max_repeats=100),
+        partial(beam_search, beam_size=2, length_penalty=1.0, max_repeats=100),
+    ):
+        eager = search(model, states, lengths, [10, 10, 10])
+        fixed = search(model, states, lengths, [10, 10, 10], make_stepper=partial(static.load))
         assert [h.tokens for h in eager] == [h.tokens for h in fixed]
         for a, b in zip(eager, fixed, strict=True):
             assert max(abs(x - y) for x, y in zip(a.token_logprobs, b.token_logprobs, strict=True)) < 1e-4
@@ -187,9 +191,9 @@ def test_attention_logprobs_score_each_sequence_as_if_alone():
         assert attention_logprobs(model, states[0], [tokens]) == pytest.approx([score], abs=1e-4)
 
 
-def _ctc(beam_size: int = 1, **ctc) -> DecodeOptions:
+def _ctc(beam_size: int = 1, **ctc) -> ResolvedDecode:
     """Resolved options of CTC decoding with these CTC options (no model folder)."""
-    return DecodeOptions(decoder="ctc", beam_size=beam_size, ctc=CTCOptions(**ctc)).resolve()
+    return resolve_decode(DecodeOptions(decoder="ctc", beam_size=beam_size, ctc=CTCOptions(**ctc)))
 
 
 def test_attention_rescoring_reranks_the_final_ctc_beams():
@@ -204,11 +208,11 @@ def test_attention_rescoring_reranks_the_final_ctc_beams():
         return [10.0 if 6 in c else 0.0 for c in candidates]
 
     beam = _ctc(beam_size=4, lm=None)
-    assert ctc_search(log_probs, 4, blank, beam, pieces, prefers_six).tokens == (5,)  # weight unset: off
+    assert ctc_search_ref(log_probs, 4, blank, beam, pieces, prefers_six).tokens == (5,)  # weight unset: off
     on = _ctc(beam_size=4, lm=None, rescore_weight=1.0)
-    assert ctc_search(log_probs, 4, blank, on, pieces).tokens == (5,)  # no rescorer
-    assert ctc_search(log_probs, 4, blank, on, pieces, prefers_six).tokens == (6,)
-    assert ctc_search(log_probs, 4, blank, _ctc(rescore_weight=1.0), pieces, prefers_six) == (
+    assert ctc_search_ref(log_probs, 4, blank, on, pieces).tokens == (5,)  # no rescorer
+    assert ctc_search_ref(log_probs, 4, blank, on, pieces, prefers_six).tokens == (6,)
+    assert ctc_search_ref(log_probs, 4, blank, _ctc(rescore_weight=1.0), pieces, prefers_six) == (
         ctc_greedy(log_probs, 4, blank)
     ), "greedy CTC has no beams to rerank"
     with pytest.raises(ValueError, match="rescore_weight must be >= 0"):
@@ -230,7 +234,9 @@ def test_ctc_decode_reranks_the_attention_beam_hypotheses_too():
     without = ctc_decode(model, segments, rescore, pieces)
     with_beam = ctc_decode(model, segments, joint, pieces)
     max_tokens = [math.ceil(int(n) * TINY.frame_seconds * joint.max_tokens_per_second) for n in lengths]
-    found = beam_search_nbest(model, states, lengths, max_tokens, dataclasses.replace(joint, beam_size=3))
+    found = beam_search_nbest(
+        model, states, lengths, max_tokens, beam_size=3, length_penalty=1.0, max_repeats=joint.max_repeats
+    )
     gained = False
     for (*_, seg), a, b, hyps in zip(segments, without, with_beam, found, strict=True):
         score_a, score_b, *beam_scores = attention_logprobs(
@@ -241,7 +247,7 @@ def test_ctc_decode_reranks_the_attention_beam_hypotheses_too():
         gained |= score_b > score_a + 1e-3
     assert gained, "the CTC beams alone miss what the attention beam search finds"
     unresolved = DecodeOptions(decoder="ctc", beam_size=4, ctc=CTCOptions(lm=None, attention_beam=3))
-    assert unresolved.resolve().ctc.attention_beam == 0  # needs rescoring
+    assert resolve_decode(unresolved).ctc.attention_beam == 0  # needs rescoring
     with pytest.raises(ValueError, match="attention_beam must be >= 0"):
         CTCOptions(attention_beam=-1)
 
@@ -249,7 +255,7 @@ def test_ctc_decode_reranks_the_attention_beam_hypotheses_too():
 def test_rescoring_reuses_the_attention_beam_search_scores(monkeypatch):
     """Hypotheses the attention beam search ended with eos carry their attention score (equal to teacher
     forcing), and the rescoring does not teacher-force them again; the words are the same."""
-    import samba_cli.ctc as ctc_module
+    import samba_cli.decoding.ctc as ctc_module
 
     torch.manual_seed(1)
     model = _sharpen(tiny_model())
@@ -262,7 +268,9 @@ def test_rescoring_reuses_the_attention_beam_search_scores(monkeypatch):
     max_tokens = [
         max(1, math.ceil(n * TINY.frame_seconds * options.max_tokens_per_second)) for _, n, _ in segments
     ]
-    found = beam_search_nbest(model, states, lengths, max_tokens, dataclasses.replace(options, beam_size=3))
+    found = beam_search_nbest(
+        model, states, lengths, max_tokens, beam_size=3, length_penalty=1.0, max_repeats=options.max_repeats
+    )
     ended = {(i, h.tokens) for i, hyps in enumerate(found) for h in hyps if h.end_logprob is not None}
     assert ended and len(ended) < sum(map(len, found))
     for i, hyps in enumerate(found):
@@ -283,7 +291,7 @@ def test_rescoring_reuses_the_attention_beam_search_scores(monkeypatch):
     assert teacher_forced and not ended & set(teacher_forced)
     monkeypatch.undo()
     for segment, hyp, hyps in zip(segments, decoded, found, strict=True):
-        alone = ctc_search(
+        alone = ctc_search_ref(
             *segment[:2],
             TINY.vocab_size,
             options,
@@ -299,7 +307,7 @@ def test_ctc_beams_are_rescored_beside_the_attention_beam_search(monkeypatch):
     its search ends, while this thread runs the attention beam search; the words are the same as without."""
     import threading
 
-    import samba_cli.ctc as ctc_module
+    import samba_cli.decoding.ctc as ctc_module
 
     torch.manual_seed(1)
     model = _sharpen(tiny_model())
@@ -339,8 +347,8 @@ def _ctc_batch(model):
 
 
 def test_search_workers_give_the_same_hypotheses(tmp_path, monkeypatch, caplog):
-    import samba_cli.ctc as search
-    import samba_cli.search_pool as pools
+    import samba_cli.decoding.ctc as search
+    import samba_cli.decoding.pool as pools
     from tests.model_helpers import write_tiny_lm
 
     monkeypatch.setattr(pools, "_POOLS", {})  # pools of its own: this test breaks one
@@ -373,16 +381,16 @@ def test_search_workers_give_the_same_hypotheses(tmp_path, monkeypatch, caplog):
     # a worker that dies (or cannot start) costs no text: that batch and the next ones are searched here
     os.kill(search_pool(2).submit(os.getpid).result(), signal.SIGKILL)
     time.sleep(0.5)  # the pool notices the death
-    with caplog.at_level("WARNING", logger="samba_cli.search_pool"):
+    with caplog.at_level("WARNING", logger="samba_cli.decoding.pool"):
         again = ctc_decode(model, segments, parallel, pieces)
     assert [(h.tokens, h.score) for h in again] == [(h.tokens, h.score) for h in alone]
     assert "no search workers" in caplog.text and search_pool(2) is None
-    with pytest.raises(ValueError, match="search_workers must be at least 1"):
-        DecodeOptions(search_workers=0)
+    with pytest.raises(ValueError, match="search_workers must be at least 0"):
+        DecodeOptions(search_workers=-1)
 
 
 def test_without_a_process_pool_the_search_runs_here(monkeypatch, caplog):
-    import samba_cli.search_pool as pools
+    import samba_cli.decoding.pool as pools
 
     def no_semaphores(*args, **kwargs):
         raise OSError(38, "Function not implemented")
@@ -394,7 +402,7 @@ def test_without_a_process_pool_the_search_runs_here(monkeypatch, caplog):
     states, lengths, pieces, segments = _ctc_batch(model)
     serial = _ctc(beam_size=4, lm=None)
     alone = ctc_decode(model, segments, serial, pieces)
-    with caplog.at_level("WARNING", logger="samba_cli.search_pool"):
+    with caplog.at_level("WARNING", logger="samba_cli.decoding.pool"):
         fallback = ctc_decode(model, segments, dataclasses.replace(serial, search_workers=3), pieces)
         ctc_decode(model, segments, dataclasses.replace(serial, search_workers=3), pieces)
     assert [h.tokens for h in fallback] == [h.tokens for h in alone]
@@ -403,10 +411,10 @@ def test_without_a_process_pool_the_search_runs_here(monkeypatch, caplog):
 
 def test_ctc_searches_run_beside_the_attention_beam_search(monkeypatch):
     """Without worker processes the prefix searches run in a search thread while this thread runs the
-    attention beam search; the hypotheses are those of ctc_search segment by segment."""
+    attention beam search; the hypotheses are those of ctc_search_ref segment by segment."""
     import threading
 
-    import samba_cli.ctc as search
+    import samba_cli.decoding.ctc as search
 
     model = _sharpen(tiny_model())
     states, lengths, pieces, segments = _ctc_batch(model)
@@ -435,10 +443,12 @@ def test_ctc_searches_run_beside_the_attention_beam_search(monkeypatch):
         states,
         lengths,
         [max(1, math.ceil(n * TINY.frame_seconds * options.max_tokens_per_second)) for _, n, _ in segments],
-        dataclasses.replace(options, beam_size=2),
+        beam_size=2,
+        length_penalty=1.0,
+        max_repeats=options.max_repeats,
     )
     reference = [
-        ctc_search(
+        ctc_search_ref(
             lp,
             n,
             model.config.blank_id,
@@ -455,15 +465,13 @@ def test_ctc_searches_run_beside_the_attention_beam_search(monkeypatch):
 @pytest.mark.parametrize(("cores", "cpu", "gpu"), [(1, 1, 1), (2, 2, 1), (4, 4, 3), (16, 4, 15)])
 def test_auto_search_workers_fill_a_gpu_machine(monkeypatch, cores, cpu, gpu):
     """On the CPU the pool stays at MAX_AUTO_SEARCH_WORKERS (the model needs the cores); with the model on a GPU
-    every core but the feeder's searches, and `samba transcribe` resolves its auto pool that way on CUDA."""
-    import samba_cli.search_pool as pool_module
-    from samba_cli.commands.transcribe import gpu_search_workers
-    from samba_cli.pipeline import TranscribeOptions
+    every core but the feeder's searches; the library resolves an auto pool (0, the command line's default) so."""
+    import samba_cli.decoding.pool as pool_module
 
     monkeypatch.setattr(pool_module, "usable_cores", lambda: cores)
     assert pool_module.auto_search_workers() == cpu
     assert pool_module.auto_search_workers(gpu=True) == gpu
-    options = TranscribeOptions()
-    resolved = gpu_search_workers(options)
-    assert resolved.decode.search_workers == gpu
-    assert dataclasses.replace(resolved.decode, search_workers=1) == options.decode
+    auto = DecodeOptions(search_workers=0)
+    assert resolve_decode(auto, device="cpu").search_workers == cpu
+    assert resolve_decode(auto, device="cuda").search_workers == gpu
+    assert resolve_decode(DecodeOptions(search_workers=3), device="cuda").search_workers == 3  # given: kept

@@ -53,7 +53,7 @@ def test_search_workers_die_with_a_killed_parent(from_thread):
     parent = _python(
         f"""
         import multiprocessing, os, threading, time
-        from samba_cli.search_pool import search_pool
+        from samba_cli.decoding.pool import search_pool
 
         def start():
             pool = search_pool(2)
@@ -176,7 +176,7 @@ def test_no_helper_threads_do_cuda_work():
     # rescoring thread against the attention beam search's captures), so on a GPU both run in turn.
     import torch
 
-    from samba_cli.ctc import rescore_beside
+    from samba_cli.decoding.ctc import rescore_beside
     from samba_cli.pipeline import encoder_threads
 
     for device in ("cuda", "cuda:1"):

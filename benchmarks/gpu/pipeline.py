@@ -44,7 +44,7 @@ import soundfile as sf
 from samba_cli.atomic import write_atomically
 
 # torch is imported where it is used: the CTC search workers are spawned and import this module again, and
-# they must not load torch (samba_cli.search_pool)
+# they must not load torch (samba_cli.decoding.pool)
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "heldout-voices.flac"
@@ -156,11 +156,10 @@ def timed(device: str, call: Callable[[], list[str]]) -> tuple[list[str], float,
 
 def samba_runner(device: str, greedy: bool) -> tuple[Callable, Callable]:
     from samba_cli.api import load_model
-    from samba_cli.search_pool import auto_search_workers
 
     model = load_model(device=device)
-    # the search pool `samba transcribe` starts (the library's default is no pool)
-    options = {"search_workers": auto_search_workers(gpu=model.device.type == "cuda")}
+    # the search pool `samba transcribe` starts (0: auto for the device; the library's default is no pool)
+    options = {"search_workers": 0}
     if greedy:
         options["lm"] = None
 

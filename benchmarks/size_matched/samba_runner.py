@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
+from samba_cli.decoding.stepper import EagerStepper, StaticStepper, StepperFactory, bucket
 from samba_cli.features import log_mel
 from samba_cli.model import SambaASR
-from samba_cli.pipeline import TranscribeOptions, max_decoder_frames
-from samba_cli.segments import SegmentOptions, split_segments
-from samba_cli.stepper import EagerStepper, StaticStepper, StepperFactory, bucket
-from samba_cli.windows import WindowOptions, iter_windows
+from samba_cli.options import SegmentOptions, WindowOptions
+from samba_cli.pipeline import pipeline_decoder_frames
+from samba_cli.segments import split_segments
+from samba_cli.windows import iter_windows
 
 from .forced import DecodeCounts, StageClock, best_seconds, pick, rows_to_host, suppress_mask
 from .options import BenchOptions, resolve_preset, token_budget
@@ -42,8 +43,8 @@ class SambaRunner:
         self.options = options
         self.param = next(model.parameters())
         self.segment_options = SegmentOptions()
-        transcribe = TranscribeOptions(segments=self.segment_options)
-        self.steppers = StepperFactory(model, max_decoder_frames(model, transcribe), options.cuda_graphs)
+        frames = pipeline_decoder_frames(model, self.segment_options)
+        self.steppers = StepperFactory(model, frames, options.cuda_graphs)
         cfg = model.config
         self.suppress = suppress_mask(cfg.vocab_size, (cfg.bos_id, cfg.eos_id, cfg.pad_id), self.param.device)
 

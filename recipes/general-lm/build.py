@@ -32,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 from samba_cli.atomic import write_atomically
-from samba_cli.lm import Lexicon, NgramLM, lm_words
+from samba_cli.decoding.lm import Lexicon, NgramLM, lm_words
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent

@@ -8,7 +8,7 @@ a Bible translation, dictionaries and WordNet's glosses, one normalised sentence
 Every sentence goes through the synthetic recipe's rules (recipes/synthetic-en/prepare.py: split_sentences, then
 normalise, the rules its transcripts were made with: ASCII folding, 3-20 words, no digits, no initials, but
 "act", "scene", "chapter" and "copyright" allowed), then
-samba_cli.lm.lm_words (lower case, no punctuation), as the decoder queries the model. A sentence that holds a
+samba_cli.decoding.lm.lm_words (lower case, no punctuation), as the decoder queries the model. A sentence that holds a
 --held sentence (any dev or test sentence: those of at least HELD_MIN_WORDS words anywhere in it, shorter ones
 as the whole sentence) is dropped, and repeats are kept once. Sources, licences in README.md:
 
@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from samba_cli.atomic import write_atomically
-from samba_cli.lm import lm_words
+from samba_cli.decoding.lm import lm_words
 
 SYNTHETIC = Path(__file__).resolve().parent.parent / "synthetic-en"
 HELD_MIN_WORDS = 4  # a held sentence this long is dropped wherever it occurs; a shorter one as a whole line

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from samba_cli.atomic import write_atomically
-from samba_cli.lm import LM_FILE, NgramLM
+from samba_cli.decoding.lm import LM_FILE, NgramLM
 from samba_cli.model.checkpoint import CONFIG_FILE
 
 

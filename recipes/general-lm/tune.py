@@ -5,7 +5,7 @@ runs for each grid point, without attention rescoring, and the WER is scored as 
     python recipes/general-lm/tune.py samba-tiny-en data/amazon-queen/dev.jsonl --cache runs/lm/aq-dev.npz \
         --lm data/general-lm/lm.arpa.gz --weights 0.4,0.5,0.6 --bonuses 1,2,3
 
-The search is the decoder's own (samba_cli.prefix_search.ctc_nbest, beam 64, OOV and lexicon penalties as
+The search is the decoder's own (samba_cli.decoding.prefix_search.ctc_nbest, beam 64, OOV and lexicon penalties as
 given), over each whole clip (`samba eval` cuts long audio at pauses first: for short clips the same). Rescoring
 is left out because it needs the model for every grid point; confirm the chosen values with `samba eval`.
 Use dev manifests only.
@@ -24,9 +24,9 @@ import torch
 
 from samba_cli.api import load_model
 from samba_cli.audio import load_audio
+from samba_cli.decoding.lm import load_lexicon, load_lm
+from samba_cli.decoding.prefix_search import CTCPrefixScorer, ctc_nbest
 from samba_cli.features import log_mel
-from samba_cli.lm import load_lexicon, load_lm
-from samba_cli.prefix_search import CTCPrefixScorer, ctc_nbest
 from samba_cli.train.evaluate import ErrorCounts, count_errors, normalize
 
 BATCH = 16  # utterances encoded together

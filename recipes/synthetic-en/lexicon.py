@@ -4,7 +4,7 @@
         --notice /usr/share/doc/wamerican/copyright
 
 The words (Debian's wamerican: SCOWL's American English list, size 50) are normalised as the decoder will query
-them (samba_cli.lm.lm_words: lower case, letters, digits and inner apostrophes; a line that is not one word is
+them (samba_cli.decoding.lm.lm_words: lower case, letters, digits and inner apostrophes; a line that is not one word is
 dropped), de-duplicated and sorted. The licence notice goes at the top of the file as "#" comment lines, so every
 copy of the list carries it. The file is written gzip-compressed, through a temporary file.
 """
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from samba_cli.atomic import write_atomically
-from samba_cli.lm import Lexicon
+from samba_cli.decoding.lm import Lexicon
 
 
 def main() -> int:
@@ -33,7 +33,7 @@ def main() -> int:
         print(f"{args.words}: no word", file=sys.stderr)
         return 1
     header = [
-        f"# samba-asr lexicon: {len(kept)} words from {args.words.name}, normalised with samba_cli.lm.lm_words"
+        f"# samba-asr lexicon: {len(kept)} words from {args.words.name}, normalised with samba_cli.decoding.lm.lm_words"
     ]
     if args.notice is not None:
         header += [

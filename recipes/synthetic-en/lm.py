@@ -7,7 +7,7 @@ interpolated with a model of general text.
         --tune data/synthetic-en/sentences.dev.txt
 
 The transcripts (each distinct text once) are normalised as the decoder will query them
-(samba_cli.lm.lm_words: lower case, no punctuation), KenLM's lmplz estimates a modified Kneser-Ney model, and the
+(samba_cli.decoding.lm.lm_words: lower case, no punctuation), KenLM's lmplz estimates a modified Kneser-Ney model, and the
 ARPA file is written gzip-compressed, through a temporary file. lmplz is not on PyPI or in Debian: build it from
 the kenlm source distribution with recipes/synthetic-en/build-kenlm.sh, or pass --lmplz.
 
@@ -32,7 +32,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from samba_cli.lm import BOS, EOS, LN10, UNK, Lexicon, NgramLM, lm_words
+from samba_cli.decoding.lm import BOS, EOS, LN10, UNK, Lexicon, NgramLM, lm_words
 
 Ngrams = dict[tuple[str, ...], tuple[float, float]]
 

@@ -11,7 +11,7 @@ writes data/synthetic-en/lm-general.txt. The sources (licences in LICENSES.md):
 - the King James Bible (Debian bible-kjv-text, read through the `bible` program of Debian bible-kjv);
 - Ambrose Bierce's The Devil's Dictionary (Debian dict-devil) and the Jargon File 4.4.7 (Debian dict-jargon).
 
-Each line is a sentence after samba_cli.lm.lm_words (lower case, no punctuation), as the decoder queries the
+Each line is a sentence after samba_cli.decoding.lm.lm_words (lower case, no punctuation), as the decoder queries the
 model. A line that holds a dev or test sentence of the recipe (data/synthetic-en/sentences.{dev,test}.txt, from
 prepare.py) is dropped, so the language model never sees an evaluation sentence. Needs prepare.py's text step
 first; `apt-get install bible-kjv dict-devil dict-jargon`.
@@ -30,7 +30,7 @@ import tarfile
 from pathlib import Path
 
 from samba_cli.atomic import write_atomically
-from samba_cli.lm import lm_words
+from samba_cli.decoding.lm import lm_words
 
 
 def _prepare():

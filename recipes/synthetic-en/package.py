@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from samba_cli.lm import LEXICON_FILE, LM_FILE, Lexicon, NgramLM
+from samba_cli.decoding.lm import LEXICON_FILE, LM_FILE, Lexicon, NgramLM
 from samba_cli.model import SambaASR, load_checkpoint, save_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE
 

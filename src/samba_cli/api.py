@@ -146,7 +146,7 @@ class Transcriber:
         return iter_windows(counted(), options.window)
 
     def _pipeline(self, options: ResolvedOptions) -> Pipeline:
-        key = (pipeline_decoder_frames(self.model, options), options.decode.cuda_graphs)
+        key = (pipeline_decoder_frames(self.model, options.segments), options.decode.cuda_graphs)
         if key not in self._steppers:
             self._steppers[key] = StepperFactory(self.model, *key)
         return Pipeline(self.model, self.tokenizer, options, self._steppers[key])

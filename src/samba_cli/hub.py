@@ -20,8 +20,8 @@ from typing import Literal
 
 import torch
 
-from samba_cli.errors import CheckpointError, HubError, SambaError
 from samba_cli.decoding.lm import LEXICON_FILE, LM_FILE
+from samba_cli.errors import CheckpointError, HubError, SambaError
 from samba_cli.model.checkpoint import (
     CONFIG_FILE,
     MODEL_TYPE,

@@ -310,7 +310,9 @@ def resolve(
     )
 
 
-def resolve_decode(options: DecodeOptions, model: ModelFacts, device: str = "cpu") -> ResolvedDecode:
+def resolve_decode(
+    options: DecodeOptions, model: ModelFacts | None = None, device: str = "cpu"
+) -> ResolvedDecode:
     """The decoding options with every choice made (the part of :func:`resolve` that `samba eval` uses alone):
 
     - ``decoder="auto"``: the metadata's ``default_decoder``, else DEFAULT_DECODER; "ctc" for a model without a
@@ -323,6 +325,8 @@ def resolve_decode(options: DecodeOptions, model: ModelFacts, device: str = "cpu
     - ``ctc.rescore_weight``, ``ctc.attention_beam`` None: the metadata's values, else DEFAULT_*;
     - ``search_workers=0``: one per usable core, at most 4 on the CPU, all but one on CUDA.
 
+    ``model`` None: a model without folder or metadata, with a CTC head.
+
     Then what the search will do is written out: for CTC decoding with a language model, ``beam_size`` 1
     becomes LM_BEAM_SIZE (the CTC beam); attention rescoring (``rescore_weight``) is 0 unless CTC decoding
     runs a beam search, and ``attention_beam`` 0 without rescoring. The language model and lexicon are
@@ -330,6 +334,7 @@ def resolve_decode(options: DecodeOptions, model: ModelFacts, device: str = "cpu
     from samba_cli.decoding.lm import LEXICON_FILE, LM_FILE, load_lexicon, load_lm
     from samba_cli.decoding.pool import auto_search_workers
 
+    model = model or ModelFacts()
     metadata = model.metadata
     decoder = recommended_decoder(metadata) if options.decoder == "auto" else options.decoder
     dataclasses.replace(options, decoder=decoder)  # ValueError: a language model with the attention decoder

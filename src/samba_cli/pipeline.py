@@ -26,7 +26,7 @@ from samba_cli.decoding.stepper import StepperFactory
 from samba_cli.errors import SambaError
 from samba_cli.features import log_mel
 from samba_cli.model import SambaASR
-from samba_cli.options import ResolvedOptions
+from samba_cli.options import ResolvedOptions, SegmentOptions
 from samba_cli.results import Segment
 from samba_cli.segments import FrameSpan, split_segments
 from samba_cli.threads import read_ahead, torch_threads_here
@@ -122,7 +122,7 @@ class Pipeline:
         self.tokenizer = tokenizer
         self.options = options
         self.steppers = steppers or StepperFactory(
-            model, pipeline_decoder_frames(model, options), options.decode.cuda_graphs
+            model, pipeline_decoder_frames(model, options.segments), options.decode.cuda_graphs
         )
         self.frame_seconds = model.config.frame_seconds
         self.builder = SegmentBuilder(tokenizer, model.config, options)
@@ -314,8 +314,7 @@ class Pipeline:
                     yield SourceEvent(item.source, segment)
 
 
-def pipeline_decoder_frames(model: SambaASR, options: ResolvedOptions) -> int:
+def pipeline_decoder_frames(model: SambaASR, segments: SegmentOptions) -> int:
     """Most encoder frames one segment of the pipeline hands the decoder: the longest segment and both attention
     margins (:func:`samba_cli.decoding.decode.decoder_frames`)."""
-    segments = options.segments
     return decoder_frames(model, segments.max_segment_seconds + 2 * segments.attention_margin_seconds)
