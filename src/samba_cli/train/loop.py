@@ -67,7 +67,7 @@ from samba_cli.train.evaluate import ErrorCounts, batch_seconds, count_errors, d
 from samba_cli.train.model_init import initial_model
 from samba_cli.train.objective import decoder_io, joint_loss
 from samba_cli.train.optim import build_optimizer, learning_rate, set_learning_rate
-from samba_cli.train.progress import Reporter, format_metrics
+from samba_cli.train.progress import TrainReporter, format_metrics
 from samba_cli.train.state import STATE_FILE, Position, load_state, run_lock, save_state
 from samba_cli.train.teacher import TeacherTargets
 
@@ -155,7 +155,7 @@ class Trainer:
             NoiseAugment(config.noise_prob, config.noise_snr, config.reverb_prob, config.reverb_rt60),
         )
         self.position = Position()
-        self.reporter = Reporter(config.max_steps, enabled=world.is_main)
+        self.reporter = TrainReporter(config.max_steps, enabled=world.is_main)
         if lookup_line:
             self.reporter.message(lookup_line)
         self.stop_requested = False
