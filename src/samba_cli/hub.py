@@ -4,7 +4,8 @@ A checkpoint (a folder or a Hub repo) holds config.json, model.safetensors, toke
 card. Downloads go through ``huggingface_hub.snapshot_download`` into its cache, so HF_HOME / HF_HUB_CACHE,
 HF_HUB_OFFLINE, HF_TOKEN and HF_ENDPOINT work as they do for every Hub library. Every Hub failure becomes one
 :class:`~samba_cli.errors.HubError` (or :class:`~samba_cli.errors.CheckpointError`) line that names the repo, the
-cause and what to do. Exporting a checkpoint with a model card and uploading it: :mod:`samba_cli.publish`.
+cause and what to do (:mod:`samba_cli.hub_errors`). Exporting a checkpoint with a model card and uploading it:
+:mod:`samba_cli.publish`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import difflib
 import json
 import math
 import os
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -21,7 +21,17 @@ from typing import Literal
 import torch
 
 from samba_cli.decoding.lm import LEXICON_FILE, LM_FILE
-from samba_cli.errors import CheckpointError, HubError, SambaError
+from samba_cli.errors import CheckpointError, HubError
+from samba_cli.hub_errors import (  # noqa: F401 (the exception types are documented as samba_cli.hub's)
+    DownloadError,
+    HubAuthError,
+    HubConnectionError,
+    ModelNotCachedError,
+    ModelNotFoundError,
+    http_client,
+    hub_error,
+    repo_label,
+)
 from samba_cli.model.checkpoint import (
     CONFIG_FILE,
     MODEL_TYPE,
@@ -44,29 +54,8 @@ BUNDLED_DIR = Path(__file__).parent / "assets" / "models"
 BUNDLED_MODELS: dict[str, Path] = {DEFAULT_MODEL: BUNDLED_DIR / DEFAULT_MODEL}
 CARD_TAGS = ("automatic-speech-recognition", "mamba")
 _MAX_HEADER_BYTES = 100_000_000  # safetensors refuses headers above 100 MB
-_TOKEN_HINT = "pass a token with --token, set HF_TOKEN, or run `hf auth login`"
 
 ModelSource = Literal["bundled", "local", "hub"]
-
-
-class ModelNotFoundError(HubError):
-    """The Hub has no such repo, revision or file."""
-
-
-class HubAuthError(HubError):
-    """The repo is private or gated, or the token was refused (HTTP 401/403)."""
-
-
-class ModelNotCachedError(HubError):
-    """Offline (HF_HUB_OFFLINE or local_files_only) and the model is not in the cache."""
-
-
-class HubConnectionError(HubError):
-    """The Hub endpoint cannot be reached and the model is not in the cache."""
-
-
-class DownloadError(HubError):
-    """A download stopped halfway (connection cut, server error, disk error)."""
 
 
 class CorruptCheckpointError(CheckpointError):
@@ -193,7 +182,7 @@ def download_model(
         raise HubError(f"{repo_id}: not a Hub repo id (owner/name)") from exc
     if force and (local_files_only or constants.is_offline_mode()):
         raise HubError(
-            f"{_label(repo_id, revision)}: --force downloads again and needs the network; unset HF_HUB_OFFLINE"
+            f"{repo_label(repo_id, revision)}: --force downloads again and needs the network; unset HF_HUB_OFFLINE"
         )
     try:
         folder = snapshot_download(
@@ -405,20 +394,6 @@ def hub_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
     return Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser()
 
 
-def http_client() -> types.ModuleType:
-    """The HTTP client under huggingface_hub, whose errors a download can raise: httpx2 from huggingface_hub 2.0,
-    httpx in 1.x (.ci/run tests 1.22)."""
-    import huggingface_hub
-
-    if int(huggingface_hub.__version__.split(".")[0]) >= 2:
-        import httpx2
-
-        return httpx2
-    import httpx
-
-    return httpx
-
-
 def _folder_size(folder: Path) -> int | None:
     return sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) if folder.is_dir() else None
 
@@ -430,12 +405,8 @@ def _is_samba_config(path: Path) -> bool:
         return False
 
 
-def _label(repo_id: str, revision: str | None) -> str:
-    return repo_id if revision is None else f"{repo_id}@{revision}"
-
-
 def _model_label(model: ResolvedModel) -> str:
-    return _label(model.model_id, model.revision[:8] if model.revision else None)
+    return repo_label(model.model_id, model.revision[:8] if model.revision else None)
 
 
 def _repair_hint(model: ResolvedModel) -> str:
@@ -447,91 +418,3 @@ def _repair_hint(model: ResolvedModel) -> str:
     if model.source == "bundled":
         return "reinstall samba-asr"
     return "copy or export the checkpoint again"
-
-
-def _short(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    first = next((line for line in lines if line.strip()), "")
-    return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
-
-
-def hub_error(
-    exc: BaseException,
-    repo_id: str,
-    revision: str | None,
-    local_files_only: bool,
-    cache_dir: Path,
-    write: bool = False,
-) -> SambaError:
-    """One line that says what went wrong with ``repo_id`` on the Hub and what to do about it."""
-    from huggingface_hub import constants
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        IncompleteSnapshotError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RemoteEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    http = http_client()
-    label = _label(repo_id, revision)
-    endpoint = constants.ENDPOINT
-    if isinstance(exc, GatedRepoError):
-        return HubAuthError(
-            f"{label}: gated repo on {endpoint}; accept its conditions at {endpoint}/{repo_id}, then {_TOKEN_HINT}"
-        )
-    if isinstance(exc, RepositoryNotFoundError):
-        if exc.response.status_code == 401:
-            return HubAuthError(
-                f"{label}: not found on {endpoint}, or private and no valid token was sent; "
-                f"check the name, or {_TOKEN_HINT}"
-            )
-        return ModelNotFoundError(
-            f"{label}: no such model repo on {endpoint} (and no local folder of that name); check the name"
-        )
-    if isinstance(exc, RevisionNotFoundError):
-        return ModelNotFoundError(
-            f"{label}: {endpoint} has no revision {revision!r}; check the branch, tag or commit"
-        )
-    if isinstance(exc, RemoteEntryNotFoundError):
-        return ModelNotFoundError(f"{label}: a checkpoint file is missing on {endpoint} ({_short(exc)})")
-    if isinstance(exc, HfHubHTTPError):
-        status = exc.response.status_code
-        if status in (401, 403):
-            need = "a token with write access" if write else "a token that can read the repo"
-            return HubAuthError(
-                f"{label}: {endpoint} refused access (HTTP {status}); this needs {need}: {_TOKEN_HINT}"
-            )
-        return DownloadError(
-            f"{label}: {endpoint} answered HTTP {status}; try again later (finished files are kept)"
-        )
-    if isinstance(exc, IncompleteSnapshotError):
-        return ModelNotCachedError(
-            f"{label}: the cached copy is incomplete and {endpoint} cannot be used; "
-            f"run `samba models download {repo_id}` with network access"
-        )
-    if isinstance(exc, LocalEntryNotFoundError):
-        cause = exc.__cause__
-        if local_files_only:
-            return ModelNotCachedError(
-                f"{label}: not in the model cache ({cache_dir}) and downloads are off (--local-files-only); "
-                f"run `samba models download {repo_id}` with network access first"
-            )
-        if isinstance(cause, OfflineModeIsEnabled) or constants.is_offline_mode():
-            return ModelNotCachedError(
-                f"{label}: not in the model cache ({cache_dir}) and downloads are off (HF_HUB_OFFLINE is set); "
-                "unset HF_HUB_OFFLINE to download it"
-            )
-        if isinstance(cause, (HfHubHTTPError, http.HTTPError)):
-            return hub_error(cause, repo_id, revision, local_files_only, cache_dir, write)
-        return HubConnectionError(
-            f"{label}: not in the model cache ({cache_dir}) and {endpoint} cannot be used ({_short(exc)})"
-        )
-    if isinstance(exc, (http.ConnectError, http.TimeoutException, OfflineModeIsEnabled)):
-        return HubConnectionError(
-            f"{label}: cannot reach {endpoint} ({_short(exc)}); check the network, or HF_ENDPOINT if you use a mirror"
-        )
-    return DownloadError(f"{label}: transfer with {endpoint} failed ({_short(exc)}); run the command again")

@@ -25,11 +25,10 @@ from samba_cli.hub import (
     ResolvedModel,
     WeightsSummary,
     format_size,
-    http_client,
     hub_cache_dir,
-    hub_error,
     verify_checkpoint,
 )
+from samba_cli.hub_errors import http_client, hub_error
 from samba_cli.model.checkpoint import MODEL_TYPE, WEIGHTS_FILE, read_config_file
 
 

@@ -11,12 +11,12 @@ Run folder (``TrainConfig.out_dir``)::
     snapshots/step-N/   copies of the weights every keep_every steps (for checkpoint averaging)
     metrics.jsonl       one record per step and per validation
 
-Exact resume: the batch plan of an epoch (ours for JSONL manifests, lhotse's DynamicBucketingSampler for CutSets)
-and every batch's augmentation are functions of (seed, epoch, world size, batch index) only, the learning rate is a
-function of the step, and the state is saved at optimizer-step boundaries with the batches consumed. Resuming from
-state.pt therefore reproduces the losses of an uninterrupted run. When torchrun restarts the job with another
-number of processes (elastic ``--nnodes MIN:MAX``), the interrupted epoch's remaining batches cannot be shared
-out as before: training continues with the next epoch.
+Exact resume: the batch plan of an epoch (ours for JSONL manifests, lhotse's DynamicBucketingSampler for CutSets;
+see :mod:`samba_cli.train.epochs`) and every batch's augmentation are functions of (seed, epoch, world size, batch
+index) only, the learning rate is a function of the step, and the state is saved at optimizer-step boundaries with
+the batches consumed. Resuming from state.pt therefore reproduces the losses of an uninterrupted run. When torchrun
+restarts the job with another number of processes (elastic ``--nnodes MIN:MAX``), the interrupted epoch's
+remaining batches cannot be shared out as before: training continues with the next epoch.
 """
 
 from __future__ import annotations
@@ -28,46 +28,26 @@ import math
 import signal
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from samba_cli.device import resolve_device
-from samba_cli.model import (
-    ModelOutput,
-    save_checkpoint,
-)
+from samba_cli.model import ModelOutput, save_checkpoint
 from samba_cli.options import DecodeOptions, ModelFacts, resolve_decode
 from samba_cli.tokenizer import Tokenizer
-from samba_cli.train.augment import NoiseAugment, SpecAugment
 from samba_cli.train.config import RUNTIME_FIELDS, TrainConfig
-from samba_cli.train.cuts import (
-    CutBatchDataset,
-    EpochBatches,
-    SamplerOptions,
-    is_cutset,
-    open_cuts,
-    read_cut_utterances,
-)
-from samba_cli.train.data import (
-    Augmentation,
-    Batch,
-    BatchDataset,
-    Utterance,
-    plan_batches,
-    read_manifest,
-    shard_batches,
-)
-from samba_cli.train.distill import Student, batch_distill_loss, check_labels, teacher_lookup
+from samba_cli.train.data import Batch
+from samba_cli.train.distill import Student, batch_distill_loss
 from samba_cli.train.distributed import World, close_world, init_world, sum_over_ranks
+from samba_cli.train.epochs import TrainData, groups
 from samba_cli.train.evaluate import ErrorCounts, count_errors, decode_states, normalize
 from samba_cli.train.model_init import initial_model
 from samba_cli.train.objective import decoder_io, joint_loss
 from samba_cli.train.optim import build_optimizer, learning_rate, set_learning_rate
-from samba_cli.train.progress import Reporter, format_metrics
+from samba_cli.train.progress import TrainReporter, format_metrics
 from samba_cli.train.state import STATE_FILE, Position, load_state, run_lock, save_state
 from samba_cli.train.teacher import TeacherTargets
 
@@ -111,53 +91,11 @@ class Trainer:
         if world.size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.trained, device_ids=ids)
-        # A lhotse CutSet is read lazily, batch by batch; a JSONL manifest into memory.
-        self.train_cuts = None
-        self.train_set: list[Utterance] = []
-        if is_cutset(config.train_manifest):
-            if self.teacher is not None:
-                raise ValueError(
-                    f"{config.train_manifest}: distillation needs a JSONL manifest, not a CutSet"
-                )
-            self.train_cuts = open_cuts(config.train_manifest, config.min_duration, config.max_duration)
-        else:
-            self.train_set = [
-                u
-                for u in read_manifest(config.train_manifest)
-                if config.min_duration <= u.duration <= config.max_duration
-            ]
-            if not self.train_set:
-                raise ValueError(f"{config.train_manifest}: no utterances between min and max duration")
-            check_labels(self.train_set, config.train_manifest, self.teacher is not None)
-        self.lookup, lookup_line = None, ""
-        if self.teacher is not None:
-            self.lookup, lookup_line = teacher_lookup(
-                self.train_set, config.train_manifest, self.teacher, self.model_config.subsampling
-            )
-        self.train_tokens = [self.tokenizer.encode(u.text) if u.text else [] for u in self.train_set]
-        self.dev_set: list = []
-        if config.dev_manifest:
-            dev = config.dev_manifest
-            dev_set = read_cut_utterances(dev) if is_cutset(dev) else read_manifest(dev)
-            self.dev_set = [u for u in dev_set if u.text is not None]  # validation needs transcripts
-        self.dev_tokens = [self.tokenizer.encode(u.text) for u in self.dev_set]
-        self.augmentation = Augmentation(
-            config.speeds,
-            SpecAugment(
-                config.freq_masks,
-                config.freq_mask_width,
-                config.time_masks,
-                config.time_mask_width,
-                config.time_mask_ratio,
-                config.freq_warp,
-                config.envelope_db,
-            ),
-            NoiseAugment(config.noise_prob, config.noise_snr, config.reverb_prob, config.reverb_rt60),
-        )
+        self.data = TrainData(config, self.tokenizer, self.model_config, self.teacher)
         self.position = Position()
-        self.reporter = Reporter(config.max_steps, enabled=world.is_main)
-        if lookup_line:
-            self.reporter.message(lookup_line)
+        self.reporter = TrainReporter(config.max_steps, enabled=world.is_main)
+        if self.data.lookup_line:
+            self.reporter.message(self.data.lookup_line)
         self.stop_requested = False
 
     # ----------------------------------------------------------------- run folder
@@ -244,52 +182,6 @@ class Trainer:
             },
         )
 
-    # ----------------------------------------------------------------- data
-
-    def _epoch_shard(self, epoch: int) -> list[tuple[list[int], int]]:
-        """This rank's (batch, augmentation seed) pairs of ``epoch``: the same on every run with the same seed."""
-        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
-        plan = plan_batches(
-            [u.duration for u in self.train_set],
-            self.config.max_batch_seconds,
-            self.config.max_batch_utterances,
-            generator,
-        )
-        seeds = torch.randint(0, 2**62, (len(plan),), generator=generator).tolist()
-        return shard_batches(
-            list(zip(plan, seeds, strict=True)), self.world.rank, self.world.size, self.config.accumulate
-        )
-
-    def _epoch_batches(self, epoch: int, start: int) -> DataLoader:
-        """This rank's batches of ``epoch`` from batch ``start`` on, loaded and featurised by DataLoader workers."""
-        if self.train_cuts is not None:
-            options = SamplerOptions(
-                self.config.max_batch_seconds,
-                self.config.max_batch_utterances,
-                self.config.buckets,
-                self.config.seed,
-            )
-            sampler = EpochBatches(self.train_cuts, options, epoch, self.world.rank, self.world.size, start)
-            dataset = CutBatchDataset(
-                self.config.tokenizer,
-                self.model_config.n_mels,
-                self.model_config.pad_id,
-                self.augmentation,
-            )
-            return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.config.workers)
-        rest = self._epoch_shard(epoch)[start:]
-        dataset = BatchDataset(
-            self.train_set,
-            self.train_tokens,
-            [batch for batch, _ in rest],
-            self.model_config.n_mels,
-            self.model_config.pad_id,
-            self.augmentation,
-            [seed for _, seed in rest],
-            self.lookup,
-        )
-        return DataLoader(dataset, batch_size=None, num_workers=self.config.workers)
-
     # ----------------------------------------------------------------- steps
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -363,15 +255,6 @@ class Trainer:
     def validate(self) -> dict:
         """Loss and greedy WER/CER on this rank's share of the dev set, summed over ranks."""
         self.model.eval()
-        plan = plan_batches(
-            [u.duration for u in self.dev_set],
-            self.config.max_batch_seconds,
-            self.config.max_batch_utterances,
-        )
-        shard = plan[self.world.rank :: self.world.size]
-        dataset = BatchDataset(
-            self.dev_set, self.dev_tokens, shard, self.model_config.n_mels, self.model_config.pad_id
-        )
         sums = {"loss": 0.0, "ctc": 0.0, "attention": 0.0}
         tokens = 0
         ctc_errors, att_errors = ErrorCounts(), ErrorCounts()
@@ -379,7 +262,7 @@ class Trainer:
         greedy_ctc, greedy_attention = (
             resolve_decode(DecodeOptions(decoder=d), ModelFacts()) for d in ("ctc", "attention")
         )
-        for batch in DataLoader(dataset, batch_size=None, num_workers=self.config.workers):
+        for batch in self.data.dev_batches(self.world):
             batch = batch.to(self.device)
             with self._autocast():
                 states, lengths = self.model.encode(batch.features, batch.lengths)
@@ -398,7 +281,7 @@ class Trainer:
             sums["ctc"] += float(losses.ctc) * losses.tokens
             sums["attention"] += float(losses.attention) * losses.tokens
             tokens += losses.tokens
-            references = [normalize(self.dev_set[i].text) for i in batch.indices]
+            references = [normalize(self.data.dev_set[i].text) for i in batch.indices]
             for reference, hyp in zip(references, ctc_hyps, strict=True):
                 ctc_errors += count_errors(reference, normalize(self.tokenizer.decode(hyp)))
             for reference, hyp in zip(references, att_hyps, strict=False):
@@ -420,7 +303,7 @@ class Trainer:
         return record
 
     def _validate_and_keep_best(self) -> None:
-        if not self.dev_set:
+        if not self.data.dev_set:
             return
         record = self.validate()
         wer = min(record["val_wer_ctc"], record.get("val_wer_attention", math.inf))  # the better decoder
@@ -469,15 +352,15 @@ class Trainer:
         self.reporter.message(
             f"model {config.init_from or config.preset}: {self.model.num_parameters() / 1e6:.2f}M parameters, vocab "
             f"{self.model_config.vocab_size}, device {self.device}, {self.world.size} process(es); "
-            f"{f'{len(self.train_set)} training utterances' if self.train_set else config.train_manifest}, "
-            f"{len(self.dev_set)} dev"
+            f"{f'{len(self.data.train_set)} training utterances' if self.data.train_set else config.train_manifest}, "
+            f"{len(self.data.dev_set)} dev"
         )
         done_at_start = self.position.step
         audio_seconds = 0.0
         started = time.perf_counter()
         while self.position.step < config.max_steps:
             trained = False
-            batches = self._epoch_batches(self.position.epoch, self.position.batch)
+            batches = self.data.epoch_batches(self.position.epoch, self.position.batch, self.world)
             for group, epoch_done in groups(batches, config.accumulate):
                 trained = True
                 record = self._train_step(group)
@@ -521,19 +404,6 @@ class Trainer:
         self.reporter.message(f"done: {self.position.step} steps; weights in {self.run_dir / 'checkpoint'}")
         self.reporter.close()
         return self.run_dir
-
-
-def groups(batches: Iterable[Batch], size: int) -> Iterator[tuple[list[Batch], bool]]:
-    """Consecutive groups of ``size`` batches (an epoch's last group may be smaller), each with whether it is the
-    last; one batch is looked ahead to know."""
-    iterator = iter(batches)
-    upcoming = next(iterator, None)
-    while upcoming is not None:
-        group: list[Batch] = []
-        while upcoming is not None and len(group) < size:
-            group.append(upcoming)
-            upcoming = next(iterator, None)
-        yield group, upcoming is None
 
 
 def train(config: TrainConfig, on_step: StepHook | None = None) -> Path:

@@ -16,7 +16,7 @@ def format_metrics(metrics: dict) -> str:
     return " | ".join(parts)
 
 
-class Reporter:
+class TrainReporter:
     """Shows training progress on the main rank; silent on the others."""
 
     def __init__(self, total_steps: int, enabled: bool = True) -> None:
