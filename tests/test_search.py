@@ -422,7 +422,7 @@ def test_ctc_searches_run_beside_the_attention_beam_search(monkeypatch):
         _ctc(beam_size=4, lm=None, rescore_weight=1.0, attention_beam=2), max_repeats=100
     )
     searched_in, started = [], threading.Event()
-    candidates, nbest = search.ctc_candidates, search.beam_search_nbest
+    candidates, nbest = search.ctc_candidates, search.search_segments
 
     def searching(*args, **kwargs):
         searched_in.append(threading.current_thread())
@@ -434,19 +434,11 @@ def test_ctc_searches_run_beside_the_attention_beam_search(monkeypatch):
         return nbest(*args, **kwargs)
 
     monkeypatch.setattr(search, "ctc_candidates", searching)
-    monkeypatch.setattr(search, "beam_search_nbest", beam_search_after_a_search_started)
+    monkeypatch.setattr(search, "search_segments", beam_search_after_a_search_started)
     decoded = ctc_decode(model, segments, options, pieces)
     assert searched_in and threading.current_thread() not in searched_in
-    monkeypatch.setattr(search, "beam_search_nbest", nbest)
-    found = nbest(
-        model,
-        states,
-        lengths,
-        [max(1, math.ceil(n * TINY.frame_seconds * options.max_tokens_per_second)) for _, n, _ in segments],
-        beam_size=2,
-        length_penalty=1.0,
-        max_repeats=options.max_repeats,
-    )
+    monkeypatch.setattr(search, "search_segments", nbest)
+    found = nbest(model, [(memory, n) for _, n, memory in segments], 2, options)
     reference = [
         ctc_search_ref(
             lp,

@@ -12,6 +12,7 @@ import torch
 from samba_cli.align import TokenSpan
 from samba_cli.decoding.stepper import EagerStepper, MakeStepper, Stepper
 from samba_cli.model import ModelConfig, SambaASR
+from samba_cli.options import ResolvedDecode
 
 
 @dataclass(frozen=True)
@@ -91,30 +92,9 @@ def greedy_search(
     return [Hypothesis(tuple(t), tuple(lp), sum(lp)) for t, lp in zip(out, logps, strict=True)]
 
 
-def beam_search(
-    model: SambaASR,
-    states: torch.Tensor,
-    lengths: torch.Tensor,
-    max_tokens: list[int],
-    *,
-    beam_size: int,
-    length_penalty: float,
-    max_repeats: int,
-    make_stepper: MakeStepper | None = None,
-) -> list[Hypothesis]:
-    """Batched beam search: B segments x ``beam_size`` hypotheses share one decoder state of batch B * beam;
-    scores are divided by (length ** ``length_penalty``); ``max_repeats`` as for :func:`greedy_search`."""
-    found = beam_search_nbest(
-        model,
-        states,
-        lengths,
-        max_tokens,
-        beam_size=beam_size,
-        length_penalty=length_penalty,
-        max_repeats=max_repeats,
-        make_stepper=make_stepper,
-    )
-    return [hyps[0] for hyps in found]
+def beam_search(*args, **kwargs) -> list[Hypothesis]:
+    """:func:`beam_search_nbest` (same arguments), the best hypothesis of each segment."""
+    return [hyps[0] for hyps in beam_search_nbest(*args, **kwargs)]
 
 
 @torch.inference_mode()
@@ -129,7 +109,9 @@ def beam_search_nbest(
     max_repeats: int,
     make_stepper: MakeStepper | None = None,
 ) -> list[list[Hypothesis]]:
-    """:func:`beam_search`, returning each segment's finished hypotheses, best first."""
+    """Batched beam search: B segments x ``beam_size`` hypotheses share one decoder state of batch B * beam; each
+    segment's finished hypotheses, best first. Scores are divided by (length ** ``length_penalty``);
+    ``max_repeats`` as for :func:`greedy_search`."""
     cfg = model.config
     batch, beam = states.shape[0], beam_size
     device = states.device
@@ -228,3 +210,34 @@ def attention_logprobs(
         <= torch.tensor([len(c) for c in candidates], device=states.device)[:, None]
     )
     return logp.masked_fill(~valid, 0.0).sum(-1).tolist()
+
+
+def search_segments(
+    model: SambaASR,
+    segments: list[tuple[torch.Tensor, int]],
+    beam_size: int,
+    options: ResolvedDecode,
+    make_stepper: MakeStepper | None = None,
+) -> list[list[Hypothesis]]:
+    """Attention decoding of segments, each (encoder states (T, D) the decoder reads, frames of the segment
+    itself), batched: greedy for ``beam_size`` 1 (one hypothesis each), else beam search (the finished ones, best
+    first); a hypothesis is at most ``max_tokens_per_second`` times the segment's seconds long."""
+    states = torch.nn.utils.rnn.pad_sequence([s for s, _ in segments], batch_first=True)
+    lengths = torch.tensor([s.shape[0] for s, _ in segments], device=states.device)
+    per_second = options.max_tokens_per_second * model.config.frame_seconds
+    max_tokens = [max(1, math.ceil(frames * per_second)) for _, frames in segments]
+    if beam_size == 1:
+        found = greedy_search(
+            model, states, lengths, max_tokens, max_repeats=options.max_repeats, make_stepper=make_stepper
+        )
+        return [[hyp] for hyp in found]
+    return beam_search_nbest(
+        model,
+        states,
+        lengths,
+        max_tokens,
+        beam_size=beam_size,
+        length_penalty=options.length_penalty,
+        max_repeats=options.max_repeats,
+        make_stepper=make_stepper,
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -15,7 +14,7 @@ from functools import partial
 import torch
 
 from samba_cli.align import forced_align
-from samba_cli.decoding.attention import Hypothesis, attention_logprobs, beam_search_nbest
+from samba_cli.decoding.attention import Hypothesis, attention_logprobs, search_segments
 from samba_cli.decoding.pool import PARALLEL_SEARCH_MIN_SEGMENTS, give_up_pools, search_pool
 from samba_cli.decoding.prefix_search import ctc_candidates, make_scorer, with_candidates
 from samba_cli.decoding.stepper import MakeStepper
@@ -208,20 +207,7 @@ def _attention_candidates(
     ctc = options.ctc
     if not (ctc.rescore_weight > 0 and ctc.attention_beam > 0 and segments):
         return [[] for _ in segments]
-    states = torch.nn.utils.rnn.pad_sequence([s for _, _, s in segments], batch_first=True)
-    lengths = torch.tensor([s.shape[0] for _, _, s in segments], device=states.device)
-    seconds = [n * model.config.frame_seconds for _, n, _ in segments]
-    max_tokens = [max(1, math.ceil(s * options.max_tokens_per_second)) for s in seconds]
-    return beam_search_nbest(
-        model,
-        states,
-        lengths,
-        max_tokens,
-        beam_size=ctc.attention_beam,
-        length_penalty=options.length_penalty,
-        max_repeats=options.max_repeats,
-        make_stepper=make_stepper,
-    )
+    return search_segments(model, [(s, n) for _, n, s in segments], ctc.attention_beam, options, make_stepper)
 
 
 @functools.cache

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from samba_cli.decoding.attention import Hypothesis, beam_search, greedy_search
+from samba_cli.decoding.attention import Hypothesis, search_segments
 from samba_cli.decoding.ctc import ctc_decode
 from samba_cli.decoding.stepper import MakeStepper
 from samba_cli.model import SambaASR
@@ -40,26 +40,8 @@ def decode(
         return ctc_decode(
             model, [(s.ctc, s.frames, s.states) for s in segments], options, pieces, make_stepper
         )
-    lengths = torch.tensor([s.states.shape[0] for s in segments], device=segments[0].states.device)
-    padded = torch.nn.utils.rnn.pad_sequence([s.states for s in segments], batch_first=True)
-    max_tokens = [
-        max(1, math.ceil(s.frames * model.config.frame_seconds * options.max_tokens_per_second))
-        for s in segments
-    ]
-    if options.beam_size == 1:
-        return greedy_search(
-            model, padded, lengths, max_tokens, max_repeats=options.max_repeats, make_stepper=make_stepper
-        )
-    return beam_search(
-        model,
-        padded,
-        lengths,
-        max_tokens,
-        beam_size=options.beam_size,
-        length_penalty=options.length_penalty,
-        max_repeats=options.max_repeats,
-        make_stepper=make_stepper,
-    )
+    attention = [(s.states, s.frames) for s in segments]
+    return [hyps[0] for hyps in search_segments(model, attention, options.beam_size, options, make_stepper)]
 
 
 def decoder_frames(model: SambaASR, seconds: float) -> int:
