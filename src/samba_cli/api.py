@@ -19,13 +19,14 @@ from samba_cli.model import SambaASR, load_checkpoint
 from samba_cli.model.checkpoint import TOKENIZER_FILE, read_config_file
 from samba_cli.options import ModelFacts, ResolvedOptions, TranscribeOptions, recommended_decoder, resolve
 from samba_cli.pipeline import FLUSH, Pipeline, SourceEvent, pipeline_decoder_frames
-from samba_cli.results import Segment, TranscriptionInfo
+from samba_cli.results import LiveUpdate, Segment, TranscriptionInfo
 from samba_cli.tokenizer import Tokenizer
-from samba_cli.windows import Window, iter_windows
+from samba_cli.windows import Gap, Window, iter_windows
 
 logger = logging.getLogger(__name__)
 
 AudioInput = str | os.PathLike | np.ndarray | Iterable[np.ndarray]  # what transcribe() accepts
+LIVE_BLOCK_SECONDS = 0.25  # a live stream is read in blocks of at most this much audio, as it arrives
 
 
 class Transcriber:
@@ -109,6 +110,44 @@ class Transcriber:
 
         return self._pipeline(options).run_sources(sources()), infos
 
+    def transcribe_live(
+        self,
+        audio: AudioInput,
+        options: TranscribeOptions | ResolvedOptions | None = None,
+        source: str | None = None,
+        **overrides,
+    ) -> tuple[Iterator[LiveUpdate], TranscriptionInfo]:
+        """Transcribe a stream as it comes: ``audio`` as for :meth:`transcribe` (a path, ``"-"``, a named pipe,
+        or an iterable of sample blocks that arrive over time). Returns a lazy iterator of
+        :class:`~samba_cli.results.LiveUpdate` and the info object.
+
+        Audio is read as it arrives; a window is closed at the first pause after ``window_seconds - margin`` or
+        at ``window_seconds`` (never waiting for later audio), its segments are decoded at once, and each segment
+        is given as soon as no later audio can change it: each update holds the segments final since the last
+        one and how far the stream has been transcribed (``until``), so a consumer knows when nothing earlier can
+        come. The last update is ``final``. When decoding falls more than two windows behind the stream (which
+        is taken to arrive in real time), it goes on with greedy CTC until it has caught up, and says so once
+        (a warning of the ``samba_cli`` logger). :func:`samba_cli.audio.stop_reading` (from a signal handler)
+        ends the stream there: what was read is transcribed and given."""
+        options = self._resolved(options, overrides)
+        info = self._info(source or _name(audio), options)
+        pipeline = self._pipeline(options, live=True)
+        windows = self._windows(audio, info, options, live=True)
+
+        def updates() -> Iterator[LiveUpdate]:
+            segments: list[Segment] = []
+            for event in pipeline.run_sources([windows]):
+                if event.error is not None:
+                    raise event.error
+                if event.segment is not None:
+                    segments.append(event.segment)
+                elif event.until is not None:
+                    yield LiveUpdate(tuple(segments), event.until)
+                    segments = []
+            yield LiveUpdate(tuple(segments), info.duration, final=True)
+
+        return updates(), info
+
     def _resolved(
         self, options: TranscribeOptions | ResolvedOptions | None, overrides: dict
     ) -> ResolvedOptions:
@@ -128,28 +167,32 @@ class Transcriber:
         )
 
     def _windows(
-        self, audio: AudioInput, info: TranscriptionInfo, options: ResolvedOptions
-    ) -> Iterator[Window]:
-        """The input's windows, lazily; media is opened on the first ``next`` and ``info.duration`` counts up."""
+        self, audio: AudioInput, info: TranscriptionInfo, options: ResolvedOptions, live: bool = False
+    ) -> Iterator[Window | Gap]:
+        """The input's windows, lazily; media is opened on the first ``next`` and ``info.duration`` counts up.
+        ``live``: media is read as it arrives and cut without waiting (see :func:`iter_windows`)."""
 
         def counted() -> Iterator[np.ndarray]:
             if isinstance(audio, np.ndarray):
                 blocks: Iterable[np.ndarray] = [np.asarray(audio, dtype=np.float32).reshape(-1)]
             elif isinstance(audio, (str, os.PathLike)):
-                blocks = iter_audio(os.fspath(audio))
+                path = os.fspath(audio)
+                blocks = iter_audio(path, LIVE_BLOCK_SECONDS, live=True) if live else iter_audio(path)
             else:
                 blocks = audio
+            samples = 0
             for block in blocks:
-                info.duration += len(block) / SAMPLE_RATE
+                samples += len(block)
+                info.duration = samples / SAMPLE_RATE  # counted in samples: exact, as the windows' times
                 yield block
 
-        return iter_windows(counted(), options.window)
+        return iter_windows(counted(), options.window, live=live)
 
-    def _pipeline(self, options: ResolvedOptions) -> Pipeline:
+    def _pipeline(self, options: ResolvedOptions, live: bool = False) -> Pipeline:
         key = (pipeline_decoder_frames(self.model, options.segments), options.decode.cuda_graphs)
         if key not in self._steppers:
             self._steppers[key] = StepperFactory(self.model, *key)
-        return Pipeline(self.model, self.tokenizer, options, self._steppers[key])
+        return Pipeline(self.model, self.tokenizer, options, self._steppers[key], live=live)
 
 
 def _name(audio: AudioInput) -> str:

@@ -69,7 +69,9 @@ def ffmpeg_path() -> str:
         ) from error
 
 
-def iter_audio(source: str | os.PathLike[str], block_seconds: float = 30.0) -> Iterator[np.ndarray]:
+def iter_audio(
+    source: str | os.PathLike[str], block_seconds: float = 30.0, live: bool = False
+) -> Iterator[np.ndarray]:
     """Decode ``source`` to float32 mono 16 kHz and yield it in blocks.
 
     Args:
@@ -77,9 +79,13 @@ def iter_audio(source: str | os.PathLike[str], block_seconds: float = 30.0) -> I
             regular file (a named pipe, ``/dev/fd/N`` from a shell's process substitution, a device) is read by
             this process and fed to ffmpeg as standard input is: it is read once, from its start, by nobody else.
         block_seconds: the length of each yielded block; the last one is shorter.
+        live: yield what ffmpeg has decoded as soon as it has (blocks of at most ``block_seconds``), and run
+            ffmpeg in a session of its own, so that a Ctrl-C at the terminal reaches this process only, which
+            then ends the input with :func:`stop_reading` and keeps what was read.
 
     Yields:
-        (N,) float32 blocks, nominally in [-1, 1], N = round(block_seconds * 16000) except for the last one.
+        (N,) float32 blocks, nominally in [-1, 1], N = round(block_seconds * 16000) except for the last one
+        (live: 1 <= N <= that).
 
     Raises:
         InputNotFoundError, NotAFileError, EmptyAudioError: at call time, for a missing path, a directory or
@@ -94,19 +100,34 @@ def iter_audio(source: str | os.PathLike[str], block_seconds: float = 30.0) -> I
     block_samples = max(1, round(block_seconds * SAMPLE_RATE))
     name = os.fspath(source)
     if name == STDIN:
-        return _iter_ffmpeg(STDIN, block_samples)
+        return _iter_ffmpeg(STDIN, block_samples, live)
     path = Path(name)
     if not path.exists():
         raise InputNotFoundError(name, "no such file")
     if path.is_dir():
         raise NotAFileError(name, "is a directory, not a media file")
     if is_stream(name):
-        return _iter_ffmpeg(name, block_samples)
+        return _iter_ffmpeg(name, block_samples, live)
     if path.stat().st_size == 0:
         raise EmptyAudioError(name, "the file is empty (0 bytes)")
     if _is_plain_16k_mono(path):
         return _iter_soundfile(path, name, block_samples)
-    return _iter_ffmpeg(name, block_samples)
+    return _iter_ffmpeg(name, block_samples, live)
+
+
+_STOP = threading.Event()  # set by stop_reading(): the inputs being read end here
+
+
+def stop_reading() -> None:
+    """End every input being read as if it ended now: each reader stops before its next block (a stream's
+    after the block it waits for) and ffmpeg is stopped; what was read stays valid (no error). For a live run's
+    Ctrl-C, from a signal handler; :func:`reset_reading` arms the readers again."""
+    _STOP.set()
+
+
+def reset_reading() -> None:
+    """Undo :func:`stop_reading` for the inputs opened from now on."""
+    _STOP.clear()
 
 
 def is_stream(source: str | os.PathLike[str]) -> bool:
@@ -145,7 +166,7 @@ def _iter_soundfile(path: Path, name: str, block_samples: int) -> Iterator[np.nd
         with sf.SoundFile(str(path)) as file:
             # libsndfile counts the frames that are there; its notes say when the header declared more
             truncated = _TRUNCATED.search(file.extra_info)
-            while True:
+            while not _STOP.is_set():
                 block = file.read(block_samples, dtype="float32")
                 if block.size == 0:
                     break
@@ -163,9 +184,9 @@ def _iter_soundfile(path: Path, name: str, block_samples: int) -> Iterator[np.nd
         )
 
 
-def _start_ffmpeg(name: str, stdin: bool) -> subprocess.Popen:
+def _start_ffmpeg(name: str, stdin: bool, own_session: bool = False) -> subprocess.Popen:
     """Start ffmpeg decoding ``name`` (or, with ``stdin``, what is written to its stdin) to f32le mono 16 kHz on
-    its stdout."""
+    its stdout; with ``own_session``, out of reach of the terminal's Ctrl-C."""
     stream = ffmpeg.input("pipe:" if stdin else f"file:{os.path.abspath(name)}")
     stream = stream.output(
         "pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=SAMPLE_RATE, vn=None, sn=None, dn=None
@@ -174,14 +195,21 @@ def _start_ffmpeg(name: str, stdin: bool) -> subprocess.Popen:
     if not stdin:
         stream = stream.global_args("-nostdin")
     try:
-        return stream.run_async(cmd=ffmpeg_path(), pipe_stdin=stdin, pipe_stdout=True, pipe_stderr=True)
+        return subprocess.Popen(
+            stream.compile(cmd=ffmpeg_path()),
+            stdin=subprocess.PIPE if stdin else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=own_session,
+        )
     except OSError as error:
         raise FFmpegNotFoundError(f"cannot run ffmpeg at {ffmpeg_path()}: {error}") from error
 
 
-def _iter_ffmpeg(name: str, block_samples: int) -> Iterator[np.ndarray]:
-    """Run ffmpeg on ``name`` and yield (block_samples,) float32 blocks read from its stdout. Standard input and
-    other streams (:func:`is_stream`) are read here and fed to ffmpeg's stdin."""
+def _iter_ffmpeg(name: str, block_samples: int, live: bool = False) -> Iterator[np.ndarray]:
+    """Run ffmpeg on ``name`` and yield (block_samples,) float32 blocks read from its stdout (live: what has been
+    decoded, up to that). Standard input and other streams (:func:`is_stream`) are read here and fed to ffmpeg's
+    stdin."""
     streamed = is_stream(name)
     source = None
     if streamed and name != STDIN:
@@ -189,17 +217,26 @@ def _iter_ffmpeg(name: str, block_samples: int) -> Iterator[np.ndarray]:
             source = open(name, "rb", buffering=0)  # noqa: SIM115 - closed by the feeder
         except OSError as error:
             raise DecodeError(name, f"cannot open the input ({error.strerror or error})") from error
-    process = _start_ffmpeg(name, streamed)
+    process = _start_ffmpeg(name, streamed, own_session=live)
     stderr = _StderrDrain(process.stderr)
     feeder = _StdinFeeder(process.stdin, source) if streamed else None
     total = 0
+    carry = bytearray()  # live: the bytes of a sample split between two reads
+    stopped = False
     try:
         while True:
-            block = _read_block(process.stdout, block_samples)
+            if _STOP.is_set():
+                stopped = True
+                break
+            block = _read_available(process.stdout, block_samples, carry) if live else None
+            if block is None:
+                block = _read_block(process.stdout, block_samples)
             if block.size == 0:
                 break
             total += block.size
             yield block
+        if stopped:
+            return
         returncode = process.wait()
         stderr.join()
     finally:
@@ -213,6 +250,21 @@ def _iter_ffmpeg(name: str, block_samples: int) -> Iterator[np.ndarray]:
     if feeder is not None and feeder.bytes_fed == 0:
         raise EmptyAudioError(name, "standard input is empty" if name == STDIN else "the input is empty")
     _check_result(name, returncode, list(stderr.lines), total, streamed)
+
+
+def _read_available(stream, block_samples: int, carry: bytearray) -> np.ndarray:
+    """What one read of ``stream`` gives, up to ``block_samples`` f32le samples, as (N,) float32; N is 0 only at
+    end of stream. Bytes of a sample cut by the read wait in ``carry`` for the next one."""
+    while True:
+        chunk = stream.read1(block_samples * _BYTES_PER_SAMPLE)
+        if not chunk:
+            return np.zeros(0, dtype=np.float32)
+        carry += chunk
+        whole = len(carry) - len(carry) % _BYTES_PER_SAMPLE
+        if whole:
+            block = np.frombuffer(bytes(carry[:whole]), dtype="<f4").copy()
+            del carry[:whole]
+            return block
 
 
 def _read_block(stream, block_samples: int) -> np.ndarray:
@@ -263,6 +315,7 @@ class _StdinFeeder(threading.Thread):
             while chunk := source.read(_STDIN_CHUNK):
                 self.bytes_fed += len(chunk)
                 self.pipe.write(chunk)
+                self.pipe.flush()  # a live source's bytes reach ffmpeg as they come
         except (OSError, ValueError):
             pass  # ffmpeg stopped reading (it failed, or the generator was closed): its exit status tells
         finally:

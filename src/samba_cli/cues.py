@@ -89,13 +89,55 @@ def build_cues(
     ``duration`` (seconds of the source, when known) is the latest time a cue may end. A word of punctuation
     alone joins the word before it (or after it), so no cue is punctuation only.
     """
-    pause = to_milliseconds(options.pause_seconds)
-    timed: list[tuple[int, int, tuple[str, ...]]] = []  # (start ms, end ms, lines)
-    for segment in segments:
-        for run in _split_at_pauses(_joined(_tokens(segment)), pause):
-            for cue in _split_run(run, options, pause):
-                timed.append((cue[0].start, max(t.end for t in cue), _wrap(cue, options, pause)))
+    timed = [cue for segment in segments for cue in _timed(segment, options)]
     return _retime(timed, options, None if duration is None else to_milliseconds(duration))
+
+
+class CueStream:
+    """:func:`build_cues` for segments that come one after the other (a live transcript): each cue is given as
+    soon as no later segment can change it, and the cues given in the end are exactly ``build_cues`` of all the
+    segments with the source's duration.
+
+    A cue's timing depends on the next cue only (overlaps, ``min_gap``, a short cue's extension into the free
+    time after it). So a cue is final once the next one exists, and the last one once the stream has been
+    transcribed far enough past its end (``until``) that no later cue could reach it: no later segment starts
+    before ``until``."""
+
+    def __init__(self, options: CueOptions = CueOptions()) -> None:
+        self.options = options
+        self.timed: list[tuple[int, int, tuple[str, ...]]] = []  # every segment's cues so far, untimed
+        self.given = 0  # cues given so far
+
+    def add(self, segments: Iterable[Segment]) -> None:
+        for segment in segments:
+            self.timed.extend(_timed(segment, self.options))
+
+    def take(self, until: float | None = None, duration: float | None = None) -> list[Cue]:
+        """The cues that have become final, in order: those with a next cue, and the last one when ``until``
+        (seconds; no later segment starts before it) is past its end by ``min_gap``; ``until`` None: the stream
+        has ended (``duration`` as for :func:`build_cues`), every cue is final."""
+        ended = until is None
+        cues = _retime(
+            list(self.timed), self.options, to_milliseconds(duration) if ended and duration else None
+        )
+        ready = len(cues)
+        if not ended and cues:
+            gap = to_milliseconds(self.options.min_gap)
+            if to_milliseconds(until) < to_milliseconds(cues[-1].end) + gap:
+                ready -= 1
+        out = cues[self.given : ready]
+        self.given = max(self.given, ready)
+        return out
+
+
+def _timed(segment: Segment, options: CueOptions) -> list[tuple[int, int, tuple[str, ...]]]:
+    """One segment's cues before retiming: (start ms, end ms, lines), in order."""
+    pause = to_milliseconds(options.pause_seconds)
+    return [
+        (cue[0].start, max(t.end for t in cue), _wrap(cue, options, pause))
+        for run in _split_at_pauses(_joined(_tokens(segment)), pause)
+        for cue in _split_run(run, options, pause)
+    ]
 
 
 def _spells(text: str) -> bool:

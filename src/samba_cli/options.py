@@ -396,6 +396,23 @@ def resolve_decode(
     )
 
 
+def fastest_decode(options: ResolvedDecode, ctc_head: bool = True) -> ResolvedDecode:
+    """The fastest decoding there is with the same limits: greedy CTC without language model or rescoring (greedy
+    attention for a model without a CTC head). What a live run falls back to when it cannot keep up."""
+    ctc = ResolvedCTC(
+        lm=None,
+        lm_weight=DEFAULT_LM_WEIGHT,
+        word_bonus=DEFAULT_WORD_BONUS,
+        oov_penalty=DEFAULT_OOV_PENALTY,
+        lexicon=None,
+        lexicon_penalty=DEFAULT_LEXICON_PENALTY,
+        rescore_weight=0.0,
+        attention_beam=0,
+    )
+    decoder: Literal["attention", "ctc"] = "ctc" if ctc_head else "attention"
+    return dataclasses.replace(options, decoder=decoder, beam_size=1, ctc=ctc)
+
+
 # -- reflection over the option tree -------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,13 +27,13 @@ from samba_cli.decoding.stepper import StepperFactory
 from samba_cli.errors import SambaError
 from samba_cli.features import log_mel
 from samba_cli.model import SambaASR
-from samba_cli.options import ResolvedOptions, SegmentOptions
+from samba_cli.options import ResolvedDecode, ResolvedOptions, SegmentOptions, fastest_decode
 from samba_cli.results import Segment
 from samba_cli.segments import FrameSpan, split_segments
 from samba_cli.threads import read_ahead, torch_threads_here
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.transcript import CutJoiner, SegmentBuilder
-from samba_cli.windows import Window
+from samba_cli.windows import Gap, Window
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +49,20 @@ FLUSH = _Flush()
 
 @dataclass(frozen=True)
 class SourceEvent:
-    """One result of :meth:`Pipeline.run_sources`. Events come in source order: a source's segments, then its end."""
+    """One result of :meth:`Pipeline.run_sources`. Events come in source order: a source's segments, then its end.
+    A live pipeline also gives progress events (``until``) between them."""
 
     source: int  # position of the source among the inputs
     segment: Segment | None = None  # the source's next non-empty segment; None: the source has ended
     error: SambaError | None = None  # at the end: why the source failed (segments given for it are void)
+    # live only, on an event without segment: every segment of the source that starts before this many seconds
+    # has been given (the stream has been read and transcribed up to here); the source goes on
+    until: float | None = None
 
     @property
     def done(self) -> bool:
         """The source ended without error: all its segments have been given."""
-        return self.segment is None and self.error is None
+        return self.segment is None and self.error is None and self.until is None
 
 
 @dataclass
@@ -79,9 +84,17 @@ class _End:
 
 
 @dataclass(frozen=True)
+class _Mark:
+    """Live: the end of a window (or of a stretch without speech), queued behind its segments."""
+
+    source: int
+    until: float  # seconds of the source read and cut into windows
+
+
+@dataclass(frozen=True)
 class _Encoded:
-    # an encoder batch's segments and the source ends among its windows, in order
-    items: list[_Pending | _End]
+    # an encoder batch's segments and the source ends among its windows (live: marks), in order
+    items: list[_Pending | _End | _Mark]
 
 
 @dataclass(frozen=True)
@@ -117,7 +130,12 @@ class Pipeline:
         tokenizer: Tokenizer,
         options: ResolvedOptions,
         steppers: StepperFactory | None = None,
+        live: bool = False,
     ) -> None:
+        r"""``live``: windows (and :class:`~samba_cli.windows.Gap`\ s) are encoded one at a time and their
+        segments decoded at once, each followed by a progress event (:attr:`SourceEvent.until`); when the
+        decoding falls behind the stream, it goes on with the fastest decoding until it has caught up
+        (:class:`LiveClock`)."""
         self.model = model
         self.tokenizer = tokenizer
         self.options = options
@@ -127,6 +145,7 @@ class Pipeline:
         self.frame_seconds = model.config.frame_seconds
         self.builder = SegmentBuilder(tokenizer, model.config, options)
         self.param = next(model.parameters())
+        self.clock = LiveClock(options, model.ctc_head is not None) if live else None
 
     @torch.inference_mode()
     def encode_windows(self, windows: list[Window], sources: list[int] | None = None) -> list[list[_Pending]]:
@@ -167,9 +186,8 @@ class Pipeline:
         return out
 
     def decode_batch(self, batch: list[_Pending]) -> list[Hypothesis]:
-        return decode(
-            self.model, [p.encoded for p in batch], self.options.decode, self.tokenizer.pieces, self.steppers
-        )
+        options = self.options.decode if self.clock is None else self.clock.decoding
+        return decode(self.model, [p.encoded for p in batch], options, self.tokenizer.pieces, self.steppers)
 
     def to_segments(self, index: int, pending: _Pending, hyp: Hypothesis) -> list[Segment]:
         """The hypothesis of one decoded span as Segments numbered from ``index`` (:class:`SegmentBuilder`)."""
@@ -189,14 +207,15 @@ class Pipeline:
         segments that a window cut split are given joined (:class:`CutJoiner`)."""
         joiner = CutJoiner(self.options.segments)
         for event in self._decoded_sources(sources):
-            ready = (
-                joiner.end(event.source)
-                if event.segment is None
-                else joiner.push(event.source, event.segment)
-            )
+            if event.until is not None:
+                ready = joiner.passed(event.source, event.until)
+            elif event.segment is None:
+                ready = joiner.end(event.source)
+            else:
+                ready = joiner.push(event.source, event.segment)
             if ready is not None:
                 yield SourceEvent(event.source, ready)
-            if event.segment is None:  # the source's end
+            if event.segment is None:  # the source's end, or live progress
                 yield event
 
     def _decoded_sources(self, sources: Iterable[Iterable[Window] | _Flush]) -> Iterator[SourceEvent]:
@@ -211,6 +230,8 @@ class Pipeline:
         back). With :func:`encoder_threads`, sources are read and encoded in a thread ahead of the decoding.
         """
         threads = encoder_threads(self.param.device)
+        if self.clock is not None:
+            self.clock.start()
         if not threads:
             events = self._encoded_sources(sources)
         else:  # the windows of the next sources are read and encoded in a thread while these decode
@@ -219,7 +240,9 @@ class Pipeline:
                 self._encoded_sources(sources, torch_threads=threads),
                 2 * max(2, math.ceil(ENCODED_AHEAD_SECONDS / batch)),
             )
-        queue: deque[_Pending | _End] = deque()  # segments for the decoder, with source ends in order
+        queue: deque[_Pending | _End | _Mark] = (
+            deque()
+        )  # segments for the decoder, source ends and marks in order
         counts: dict[int, int] = {}  # segments given so far per source
         for event in events:
             if isinstance(event, _Encoded):
@@ -241,6 +264,10 @@ class Pipeline:
         waiting: list[tuple[int, Window] | _End] = []  # windows for the encoder, with source ends in order
         source = -1
         for windows in sources:
+            if self.clock is not None and windows is not FLUSH:
+                source += 1
+                yield from self._encoded_live(source, windows)
+                continue
             if windows is FLUSH:
                 yield _Encoded(self._encode(waiting))
                 waiting = []
@@ -265,6 +292,22 @@ class Pipeline:
         yield _Encoded(self._encode(waiting))
         yield _Decode(final=True)
 
+    def _encoded_live(
+        self, source: int, windows: Iterable[Window | Gap]
+    ) -> Iterator[_Encoded | _Dropped | _Decode]:
+        """The encoder's side of a live source: each window encoded alone and decoded at once, then a mark."""
+        error = None
+        try:
+            for window in windows:
+                items = [] if isinstance(window, Gap) else self._encode([(source, window)])
+                yield _Encoded([*items, _Mark(source, window.source_end)])
+                yield _Decode(final=True)
+        except SambaError as exc:
+            error = exc
+            yield _Dropped(source)
+        yield _Encoded([_End(source, error)])
+        yield _Decode(final=True)
+
     def _encode(self, waiting: list[tuple[int, Window] | _End]) -> list[_Pending | _End]:
         """Encode the waiting windows in one batch; their segments and the source ends, in order."""
         items = [w for w in waiting if not isinstance(w, _End)]
@@ -282,21 +325,20 @@ class Pipeline:
         for item in queue:
             if isinstance(item, _End):
                 ends.append((count, seconds))
-            else:
+            elif isinstance(item, _Pending):
                 count += 1
                 seconds += item.span.length * self.frame_seconds
         waited = [before for before, at in ends if seconds - at >= self.options.end_wait_seconds]
         return max(waited, default=0)
 
     def _drain(
-        self, queue: deque[_Pending | _End], counts: dict[int, int], final: bool
+        self, queue: deque[_Pending | _End | _Mark], counts: dict[int, int], final: bool
     ) -> Iterator[SourceEvent]:
         """Decode full batches (and, when ``final``, the last partial one) from the queue's front; give events."""
         batch_size = self.options.decode.batch_size
         while True:
-            while queue and isinstance(queue[0], _End):
-                end = queue.popleft()
-                yield SourceEvent(end.source, error=end.error)
+            while queue and not isinstance(queue[0], _Pending):
+                yield self._passed(queue.popleft())
             batch = [p for p in queue if isinstance(p, _Pending)][:batch_size]
             if len(batch) < batch_size and not final:
                 batch = batch[: self._overdue(queue)]
@@ -305,13 +347,69 @@ class Pipeline:
             hyps = dict(zip(map(id, batch), self.decode_batch(batch), strict=True))
             while hyps:
                 item = queue.popleft()
-                if isinstance(item, _End):
-                    yield SourceEvent(item.source, error=item.error)
+                if not isinstance(item, _Pending):
+                    yield self._passed(item)
                     continue
                 segments = self.to_segments(counts.get(item.source, 0), item, hyps.pop(id(item)))
                 counts[item.source] = counts.get(item.source, 0) + len(segments)
                 for segment in segments:
                     yield SourceEvent(item.source, segment)
+
+    def _passed(self, item: _End | _Mark) -> SourceEvent:
+        """The event of a source end or of a live mark at the queue's front."""
+        if isinstance(item, _End):
+            return SourceEvent(item.source, error=item.error)
+        if self.clock is not None:
+            self.clock.passed(item.until)
+        return SourceEvent(item.source, until=item.until)
+
+
+class LiveClock:
+    """How far a live run is behind its stream, and the decoding that keeps it from falling further behind.
+
+    The stream is taken to arrive in real time from the start of the run. When the transcript of the stream up
+    to second ``until`` is out more than LIVE_BEHIND_WINDOWS windows' length after ``until`` seconds of the
+    run, decoding switches to the fastest there is (greedy CTC without a language model, or greedy attention for
+    a model without a CTC head) and says so once on stderr; it switches back once the delay is under one window
+    again. Each window's delay is logged at INFO (``-v``)."""
+
+    def __init__(self, options: ResolvedOptions, ctc_head: bool) -> None:
+        self.normal = options.decode
+        self.fast = fastest_decode(options.decode, ctc_head)
+        self.window = options.window.window_seconds
+        self.began = time.monotonic()
+        self.behind = False  # decoding with ``fast``
+        self.warned = False
+        self.delays: list[float] = []  # seconds behind the stream after each window
+
+    def start(self) -> None:
+        self.began = time.monotonic()
+
+    @property
+    def decoding(self) -> ResolvedDecode:
+        return self.fast if self.behind else self.normal
+
+    def passed(self, until: float) -> None:
+        delay = time.monotonic() - self.began - until
+        self.delays.append(delay)
+        logger.info("live: %.1f s of the stream transcribed, %.1f s behind it", until, max(delay, 0.0))
+        if not self.behind and delay > LIVE_BEHIND_WINDOWS * self.window and self.fast != self.normal:
+            self.behind = True
+            if not self.warned:
+                self.warned = True
+                logger.warning(
+                    "live: %.1f s behind the stream; decoding with greedy %s and no language model until it "
+                    "has caught up",
+                    delay,
+                    self.fast.decoder.upper() if self.fast.decoder == "ctc" else "attention",
+                )
+        elif self.behind and delay < self.window:
+            self.behind = False
+            logger.info("live: caught up (%.1f s behind); back to the chosen decoding", max(delay, 0.0))
+
+
+# a live run decodes with the fastest decoding while it is more than this many window lengths behind the stream
+LIVE_BEHIND_WINDOWS = 2.0
 
 
 def pipeline_decoder_frames(model: SambaASR, segments: SegmentOptions) -> int:

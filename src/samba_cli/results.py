@@ -34,3 +34,14 @@ class TranscriptionInfo:
     model: str  # model id (Hub repo, local folder or bundled name)
     revision: str | None  # Hub revision (commit) when known
     options: dict[str, Any] = field(default_factory=dict)  # the options used, as plain JSON values
+
+
+@dataclass(frozen=True)
+class LiveUpdate:
+    """What a live transcription (``Transcriber.transcribe_live``) gives after each window of the stream."""
+
+    segments: tuple[Segment, ...]  # the segments final since the last update, in order
+    until: (
+        float  # seconds of the stream read and transcribed: every segment that starts before has been given
+    )
+    final: bool = False  # the stream has ended (or was stopped): nothing follows

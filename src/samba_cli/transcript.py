@@ -139,6 +139,15 @@ class CutJoiner:
         self.held[source] = dataclasses.replace(segment, id=number)
         return previous
 
+    def passed(self, source: int, until: float) -> Segment | None:
+        """``source`` has been transcribed up to ``until`` seconds (live): its held segment when no later segment
+        (each starts at ``until`` or after) could still be joined to it, else None."""
+        held = self.held.get(source)
+        if held is None:
+            return None
+        end = max(held.end, held.words[-1].end if held.words else held.end)
+        return self.held.pop(source) if until - end >= self.pause else None
+
     def end(self, source: int) -> Segment | None:
         """``source`` has ended (or nothing more can join its last segment): its held segment, if any."""
         return self.held.pop(source, None)

@@ -37,7 +37,7 @@ FRAME_MS = FRAME_SAMPLES * 1000 / SAMPLE_RATE  # 32.0 ms per frame
 _SILERO_CONTEXT = 64  # samples of the previous frame that silero prepends to each frame
 _SILERO_HIDDEN = 128  # LSTM width of the silero 16 kHz model
 _FRONT_END_BATCH = 4096  # frames per front-end call, bounds the activation memory
-_HYSTERESIS = 0.15  # speech ends below threshold - this (silero's own rule)
+HYSTERESIS = 0.15  # speech ends below threshold - this (silero's own rule)
 _SILENCE_DB = -100.0  # level of digital silence, dBFS (keeps log10 finite)
 
 # EnergyDetector constants: speech is energy well above a slowly rising noise floor.
@@ -227,7 +227,7 @@ def speech_regions(
     """
     ms = SAMPLE_RATE // 1000
     total = len(probs) * FRAME_SAMPLES if num_samples is None else num_samples
-    off = max(threshold - _HYSTERESIS, 0.01)
+    off = max(threshold - HYSTERESIS, 0.01)
     raw: list[tuple[int, int]] = []
     start: int | None = None
     for frame, prob in enumerate(np.asarray(probs, dtype=np.float64).tolist()):

@@ -26,6 +26,7 @@ from samba_cli.options import WindowOptions
 from samba_cli.vad import (
     FRAME_MS,
     FRAME_SAMPLES,
+    HYSTERESIS,
     EnergyDetector,
     SpeechDetector,
     default_detector,
@@ -104,11 +105,21 @@ class Window:
     source_end: float  # seconds: the cut that closes it, or the end of the source
 
 
+@dataclass(frozen=True)
+class Gap:
+    """A stretch of a live stream without speech (live windowing gives it where a window would be): the stream
+    has been read up to ``source_end`` and nothing in it is to be transcribed."""
+
+    source_start: float  # seconds
+    source_end: float  # seconds
+
+
 def iter_windows(
     blocks: Iterable[np.ndarray],
     options: WindowOptions = WindowOptions(),
     detector: SpeechDetector | None = None,
-) -> Iterator[Window]:
+    live: bool = False,
+) -> Iterator[Window | Gap]:
     """Cut a stream of 16 kHz mono blocks into long windows at quiet points.
 
     Args:
@@ -116,13 +127,17 @@ def iter_windows(
         options: window length, cut margin and VAD settings.
         detector: the speech detector; by default silero-vad (energy fallback) with VAD on, energy with VAD off.
             It is reset before use.
+        live: cut without looking past the window length, so that no window waits for audio after it: a window
+            is closed at the first pause (smoothed speech probability below the VAD's end threshold) once it
+            is ``window_seconds - margin`` long, else at the quietest point of its last ``margin`` seconds once
+            it is ``window_seconds`` long. Stretches without speech are given as :class:`Gap`.
 
     Yields:
-        Windows in source order. With VAD on, a window without speech is not yielded.
+        Windows in source order. With VAD on, a window without speech is not yielded (live: a Gap instead).
     """
     if detector is None:
         detector = default_detector() if options.vad else EnergyDetector()
-    cutter = _Cutter(options, detector)
+    cutter = _Cutter(options, detector, live)
     for block in blocks:
         yield from cutter.push(np.asarray(block, dtype=np.float32).reshape(-1))
     yield from cutter.finish()
@@ -165,14 +180,17 @@ class _Queue:
 class _Cutter:
     """The state of :func:`iter_windows`: the samples from the current window start, and their frame analysis."""
 
-    def __init__(self, options: WindowOptions, detector: SpeechDetector) -> None:
+    def __init__(self, options: WindowOptions, detector: SpeechDetector, live: bool = False) -> None:
         self.options = options  # the window settings
         self.detector = detector  # speech probabilities for each new frame
+        self.live = live  # cut without looking past the nominal window length (see iter_windows)
         self.window = max(1, round(options.window_seconds * SAMPLE_RATE / FRAME_SAMPLES))  # frames
         margin = round(options.margin * SAMPLE_RATE / FRAME_SAMPLES)
         self.margin = min(margin, self.window - 1)  # frames a cut may move either way
         self.smooth = max(1, round(options.speech_pad_ms / FRAME_MS))  # half-width of the cut score, frames
-        self.held = self.window + self.margin + self.smooth  # frames analysed before a cut is decided
+        # frames analysed before a cut is decided: the cut's range and the half-width of its score
+        self.held = self.window + (0 if live else self.margin) + self.smooth
+        self.pause = options.vad_threshold - HYSTERESIS  # live: a smoothed probability below this is a pause
         self.samples = _Queue(self.held * FRAME_SAMPLES)  # samples from the current window start
         self.probs = _Queue(self.held)  # (frames,) speech probability of each analysed frame
         self.levels = _Queue(self.held)  # (frames,) dBFS of each analysed frame
@@ -185,14 +203,23 @@ class _Cutter:
         """Add (N,) samples and yield every window that can now be cut."""
         self.samples.append(block)
         self._analyse(len(self.samples) - (len(self.samples) - self.analysed) % FRAME_SAMPLES)
-        while len(self.probs) >= self.held:
-            yield from self._take(self._quietest(self.window + self.margin) * FRAME_SAMPLES)
+        while True:
+            frames = len(self.probs)
+            if frames >= self.held:
+                cut, _ = self._quietest(self.held - self.smooth)
+            elif self.live and frames - self.smooth >= self.window - self.margin:
+                cut, prob = self._quietest(frames - self.smooth)
+                if prob >= self.pause:  # no pause yet: wait for more audio
+                    return
+            else:
+                return
+            yield from self._take(cut * FRAME_SAMPLES)
 
     def finish(self) -> Iterator[Window]:
         """Analyse the last partial frame and yield the remaining windows."""
         self._analyse(len(self.samples))
-        while len(self.probs) > self.window + self.margin:
-            yield from self._take(self._quietest(self.window + self.margin) * FRAME_SAMPLES)
+        while len(self.probs) > self.held - self.smooth:
+            yield from self._take(self._quietest(self.held - self.smooth)[0] * FRAME_SAMPLES)
         if len(self.samples):
             yield from self._take(len(self.samples))
 
@@ -204,8 +231,9 @@ class _Cutter:
             self.levels.append(frame_levels_db(fresh))
             self.analysed = end
 
-    def _quietest(self, last: int) -> int:
-        """The frame edge in [window - margin, last] with the lowest (smoothed probability, energy, distance)."""
+    def _quietest(self, last: int) -> tuple[int, float]:
+        """The frame edge in [window - margin, last] with the lowest (smoothed probability, energy, distance),
+        and its smoothed speech probability."""
         probs, levels = self.probs.view(), self.levels.view()
         edges = np.arange(self.window - self.margin, last + 1)
         lo = np.clip(edges - self.smooth, 0, probs.size)
@@ -216,7 +244,7 @@ class _Cutter:
         prob = np.floor((prob_sums[hi] - prob_sums[lo]) / span / _PROB_STEP)
         level = (level_sums[hi] - level_sums[lo]) / span
         best = np.lexsort((np.abs(edges - self.window), level, prob))[0]
-        return int(edges[best])
+        return int(edges[best]), float(prob[best] * _PROB_STEP)
 
     def _take(self, cut: int) -> Iterator[Window]:
         """Yield the window made of samples [0, cut) (if it has speech) and drop them."""
@@ -263,6 +291,8 @@ class _Cutter:
             self.index += 1
         else:
             logger.debug("window %.2f-%.2f s: no speech, skipped", source_start, source_end)
+            if self.live:
+                yield Gap(source_start, source_end)
         self.samples.drop(cut)
         self.probs.drop(frames)
         self.levels.drop(frames)

@@ -1,9 +1,10 @@
-"""Transcript writers for txt, srt, vtt, json and tsv, looked up by format name in :data:`WRITERS`.
+"""Transcript writers for txt, srt, vtt, json, jsonl and tsv, looked up by format name in :data:`WRITERS`.
 
 Every writer writes text to a stream the caller opened; :func:`write_file` opens the stream (UTF-8 without a
 BOM, ``\\n`` newlines) so that a file is either written whole or left as it was. Times are rounded to the
-nearest millisecond by :func:`samba_cli.cues.to_milliseconds` in every format. The formats are described in
-docs/output-formats.md.
+nearest millisecond by :func:`samba_cli.cues.to_milliseconds` in every format. :class:`LiveWriter` writes the
+same text piece by piece while a live transcript grows (every format but json, which is one document). The
+formats are described in docs/output-formats.md.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol, TextIO
 
 from samba_cli.atomic import write_atomically
-from samba_cli.cues import Cue, CueOptions, build_cues, to_milliseconds
+from samba_cli.cues import Cue, CueOptions, CueStream, build_cues, to_milliseconds
 from samba_cli.results import Segment, TranscriptionInfo
 
 JSON_SCHEMA_VERSION = 1  # bump when a JSON field changes meaning or goes away
@@ -71,6 +72,54 @@ def _vtt_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+# -- one item of each format, shared by the whole-file and the live writers ---------------------------------------
+
+VTT_HEADER = "WEBVTT\n\n"
+TSV_HEADER = "start\tend\ttext\n"
+
+
+def _txt_line(segment: Segment) -> str:
+    return f"{_one_line(segment.text)}\n"
+
+
+def _srt_cue(number: int, cue: Cue) -> str:
+    return f"{number}\n{_timing(cue, ',')}\n{cue.text}\n\n"
+
+
+def _vtt_cue(cue: Cue) -> str:
+    return f"{_timing(cue, '.')}\n{_vtt_escape(cue.text)}\n\n"
+
+
+def _tsv_row(segment: Segment) -> str:
+    start, end = to_milliseconds(segment.start), to_milliseconds(segment.end)
+    return f"{start}\t{end}\t{_one_line(segment.text)}\n"
+
+
+def _json_segment(segment: Segment) -> dict[str, Any]:
+    """A segment as the JSON formats give it (json's ``segments`` items, jsonl's lines)."""
+    return {
+        "id": segment.id,
+        "start": _seconds(segment.start),
+        "end": _seconds(segment.end),
+        "text": segment.text,
+        "avg_logprob": _score(segment.avg_logprob),
+        "no_speech_prob": _score(segment.no_speech_prob),
+        "words": [
+            {
+                "text": word.text,
+                "start": _seconds(word.start),
+                "end": _seconds(word.end),
+                "probability": _score(word.probability),
+            }
+            for word in segment.words
+        ],
+    }
+
+
+def _jsonl_line(segment: Segment) -> str:
+    return json.dumps(_json_segment(segment), ensure_ascii=False, allow_nan=False) + "\n"
+
+
 @dataclass(frozen=True)
 class TxtWriter:
     """Plain text, one segment per line."""
@@ -79,7 +128,7 @@ class TxtWriter:
 
     def write(self, segments: Sequence[Segment], info: TranscriptionInfo, stream: TextIO) -> None:
         for segment in segments:
-            stream.write(f"{_one_line(segment.text)}\n")
+            stream.write(_txt_line(segment))
 
 
 @dataclass(frozen=True)
@@ -91,7 +140,7 @@ class SrtWriter:
 
     def write(self, segments: Sequence[Segment], info: TranscriptionInfo, stream: TextIO) -> None:
         for number, cue in enumerate(build_cues(segments, self.cue_options, _duration(info)), start=1):
-            stream.write(f"{number}\n{_timing(cue, ',')}\n{cue.text}\n\n")
+            stream.write(_srt_cue(number, cue))
 
 
 @dataclass(frozen=True)
@@ -102,9 +151,9 @@ class VttWriter:
     cue_options: CueOptions = field(default_factory=CueOptions)  # how words become cues and lines
 
     def write(self, segments: Sequence[Segment], info: TranscriptionInfo, stream: TextIO) -> None:
-        stream.write("WEBVTT\n\n")
+        stream.write(VTT_HEADER)
         for cue in build_cues(segments, self.cue_options, _duration(info)):
-            stream.write(f"{_timing(cue, '.')}\n{_vtt_escape(cue.text)}\n\n")
+            stream.write(_vtt_cue(cue))
 
 
 @dataclass(frozen=True)
@@ -123,26 +172,7 @@ class JsonWriter:
             "language": LANGUAGE,
             "options": info.options,
             "text": " ".join(segment.text for segment in segments if segment.text),
-            "segments": [
-                {
-                    "id": segment.id,
-                    "start": _seconds(segment.start),
-                    "end": _seconds(segment.end),
-                    "text": segment.text,
-                    "avg_logprob": _score(segment.avg_logprob),
-                    "no_speech_prob": _score(segment.no_speech_prob),
-                    "words": [
-                        {
-                            "text": word.text,
-                            "start": _seconds(word.start),
-                            "end": _seconds(word.end),
-                            "probability": _score(word.probability),
-                        }
-                        for word in segment.words
-                    ],
-                }
-                for segment in segments
-            ],
+            "segments": [_json_segment(segment) for segment in segments],
         }
         json.dump(document, stream, ensure_ascii=False, indent=2, allow_nan=False)
         stream.write("\n")
@@ -155,10 +185,20 @@ class TsvWriter:
     extension: ClassVar[str] = "tsv"
 
     def write(self, segments: Sequence[Segment], info: TranscriptionInfo, stream: TextIO) -> None:
-        stream.write("start\tend\ttext\n")
+        stream.write(TSV_HEADER)
         for segment in segments:
-            start, end = to_milliseconds(segment.start), to_milliseconds(segment.end)
-            stream.write(f"{start}\t{end}\t{_one_line(segment.text)}\n")
+            stream.write(_tsv_row(segment))
+
+
+@dataclass(frozen=True)
+class JsonlWriter:
+    """JSON Lines: one object per segment, with the fields of the json format's segments (no run metadata)."""
+
+    extension: ClassVar[str] = "jsonl"
+
+    def write(self, segments: Sequence[Segment], info: TranscriptionInfo, stream: TextIO) -> None:
+        for segment in segments:
+            stream.write(_jsonl_line(segment))
 
 
 WRITERS: dict[str, Writer] = {
@@ -166,8 +206,48 @@ WRITERS: dict[str, Writer] = {
     "srt": SrtWriter(),
     "vtt": VttWriter(),
     "json": JsonWriter(),
+    "jsonl": JsonlWriter(),
     "tsv": TsvWriter(),
 }
+LIVE_FORMATS = (
+    "txt",
+    "srt",
+    "vtt",
+    "jsonl",
+    "tsv",
+)  # json is one document: it cannot be written piece by piece
+
+
+class LiveWriter:
+    """The text of one format written piece by piece as a live transcript grows (:class:`~samba_cli.results.
+    LiveUpdate`); the pieces joined are what the whole-file writer gives for the same segments and duration."""
+
+    def __init__(self, name: str, cue_options: CueOptions | None = None) -> None:
+        if name not in LIVE_FORMATS:
+            raise ValueError(
+                f"{name} cannot be written live (one document); use one of {', '.join(LIVE_FORMATS)}"
+            )
+        self.name = name
+        self.cues = CueStream(cue_options or CueOptions()) if name in ("srt", "vtt") else None
+        self.numbered = 0  # srt cues written
+
+    def begin(self) -> str:
+        """The text before the first segment (a header)."""
+        return {"vtt": VTT_HEADER, "tsv": TSV_HEADER}.get(self.name, "")
+
+    def add(self, segments: Sequence[Segment], until: float | None, duration: float | None = None) -> str:
+        """The text of what has become final with ``segments`` added: a stream transcribed up to ``until``
+        seconds (None: ended, ``duration`` seconds long)."""
+        if self.cues is None:
+            line = {"txt": _txt_line, "tsv": _tsv_row, "jsonl": _jsonl_line}[self.name]
+            return "".join(line(segment) for segment in segments)
+        self.cues.add(segments)
+        cues = self.cues.take(until, duration if duration else None)
+        if self.name == "vtt":
+            return "".join(_vtt_cue(cue) for cue in cues)
+        text = "".join(_srt_cue(self.numbered + k, cue) for k, cue in enumerate(cues, start=1))
+        self.numbered += len(cues)
+        return text
 
 
 def get_writer(name: str, cue_options: CueOptions | None = None) -> Writer:

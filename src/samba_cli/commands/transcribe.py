@@ -30,6 +30,7 @@ from samba_cli.commands.options import (
 )
 from samba_cli.decoding.lm import LEXICON_FILE, LM_FILE
 from samba_cli.errors import BackendError, OptionError
+from samba_cli.live import run_live
 from samba_cli.planning import (
     Existing,
     PlanError,
@@ -83,6 +84,14 @@ def transcribe_command(
     pipeline: PipelineArgs,
     window: WindowArgs,
     cues: CueArgs,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Write each segment as soon as it is final, reading the input as it arrives (a stream, a pipe, "
+            "a capture device through ffmpeg); one input; jsonl instead of json",
+        ),
+    ] = False,
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads for torch", show_default="torch's choice")
     ] = None,
@@ -91,7 +100,7 @@ def transcribe_command(
         int, typer.Option("--verbose", "-v", count=True, help="More detail: -v info, -vv debug")
     ] = 0,
 ) -> None:
-    """Transcribe media files, folders, globs or standard input to txt, srt, vtt, json or tsv.
+    """Transcribe media files, folders, globs or standard input to txt, srt, vtt, json, jsonl or tsv.
 
     Writes OUTPUT_DIR/NAME.FORMAT for each input; folder inputs are mirrored under OUTPUT_DIR.
 
@@ -101,6 +110,7 @@ def transcribe_command(
       samba transcribe talk.mp3 -f srt,vtt
       samba transcribe recordings/ -r -o transcripts --skip-existing
       ffmpeg -i video.mp4 -f mp3 - | samba transcribe - -f srt -o - > subs.srt
+      ffmpeg -i https://example.org/radio -f mp3 - | samba transcribe - --live -f srt -o -
     """
     formats, extensions = media.formats(), media.extensions()
     cue_options = cues.options()
@@ -119,6 +129,14 @@ def transcribe_command(
         )
     except PlanError as error:
         raise typer.BadParameter(str(error)) from None
+    if live:
+        if "json" in formats:
+            raise typer.BadParameter(
+                "json is one document and cannot be written live: use jsonl (one segment per line)",
+                param_hint="'-f' / '--output-format'",
+            )
+        if len(work.tasks) + len(work.settled) > 1:
+            raise typer.BadParameter("--live transcribes one input (a stream, a pipe, a device or a file)")
 
     console = Console(stderr=True)
     reporter = make_reporter(console, quiet=quiet, verbose=verbose > 0)
@@ -158,7 +176,10 @@ def transcribe_command(
                     )
                     reporter.note(f"using the model's language model {own} (turn it off with --lm none)")
             stdout = sys.stdout.buffer if to_stdout else None
-            summary = run_batch(work, reporter, runner, stdout=stdout, estimate_duration=not quiet)
+            if live and runner is not None:
+                summary = run_live(work.tasks[0], transcriber, runner.options, cue_options, reporter, stdout)
+            else:
+                summary = run_batch(work, reporter, runner, stdout=stdout, estimate_duration=not quiet)
         except KeyboardInterrupt:
             raise typer.Exit(EXIT_INTERRUPTED) from None
     if summary.stdout_closed:  # what is left in stdout's buffer cannot be written: drop it quietly at exit
