@@ -211,9 +211,10 @@ def test_plan_stdout_rules():
     one = plan(_discovery("a"), ("srt",), None)
     assert one.tasks[0].outputs[0].path is None
     assert len(plan(_discovery("a", "b"), ("txt",), None).tasks) == 2
+    assert len(plan(_discovery("a", "b"), ("jsonl",), None).tasks) == 2  # lines concatenate as well
     with pytest.raises(PlanError, match="one format"):
         plan(_discovery("a"), ("txt", "srt"), None)
-    with pytest.raises(PlanError, match="works for txt only"):
+    with pytest.raises(PlanError, match="works for txt and jsonl only"):
         plan(_discovery("a", "b"), ("srt",), None)
 
 

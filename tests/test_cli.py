@@ -251,7 +251,7 @@ def test_usage_errors_about_inputs(model, speech, tmp_path):
     copy = tmp_path / "copy.wav"
     copy.write_bytes(speech.read_bytes())
     several = transcribe(model, speech, copy, "-f", "srt", "-o", "-")
-    assert several.exit_code == 2 and "works for txt only" in several.stderr
+    assert several.exit_code == 2 and "works for txt and jsonl only" in several.stderr
     (tmp_path / "speech.mp3").write_bytes(b"x")
     (tmp_path / "speech.wav").write_bytes(speech.read_bytes())
     clash = transcribe(model, tmp_path / "speech.wav", tmp_path / "speech.mp3", "-o", tmp_path / "out")

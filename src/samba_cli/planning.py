@@ -30,6 +30,10 @@ VIDEO_EXTENSIONS = frozenset({
 # fmt: on
 DEFAULT_EXTENSIONS = AUDIO_EXTENSIONS | VIDEO_EXTENSIONS
 STDIN_STEM = "stdin"  # output name of the transcript of standard input
+CONCATENABLE = (
+    "txt",
+    "jsonl",
+)  # formats whose transcripts of several inputs can go to stdout one after the other
 GLOB_CHARS = re.compile(r"[*?[]")
 
 
@@ -209,7 +213,7 @@ def plan(
     """Decide every output before any work.
 
     ``output_dir=None`` writes to standard output: exactly one format, and more than one input file only for
-    ``txt`` (the transcripts are concatenated; subtitle, JSON and TSV documents cannot be). Raises
+    ``txt`` and ``jsonl`` (the transcripts are concatenated; subtitle, JSON and TSV documents cannot be). Raises
     :class:`PlanError` for those cases and when two inputs would write the same file (compared without case,
     for case-insensitive file systems).
     """
@@ -221,9 +225,9 @@ def plan(
             raise PlanError(
                 f"-o - writes one format to standard output, not {len(formats)} ({', '.join(formats)})"
             )
-        if len(jobs) > 1 and formats[0] != "txt":
+        if len(jobs) > 1 and formats[0] not in CONCATENABLE:
             raise PlanError(
-                f"-o - with {len(jobs)} input files works for txt only: {formats[0]} documents cannot be "
+                f"-o - with {len(jobs)} input files works for txt and jsonl only: {formats[0]} documents cannot be "
                 "concatenated; write them to a folder with -o DIR"
             )
         tasks = tuple(Task(job, (Output(formats[0], None),)) for job in jobs)
