@@ -100,15 +100,15 @@ def test_json_cannot_be_written_live():
         LiveWriter("json")
 
 
-def test_the_joiner_gives_a_held_segment_once_nothing_can_join_it():
+def test_live_segments_are_not_held_for_joins():
     from samba_cli.options import SegmentOptions
 
-    joiner = CutJoiner(SegmentOptions(break_pause_seconds=0.8))
-    held = Segment(7, 1.0, 2.0, "a", (Word("a", 1.0, 2.0, 1.0),))
-    assert joiner.push(0, held) is None
-    assert joiner.passed(0, 2.3) is None  # a segment starting at 2.3 would still join it (pause < 0.4)
-    given = joiner.passed(0, 2.45)
-    assert given is not None and given.id == 0 and given.text == "a"
+    joiner = CutJoiner(SegmentOptions(), join=False)
+    first = Segment(7, 1.0, 2.0, "a", (Word("a", 1.0, 2.0, 1.0),))
+    given = joiner.push(0, first)
+    assert given is not None and given.id == 0  # numbered, given at once
+    second = joiner.push(0, Segment(3, 2.05, 3.0, "b", (Word("b", 2.05, 3.0, 1.0),)))
+    assert second is not None and (second.id, second.text) == (1, "b")  # 0.05 s apart, still not joined
     assert joiner.end(0) is None
 
 

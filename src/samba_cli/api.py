@@ -122,10 +122,10 @@ class Transcriber:
         :class:`~samba_cli.results.LiveUpdate` and the info object.
 
         Audio is read as it arrives; a window is closed at the first pause after ``window_seconds - margin`` or
-        at ``window_seconds`` (never waiting for later audio), its segments are decoded at once, and each segment
-        is given as soon as no later audio can change it: each update holds the segments final since the last
-        one and how far the stream has been transcribed (``until``), so a consumer knows when nothing earlier can
-        come. The last update is ``final``. When decoding falls more than two windows behind the stream (which
+        at ``window_seconds`` (never waiting for later audio), and its segments are decoded and given at once
+        (unlike :meth:`transcribe`, segments that a window cut splits are not joined): each update holds the
+        segments of one window and how far the stream has been transcribed (``until``), so a consumer knows when
+        nothing earlier can come. The last update is ``final``. When decoding falls more than two windows behind the stream (which
         is taken to arrive in real time), it goes on with greedy CTC until it has caught up, and says so once
         (a warning of the ``samba_cli`` logger). :func:`samba_cli.audio.stop_reading` (from a signal handler)
         ends the stream there: what was read is transcribed and given."""

@@ -205,10 +205,10 @@ class Pipeline:
     def run_sources(self, sources: Iterable[Iterable[Window] | _Flush]) -> Iterator[SourceEvent]:
         """Several sources, each an iterable of its windows, read one after the other -> events in source order;
         segments that a window cut split are given joined (:class:`CutJoiner`)."""
-        joiner = CutJoiner(self.options.segments)
+        joiner = CutJoiner(self.options.segments, join=self.clock is None)  # live: final at its window's end
         for event in self._decoded_sources(sources):
-            if event.until is not None:
-                ready = joiner.passed(event.source, event.until)
+            if event.until is not None:  # live progress: nothing is held (no joins)
+                ready = None
             elif event.segment is None:
                 ready = joiner.end(event.source)
             else:

@@ -115,9 +115,11 @@ class CutJoiner:
     A source's last segment is held until its next one (or its end) shows whether the two are one: a segment
     followed by the next one of its source after less than half ``break_pause_seconds`` of silence between their
     words (what a cut inside speech leaves) is given joined with it, unless together they would last longer than
-    ``max_segment_seconds``. Segment ids count the segments given per source."""
+    ``max_segment_seconds``. Segment ids count the segments given per source. With ``join=False`` (live: a
+    segment is final when its window ends) segments are only numbered and given at once."""
 
-    def __init__(self, options: SegmentOptions) -> None:
+    def __init__(self, options: SegmentOptions, join: bool = True) -> None:
+        self.join = join
         # the words at a cut carry up to a VAD pad of silence each (and the first word of a window starts
         # early): half the break pause tells a cut inside speech from one in a pause
         self.pause = options.break_pause_seconds / 2
@@ -128,7 +130,12 @@ class CutJoiner:
         self.given: dict[int, int] = {}  # per source, segments numbered so far
 
     def push(self, source: int, segment: Segment) -> Segment | None:
-        """Take ``source``'s next segment; give back its previous one when that is complete, else None."""
+        """Take ``source``'s next segment; give back its previous one when that is complete, else None (without
+        joining: the segment itself, numbered)."""
+        if not self.join:
+            number = self.given.get(source, 0)
+            self.given[source] = number + 1
+            return dataclasses.replace(segment, id=number)
         previous = self.held.pop(source, None)
         joined = None if previous is None else join_across_cut(previous, segment, self.pause, self.longest)
         if joined is not None:
@@ -138,15 +145,6 @@ class CutJoiner:
         self.given[source] = number + 1
         self.held[source] = dataclasses.replace(segment, id=number)
         return previous
-
-    def passed(self, source: int, until: float) -> Segment | None:
-        """``source`` has been transcribed up to ``until`` seconds (live): its held segment when no later segment
-        (each starts at ``until`` or after) could still be joined to it, else None."""
-        held = self.held.get(source)
-        if held is None:
-            return None
-        end = max(held.end, held.words[-1].end if held.words else held.end)
-        return self.held.pop(source) if until - end >= self.pause else None
 
     def end(self, source: int) -> Segment | None:
         """``source`` has ended (or nothing more can join its last segment): its held segment, if any."""
