@@ -277,8 +277,8 @@ def test_missing_file(tmp_path):
 def test_closing_early_kills_ffmpeg(speech, monkeypatch):
     started = []
 
-    def spy(name: str, stdin: bool) -> subprocess.Popen:
-        started.append(start(name, stdin))
+    def spy(name: str, stdin: bool, own_session: bool = False) -> subprocess.Popen:
+        started.append(start(name, stdin, own_session))
         return started[-1]
 
     start = audio._start_ffmpeg

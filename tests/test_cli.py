@@ -90,7 +90,7 @@ def test_every_format(model, speech, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        f"speech.{e}" for e in ("json", "srt", "tsv", "txt", "vtt")
+        f"speech.{e}" for e in ("json", "jsonl", "srt", "tsv", "txt", "vtt")
     ]
     document = json.loads((tmp_path / "speech.json").read_text())
     assert document["segments"], "the random model should decode something"

@@ -64,7 +64,13 @@ MODEL = {"model", "revision", "device", "dtype", "local_files_only"}
 COMMAND_LINE_ONLY = {
     "transcribe": MODEL
     | {"inputs", "output_format", "output_dir", "recursive", "ext", "skip_existing", "threads", "quiet"}
-    | {"verbose", "search_workers", "window_length", "encoder_batch"},  # the last two: hidden old spellings
+    | {
+        "verbose",
+        "search_workers",
+        "window_length",
+        "encoder_batch",
+        "live",
+    },  # the last two: hidden old spellings
     "eval": {
         "model",
         "manifest",

@@ -196,13 +196,13 @@ def test_txt_writes_one_segment_per_line():
 
 
 def test_registry_names_match_extensions():
-    assert set(WRITERS) == {"txt", "srt", "vtt", "json", "tsv"}
+    assert set(WRITERS) == {"txt", "srt", "vtt", "json", "jsonl", "tsv"}
     assert all(name == writer.extension for name, writer in WRITERS.items())
     assert get_writer("SRT") is WRITERS["srt"]
 
 
 def test_unknown_format_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="docx.*txt, srt, vtt, json, tsv"):
+    with pytest.raises(ValueError, match="docx.*txt, srt, vtt, json, jsonl, tsv"):
         get_writer("docx")
 
 

@@ -35,7 +35,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "transcribe": LazyCommand(
         "samba_cli.commands.transcribe",
         "transcribe_command",
-        "Transcribe media files, folders, globs or standard input to txt, srt, vtt, json or tsv.",
+        "Transcribe media files, folders, globs or standard input to txt, srt, vtt, json, jsonl or tsv.",
     ),
     "models": LazyCommand(
         "samba_cli.commands.models",

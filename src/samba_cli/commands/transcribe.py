@@ -110,7 +110,7 @@ def transcribe_command(
       samba transcribe talk.mp3 -f srt,vtt
       samba transcribe recordings/ -r -o transcripts --skip-existing
       ffmpeg -i video.mp4 -f mp3 - | samba transcribe - -f srt -o - > subs.srt
-      ffmpeg -i https://example.org/radio -f mp3 - | samba transcribe - --live -f srt -o -
+      ffmpeg -re -i talk.mp3 -f mp3 - | samba transcribe - --live -f srt -o -
     """
     formats, extensions = media.formats(), media.extensions()
     cue_options = cues.options()
