@@ -50,6 +50,8 @@ def sentences() -> list[str]:
             elif not fenced and line.strip() and not line.lstrip().startswith(("#", "|", "<", "-")):
                 prose.append(line.strip())
         text = re.sub(r"`[^`]*`|\[([^\]]*)\]\([^)]*\)|\*", r"\1", " ".join(prose))
+        # no brackets: Whisper's normaliser drops bracketed text, which the voices read aloud
+        text = re.sub(r"[()\[\]<>{}]", " ", text)
         out += [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if 6 <= len(s.split()) <= 30]
     return out
 
