@@ -115,6 +115,7 @@ class Transcriber:
         audio: AudioInput,
         options: TranscribeOptions | ResolvedOptions | None = None,
         source: str | None = None,
+        stream_start: float | None = None,
         **overrides,
     ) -> tuple[Iterator[LiveUpdate], TranscriptionInfo]:
         """Transcribe a stream as it comes: ``audio`` as for :meth:`transcribe` (a path, ``"-"``, a named pipe,
@@ -127,11 +128,13 @@ class Transcriber:
         segments of one window and how far the stream has been transcribed (``until``), so a consumer knows when
         nothing earlier can come. The last update is ``final``. When decoding falls more than two windows behind the stream (which
         is taken to arrive in real time), it goes on with greedy CTC until it has caught up, and says so once
-        (a warning of the ``samba_cli`` logger). :func:`samba_cli.audio.stop_reading` (from a signal handler)
-        ends the stream there: what was read is transcribed and given."""
+        (a warning of the ``samba_cli`` logger); ``stream_start``: the ``time.monotonic()`` at which the stream
+        began (the command line gives its own start: the source began with it), by default when reading starts.
+        :func:`samba_cli.audio.stop_reading` (from a signal handler) ends the stream there: what was read is
+        transcribed and given."""
         options = self._resolved(options, overrides)
         info = self._info(source or _name(audio), options)
-        pipeline = self._pipeline(options, live=True)
+        pipeline = self._pipeline(options, live=True, stream_start=stream_start)
         windows = self._windows(audio, info, options, live=True)
 
         def updates() -> Iterator[LiveUpdate]:
@@ -188,11 +191,15 @@ class Transcriber:
 
         return iter_windows(counted(), options.window, live=live)
 
-    def _pipeline(self, options: ResolvedOptions, live: bool = False) -> Pipeline:
+    def _pipeline(
+        self, options: ResolvedOptions, live: bool = False, stream_start: float | None = None
+    ) -> Pipeline:
         key = (pipeline_decoder_frames(self.model, options.segments), options.decode.cuda_graphs)
         if key not in self._steppers:
             self._steppers[key] = StepperFactory(self.model, *key)
-        return Pipeline(self.model, self.tokenizer, options, self._steppers[key], live=live)
+        return Pipeline(
+            self.model, self.tokenizer, options, self._steppers[key], live=live, stream_start=stream_start
+        )
 
 
 def _name(audio: AudioInput) -> str:

@@ -41,9 +41,11 @@ def run_live(
     cue_options: CueOptions | None,
     reporter: Reporter,
     stdout: BinaryIO | None = None,
+    stream_start: float | None = None,
 ) -> Summary:
     """Transcribe ``task``'s input live and write its outputs as they grow; the summary as :func:`run_batch`'s
-    (``interrupted`` after a Ctrl-C, ``stdout_closed`` when the reader of standard output closed it)."""
+    (``interrupted`` after a Ctrl-C, ``stdout_closed`` when the reader of standard output closed it).
+    ``stream_start``: when the stream began (``time.monotonic()``), for the delay (see ``transcribe_live``)."""
     start = time.monotonic()
     reporter.begin(1)
     reporter.started(task)
@@ -51,7 +53,7 @@ def run_live(
     closed = False
     with _ctrl_c() as stop:
         try:
-            updates, info = transcriber.transcribe_live(task.job.source, options)
+            updates, info = transcriber.transcribe_live(task.job.source, options, stream_start=stream_start)
             for update in updates:
                 with stop.deferred():
                     outputs.write(update.segments, None if update.final else update.until, info.duration)

@@ -131,11 +131,13 @@ class Pipeline:
         options: ResolvedOptions,
         steppers: StepperFactory | None = None,
         live: bool = False,
+        stream_start: float | None = None,
     ) -> None:
         r"""``live``: windows (and :class:`~samba_cli.windows.Gap`\ s) are encoded one at a time and their
         segments decoded at once, each followed by a progress event (:attr:`SourceEvent.until`); when the
         decoding falls behind the stream, it goes on with the fastest decoding until it has caught up
-        (:class:`LiveClock`)."""
+        (:class:`LiveClock`; ``stream_start``: the ``time.monotonic()`` at which the stream began, by default when
+        the pipeline starts reading it)."""
         self.model = model
         self.tokenizer = tokenizer
         self.options = options
@@ -145,7 +147,7 @@ class Pipeline:
         self.frame_seconds = model.config.frame_seconds
         self.builder = SegmentBuilder(tokenizer, model.config, options)
         self.param = next(model.parameters())
-        self.clock = LiveClock(options, model.ctc_head is not None) if live else None
+        self.clock = LiveClock(options, model.ctc_head is not None, stream_start) if live else None
 
     @torch.inference_mode()
     def encode_windows(self, windows: list[Window], sources: list[int] | None = None) -> list[list[_Pending]]:
@@ -367,23 +369,26 @@ class Pipeline:
 class LiveClock:
     """How far a live run is behind its stream, and the decoding that keeps it from falling further behind.
 
-    The stream is taken to arrive in real time from the start of the run. When the transcript of the stream up
+    The stream is taken to arrive in real time from its start (by default, when the run starts reading it). When the transcript of the stream up
     to second ``until`` is out more than LIVE_BEHIND_WINDOWS windows' length after ``until`` seconds of the
     run, decoding switches to the fastest there is (greedy CTC without a language model, or greedy attention for
     a model without a CTC head) and says so once on stderr; it switches back once the delay is under one window
     again. Each window's delay is logged at INFO (``-v``)."""
 
-    def __init__(self, options: ResolvedOptions, ctc_head: bool) -> None:
+    def __init__(self, options: ResolvedOptions, ctc_head: bool, began: float | None = None) -> None:
         self.normal = options.decode
         self.fast = fastest_decode(options.decode, ctc_head)
         self.window = options.window.window_seconds
-        self.began = time.monotonic()
+        self.given = began  # when the stream began, if the caller knows
+        self.began = time.monotonic() if began is None else began
         self.behind = False  # decoding with ``fast``
         self.warned = False
         self.delays: list[float] = []  # seconds behind the stream after each window
 
     def start(self) -> None:
-        self.began = time.monotonic()
+        """The pipeline starts reading the stream: the stream's start, unless the caller gave it."""
+        if self.given is None:
+            self.began = time.monotonic()
 
     @property
     def decoding(self) -> ResolvedDecode:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +41,7 @@ from samba_cli.planning import (
 )
 from samba_cli.progress import make_reporter, package_logging
 
+STARTED = time.monotonic()  # about when this process started: a live source piped in began then
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
@@ -177,7 +179,10 @@ def transcribe_command(
                     reporter.note(f"using the model's language model {own} (turn it off with --lm none)")
             stdout = sys.stdout.buffer if to_stdout else None
             if live and runner is not None:
-                summary = run_live(work.tasks[0], transcriber, runner.options, cue_options, reporter, stdout)
+                # the source began with this process (a pipe fills while the model loads)
+                summary = run_live(
+                    work.tasks[0], transcriber, runner.options, cue_options, reporter, stdout, STARTED
+                )
             else:
                 summary = run_batch(work, reporter, runner, stdout=stdout, estimate_duration=not quiet)
         except KeyboardInterrupt:
