@@ -10,7 +10,6 @@ then the run ends with exit status 130; a second Ctrl-C stops at once, between t
 from __future__ import annotations
 
 import contextlib
-import logging
 import signal
 import sys
 import threading
@@ -30,8 +29,6 @@ from samba_cli.writers import LiveWriter
 if TYPE_CHECKING:
     from samba_cli.api import Transcriber
     from samba_cli.options import ResolvedOptions, TranscribeOptions
-
-logger = logging.getLogger(__name__)
 
 
 def run_live(

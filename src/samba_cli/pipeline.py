@@ -191,10 +191,6 @@ class Pipeline:
         options = self.options.decode if self.clock is None else self.clock.decoding
         return decode(self.model, [p.encoded for p in batch], options, self.tokenizer.pieces, self.steppers)
 
-    def to_segments(self, index: int, pending: _Pending, hyp: Hypothesis) -> list[Segment]:
-        """The hypothesis of one decoded span as Segments numbered from ``index`` (:class:`SegmentBuilder`)."""
-        return self.builder.build(index, pending.window, pending.span, pending.encoded.ctc, hyp)
-
     def run(self, windows: Iterable[Window]) -> Iterator[Segment]:
         """Windows of one source in order -> its non-empty Segments in order. A SambaError raised while the
         windows are read is raised again here."""
@@ -352,7 +348,8 @@ class Pipeline:
                 if not isinstance(item, _Pending):
                     yield self._passed(item)
                     continue
-                segments = self.to_segments(counts.get(item.source, 0), item, hyps.pop(id(item)))
+                index, hyp = counts.get(item.source, 0), hyps.pop(id(item))
+                segments = self.builder.build(index, item.window, item.span, item.encoded.ctc, hyp)
                 counts[item.source] = counts.get(item.source, 0) + len(segments)
                 for segment in segments:
                     yield SourceEvent(item.source, segment)
@@ -383,7 +380,6 @@ class LiveClock:
         self.began = time.monotonic() if began is None else began
         self.behind = False  # decoding with ``fast``
         self.warned = False
-        self.delays: list[float] = []  # seconds behind the stream after each window
 
     def start(self) -> None:
         """The pipeline starts reading the stream: the stream's start, unless the caller gave it."""
@@ -396,7 +392,6 @@ class LiveClock:
 
     def passed(self, until: float) -> None:
         delay = time.monotonic() - self.began - until
-        self.delays.append(delay)
         logger.info("live: %.1f s of the stream transcribed, %.1f s behind it", until, max(delay, 0.0))
         if not self.behind and delay > LIVE_BEHIND_WINDOWS * self.window and self.fast != self.normal:
             self.behind = True
