@@ -115,7 +115,7 @@ class CueStream:
     def take(self, until: float | None = None, duration: float | None = None) -> list[Cue]:
         """The cues that have become final, in order: those with a next cue, and the last one when ``until``
         (seconds; no later segment starts before it) is past its end by ``min_gap``; ``until`` None: the stream
-        has ended (``duration`` as for :func:`build_cues`), every cue is final."""
+        has ended (``duration``: the source's seconds; 0 or None: unknown), every cue is final."""
         ended = until is None
         cues = _retime(
             list(self.timed), self.options, to_milliseconds(duration) if ended and duration else None

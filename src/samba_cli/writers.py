@@ -242,7 +242,7 @@ class LiveWriter:
             line = {"txt": _txt_line, "tsv": _tsv_row, "jsonl": _jsonl_line}[self.name]
             return "".join(line(segment) for segment in segments)
         self.cues.add(segments)
-        cues = self.cues.take(until, duration if duration else None)
+        cues = self.cues.take(until, duration)
         if self.name == "vtt":
             return "".join(_vtt_cue(cue) for cue in cues)
         text = "".join(_srt_cue(self.numbered + k, cue) for k, cue in enumerate(cues, start=1))
