@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from samba_cli.features import log_mel, num_frames
-from samba_cli.model import PRESETS, SambaASR, load_checkpoint
+from samba_cli.model import SambaASR, load_checkpoint
 from samba_cli.model.encoder import Subsampling
 from samba_cli.train.data import Augmentation, BatchDataset, read_manifest
 from samba_cli.train.distill import Student
@@ -33,25 +33,13 @@ from samba_cli.train.teacher import (
     write_shard,
 )
 from tests.model_helpers import TINY, tiny_model
-from tests.train_helpers import tiny_train_config, write_corpus
+from tests.train_helpers import one_thread, test_preset, tiny_train_config, write_corpus  # noqa: F401 (autouse fixtures)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "teacher"))
 
 import targets as recipe  # noqa: E402
 
 TEACHER_DIM = 8
-
-
-@pytest.fixture(autouse=True)
-def test_preset(monkeypatch):
-    monkeypatch.setitem(PRESETS, "test", TINY)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def fake_teacher(samples: np.ndarray) -> np.ndarray:

@@ -33,7 +33,14 @@ from samba_cli.train.objective import decoder_io
 from samba_cli.train.optim import learning_rate, parameter_groups
 from samba_cli.train.state import LOCK_FILE
 from tests.model_helpers import TINY
-from tests.train_helpers import SENTENCES, manifests_with_bad_audio, tiny_train_config, write_corpus
+from tests.train_helpers import (  # noqa: F401 (autouse fixtures)
+    SENTENCES,
+    manifests_with_bad_audio,
+    one_thread,
+    test_preset,
+    tiny_train_config,
+    write_corpus,
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,19 +60,6 @@ def _cli():
     root.add_typer(app, name="train")
     root.command("noop")(lambda: None)
     return root
-
-
-@pytest.fixture(autouse=True)
-def test_preset(monkeypatch):
-    monkeypatch.setitem(PRESETS, "test", TINY)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Training runs set torch's thread count (threads=1 below: tiny models on a busy machine); restore it."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def config_for(corpus, out_dir, **changes):

@@ -3,7 +3,12 @@
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
+import torch
+
+from samba_cli.model import PRESETS
+from tests.model_helpers import TINY
 
 SENTENCES = [
     "the cat sat on the mat",
@@ -101,3 +106,18 @@ def tiny_train_config(manifest, tokenizer, out_dir, **changes):
         time_masks=0,
     )
     return base.replace(**changes)
+
+
+# Autouse fixtures of the training tests; a test module takes them by importing them.
+@pytest.fixture(autouse=True)
+def test_preset(monkeypatch):
+    """``--preset test``: the tiny model."""
+    monkeypatch.setitem(PRESETS, "test", TINY)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Training runs set torch's thread count (threads=1 below: tiny models on a busy machine); restore it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
