@@ -267,3 +267,16 @@ def test_a_model_the_actors_cannot_load_is_one_line(ray_cluster, tmp_path):
     rows = read_index(str(tmp_path / "out" / "index.parquet"))
     assert sorted(r["path"] for r in rows) == sorted(map(str, [*clips, tmp_path / "in" / "broken.wav"]))
     assert {r["status"] for r in rows} == {"failed"}
+
+
+def test_quiet_prints_no_ray_core_worker_line(ray_cluster, model_dir, tmp_path, capfd):
+    """-q prints samba's errors only: not the line Ray's core worker (C++, on fd 2) writes on every run about the
+    actors' constructor arguments in the object store."""
+    make_clips(tmp_path / "in", 2)
+    (tmp_path / "in" / "broken.wav").unlink()
+    result = cluster(tmp_path / "in", "-r", "-o", tmp_path / "out", "-m", model_dir, "-q")
+    assert result.exit_code == 0, result.output
+    assert result.output == ""
+    written = capfd.readouterr().err
+    assert "core_worker.cc" not in written, written
+    assert len(list((tmp_path / "out").rglob("*.txt"))) == 2

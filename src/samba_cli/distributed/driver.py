@@ -22,6 +22,7 @@ from typing import Any
 import ray
 
 from samba_cli.batch import Reporter, Summary
+from samba_cli.distributed.stderr_filter import drop_ray_noise
 from samba_cli.distributed.storage import Target, is_url, write_index
 from samba_cli.distributed.worker import TranscribeBatch, WorkerSpec
 from samba_cli.errors import SambaError
@@ -112,42 +113,44 @@ def run(
     once: done, skipped or failed) to ``index`` (None: none). KeyboardInterrupt ends the run early: the summary
     says so and the index lists the inputs not finished as failed. A failure of the Ray job itself (the actors
     cannot load the model, ...) raises ClusterError once the index is written, with the unfinished inputs failed
-    with its cause."""
-    start = time.monotonic()
-    outcomes = list(work.settled)
-    rows = {outcome.source: _settled_row(outcome) for outcome in work.settled}
-    reporter.begin(len(work.settled) + len(work.tasks))
-    for outcome in work.settled:
-        reporter.finished(outcome)
-    interrupted, fatal = False, ""
-    if work.tasks:
-        started = connect(cluster)
-        try:
-            for row in _results(work, spec, cluster, target, worker):
-                if row["path"] in rows:  # Ray retried a batch whose rows had already come back
-                    continue
-                rows[row["path"]] = row
-                outcome = _outcome(row)
-                outcomes.append(outcome)
-                reporter.finished(outcome)
-        except KeyboardInterrupt:
-            interrupted = True
-        except ray.exceptions.RayError as error:  # not one input's failure: the job cannot go on
-            fatal = f"the Ray job failed: {_reason(error)}"
-        finally:
-            if started:
-                ray.shutdown()
-    for task in work.tasks:
-        if task.job.source not in rows:
-            cause = fatal or "the run was interrupted (a rerun skips it if its outputs were written)"
-            message = f"{task.job.source}: no result came back, {cause}"
-            rows[task.job.source] = _settled_row(Outcome(task.job.source, Status.FAILED, message))
-    if index is not None:
+    with its cause. Meanwhile the one line Ray's core worker writes to stderr on every run, about the actors'
+    constructor arguments, is dropped (:mod:`~samba_cli.distributed.stderr_filter`)."""
+    with drop_ray_noise():  # Ray and the reporter's live bar start and stop inside
+        start = time.monotonic()
+        outcomes = list(work.settled)
+        rows = {outcome.source: _settled_row(outcome) for outcome in work.settled}
+        reporter.begin(len(work.settled) + len(work.tasks))
+        for outcome in work.settled:
+            reporter.finished(outcome)
+        interrupted, fatal = False, ""
+        if work.tasks:
+            started = connect(cluster)
+            try:
+                for row in _results(work, spec, cluster, target, worker):
+                    if row["path"] in rows:  # Ray retried a batch whose rows had already come back
+                        continue
+                    rows[row["path"]] = row
+                    outcome = _outcome(row)
+                    outcomes.append(outcome)
+                    reporter.finished(outcome)
+            except KeyboardInterrupt:
+                interrupted = True
+            except ray.exceptions.RayError as error:  # not one input's failure: the job cannot go on
+                fatal = f"the Ray job failed: {_reason(error)}"
+            finally:
+                if started:
+                    ray.shutdown()
         for task in work.tasks:
-            rows[task.job.source]["name"] = task.job.name.as_posix()
-        write_index(list(rows.values()), index)
-    summary = Summary(tuple(outcomes), time.monotonic() - start, interrupted)
-    reporter.end(summary)
+            if task.job.source not in rows:
+                cause = fatal or "the run was interrupted (a rerun skips it if its outputs were written)"
+                message = f"{task.job.source}: no result came back, {cause}"
+                rows[task.job.source] = _settled_row(Outcome(task.job.source, Status.FAILED, message))
+        if index is not None:
+            for task in work.tasks:
+                rows[task.job.source]["name"] = task.job.name.as_posix()
+            write_index(list(rows.values()), index)
+        summary = Summary(tuple(outcomes), time.monotonic() - start, interrupted)
+        reporter.end(summary)
     if fatal:
         raise ClusterError(fatal)
     return summary
