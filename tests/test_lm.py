@@ -466,6 +466,41 @@ def test_cached_arrays_give_back_the_same_model_bit_for_bit(tmp_path):
     assert list(Lexicon.from_arrays(Lexicon(["b", "a"]).to_arrays())) == ["a", "b"]
 
 
+def _backoff_reference(ngrams, order, vocab, state, word):
+    """The back-off rule read straight off a dictionary of string n-grams (the model's own lookup is by numbers)."""
+    word = word if word in vocab or word == "</s>" else "<unk>"
+    context, backoff = state[-(order - 1) :] if order > 1 else (), 0.0
+    for start in range(len(context) + 1):
+        ctx = context[start:]
+        if (*ctx, word) in ngrams:
+            return (ngrams[(*ctx, word)][0] + backoff) * LN10
+        backoff += ngrams[ctx][1] if ctx and ctx in ngrams else 0.0
+    return (ngrams.get(("<unk>",), (-100.0, 0.0))[0] + backoff) * LN10
+
+
+@pytest.mark.parametrize(("order", "extra_words"), [(3, 0), (4, 56_000)])  # 56,001^4 > 2^63: integer keys
+def test_lookups_by_word_number_follow_the_back_off_rule(order, extra_words):
+    rng = np.random.default_rng(order)
+    words = ["<s>", "</s>", "<unk>", *[f"w{i}" for i in range(12)]]
+    ngrams = {(w,): (float(rng.uniform(-3, -0.5)), float(rng.uniform(-1, 0))) for w in words}
+    ngrams.update({(f"x{i}",): (-7.0, 0.0) for i in range(extra_words)})
+    for n in range(2, order + 1):
+        for _ in range(60):
+            gram = tuple(rng.choice(words[3:], size=n))
+            ngrams[gram] = (float(rng.uniform(-2, -0.1)), float(rng.uniform(-1, 0)) if n < order else 0.0)
+    lm = NgramLM(ngrams, order)
+    back = NgramLM.from_arrays(lm.to_arrays())
+    vocab = {g[0] for g in ngrams if len(g) == 1} - {"<s>", "</s>", "<unk>"}
+    queries = [*words, "never-seen"]
+    for _ in range(400):
+        state = tuple(rng.choice([*queries, "<s>"], size=order - 1))  # a context word the model lacks too
+        word = str(rng.choice(queries))
+        expected = _backoff_reference(ngrams, order, vocab, state, word)
+        assert lm.score(state, word)[0] == pytest.approx(expected, abs=1e-12)
+        assert back.score(state, word) == lm.score(state, word)
+    assert lm.vocab == vocab and back.ngrams == ngrams and lm.is_prefix("w1") and not lm.is_prefix("w1x")
+
+
 def test_resolve_leaves_nothing_unset_and_the_searches_take_resolved_options_only(tmp_path):
     write_tiny_lm(tmp_path / "lm.arpa.gz")
     (tmp_path / "lexicon.txt.gz").write_bytes(gzip.compress(b"cats\n"))
