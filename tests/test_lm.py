@@ -501,6 +501,12 @@ def test_lookups_by_word_number_follow_the_back_off_rule(order, extra_words):
     assert lm.vocab == vocab and back.ngrams == ngrams and lm.is_prefix("w1") and not lm.is_prefix("w1x")
 
 
+def test_a_repeated_ngram_line_counts_as_its_last_one(tmp_path):
+    (tmp_path / "lm.arpa").write_text(TINY_ARPA.replace("-0.2\tthe cat\n", "-0.2\tthe cat\n-0.4\tthe cat\n"))
+    lm = NgramLM.from_arpa(tmp_path / "lm.arpa")
+    assert lm.score(("the",), "cat")[0] == pytest.approx(-0.4 * LN10) and lm.ngrams[("the", "cat")][0] == -0.4
+
+
 def test_resolve_leaves_nothing_unset_and_the_searches_take_resolved_options_only(tmp_path):
     write_tiny_lm(tmp_path / "lm.arpa.gz")
     (tmp_path / "lexicon.txt.gz").write_bytes(gzip.compress(b"cats\n"))

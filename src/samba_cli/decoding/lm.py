@@ -7,6 +7,7 @@ inner apostrophes), so the language model never sees case or punctuation, which 
 
 from __future__ import annotations
 
+import array
 import bisect
 import contextlib
 import gzip
@@ -83,8 +84,10 @@ class NgramLM:
         if self._base**self.order < 2**63:  # keys fit in int64: one sorted array, searched
             keys = np.concatenate([_keys(arrays[f"ids{n}"], self._base) for n in orders])
             rows = np.argsort(keys, kind="stable")
-            self._keys, self._row = keys[rows], None
-            table = table[rows]
+            keys = keys[rows]
+            last = np.append(keys[1:] != keys[:-1], True)  # a repeated n-gram: its last line counts
+            self._keys, self._row = keys[last], None
+            table = table[rows[last]]
         else:  # a large vocabulary and a high order: Python integers in a dictionary
             keys = [key for n in orders for key in _wide_keys(arrays[f"ids{n}"], self._base)]
             self._keys, self._row = None, dict(zip(keys, range(len(keys)), strict=True))
@@ -102,14 +105,16 @@ class NgramLM:
         path = Path(path)
         try:
             with _open_text(path) as stream:
-                ngrams, order = _parse_arpa(stream)
+                arrays = _parse_arpa(stream)
         except FileNotFoundError:
             raise SambaError(f"{path}: language model not found") from None
         except (OSError, UnicodeDecodeError, EOFError) as exc:
             raise SambaError(f"{path}: cannot read the language model: {exc}") from None
         except ValueError as exc:
             raise SambaError(f"{path}: not an ARPA language model: {exc}") from None
-        return cls(ngrams, order)
+        lm = cls.__new__(cls)
+        lm._load(arrays)
+        return lm
 
     @property
     def ngrams(self) -> dict[tuple[str, ...], tuple[float, float]]:
@@ -297,12 +302,16 @@ def load_lexicon(path: str) -> Lexicon:
     return parsed_cache(path, Lexicon.from_file, Lexicon)
 
 
-def _parse_arpa(stream) -> tuple[dict[tuple[str, ...], tuple[float, float]], int]:
+def _parse_arpa(stream) -> dict[str, np.ndarray]:
+    """The tables of :meth:`NgramLM.to_arrays` read from an ARPA text: words numbered as they first appear,
+    n-grams stored as they are read (no dictionary of string tuples, so a large file parses in little memory)."""
     counts: dict[int, int] = {}
-    ngrams: dict[tuple[str, ...], tuple[float, float]] = {}
+    number: dict[str, int] = {}
+    ids: dict[int, array.array] = {}  # order -> word numbers, n per n-gram
+    values: dict[int, array.array] = {}  # order -> (log10 p, log10 back-off) per n-gram
     section = None  # None before \data\, 0 in \data\, n in \n-grams:
     seen_end = False
-    for number, raw in enumerate(stream, 1):
+    for line_number, raw in enumerate(stream, 1):
         line = raw.strip()
         if not line:
             continue
@@ -318,30 +327,42 @@ def _parse_arpa(stream) -> tuple[dict[tuple[str, ...], tuple[float, float]], int
         if match:
             section = int(match.group(1))
             if section not in counts:
-                raise ValueError(f"line {number}: section {line} not announced in \\data\\")
+                raise ValueError(f"line {line_number}: section {line} not announced in \\data\\")
+            ids.setdefault(section, array.array("i"))
+            values.setdefault(section, array.array("d"))
             continue
         if section == 0:
             match = re.fullmatch(r"ngram\s+(\d+)\s*=\s*(\d+)", line)
             if not match:
-                raise ValueError(f"line {number}: expected 'ngram N=COUNT', got {line[:40]!r}")
+                raise ValueError(f"line {line_number}: expected 'ngram N=COUNT', got {line[:40]!r}")
             counts[int(match.group(1))] = int(match.group(2))
             continue
         fields = line.split()
         if len(fields) not in (section + 1, section + 2):
-            raise ValueError(f"line {number}: expected a {section}-gram entry, got {line[:40]!r}")
+            raise ValueError(f"line {line_number}: expected a {section}-gram entry, got {line[:40]!r}")
         try:
             logp = float(fields[0])
             backoff = float(fields[section + 1]) if len(fields) == section + 2 else 0.0
         except ValueError:
-            raise ValueError(f"line {number}: not a number in {line[:40]!r}") from None
-        ngrams[tuple(fields[1 : section + 1])] = (logp, backoff)
+            raise ValueError(f"line {line_number}: not a number in {line[:40]!r}") from None
+        for word in fields[1 : section + 1]:
+            found = number.get(word)
+            if found is None:
+                found = number[word] = len(number)
+            ids[section].append(found)
+        values[section].extend((logp, backoff))
     if section is None:
         raise ValueError("no \\data\\ section")
     if not seen_end:
         raise ValueError("no \\end\\ line (truncated file?)")
     if not counts:
         raise ValueError("no n-gram counts in \\data\\")
-    return ngrams, max(counts)
+    order = max(counts)
+    arrays = {"words": _text_array(list(number)), "order": np.array([order], dtype=np.int64)}
+    for n in range(1, order + 1):
+        arrays[f"ids{n}"] = np.array(ids.get(n, ()), dtype=np.int32).reshape(-1, n)
+        arrays[f"values{n}"] = np.array(values.get(n, ()), dtype=np.float64).reshape(-1, 2)
+    return arrays
 
 
 @lru_cache(maxsize=4)
