@@ -280,3 +280,23 @@ def test_quiet_prints_no_ray_core_worker_line(ray_cluster, model_dir, tmp_path, 
     written = capfd.readouterr().err
     assert "core_worker.cc" not in written, written
     assert len(list((tmp_path / "out").rglob("*.txt"))) == 2
+
+
+def test_a_ctrl_c_while_ray_shuts_down_still_writes_the_index(ray_cluster, model_dir, tmp_path, monkeypatch):
+    from samba_cli.distributed import driver
+
+    calls = []
+
+    def shutdown():  # the test's cluster stays up; the first call is interrupted as by a Ctrl-C
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(driver, "connect", lambda cluster: True)
+    monkeypatch.setattr(driver.ray, "shutdown", shutdown)
+    clips = make_clips(tmp_path / "in", 2)
+    result = cluster(tmp_path / "in", "-r", "-o", tmp_path / "out", "-m", model_dir)
+    assert result.exit_code == 130, result.output
+    assert calls == [0, 1]
+    rows = {r["path"]: r["status"] for r in read_index(str(tmp_path / "out" / "index.parquet"))}
+    assert rows == {**{str(c): "done" for c in clips}, str(tmp_path / "in" / "broken.wav"): "failed"}

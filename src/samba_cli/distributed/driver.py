@@ -138,8 +138,8 @@ def run(
             except ray.exceptions.RayError as error:  # not one input's failure: the job cannot go on
                 fatal = f"the Ray job failed: {_reason(error)}"
             finally:
-                if started:
-                    ray.shutdown()
+                if started and _shut_down():
+                    interrupted = True
         for task in work.tasks:
             if task.job.source not in rows:
                 cause = fatal or "the run was interrupted (a rerun skips it if its outputs were written)"
@@ -154,6 +154,17 @@ def run(
     if fatal:
         raise ClusterError(fatal)
     return summary
+
+
+def _shut_down() -> bool:
+    """``ray.shutdown()``, finished even when a Ctrl-C lands while it runs (then True), so that the index is still
+    written; a Ctrl-C during the second try ends the command."""
+    try:
+        ray.shutdown()
+    except KeyboardInterrupt:
+        ray.shutdown()
+        return True
+    return False
 
 
 def _results(
