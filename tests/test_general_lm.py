@@ -130,6 +130,21 @@ def test_gather_keeps_each_sentence_once_and_counts(text):
     assert counts == {"one": (1, 1), "two": (1, 0)}
 
 
+def test_sources_left_out_are_not_read(text, monkeypatch, tmp_path):
+    read = []
+
+    def reader(kind):
+        return lambda path: read.append((kind, path.name)) or [kind]
+
+    monkeypatch.setattr(text, "sword_ztext", reader("sword"))
+    monkeypatch.setattr(text, "dictd", reader("dictd"))
+    monkeypatch.setattr(text, "wordnet", reader("wordnet"))
+    monkeypatch.setattr(text, "shakespeare_milton", lambda download: {"shakespeare": ["s"], "milton": ["m"]})
+    sources = text.read_sources(tmp_path, tmp_path, frozenset({"gcide", "milton"}))
+    assert list(sources) == ["web", "devil", "jargon", "wordnet", "shakespeare"]
+    assert ("dictd", "gcide.dict.dz") not in read and ("dictd", "devil.dict.dz") in read
+
+
 def test_held_sentences_from_manifests_and_pools(text, tmp_path):
     (tmp_path / "dev.jsonl").write_text('{"audio": "a.flac", "text": "Go away, Joe!"}\n')
     (tmp_path / "sentences.dev.txt").write_text("alice\tShe said nothing at all.\n")

