@@ -1,8 +1,8 @@
 """Word n-gram language model in ARPA format (as written by KenLM's lmplz, SRILM or others) for CTC beam search.
 
-The model is held as arrays of word numbers and queried with the usual back-off rule; it is meant for models
-of up to a few million n-grams. Words are scored after :func:`lm_words` normalisation (lower case, letters, digits and
-inner apostrophes), so the language model never sees case or punctuation, which stay the acoustic model's.
+The model is held as arrays of word numbers and queried with the usual back-off rule; it is meant for models of
+up to a few million n-grams. Words are scored after :func:`lm_words` normalisation (lower case, letters, digits
+and inner apostrophes), so the language model never sees case or punctuation, which stay the acoustic model's.
 """
 
 from __future__ import annotations
