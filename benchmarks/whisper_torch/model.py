@@ -9,6 +9,8 @@ in 30 s windows by transformers' ASR pipeline).
 from __future__ import annotations
 
 import logging
+import lzma
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,17 @@ class WhisperPeer:
     features: object  # transformers WhisperFeatureExtractor (log-mel of 30 s windows, on the CPU)
     tokenizer: object  # transformers Whisper tokenizer from tokenizer.json
     weights: str  # "float" (model.safetensors) or "int8" (the packed form, dequantised)
+
+
+def _tokenizer_file(folder: Path) -> Path:
+    """``tokenizer.json``, or the copy of it that benchmarks/gpu/pack.py packed as ``tokenizer.json.xz``,
+    unpacked once into a temporary folder."""
+    plain = folder / "tokenizer.json"
+    if plain.exists() or not (folder / "tokenizer.json.xz").exists():
+        return plain
+    unpacked = Path(tempfile.mkdtemp(prefix="whisper-tokenizer-")) / "tokenizer.json"
+    unpacked.write_bytes(lzma.decompress((folder / "tokenizer.json.xz").read_bytes()))
+    return unpacked
 
 
 def _state_dict(folder: Path, weights: str) -> dict[str, torch.Tensor]:
@@ -69,7 +82,7 @@ def load_whisper(
         )
     model.generation_config = GenerationConfig.from_pretrained(folder)
     model = model.to(device=device, dtype=dtype).eval()
-    tokenizer = WhisperTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
+    tokenizer = WhisperTokenizerFast(tokenizer_file=str(_tokenizer_file(folder)))
     tokenizer.pad_token = "<|endoftext|>"  # batches are padded (the pipeline refuses to batch without it)
     timestamps = model.config.vocab_size - len(tokenizer)  # tokenizer.json stops at <|notimestamps|>
     if timestamps > 0:  # <|0.00|> ... <|30.00|>, as vocabulary.txt lists them after it
