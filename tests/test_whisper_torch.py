@@ -203,3 +203,16 @@ def test_a_key_projection_bias_is_refused():
     variables["encoder/layer_0/self_attention/linear_0/bias"][DIMS.d_model] = 1.0  # the k part
     with pytest.raises(ValueError, match="key projection"):
         to_transformers(variables)
+
+
+def test_the_tokenizer_travels_xz_packed_and_loads_as_it_was(tmp_path):
+    import lzma
+
+    from benchmarks.whisper_torch.model import _tokenizer_file
+
+    text = b'{"model": {"vocab": {"a": 0}}}'
+    (tmp_path / "tokenizer.json.xz").write_bytes(lzma.compress(text))
+    unpacked = _tokenizer_file(tmp_path)
+    assert unpacked != tmp_path / "tokenizer.json" and unpacked.read_bytes() == text
+    (tmp_path / "tokenizer.json").write_bytes(b"{}")
+    assert _tokenizer_file(tmp_path) == tmp_path / "tokenizer.json"
