@@ -60,6 +60,14 @@ def step_debs(out: Path) -> None:
         run(["dpkg-deb", "-x", found[-1], debs / package])
 
 
+def text_sources() -> tuple[str, ...]:
+    """The source names general_text.py reads (its --without choices)."""
+    spec = importlib.util.spec_from_file_location("general_lm_text", HERE / "general_text.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SOURCES
+
+
 def step_synthetic_text(synthetic: Path) -> None:
     """The synthetic recipe's sources and text steps only (no speech synthesis, no TTS engine needed)."""
     spec = importlib.util.spec_from_file_location(
@@ -109,6 +117,7 @@ def main() -> None:
         "--without",
         action="append",
         default=[],
+        choices=text_sources(),
         help="a text source to leave out (general_text.py --without)",
     )
     args = ap.parse_args()
