@@ -110,6 +110,8 @@ class _Decode:
 # audio the encoder thread may encode ahead of the decoding: enough windows for a few decoder batches (each of
 # its events is an encoder batch or a decode mark; at least two encoder batches are ahead)
 ENCODED_AHEAD_SECONDS = 120.0
+# a live run decodes with the fastest decoding while it is more than this many window lengths behind the stream
+LIVE_BEHIND_WINDOWS = 2.0
 
 
 def encoder_threads(device: torch.device) -> int:
@@ -238,9 +240,8 @@ class Pipeline:
                 self._encoded_sources(sources, torch_threads=threads),
                 2 * max(2, math.ceil(ENCODED_AHEAD_SECONDS / batch)),
             )
-        queue: deque[_Pending | _End | _Mark] = (
-            deque()
-        )  # segments for the decoder, source ends and marks in order
+        # segments for the decoder, source ends and marks in order
+        queue: deque[_Pending | _End | _Mark] = deque()
         counts: dict[int, int] = {}  # segments given so far per source
         for event in events:
             if isinstance(event, _Encoded):
@@ -366,9 +367,9 @@ class Pipeline:
 class LiveClock:
     """How far a live run is behind its stream, and the decoding that keeps it from falling further behind.
 
-    The stream is taken to arrive in real time from its start (by default, when the run starts reading it). When the transcript of the stream up
-    to second ``until`` is out more than LIVE_BEHIND_WINDOWS windows' length after ``until`` seconds of the
-    run, decoding switches to the fastest there is (greedy CTC without a language model, or greedy attention for
+    The stream is taken to arrive in real time from its start (by default, when the run starts reading it).
+    When the transcript of the stream up to second ``until`` is out more than LIVE_BEHIND_WINDOWS windows' length
+    after ``until`` seconds of the run, decoding switches to the fastest there is (greedy CTC without a language model, or greedy attention for
     a model without a CTC head) and says so once on stderr; it switches back once the delay is under one window
     again. Each window's delay is logged at INFO (``-v``)."""
 
@@ -376,15 +377,14 @@ class LiveClock:
         self.normal = options.decode
         self.fast = fastest_decode(options.decode, ctc_head)
         self.window = options.window.window_seconds
-        self.given = began  # when the stream began, if the caller knows
-        self.began = time.monotonic() if began is None else began
+        self.stream_start = began  # when the stream began, if the caller knows
+        self.began = 0.0  # set by start()
         self.behind = False  # decoding with ``fast``
         self.warned = False
 
     def start(self) -> None:
         """The pipeline starts reading the stream: the stream's start, unless the caller gave it."""
-        if self.given is None:
-            self.began = time.monotonic()
+        self.began = time.monotonic() if self.stream_start is None else self.stream_start
 
     @property
     def decoding(self) -> ResolvedDecode:
@@ -406,10 +406,6 @@ class LiveClock:
         elif self.behind and delay < self.window:
             self.behind = False
             logger.info("live: caught up (%.1f s behind); back to the chosen decoding", max(delay, 0.0))
-
-
-# a live run decodes with the fastest decoding while it is more than this many window lengths behind the stream
-LIVE_BEHIND_WINDOWS = 2.0
 
 
 def pipeline_decoder_frames(model: SambaASR, segments: SegmentOptions) -> int:

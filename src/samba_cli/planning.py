@@ -30,10 +30,8 @@ VIDEO_EXTENSIONS = frozenset({
 # fmt: on
 DEFAULT_EXTENSIONS = AUDIO_EXTENSIONS | VIDEO_EXTENSIONS
 STDIN_STEM = "stdin"  # output name of the transcript of standard input
-CONCATENABLE = (
-    "txt",
-    "jsonl",
-)  # formats whose transcripts of several inputs can go to stdout one after the other
+# formats whose transcripts of several inputs can go to stdout one after the other
+CONCATENABLE = ("txt", "jsonl")
 GLOB_CHARS = re.compile(r"[*?[]")
 
 

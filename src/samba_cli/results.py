@@ -41,7 +41,6 @@ class LiveUpdate:
     """What a live transcription (``Transcriber.transcribe_live``) gives after each window of the stream."""
 
     segments: tuple[Segment, ...]  # the segments final since the last update, in order
-    until: (
-        float  # seconds of the stream read and transcribed: every segment that starts before has been given
-    )
+    # seconds of the stream read and transcribed: every segment that starts before has been given
+    until: float
     final: bool = False  # the stream has ended (or was stopped): nothing follows
