@@ -209,13 +209,8 @@ WRITERS: dict[str, Writer] = {
     "jsonl": JsonlWriter(),
     "tsv": TsvWriter(),
 }
-LIVE_FORMATS = (
-    "txt",
-    "srt",
-    "vtt",
-    "jsonl",
-    "tsv",
-)  # json is one document: it cannot be written piece by piece
+# json is one document: it cannot be written piece by piece
+LIVE_FORMATS = ("txt", "srt", "vtt", "jsonl", "tsv")
 
 
 class LiveWriter:
