@@ -67,14 +67,16 @@ def compare(report_a: dict, report_b: dict, draws: int = 2000, seed: int = 0) ->
         wer_b=wer(errors_b, everything),
         low=diffs[int(0.025 * draws)],
         high=diffs[int(0.975 * draws) - 1],
-        b_better=sum(eb < ea for ea, eb in zip(errors_a, errors_b)),
-        b_worse=sum(eb > ea for ea, eb in zip(errors_a, errors_b)),
+        b_better=sum(eb < ea for ea, eb in zip(errors_a, errors_b, strict=True)),
+        b_worse=sum(eb > ea for ea, eb in zip(errors_a, errors_b, strict=True)),
         clips=len(keys),
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("report_a", type=Path)
     parser.add_argument("report_b", type=Path)
     parser.add_argument("--draws", type=int, default=2000)

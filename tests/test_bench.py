@@ -158,11 +158,20 @@ def test_paired_bootstrap_finds_a_clear_gain_and_no_gain_in_equal_reports():
     from benchmarks.paired import compare
 
     def report(errors):
-        return {"results": [{"audio": f"c{i}.flac", "word_errors": e, "words": 10} for i, e in enumerate(errors)]}
+        return {
+            "results": [{"audio": f"c{i}.flac", "word_errors": e, "words": 10} for i, e in enumerate(errors)]
+        }
 
     a = report([3, 5, 2, 4, 6, 1, 3, 5])
     same = compare(a, report([3, 5, 2, 4, 6, 1, 3, 5]))
-    assert (same.wer_a, same.wer_b, same.low, same.high, same.b_better, same.b_worse) == (36.25, 36.25, 0, 0, 0, 0)
+    assert (same.wer_a, same.wer_b, same.low, same.high, same.b_better, same.b_worse) == (
+        36.25,
+        36.25,
+        0,
+        0,
+        0,
+        0,
+    )
     gain = compare(a, report([1, 3, 1, 2, 4, 0, 1, 3]))
     assert gain.wer_b < gain.wer_a and gain.high < 0 and gain.b_better == 8
     with pytest.raises(ValueError, match="different clips"):

@@ -217,8 +217,8 @@ def test_eval_report_that_cannot_be_written_is_a_one_line_error(checkpoint, tmp_
     assert blocker.read_text() == "a file where the report's folder should be\n"
 
 
-@pytest.mark.parametrize("workers", ["0", "1"])
-def test_eval_of_missing_or_unreadable_audio_is_a_one_line_error(checkpoint, tmp_path, workers):
+@pytest.mark.parametrize("how", [["--workers", "0"], ["--workers", "1"], ["--window-longer-than", "0"]])
+def test_eval_of_missing_or_unreadable_audio_is_a_one_line_error(checkpoint, tmp_path, how):
     from samba_cli.cli import app as samba_app
 
     model_dir, manifest = checkpoint
@@ -230,8 +230,7 @@ def test_eval_of_missing_or_unreadable_audio_is_a_one_line_error(checkpoint, tmp
             str(edited),
             "--lm",
             "none",
-            "--workers",
-            workers,
+            *how,
             "--report",
             str(report),
         ]
@@ -276,3 +275,54 @@ def test_eval_resamples_audio_as_transcribe_does(checkpoint, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "2 utterances" in result.stdout and "Note:" not in result.stderr
+
+
+def test_utterances_over_the_long_form_limit_are_transcribed_by_long_form(checkpoint, monkeypatch):
+    """Only utterances longer than long_form_seconds go to long_form; the others are decoded whole, in order."""
+    model_dir, manifest = checkpoint
+    tokenizer = Tokenizer(model_dir / "tokenizer.model")
+    utterances = read_manifest(manifest)
+    limit = sorted(u.duration for u in utterances)[0]  # all but the shortest are longer
+    whole = [u.audio for u in utterances if u.duration <= limit]
+
+    def decode_batch(model, batch, options, steppers, pieces=None):
+        return [tokenizer.encode(HYPOTHESES[0]) for _ in batch.indices]
+
+    monkeypatch.setattr(evaluate_module, "decode_batch", decode_batch)
+    report = evaluate(
+        SambaASR(TINY),
+        tokenizer,
+        utterances,
+        long_form=lambda u: f"windowed {u.audio.name}",
+        long_form_seconds=limit,
+    )
+    for utterance, result in zip(utterances, report.utterances, strict=True):
+        if utterance.audio in whole:
+            assert (result.hypothesis, result.windowed) == (HYPOTHESES[0], False)
+        else:
+            assert (result.hypothesis, result.windowed) == (f"windowed {utterance.audio.name}", True)
+    assert report.summary()["windowed_utterances"] == len(utterances) - len(whole) == 2
+
+
+def test_eval_scores_long_audio_as_transcribe_writes_it(checkpoint, tmp_path):
+    """A 10-minute recording in a manifest was decoded as one segment (98 % WER where `samba transcribe` gave
+    27 %): utterances over --window-longer-than go through the windowed pipeline with the same decoding."""
+    from samba_cli.api import load_model
+    from samba_cli.cli import app as samba_app
+
+    model_dir, manifest = checkpoint
+    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
+    longest = max(entries, key=lambda entry: entry["duration"])
+    report = tmp_path / "r.json"
+    command = ["eval", str(model_dir), str(manifest), "--report", str(report), "--beam-size", "4"]
+    result = CliRunner().invoke(
+        samba_app, [*command, "--window-longer-than", str(longest["duration"] - 0.01)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 utterances longer than" in result.stdout
+    rows = {row["audio"]: row for row in json.loads(report.read_text())["results"]}
+    audio = manifest.parent / longest["audio"]
+    segments, _ = load_model(str(model_dir)).transcribe(str(audio), beam_size=4, word_timestamps=False)
+    assert rows[str(audio)]["windowed"] is True
+    assert rows[str(audio)]["hypothesis"] == " ".join(segment.text for segment in segments)
+    assert sum(row["windowed"] for row in rows.values()) == 1

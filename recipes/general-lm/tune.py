@@ -6,7 +6,7 @@ runs for each grid point, without attention rescoring, and the WER is scored as 
         --lm data/general-lm/lm.arpa.gz --weights 0.4,0.5,0.6 --bonuses 1,2,3
 
 The search is the decoder's own (samba_cli.decoding.prefix_search.ctc_nbest, beam 64, OOV and lexicon penalties as
-given), over each whole clip (`samba eval` cuts long audio at pauses first: for short clips the same). Rescoring
+given), over each whole clip, as `samba eval` decodes clips up to 30 s (longer ones it transcribes in windows). Rescoring
 is left out because it needs the model for every grid point; confirm the chosen values with `samba eval`.
 Use dev manifests only.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,9 +21,9 @@ from samba_cli.commands.options import (
     with_groups,
 )
 from samba_cli.errors import BackendError, SambaError, original_message
-from samba_cli.options import resolve_decode
-from samba_cli.train.data import read_manifest
-from samba_cli.train.evaluate import evaluate
+from samba_cli.options import TranscribeOptions, resolve_decode
+from samba_cli.train.data import Utterance, read_manifest
+from samba_cli.train.evaluate import LONG_FORM_SECONDS, evaluate
 
 
 @with_groups
@@ -48,6 +49,14 @@ def eval_command(
     ),
     workers: int = typer.Option(0, help="processes reading audio and computing features"),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)"),
+    window_longer_than: float = typer.Option(
+        LONG_FORM_SECONDS,
+        min=0.0,
+        callback=finite,
+        metavar="SECONDS",
+        help="utterances longer than this are transcribed in windows cut at pauses, as `samba transcribe` does; "
+        "shorter ones are decoded whole, in batches",
+    ),
     group_by: str | None = typer.Option(
         None, metavar="FIELD", help="also score each value of this manifest field apart (e.g. voice, engine)"
     ),
@@ -68,6 +77,15 @@ def eval_command(
         raise SambaError(str(exc)) from exc
     if not utterances:
         raise SambaError(f"{manifest}: the manifest holds no utterances; nothing to score")
+    # long recordings go through the transcription pipeline (windows, segments) with the same decoding options
+    windowed_options = dataclasses.replace(
+        transcriber.resolve_options(TranscribeOptions()), decode=options, word_timestamps=False
+    )
+
+    def long_form(utterance: Utterance) -> str:
+        segments, _ = transcriber.transcribe(str(utterance.audio), windowed_options)
+        return " ".join(segment.text for segment in segments)
+
     try:
         result = evaluate(
             transcriber.model,
@@ -78,6 +96,8 @@ def eval_command(
             workers,
             model_name=str(model),
             manifest_name=str(manifest),
+            long_form=long_form,
+            long_form_seconds=window_longer_than,
         )
     except ValueError as exc:  # an unreadable audio file (read in a DataLoader worker with --workers)
         raise SambaError(original_message(exc)) from exc
@@ -106,6 +126,11 @@ def eval_command(
         )
     if summary.get("lexicon"):
         typer.echo(f"  lexicon {summary['lexicon']} (penalty {summary['lexicon_penalty']})")
+    if summary["windowed_utterances"]:
+        typer.echo(
+            f"  {summary['windowed_utterances']} utterances longer than {window_longer_than:g} s transcribed in "
+            "windows, as `samba transcribe` does"
+        )
     if summary.get("rescore_weight"):
         typer.echo(f"  final beams reranked by the attention decoder (weight {summary['rescore_weight']})")
     if summary.get("attention_beam"):

@@ -20,6 +20,10 @@ from samba_cli.options import DecodeOptions, ModelFacts, ResolvedDecode, resolve
 from samba_cli.tokenizer import Tokenizer
 from samba_cli.train.data import Batch, BatchDataset, Utterance, plan_batches
 
+# `samba eval` transcribes utterances longer than this in windows cut at pauses, as `samba transcribe` does: a
+# model trained on clips of a few seconds is not run on minutes of audio at once
+LONG_FORM_SECONDS = 30.0
+
 
 def _eval_extra(module: str):
     """Import a module of the ``eval`` extra (jiwer, whisper-normalizer) or say how to install it."""
@@ -84,6 +88,7 @@ class UtteranceResult:
     reference: str  # transcript from the manifest
     hypothesis: str  # decoded text
     errors: ErrorCounts  # after normalisation of both texts
+    windowed: bool = False  # transcribed in windows (longer than the long-form limit), not decoded whole
 
 
 @dataclass
@@ -129,6 +134,7 @@ class EvalReport:
             "audio_seconds": self.audio_seconds,
             "wall_seconds": self.wall_seconds,
             "x_real_time": self.real_time_factor,
+            "windowed_utterances": sum(u.windowed for u in self.utterances),
         }
 
     def group_summaries(self, labels: Sequence[str]) -> dict[str, dict]:
@@ -160,6 +166,7 @@ class EvalReport:
                     "normalized_reference": normalize(u.reference),
                     "normalized_hypothesis": normalize(u.hypothesis),
                     **dataclasses.asdict(u.errors),
+                    "windowed": u.windowed,
                 }
                 for u in self.utterances
             ],
@@ -220,10 +227,13 @@ def evaluate(
     model_name: str = "",
     manifest_name: str = "",
     on_batch: Callable[[int], None] | None = None,
+    long_form: Callable[[Utterance], str] | None = None,
+    long_form_seconds: float = LONG_FORM_SECONDS,
 ) -> EvalReport:
     """Transcribe ``utterances`` as the resolved ``options`` ask (:func:`samba_cli.options.resolve_decode`; None:
     the defaults resolved without a model folder, greedy attention decoding) and score them against their
-    transcripts."""
+    transcripts. With ``long_form``, an utterance longer than ``long_form_seconds`` is not decoded whole: its
+    text is ``long_form(utterance)`` (`samba eval` passes the windowed transcription of `samba transcribe`)."""
     unlabelled = [u for u in utterances if u.text is None]
     if unlabelled:
         raise ValueError(
@@ -232,17 +242,27 @@ def evaluate(
         )
     options = resolve_decode(DecodeOptions(), ModelFacts()) if options is None else options
     device = next(model.parameters()).device
-    longest = max((u.duration for u in utterances), default=0.0)
+    windowed = {
+        i for i, u in enumerate(utterances) if long_form is not None and u.duration > long_form_seconds
+    }
+    whole = [i for i in range(len(utterances)) if i not in windowed]
+    longest = max((utterances[i].duration for i in whole), default=0.0)
     # CUDA graphs on CUDA, as transcription
     steppers = StepperFactory(model, decoder_frames(model, longest), options.cuda_graphs)
     hypotheses: dict[int, str] = {}
     start = time.perf_counter()
-    for batch in batches_in_order(utterances, tokenizer, model.config.n_mels, max_batch_seconds, workers):
-        ids = decode_batch(model, batch.to(device), options, steppers, tokenizer.pieces)
-        for index, tokens in zip(batch.indices, ids, strict=True):
-            hypotheses[index] = tokenizer.decode(tokens)
+    if whole:
+        short = [utterances[i] for i in whole]
+        for batch in batches_in_order(short, tokenizer, model.config.n_mels, max_batch_seconds, workers):
+            ids = decode_batch(model, batch.to(device), options, steppers, tokenizer.pieces)
+            for index, tokens in zip(batch.indices, ids, strict=True):
+                hypotheses[whole[index]] = tokenizer.decode(tokens)
+            if on_batch is not None:
+                on_batch(len(batch))
+    for index in sorted(windowed):
+        hypotheses[index] = long_form(utterances[index])
         if on_batch is not None:
-            on_batch(len(batch))
+            on_batch(1)
     wall = time.perf_counter() - start
     results = [
         UtteranceResult(
@@ -251,6 +271,7 @@ def evaluate(
             u.text,
             hypotheses[i],
             count_errors(normalize(u.text), normalize(hypotheses[i])),
+            windowed=i in windowed,
         )
         for i, u in enumerate(utterances)
     ]
