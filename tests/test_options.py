@@ -82,7 +82,7 @@ COMMAND_LINE_ONLY = {
         "workers",
         "threads",
     }
-    | {"group_by", "search_workers"},
+    | {"group_by", "search_workers", "window_longer_than"},
     "cluster": MODEL
     | {"inputs", "output_dir", "output_format", "index", "recursive", "ext", "overwrite", "quiet", "verbose"},
 }
