@@ -369,9 +369,9 @@ class LiveClock:
 
     The stream is taken to arrive in real time from its start (by default, when the run starts reading it).
     When the transcript of the stream up to second ``until`` is out more than LIVE_BEHIND_WINDOWS windows' length
-    after ``until`` seconds of the run, decoding switches to the fastest there is (greedy CTC without a language model, or greedy attention for
-    a model without a CTC head) and says so once on stderr; it switches back once the delay is under one window
-    again. Each window's delay is logged at INFO (``-v``)."""
+    after ``until`` seconds of the run, decoding switches to the fastest there is (greedy CTC without a language
+    model, or greedy attention for a model without a CTC head) and says so once on stderr; it switches back once
+    the delay is under one window again. Each window's delay is logged at INFO (``-v``)."""
 
     def __init__(self, options: ResolvedOptions, ctc_head: bool, began: float | None = None) -> None:
         self.normal = options.decode

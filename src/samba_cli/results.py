@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,11 @@ class Segment:
     words: tuple[Word, ...] = ()  # empty when word timestamps are off
     avg_logprob: float = 0.0  # mean token log-probability of the hypothesis
     no_speech_prob: float = 0.0  # share of blank frames in the segment's CTC posteriors
+
+
+def transcript_text(segments: Iterable[Segment]) -> str:
+    """The transcript of ``segments`` as one line of text (the json format's ``text``)."""
+    return " ".join(segment.text for segment in segments if segment.text)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol, TextIO
 
 from samba_cli.atomic import write_atomically
 from samba_cli.cues import Cue, CueOptions, CueStream, build_cues, to_milliseconds
-from samba_cli.results import Segment, TranscriptionInfo
+from samba_cli.results import Segment, TranscriptionInfo, transcript_text
 
 JSON_SCHEMA_VERSION = 1  # bump when a JSON field changes meaning or goes away
 LANGUAGE = "en"  # Samba-ASR models transcribe English only
@@ -171,7 +171,7 @@ class JsonWriter:
             "duration": _seconds(info.duration),
             "language": LANGUAGE,
             "options": info.options,
-            "text": " ".join(segment.text for segment in segments if segment.text),
+            "text": transcript_text(segments),
             "segments": [_json_segment(segment) for segment in segments],
         }
         json.dump(document, stream, ensure_ascii=False, indent=2, allow_nan=False)

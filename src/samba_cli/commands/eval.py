@@ -22,6 +22,7 @@ from samba_cli.commands.options import (
 )
 from samba_cli.errors import BackendError, SambaError, original_message
 from samba_cli.options import TranscribeOptions, resolve_decode
+from samba_cli.results import transcript_text
 from samba_cli.train.data import Utterance, read_manifest
 from samba_cli.train.evaluate import LONG_FORM_SECONDS, evaluate
 
@@ -84,7 +85,7 @@ def eval_command(
 
     def long_form(utterance: Utterance) -> str:
         segments, _ = transcriber.transcribe(str(utterance.audio), windowed_options)
-        return " ".join(segment.text for segment in segments)
+        return transcript_text(segments)
 
     try:
         result = evaluate(

@@ -251,14 +251,13 @@ def evaluate(
     steppers = StepperFactory(model, decoder_frames(model, longest), options.cuda_graphs)
     hypotheses: dict[int, str] = {}
     start = time.perf_counter()
-    if whole:
-        short = [utterances[i] for i in whole]
-        for batch in batches_in_order(short, tokenizer, model.config.n_mels, max_batch_seconds, workers):
-            ids = decode_batch(model, batch.to(device), options, steppers, tokenizer.pieces)
-            for index, tokens in zip(batch.indices, ids, strict=True):
-                hypotheses[whole[index]] = tokenizer.decode(tokens)
-            if on_batch is not None:
-                on_batch(len(batch))
+    short = [utterances[i] for i in whole]
+    for batch in batches_in_order(short, tokenizer, model.config.n_mels, max_batch_seconds, workers):
+        ids = decode_batch(model, batch.to(device), options, steppers, tokenizer.pieces)
+        for index, tokens in zip(batch.indices, ids, strict=True):
+            hypotheses[whole[index]] = tokenizer.decode(tokens)
+        if on_batch is not None:
+            on_batch(len(batch))
     for index in sorted(windowed):
         hypotheses[index] = long_form(utterances[index])
         if on_batch is not None:
