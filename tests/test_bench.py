@@ -176,3 +176,18 @@ def test_paired_bootstrap_finds_a_clear_gain_and_no_gain_in_equal_reports():
     assert gain.wer_b < gain.wer_a and gain.high < 0 and gain.b_better == 8
     with pytest.raises(ValueError, match="different clips"):
         compare(a, report([1, 2]))
+
+
+def test_gpu_run_script_fails_when_a_step_fails(tmp_path):
+    """benchmarks/gpu/run.sh exits 1 and names the steps that failed (here: an unknown one), so that a device run
+    whose steps failed does not read as a success."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {"PATH": "/usr/bin:/bin", "DEVICE": "cpu", "OUT": str(tmp_path / "out")}
+    run = subprocess.run(
+        ["bash", "benchmarks/gpu/run.sh", "nosuch"], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 1 and "failed steps: nosuch" in run.stdout
+    assert (tmp_path / "out" / "run.log").is_file()

@@ -35,8 +35,11 @@ step() {  # step SECONDS NAME COMMAND...
   local start=$SECONDS
   echo "== $name (limit ${limit}s)"
   timeout "$limit" "$@"
-  echo "== $name: exit $? after $((SECONDS - start)) s"
+  local rc=$?
+  echo "== $name: exit $rc after $((SECONDS - start)) s"
+  [ "$rc" -eq 0 ] || failed+=("$name")
 }
+failed=()
 # Triton compiles the Mamba-2 kernels in every new process (the first run, 2026-12-04, spent most of its 15 minutes
 # there: pytest -m cuda alone took 160 s); each pipeline process warms up before it times.
 for name in "${@:-pipeline e2e}"; do
@@ -53,8 +56,11 @@ for name in "${@:-pipeline e2e}"; do
       bench) step 200 bench python3 -m benchmarks.size_matched --device cuda --presets small --minutes 10,60 \
           --encoder-seconds 3600 --step-batches 64 --budget-minutes 3 --out "$OUT/bench" ;;
       gpu_check) step 150 gpu_check python3 benchmarks/gpu_check.py ;;
-      *) echo "unknown step $one (pipeline, e2e, bench, gpu_check)" ;;
+      *) echo "unknown step $one (pipeline, e2e, bench, gpu_check)"; failed+=("$one") ;;
     esac
   done
 done
-ls -la "$OUT" "$OUT/bench" 2>/dev/null
+ls -la "$OUT"
+[ -d "$OUT/bench" ] && ls -la "$OUT/bench"
+# exit status: 0 when every step finished, 1 when any failed or ran out of time (named here)
+[ ${#failed[@]} -eq 0 ] || { echo "failed steps: ${failed[*]}"; exit 1; }
