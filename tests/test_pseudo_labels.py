@@ -139,6 +139,9 @@ def test_a_run_stopped_midway_goes_on_where_it_stopped(tmp_path, fake_teacher):
     assert recipe.main([str(manifest), "--out", str(out), "--teacher-python", "python"]) == 0
     assert len(fake_teacher.calls) == len(lines) - 3
     assert len(out.read_text().splitlines()) == 3
+    fake_teacher.calls.clear()
+    assert recipe.main([str(manifest), "--out", str(out), "--teacher-python", "python"]) == 0
+    assert fake_teacher.calls == []  # every reply of the second run was kept whole
 
 
 def test_bad_input_fails_in_one_line_and_leaves_the_old_manifest(tmp_path, fake_teacher, capsys):

@@ -133,6 +133,8 @@ def decode_all(rows: list[dict], cache: Path, args: argparse.Namespace) -> dict[
     started = time.perf_counter()
     try:
         with cache.open("a", encoding="utf-8") as sink:
+            if sink.tell() and not cache.read_bytes().endswith(b"\n"):
+                sink.write("\n")  # a line cut off by a stopped run stays alone on its line
             for done, row in enumerate(todo, 1):
                 reply = teacher(Path(row["audio"]))
                 if "error" in reply:
