@@ -207,10 +207,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tokenizer", type=Path, default=BUNDLED_TOKENIZER, help="sentencepiece model the labels must fit"
     )
-    parser.add_argument("--min-avg-logprob", type=float, default=-0.5)
-    parser.add_argument("--max-no-speech", type=float, default=0.5)
-    parser.add_argument("--max-compression", type=float, default=2.4)
-    parser.add_argument("--max-words-per-second", type=float, default=5.0)
+    keep = "a label is kept only with"
+    parser.add_argument(
+        "--min-avg-logprob",
+        type=float,
+        default=-0.5,
+        help=f"{keep} this average token log-probability or more",
+    )
+    parser.add_argument(
+        "--max-no-speech", type=float, default=0.5, help=f"{keep} this no-speech probability or less"
+    )
+    parser.add_argument(
+        "--max-compression", type=float, default=2.4, help=f"{keep} this compression ratio or less"
+    )
+    parser.add_argument(
+        "--max-words-per-second", type=float, default=5.0, help=f"{keep} this many words per second or fewer"
+    )
     args = parser.parse_args(argv)
     limits = Thresholds(
         args.min_avg_logprob, args.max_no_speech, args.max_compression, args.max_words_per_second
